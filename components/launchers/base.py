@@ -1,0 +1,18 @@
+"""What every launcher backend provides."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from components.train import TrainSpec
+
+__all__ = ["Launcher"]
+
+
+class Launcher(Protocol):
+    """Runs one training job to its end."""
+
+    def launch(self, spec: TrainSpec) -> None:
+        """Blocks until the job ends; raises components.errors.JobFailed with the job's own
+        error when it fails, and releases everything it started (processes, pods, GPUs) on any
+        exit, including SIGTERM."""

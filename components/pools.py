@@ -1,0 +1,76 @@
+"""The node-pool catalog (k8s/node-pools.yaml): GPU memory classes the planner and Kueue share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from components.errors import UserError
+
+__all__ = ["GPU_MEMORY_LABEL", "Pool", "default_pools_path", "load_pools"]
+
+GPU_MEMORY_LABEL = "nvidia.com/gpu.memory"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pool:
+    """One GPU node pool."""
+
+    name: str
+    """Pool name, also used in object names."""
+    gpu_product: str
+    """nvidia.com/gpu.product as GPU Feature Discovery reports it."""
+    gpu_memory_mib: int
+    """nvidia.com/gpu.memory as GFD reports it (MiB, an integer)."""
+    gpus_per_node: int
+    """GPUs on one node."""
+    max_nodes: int
+    """Most nodes the pool scales to."""
+    flavor: str
+    """Kueue ResourceFlavor name of this memory class."""
+    hourly_price: float | None = None
+    """Optional price of one node-hour, for the cost column of `kfp-yolo plan`."""
+    tolerations: tuple[dict, ...] = field(default_factory=tuple)
+    """Tolerations a pod needs to land on the pool's tainted nodes."""
+
+
+def default_pools_path() -> Path:
+    """k8s/node-pools.yaml beside the package (the repository and the image both have it)."""
+    return Path(__file__).resolve().parents[1] / "k8s" / "node-pools.yaml"
+
+
+_FIELDS = {name for name in Pool.__dataclass_fields__}
+
+
+def load_pools(path: str | Path | None = None) -> list[Pool]:
+    """Reads the catalog, smallest GPU memory first; a malformed entry is a UserError."""
+    path = Path(path) if path else default_pools_path()
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the node-pool catalog ({exc.strerror}).") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: the node-pool catalog is not valid YAML ({exc}).") from None
+    entries = data.get("pools") if isinstance(data, dict) else None
+    if not entries:
+        raise UserError(f"{path}: no 'pools:' list; add at least one pool.")
+    pools = []
+    for index, entry in enumerate(entries):
+        unknown = set(entry) - _FIELDS
+        if unknown:
+            raise UserError(f"{path}: pool #{index + 1} has unknown key(s) {sorted(unknown)}; "
+                            f"known keys are {sorted(_FIELDS)}.")
+        try:
+            pool = Pool(**{**entry, "tolerations": tuple(entry.get("tolerations") or ())})
+        except TypeError as exc:
+            raise UserError(f"{path}: pool #{index + 1} is incomplete ({exc}).") from None
+        if not isinstance(pool.gpu_memory_mib, int) or pool.gpu_memory_mib <= 0:
+            raise UserError(f"{path}: pool {pool.name!r} gpu_memory_mib must be a positive "
+                            f"integer in MiB, got {pool.gpu_memory_mib!r}.")
+        pools.append(pool)
+    names = [p.name for p in pools]
+    if len(set(names)) != len(names):
+        raise UserError(f"{path}: pool names must be unique, got {names}.")
+    return sorted(pools, key=lambda p: p.gpu_memory_mib)

@@ -1,0 +1,70 @@
+"""train: run training through a launcher backend and return the best weights.
+
+The KFP step knows nothing of torchrun or Kubernetes: it builds a TrainSpec and hands it to
+the launcher named by the config (`local` or `pytorchjob`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+
+__all__ = ["TrainSpec", "get_launcher", "train_component"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainSpec:
+    """Everything every training process needs; serialised to JSON into the worker's argv."""
+
+    run_id: str
+    """Names the run; a restarted job with the same run id resumes from its checkpoint."""
+    dataset_uri: str
+    """Folder (path or object-store prefix) holding the prepared data.yaml, images/ and labels/."""
+    model: str
+    """Model YAML (from scratch) or .pt checkpoint."""
+    imgsz: int
+    epochs: int
+    batch: int
+    """Global batch over all processes."""
+    precision: str
+    """amp | fp32 | bf16 (CUDA only; CPU always trains in fp32)."""
+    optimizer: str
+    lr0: float
+    seed: int
+    workers: int
+    nodes: int
+    procs_per_node: int
+    checkpoint_uri: str
+    """Checkpoints go to checkpoint_uri/run_id/ every epoch."""
+    output_uri: str
+    """best.pt, last.pt and results.csv are uploaded here at the end."""
+    device: str = "auto"
+    """auto (cuda when there is one), cpu or cuda."""
+    init_timeout_s: int = 300
+    """Seconds a rendezvous or process-group init may take before failing."""
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.procs_per_node
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainSpec:
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def get_launcher(name: str, **settings):
+    """The launcher backend for `launcher=name` (imported lazily: kubernetes is not needed locally)."""
+    if name == "local":
+        from components.launchers.local import LocalLauncher
+
+        return LocalLauncher(**settings)
+    if name == "pytorchjob":
+        from components.launchers.pytorchjob import PyTorchJobLauncher
+
+        return PyTorchJobLauncher(**settings)
+    raise ValueError(f"unknown launcher {name!r}; use local or pytorchjob")

@@ -1,0 +1,194 @@
+"""One typed config: the pipeline's parameters, a config file and `--set KEY=VALUE` share its keys.
+
+Validated once at the edge (CLI, file, UI parameters) and passed down as a frozen value.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from components.errors import UserError
+
+__all__ = ["RunConfig", "load_config", "parse_overrides", "parameter_specs"]
+
+Precision = Literal["amp", "fp32", "bf16"]
+Optimizer = Literal["auto", "SGD", "Adam", "AdamW"]
+Launcher = Literal["local", "pytorchjob"]
+TrtPrecision = Literal["fp16", "int8", "fp32"]
+
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
+
+
+class RunConfig(BaseModel):
+    """Everything one training run needs; each field is a pipeline parameter of the same name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    name: str = Field("demo", description="Run name: lower-case letters, digits and '-'; "
+                      "names the model in the registry and the PyTorchJob.")
+    dataset_uri: str = Field("synthetic://shapes", description="YOLO dataset: s3://bucket/prefix, "
+                             "minio://bucket/prefix, file:///path, a path, or synthetic://shapes.")
+    model: str = Field("yolov5n.yaml", description="Ultralytics model YAML (e.g. yolov5l.yaml, "
+                       "trained from scratch) or a .pt checkpoint path or URI.")
+    imgsz: int = Field(128, ge=32, le=4096, description="Training and export image size in pixels "
+                       "(a multiple of 32).")
+    epochs: int = Field(20, ge=1, le=10000, description="Training epochs.")
+    batch: int = Field(16, ge=0, description="Global batch size over all GPUs/processes; 0 = the "
+                       "largest that fits the chosen GPU pool (from the memory planner).")
+    precision: Precision = Field("amp", description="amp (fp16 autocast + GradScaler), fp32 or bf16; "
+                                 "on a CPU training runs in fp32 whatever is set.")
+    optimizer: Optimizer = Field("auto", description="SGD, Adam, AdamW, or auto (ultralytics' "
+                                 "choice by run length).")
+    lr0: float = Field(0.01, gt=0, le=1, description="Initial learning rate (ignored by auto).")
+    seed: int = Field(0, ge=0, description="Seed for the split and training.")
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="Share of images held out for "
+                                "validation when the dataset has no val split.")
+    workers: int = Field(2, ge=0, le=64, description="Dataloader workers per training process.")
+    nodes: int = Field(1, ge=1, le=1024, description="Training nodes (PyTorchJob Master + Workers; "
+                       "locally, torchrun node groups on loopback).")
+    procs_per_node: int = Field(1, ge=1, le=64, description="GPUs per node on a cluster; "
+                                "processes per node locally.")
+    launcher: Launcher = Field("local", description="local (torchrun on this machine) or "
+                               "pytorchjob (a Kubeflow PyTorchJob).")
+    min_map50_95: float = Field(0.5, ge=0, le=1, description="Quality gate: export and publish "
+                                "only when validation mAP50-95 reaches this.")
+    onnx_opset: int = Field(17, ge=11, le=22, description="ONNX opset for export.")
+    onnx_dynamic: bool = Field(True, description="Export ONNX with a dynamic batch axis.")
+    onnx_tolerance: float = Field(1e-2, gt=0, description="Largest allowed max |onnx - torch| of "
+                                  "the raw outputs; export fails above it.")
+    trt_precision: TrtPrecision = Field("fp16", description="TensorRT engine precision.")
+    checkpoint_uri: str = Field("", description="Where every epoch's checkpoint goes (s3://, "
+                                "minio://, a path); empty = under the run's work folder.")
+    registry_uri: str = Field("", description="Model registry root (s3://, minio://, a path); "
+                              "empty = do not publish.")
+    image: str = Field("ghcr.io/kfp-yolo/kfp-yolo:0.1.0", description="Container image of every "
+                       "step and training pod.")
+    namespace: str = Field("kubeflow-user", description="Namespace of the training job.")
+    queue: str = Field("", description="Kueue LocalQueue name for the training job; empty = none.")
+    storage_secret: str = Field("kfp-yolo-storage", description="Name of the Kubernetes Secret "
+                                "with AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY.")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_dns_label(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("must be 1-40 lower-case letters, digits or '-', starting and ending "
+                             "with a letter or digit")
+        return value
+
+    @field_validator("imgsz")
+    @classmethod
+    def _imgsz_multiple_of_32(cls, value: int) -> int:
+        if value % 32:
+            raise ValueError(f"must be a multiple of 32 (the model's largest stride); try "
+                             f"{max(32, round(value / 32) * 32)}")
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _model_is_yaml_or_pt(cls, value: str) -> str:
+        if not value.endswith((".yaml", ".yml", ".pt")):
+            raise ValueError("must be a model YAML such as yolov5l.yaml or a .pt checkpoint")
+        return value
+
+    @model_validator(mode="after")
+    def _batch_divides(self) -> RunConfig:
+        world = self.nodes * self.procs_per_node
+        if self.batch and self.batch % world:
+            raise ValueError(f"batch {self.batch} is not divisible by nodes x procs_per_node = "
+                             f"{world}; use a multiple of {world}")
+        return self
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.procs_per_node
+
+
+def parameter_specs() -> list[tuple[str, type, Any, str]]:
+    """(name, python type, default, description) of every pipeline parameter, in order."""
+    specs = []
+    for name, field in RunConfig.model_fields.items():
+        py_type = {bool: bool, int: int, float: float}.get(field.annotation, str)
+        specs.append((name, py_type, field.default, field.description or ""))
+    return specs
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "config"
+    if first["type"] == "extra_forbidden":
+        known = ", ".join(RunConfig.model_fields)
+        return f"{source}: unknown key {key!r}; known keys are: {known}."
+    value = first.get("input")
+    message = first["msg"].removeprefix("Value error, ")
+    if first["loc"]:
+        return f"{source}: {key}={value!r} is invalid: {message}."
+    return f"{source}: {message}."
+
+
+def _coerce(raw: str) -> Any:
+    """A --set value in YAML's scalar syntax: 16 -> int, 0.5 -> float, true -> bool."""
+    try:
+        return yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        return raw
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Turns ['epochs=3', 'model=yolov5s.yaml'] into a dict; a malformed item is a UserError."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {item!r} is not KEY=VALUE; write for example --set epochs=3.")
+        overrides[key.strip()] = _coerce(raw.strip())
+    return overrides
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Reads a YAML config file (optional) and applies --set overrides; errors are UserErrors."""
+    values: dict[str, Any] = {}
+    source = "built-in defaults"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise UserError(f"{path}: cannot read the config file ({exc.strerror}).") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise UserError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)}); "
+                            "fix the syntax.") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise UserError(f"{path}: a config file must be a mapping of KEY: VALUE, "
+                            f"got {type(loaded).__name__}.")
+        values.update(loaded)
+    set_values = parse_overrides(overrides or [])
+    values.update(set_values)
+    try:
+        return RunConfig(**values)
+    except ValidationError as err:
+        first_key = str(err.errors()[0]["loc"][0]) if err.errors()[0]["loc"] else ""
+        where = "--set" if first_key in set_values else source
+        if where == source and path is not None and first_key:
+            where = _locate_key(Path(path), first_key)
+        raise UserError(_format_error(err, where)) from None
+
+
+def _locate_key(path: Path, key: str) -> str:
+    """'file:LINE' of a top-level key in a YAML file, or just the file when it is not found."""
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if re.match(rf"^{re.escape(key)}\s*:", line):
+            return f"{path}:{number}"
+    return str(path)
