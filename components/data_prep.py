@@ -1,9 +1,8 @@
 """prepare_dataset: fetch a YOLO dataset, validate it, split it, describe it.
 
-Pure logic first; the KFP component wrapper is at the bottom.
+Pure logic first; the KFP component wrapper is at the bottom. (No `from __future__ import
+annotations` in component modules: KFP reads the annotations of component functions.)
 """
-
-from __future__ import annotations
 
 import hashlib
 import json
@@ -14,6 +13,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import yaml
+from kfp.dsl import Dataset, Markdown, Output
 
 from components.errors import UserError
 
@@ -152,8 +152,8 @@ def prepare_dataset_component(
     dataset_uri: str,
     seed: int,
     val_fraction: float,
-    dataset: Output[Dataset],  # noqa: F821 - KFP's executor provides the dsl names
-    report: Output[Markdown],  # noqa: F821
+    dataset: Output[Dataset],
+    report: Output[Markdown],
 ) -> str:
     """KFP step: prepares the dataset into the Dataset artifact; returns its content hash."""
     from components.data_prep import prepare_dataset, render_report
