@@ -1,21 +1,74 @@
 """Storage: s3://, minio://, file:// and plain paths behind one small API.
 
-(Local paths only so far; the object-store side comes with the dataset issue.)
+Object stores go through the minio SDK. The endpoint and credentials are what a Kubernetes Secret
+provides (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); `settings_from_env` is the
+only reader of those variables, and nothing here logs the secret or puts it in a message.
+
+Visibility of writes:
+- One object: an S3 PUT (multipart included) is atomic, a reader sees the old object or the whole
+  new one, so single objects are written in place. Local files are written under a temporary name
+  and renamed.
+- A prefix (a folder): every object is written first, then `_manifest.json` last, listing the
+  objects and their sizes. `download` of a prefix that has a manifest fetches exactly what it
+  lists, so a reader never sees a half-written upload; without a manifest (data copied there by
+  other tools) it fetches whatever the prefix holds. Re-uploading onto the same prefix is not
+  atomic: publish versions to fresh prefixes and move a small pointer object last.
+
+Transfers run on a thread pool (S3 latency, not CPU, bounds many small objects), retry transient
+failures with exponential backoff, and never wait on a dead endpoint for more than a few seconds.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import random
 import shutil
+import sys
+import threading
+import time
 import uuid
-from pathlib import Path
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlparse
 
 from components.errors import UserError
 
-__all__ = ["download", "is_remote", "local_path", "upload"]
+if TYPE_CHECKING:
+    from minio import Minio
+
+__all__ = [
+    "MANIFEST_NAME", "S3Settings", "download", "exists", "is_remote", "list_prefix", "local_path",
+    "read_bytes", "settings_from_env", "upload", "write_bytes",
+]
+
+log = logging.getLogger(__name__)
 
 REMOTE_SCHEMES = {"s3", "minio"}
+MANIFEST_NAME = "_manifest.json"
+WORKERS = 16
+"""Concurrent transfers for a prefix; the connection pool holds as many connections."""
+CONNECT_TIMEOUT_S = 3.0
+READ_TIMEOUT_S = 60.0
+ATTEMPTS = 4
+"""Tries of one transfer on a transient error (5xx, SlowDown, a connection dropped mid-body)."""
+BACKOFF_S = 0.25
+_CHUNK = 1 << 20
+_AWS_ENDPOINT = "https://s3.amazonaws.com"
+_TRANSIENT_CODES = {"SlowDown", "InternalError", "RequestTimeout", "ServiceUnavailable",
+                    "OperationAborted", "ServerBusy"}
+_CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidSignature",
+                     "AuthorizationHeaderMalformed", "MissingSecurityHeader"}
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------------------------------- URIs
 
 
 def is_remote(uri: str) -> bool:
@@ -28,30 +81,405 @@ def local_path(uri: str) -> Path:
     parsed = urlparse(uri)
     if parsed.scheme == "file":
         return Path(parsed.path)
-    if parsed.scheme == "":
-        return Path(uri)
+    if parsed.scheme == "" or (len(parsed.scheme) == 1 and uri[1:3] in (":\\", ":/")):
+        return Path(uri)  # a plain path (a Windows drive letter parses as a scheme)
     raise UserError(f"{uri!r}: unknown URI scheme {parsed.scheme!r}; use s3://, minio://, "
                     "file:// or a path.")
 
 
-def download(uri: str, dest: str | Path) -> Path:
-    """Copies the object or prefix at uri to dest (a file or a folder); returns dest."""
+def _split_remote(uri: str) -> tuple[str, str]:
+    """(bucket, key) of s3://bucket/key; the key may be empty or end with '/'."""
+    parsed = urlparse(uri)
+    if parsed.scheme not in REMOTE_SCHEMES:
+        local_path(uri)  # raises the unknown-scheme error
+        raise AssertionError(f"not a remote URI: {uri}")
+    bucket, key = parsed.netloc, parsed.path.lstrip("/")
+    if not bucket:
+        raise UserError(f"{uri!r} has no bucket; write {parsed.scheme}://BUCKET/PREFIX.")
+    return bucket, key
+
+
+# ------------------------------------------------------------------------------ settings, client
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """Where the object store is and who we are; the secret never appears in repr()."""
+
+    endpoint: str | None
+    """URL such as http://minio.kubeflow:9000; None = AWS S3."""
+    access_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
+    region: str | None = None
+    """None = ask the server once per bucket."""
+    ca_file: str | None = None
+    """CA bundle for https endpoints; None = certifi's."""
+
+
+def settings_from_env(environ: Mapping[str, str] | None = None) -> S3Settings:
+    """Reads AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and AWS_REGION)."""
+    env = os.environ if environ is None else environ
+    access, secret = env.get("AWS_ACCESS_KEY_ID") or None, env.get("AWS_SECRET_ACCESS_KEY") or None
+    if bool(access) != bool(secret):
+        missing = "AWS_SECRET_ACCESS_KEY" if access else "AWS_ACCESS_KEY_ID"
+        raise UserError(f"{missing} is not set while its partner is; set both or neither.")
+    return S3Settings(
+        endpoint=env.get("AWS_ENDPOINT_URL") or None, access_key=access, secret_key=secret,
+        region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+        ca_file=env.get("SSL_CERT_FILE") or None)
+
+
+def _endpoint(settings: S3Settings, scheme: str) -> str:
+    if settings.endpoint:
+        return settings.endpoint
+    if scheme == "minio":
+        raise UserError("minio:// needs AWS_ENDPOINT_URL, e.g. http://minio-service.kubeflow:9000; "
+                        "set it (a Kubernetes Secret usually provides it).")
+    return _AWS_ENDPOINT
+
+
+@lru_cache(maxsize=8)
+def _client(settings: S3Settings, endpoint: str) -> Minio:
+    """One client (thread-safe, pooled connections) per settings."""
+    import certifi
+    import urllib3
+    from minio import Minio
+
+    parsed = urlparse(endpoint)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.path not in ("", "/"):
+        raise UserError(f"AWS_ENDPOINT_URL {endpoint!r} is not an endpoint URL; write "
+                        "http(s)://HOST[:PORT] with no path.")
+    http = urllib3.PoolManager(
+        # Bounded: a dead endpoint fails in seconds instead of minio's 5-minute default.
+        timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S),
+        maxsize=WORKERS * 2,
+        cert_reqs="CERT_REQUIRED",
+        ca_certs=settings.ca_file or certifi.where(),
+        retries=urllib3.Retry(total=3, connect=2, read=2, backoff_factor=BACKOFF_S,
+                              status_forcelist=[500, 502, 503, 504]),
+    )
+    return Minio(parsed.netloc, access_key=settings.access_key, secret_key=settings.secret_key,
+                 secure=parsed.scheme == "https", region=settings.region, http_client=http)
+
+
+# ---------------------------------------------------------------------------- errors and retries
+
+
+def _is_transient(exc: BaseException) -> bool:
+    from minio.error import S3Error, ServerError
+    from urllib3.exceptions import ProtocolError, ReadTimeoutError
+
+    if isinstance(exc, S3Error):
+        return exc.code in _TRANSIENT_CODES
+    if isinstance(exc, ServerError):
+        return exc.status_code >= 500
+    # A body cut off mid-stream: urllib3 does not retry reads of a streamed response.
+    return isinstance(exc, ProtocolError | ReadTimeoutError | ConnectionResetError)
+
+
+def _retry(operation: Callable[[], T], what: str) -> T:
+    """Runs operation, retrying transient failures with exponential backoff and jitter."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return operation()
+        except Exception as exc:
+            if attempt == ATTEMPTS or not _is_transient(exc):
+                raise
+            delay = BACKOFF_S * 2 ** (attempt - 1) * (0.5 + random.random())
+            log.info("%s: %s; retry %d/%d in %.1f s", what, type(exc).__name__, attempt,
+                     ATTEMPTS - 1, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _user_error(exc: BaseException, uri: str, endpoint: str) -> UserError | None:
+    """One sentence for a storage failure, or None when exc is not a storage failure."""
+    from minio.error import InvalidResponseError, S3Error, ServerError
+    from urllib3.exceptions import HTTPError, MaxRetryError, NewConnectionError
+
+    bucket = urlparse(uri).netloc
+    if isinstance(exc, S3Error):
+        if exc.code == "NoSuchBucket":
+            return UserError(f"{uri}: bucket {bucket!r} does not exist at {endpoint}; create it "
+                             "or fix the URI.")
+        if exc.code in _CREDENTIAL_CODES:
+            return UserError(f"{uri}: {endpoint} refused the credentials ({exc.code}); check "
+                             "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.")
+        if exc.code == "AccessDenied":
+            return UserError(f"{uri}: access denied at {endpoint}; give these credentials read "
+                             "and write rights on the bucket.")
+        if exc.code in ("NoSuchKey", "NoSuchObject"):
+            return UserError(f"{uri} does not exist at {endpoint}.")
+        return UserError(f"{uri}: {endpoint} answered {exc.code}: {exc.message}")
+    if isinstance(exc, MaxRetryError):
+        reason = exc.reason
+        if isinstance(reason, NewConnectionError) or "connect" in type(reason).__name__.lower():
+            return UserError(f"cannot reach the S3 endpoint {endpoint} for {uri} (connection "
+                             "failed); check AWS_ENDPOINT_URL and that the server is up.")
+        return UserError(f"{uri}: {endpoint} kept failing ({type(reason).__name__}); try again "
+                         "later or check the server.")
+    if isinstance(exc, ServerError | InvalidResponseError):
+        return UserError(f"{uri}: {endpoint} failed ({exc}); try again later or check the server.")
+    if isinstance(exc, HTTPError):
+        return UserError(f"{uri}: talking to {endpoint} failed ({type(exc).__name__}); check "
+                         "AWS_ENDPOINT_URL and the network.")
+    return None
+
+
+@contextmanager
+def _translated(uri: str, endpoint: str) -> Iterator[None]:
+    """Turns minio/urllib3 exceptions into one-sentence UserErrors."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as exc:
+        error = _user_error(exc, uri, endpoint)
+        if error is None:
+            raise
+        raise error from exc
+
+
+@dataclass
+class _Remote:
+    """A parsed remote URI with its client, so each public function opens one."""
+
+    uri: str
+    bucket: str
+    key: str
+    endpoint: str
+    client: Minio
+
+    @classmethod
+    def open(cls, uri: str, settings: S3Settings | None) -> _Remote:
+        bucket, key = _split_remote(uri)
+        settings = settings_from_env() if settings is None else settings
+        endpoint = _endpoint(settings, urlparse(uri).scheme)
+        return cls(uri, bucket, key, endpoint, _client(settings, endpoint))
+
+    def errors(self) -> AbstractContextManager[None]:
+        return _translated(self.uri, self.endpoint)
+
+    def objects(self, prefix: str) -> dict[str, int]:
+        """{key: size} under prefix (keys ending in '/' are folder markers, skipped)."""
+        listing = self.client.list_objects(self.bucket, prefix=prefix, recursive=True)
+        return {o.object_name: o.size for o in listing if not o.object_name.endswith("/")}
+
+    def stat_size(self, key: str) -> int | None:
+        """The object's size, or None when no object has that key."""
+        from minio.error import S3Error
+
+        try:
+            return _retry(lambda: self.client.stat_object(self.bucket, key), key).size
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
+                return None
+            raise
+
+    def missing(self) -> UserError:
+        """The error for 'nothing at this URI', telling a missing bucket apart."""
+        if not self.client.bucket_exists(self.bucket):
+            return UserError(f"{self.uri}: bucket {self.bucket!r} does not exist at "
+                             f"{self.endpoint}; create it or fix the URI.")
+        return UserError(f"{self.uri} does not exist at {self.endpoint}; check the URI.")
+
+
+# ------------------------------------------------------------------------------------ progress
+
+
+class _Progress:
+    """A one-line progress display on stderr, only when a person is watching (a TTY)."""
+
+    def __init__(self, label: str, files: int, total_bytes: int, enabled: bool | None) -> None:
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.label, self.files, self.total = label, files, total_bytes
+        self.done_files = self.done_bytes = 0
+        self._lock = threading.Lock()
+        self._shown = 0.0
+
+    def advance(self, nbytes: int) -> None:
+        with self._lock:
+            self.done_files += 1
+            self.done_bytes += nbytes
+            now = time.monotonic()
+            if self.enabled and (now - self._shown > 0.2 or self.done_files == self.files):
+                self._shown = now
+                sys.stderr.write(f"\r{self.label}: {self.done_files}/{self.files} files, "
+                                 f"{self.done_bytes / 1e6:.1f}/{self.total / 1e6:.1f} MB")
+                if self.done_files == self.files:
+                    sys.stderr.write("\n")
+                sys.stderr.flush()
+
+
+def _parallel(jobs: list[Callable[[], int]], progress: _Progress, workers: int) -> None:
+    """Runs jobs (each returns bytes moved) on a thread pool; the first failure cancels the rest."""
+    if not jobs:
+        return
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs)))) as pool:
+        futures = [pool.submit(job) for job in jobs]
+        try:
+            for future in futures:
+                progress.advance(future.result())
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+# ------------------------------------------------------------------------------------ transfers
+
+
+def _safe_relative(name: str, uri: str) -> PurePosixPath:
+    relative = PurePosixPath(name.lstrip("/"))
+    if not relative.parts or ".." in relative.parts:
+        raise UserError(f"{uri}: object {name!r} would be written outside the destination; "
+                        "rename it.")
+    return relative
+
+
+def _get_file(remote: _Remote, key: str, dest: Path) -> int:
+    """Streams one object into dest through a temporary file; returns its size."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
+
+    def attempt() -> int:
+        response = remote.client.get_object(remote.bucket, key)
+        try:
+            with open(partial, "wb") as handle:
+                for chunk in response.stream(_CHUNK):
+                    handle.write(chunk)
+        finally:
+            response.close()
+            response.release_conn()
+        return partial.stat().st_size
+
+    try:
+        size = _retry(attempt, key)
+        os.replace(partial, dest)
+        return size
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _put_file(remote: _Remote, source: Path, key: str) -> int:
+    _retry(lambda: remote.client.fput_object(remote.bucket, key, str(source)), key)
+    return source.stat().st_size
+
+
+def download(uri: str, dest: str | Path, *, settings: S3Settings | None = None,
+             workers: int = WORKERS, progress: bool | None = None) -> Path:
+    """Copies the object or prefix at uri to dest (a file or a folder); returns dest.
+
+    Args:
+        uri: s3://, minio://, file:// or a path; a prefix is fetched whole, in parallel.
+        dest: the file to write (for an object) or the folder to fill (for a prefix).
+        settings: endpoint and credentials; None = `settings_from_env()`.
+        workers: concurrent transfers.
+        progress: show a progress line; None = when stderr is a terminal.
+    """
     dest = Path(dest)
-    source = local_path(uri)
-    if source.is_dir():
-        shutil.copytree(source, dest, dirs_exist_ok=True)
-    elif source.is_file():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, dest)
-    else:
-        raise UserError(f"{uri!r} does not exist.")
+    if not is_remote(uri):
+        source = local_path(uri)
+        if source.is_dir():
+            shutil.copytree(source, dest, dirs_exist_ok=True)
+        elif source.is_file():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest)
+        else:
+            raise UserError(f"{uri!r} does not exist.")
+        return dest
+    remote = _Remote.open(uri, settings)
+    with remote.errors():
+        if remote.key and not remote.key.endswith("/"):
+            size = remote.stat_size(remote.key)
+            if size is not None:
+                target = dest / PurePosixPath(remote.key).name if dest.is_dir() else dest
+                _parallel([lambda: _get_file(remote, remote.key, target)],
+                          _Progress(f"download {uri}", 1, size, progress), 1)
+                return target
+        prefix = remote.key.rstrip("/") + "/" if remote.key else ""
+        objects = _retry(lambda: remote.objects(prefix), uri)
+        objects = _follow_manifest(remote, prefix, objects)
+        if not objects:
+            raise remote.missing()
+        jobs = [(key, dest / _safe_relative(key[len(prefix):], uri)) for key in sorted(objects)]
+        dest.mkdir(parents=True, exist_ok=True)
+        _parallel([lambda k=key, d=target: _get_file(remote, k, d) for key, target in jobs],
+                  _Progress(f"download {uri}", len(jobs), sum(objects.values()), progress),
+                  workers)
+    log.info("downloaded %d objects (%.1f MB) from %s", len(jobs), sum(objects.values()) / 1e6,
+             uri)
     return dest
 
 
-def upload(source: str | Path, uri: str) -> str:
-    """Copies a file or folder to uri, never half-visible: written under a new name, then moved."""
+def _follow_manifest(remote: _Remote, prefix: str, objects: dict[str, int]) -> dict[str, int]:
+    """The objects a prefix's manifest lists, when it has one; else all of them."""
+    manifest_key = prefix + MANIFEST_NAME
+    if manifest_key not in objects:
+        return objects
+    listed = json.loads(_read_object(remote, manifest_key))["objects"]
+    chosen = {prefix + name: size for name, size in listed.items()}
+    absent = sorted(k for k in chosen if objects.get(k) != chosen[k])
+    if absent:
+        raise UserError(f"{remote.uri}: {absent[0][len(prefix):]!r} is listed in {MANIFEST_NAME} "
+                        "but missing or of another size; the prefix was changed after upload, "
+                        "upload it again.")
+    extra = len(objects) - len(chosen) - 1
+    if extra:
+        log.warning("%s: %d objects are not in its %s (added after the upload?); ignored.",
+                    remote.uri, extra, MANIFEST_NAME)
+    return chosen
+
+
+def _read_object(remote: _Remote, key: str) -> bytes:
+    def attempt() -> bytes:
+        response = remote.client.get_object(remote.bucket, key)
+        try:
+            return response.read()
+        finally:
+            response.close()
+            response.release_conn()
+
+    return _retry(attempt, key)
+
+
+def upload(source: str | Path, uri: str, *, settings: S3Settings | None = None,
+           workers: int = WORKERS, progress: bool | None = None) -> str:
+    """Copies a file or folder to uri, never half-visible; returns uri.
+
+    A folder becomes a prefix: its files in parallel, then `_manifest.json` last. A local target
+    is written under a new name, then renamed.
+    """
     source = Path(source)
-    target = local_path(uri)
+    if not source.exists():
+        raise UserError(f"{str(source)!r} does not exist; nothing to upload.")
+    if not is_remote(uri):
+        return _upload_local(source, local_path(uri), uri)
+    remote = _Remote.open(uri, settings)
+    with remote.errors():
+        if source.is_file():
+            key = remote.key if remote.key and not remote.key.endswith("/") else (
+                remote.key + source.name)
+            _parallel([lambda: _put_file(remote, source, key)],
+                      _Progress(f"upload {uri}", 1, source.stat().st_size, progress), 1)
+            return uri
+        files = sorted(p for p in source.rglob("*") if p.is_file())
+        names = {p.relative_to(source).as_posix(): p for p in files}
+        if MANIFEST_NAME in names:
+            raise UserError(f"{source / MANIFEST_NAME}: that name is reserved for the upload "
+                            "manifest; rename the file.")
+        prefix = remote.key.rstrip("/") + "/" if remote.key else ""
+        sizes = {name: path.stat().st_size for name, path in names.items()}
+        _parallel([lambda n=name, p=path: _put_file(remote, p, prefix + n)
+                   for name, path in names.items()],
+                  _Progress(f"upload {uri}", len(names), sum(sizes.values()), progress), workers)
+        manifest = json.dumps({"objects": sizes}, indent=1, sort_keys=True).encode()
+        _put_bytes(remote, prefix + MANIFEST_NAME, manifest)  # last: publishes the set
+    log.info("uploaded %d files (%.1f MB) to %s", len(names), sum(sizes.values()) / 1e6, uri)
+    return uri
+
+
+def _upload_local(source: Path, target: Path, uri: str) -> str:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
     if source.is_dir():
@@ -61,4 +489,69 @@ def upload(source: str | Path, uri: str) -> str:
     else:
         shutil.copy2(source, partial)
     os.replace(partial, target)
+    return uri
+
+
+def _put_bytes(remote: _Remote, key: str, data: bytes) -> None:
+    import io
+
+    _retry(lambda: remote.client.put_object(remote.bucket, key, io.BytesIO(data), len(data)), key)
+
+
+# ------------------------------------------------------------------------------ small objects
+
+
+def exists(uri: str, *, settings: S3Settings | None = None) -> bool:
+    """True when uri names an object or a non-empty prefix (a file or folder locally)."""
+    if not is_remote(uri):
+        return local_path(uri).exists()
+    remote = _Remote.open(uri, settings)
+    with remote.errors():
+        if remote.key and not remote.key.endswith("/") and remote.stat_size(remote.key) is not None:
+            return True
+        prefix = remote.key.rstrip("/") + "/" if remote.key else ""
+        listing = remote.client.list_objects(remote.bucket, prefix=prefix, recursive=True)
+        return next(iter(listing), None) is not None
+
+
+def list_prefix(uri: str, *, settings: S3Settings | None = None) -> list[str]:
+    """Relative names of the objects (files) under uri, sorted."""
+    if not is_remote(uri):
+        root = local_path(uri)
+        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    remote = _Remote.open(uri, settings)
+    prefix = remote.key.rstrip("/") + "/" if remote.key else ""
+    with remote.errors():
+        return sorted(k[len(prefix):] for k in _retry(lambda: remote.objects(prefix), uri))
+
+
+def read_bytes(uri: str, *, settings: S3Settings | None = None) -> bytes:
+    """The whole content of one object or file."""
+    if not is_remote(uri):
+        path = local_path(uri)
+        if not path.is_file():
+            raise UserError(f"{uri!r} does not exist.")
+        return path.read_bytes()
+    remote = _Remote.open(uri, settings)
+    with remote.errors():
+        return _read_object(remote, remote.key)
+
+
+def write_bytes(uri: str, data: bytes, *, settings: S3Settings | None = None) -> str:
+    """Writes one object or file atomically (readers see the old or the new content); returns uri.
+
+    Small pointers such as a registry's `latest` are written with this, after what they point to.
+    """
+    if not is_remote(uri):
+        path = local_path(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
+        partial.write_bytes(data)
+        os.replace(partial, path)
+        return uri
+    remote = _Remote.open(uri, settings)
+    if not remote.key or remote.key.endswith("/"):
+        raise UserError(f"{uri!r} names a prefix, not an object; add a file name.")
+    with remote.errors():
+        _put_bytes(remote, remote.key, data)
     return uri

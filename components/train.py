@@ -1,13 +1,14 @@
 """train: run training through a launcher backend and return the best weights.
 
 The KFP step knows nothing of torchrun or Kubernetes: it builds a TrainSpec and hands it to
-the launcher named by the config (`local` or `pytorchjob`).
+the launcher named by the config (`local` or `pytorchjob`). (No `from __future__ import
+annotations` in component modules: KFP reads the annotations of component functions.)
 """
-
-from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
+
+from kfp.dsl import Dataset, Input, Model, Output
 
 __all__ = ["TrainSpec", "get_launcher", "train_component"]
 
@@ -51,14 +52,14 @@ class TrainSpec:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> TrainSpec:
+    def from_json(cls, text: str) -> "TrainSpec":
         data = json.loads(text)
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def get_launcher(name: str, **settings):
-    """The launcher backend for `launcher=name` (imported lazily: kubernetes is not needed locally)."""
+    """The launcher backend for `launcher=name`, imported lazily (local runs need no kubernetes)."""
     if name == "local":
         from components.launchers.local import LocalLauncher
 
@@ -68,3 +69,50 @@ def get_launcher(name: str, **settings):
 
         return PyTorchJobLauncher(**settings)
     raise ValueError(f"unknown launcher {name!r}; use local or pytorchjob")
+
+
+def train_component(
+    dataset: Input[Dataset],
+    run_id: str,
+    model: str,
+    imgsz: int,
+    epochs: int,
+    batch: int,
+    precision: str,
+    optimizer: str,
+    lr0: float,
+    seed: int,
+    workers: int,
+    nodes: int,
+    procs_per_node: int,
+    launcher: str,
+    checkpoint_uri: str,
+    image: str,
+    namespace: str,
+    queue: str,
+    storage_secret: str,
+    pool: str,
+    weights: Output[Model],
+):
+    """KFP step: trains through the launcher; best.pt, last.pt, results.csv into `weights`."""
+    import os
+
+    from components import storage
+    from components.train import TrainSpec, get_launcher
+
+    remote = launcher != "local"
+    # Training pods are not KFP tasks: on a cluster they read and write object storage directly.
+    output_uri = weights.uri if remote else weights.path
+    spec = TrainSpec(
+        run_id=run_id, dataset_uri=dataset.uri if remote else dataset.path, model=model,
+        imgsz=imgsz, epochs=epochs, batch=batch, precision=precision, optimizer=optimizer,
+        lr0=lr0, seed=seed, workers=workers, nodes=nodes, procs_per_node=procs_per_node,
+        checkpoint_uri=checkpoint_uri or os.path.join(os.path.dirname(weights.path), "checkpoints"),
+        output_uri=output_uri)
+    settings = {} if not remote else {
+        "image": image, "namespace": namespace, "queue": queue,
+        "storage_secret": storage_secret, "pool": pool}
+    get_launcher(launcher, **settings).launch(spec)
+    if remote:
+        storage.download(output_uri, weights.path)
+    weights.metadata.update({"run_id": run_id, "epochs": epochs, "imgsz": imgsz, "batch": batch})

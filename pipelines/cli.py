@@ -1,4 +1,6 @@
-"""The `kfp-yolo` command: parse, dispatch, turn errors into exit codes (0 ok, 1 failed, 2 bad input).
+"""The `kfp-yolo` command: parse, dispatch, turn errors into exit codes.
+
+Exit codes: 0 ok, 1 the job failed, 2 bad input or usage.
 
 Each subcommand's work lives in pipelines/cmd_<name>.py (`run(args) -> int`), imported only when
 that subcommand runs, so `kfp-yolo --help` stays fast.
@@ -47,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     submit = sub.add_parser("submit", help="submit a run to a KFP endpoint (idempotent per config)")
     _config_args(submit)
     _pools_arg(submit)
-    submit.add_argument("--host", default=None, help="KFP API URL (default: $KF_PIPELINES_ENDPOINT)")
+    submit.add_argument("--host", default=None,
+                        help="KFP API URL (default: $KF_PIPELINES_ENDPOINT)")
     submit.add_argument("--token-file", default=None, metavar="FILE",
                         help="file holding the API token (never pass a token on the command line)")
     submit.add_argument("--experiment", default="kfp-yolo")
@@ -63,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--precision", choices=["amp", "fp32", "bf16"], default="amp")
     plan.add_argument("--optimizer", choices=["SGD", "Adam", "AdamW", "auto"], default="SGD")
     plan.add_argument("--nc", type=int, default=80, help="number of classes")
-    plan.add_argument("--gpus", type=int, default=1, help="GPUs in the job (global batch = batch x gpus)")
+    plan.add_argument("--gpus", type=int, default=1,
+                      help="GPUs in the job (global batch = batch x gpus)")
     _pools_arg(plan)
     plan.add_argument("--json", action="store_true", help="machine-readable output")
     plan.set_defaults(module="plan")
@@ -92,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     _pools_arg(quotas)
     quotas.add_argument("-o", "--output", default=None, metavar="DIR",
                         help="write one file per object kind here (default: print)")
-    quotas.add_argument("--namespace", default="kubeflow-user", help="team namespace of the LocalQueue")
+    quotas.add_argument("--namespace", default="kubeflow-user",
+                        help="team namespace of the LocalQueue")
     quotas.set_defaults(module="quotas")
     return parser
 

@@ -40,8 +40,8 @@ class RunConfig(BaseModel):
     epochs: int = Field(20, ge=1, le=10000, description="Training epochs.")
     batch: int = Field(16, ge=0, description="Global batch size over all GPUs/processes; 0 = the "
                        "largest that fits the chosen GPU pool (from the memory planner).")
-    precision: Precision = Field("amp", description="amp (fp16 autocast + GradScaler), fp32 or bf16; "
-                                 "on a CPU training runs in fp32 whatever is set.")
+    precision: Precision = Field("amp", description="amp (fp16 autocast + GradScaler), fp32 or "
+                                 "bf16; on a CPU training runs in fp32 whatever is set.")
     optimizer: Optimizer = Field("auto", description="SGD, Adam, AdamW, or auto (ultralytics' "
                                  "choice by run length).")
     lr0: float = Field(0.01, gt=0, le=1, description="Initial learning rate (ignored by auto).")

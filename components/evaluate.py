@@ -1,0 +1,108 @@
+"""evaluate: ultralytics' own validation of best.pt on the val split, a report, and the gate."""
+
+import base64
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
+
+__all__ = ["EvalResult", "evaluate", "evaluate_component", "render_report"]
+
+_PLOTS = ("BoxPR_curve.png", "confusion_matrix_normalized.png")
+
+
+@dataclass
+class EvalResult:
+    """Validation metrics of one model on one dataset."""
+
+    map50_95: float
+    map50: float
+    precision: float
+    recall: float
+    per_class: dict[str, dict[str, float]] = field(default_factory=dict)
+    plots: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+def evaluate(weights: str | Path, data_yaml: str | Path, *, imgsz: int, batch: int = 16,
+             device: str = "", out_dir: str | Path | None = None) -> EvalResult:
+    """Runs ultralytics' validator; plots (PR curve, confusion matrix) go to out_dir."""
+    from components.runtime import offline_environment
+
+    offline_environment()
+    from ultralytics import YOLO
+
+    out_dir = Path(out_dir) if out_dir else None
+    kwargs = {"project": str(out_dir.parent), "name": out_dir.name, "exist_ok": True} if out_dir \
+        else {}
+    metrics = YOLO(str(weights)).val(data=str(data_yaml), imgsz=imgsz, batch=batch,
+                                     device=device or None, plots=out_dir is not None,
+                                     verbose=False, **kwargs)
+    box = metrics.box
+    names = metrics.names
+    per_class = {}
+    for index, class_id in enumerate(box.ap_class_index):
+        p, r, ap50, ap = box.class_result(index)
+        per_class[names[int(class_id)]] = {"precision": float(p), "recall": float(r),
+                                           "mAP50": float(ap50), "mAP50-95": float(ap)}
+    plots = [str(out_dir / name) for name in _PLOTS if out_dir and (out_dir / name).exists()]
+    return EvalResult(map50_95=float(box.map), map50=float(box.map50), precision=float(box.mp),
+                      recall=float(box.mr), per_class=per_class, plots=plots)
+
+
+def render_report(result: EvalResult, *, min_map50_95: float, passed: bool,
+                  embed_plots: bool = True) -> str:
+    """Markdown report: headline metrics, the gate, per-class table, plots embedded inline."""
+    verdict = "passed" if passed else "FAILED"
+    lines = [
+        "# Evaluation", "",
+        f"Gate: mAP50-95 {result.map50_95:.4f} >= {min_map50_95:.4f}: **{verdict}**", "",
+        "| metric | value |", "|---|---|",
+        f"| mAP50-95 | {result.map50_95:.4f} |", f"| mAP50 | {result.map50:.4f} |",
+        f"| precision | {result.precision:.4f} |", f"| recall | {result.recall:.4f} |", "",
+        "| class | precision | recall | mAP50 | mAP50-95 |", "|---|---|---|---|---|",
+    ]
+    for name, row in result.per_class.items():
+        lines.append(f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | "
+                     f"{row['mAP50']:.3f} | {row['mAP50-95']:.3f} |")
+    if embed_plots:
+        for plot in result.plots:
+            encoded = base64.b64encode(Path(plot).read_bytes()).decode()
+            lines += ["", f"![{Path(plot).stem}](data:image/png;base64,{encoded})"]
+    return "\n".join(lines) + "\n"
+
+
+def evaluate_component(
+    dataset: Input[Dataset],
+    weights: Input[Model],
+    imgsz: int,
+    min_map50_95: float,
+    metrics: Output[Metrics],
+    report: Output[Markdown],
+) -> bool:
+    """KFP step: validation metrics, a Markdown report; returns whether the gate passed.
+
+    A single `bool` output on purpose: kfp.local resolves a dsl.If condition on a task's
+    single `Output`, not on a named output of a NamedTuple.
+    """
+    import os
+
+    from components.evaluate import evaluate, render_report
+
+    result = evaluate(os.path.join(weights.path, "best.pt"),
+                      os.path.join(dataset.path, "data.yaml"), imgsz=imgsz,
+                      out_dir=os.path.join(os.path.dirname(report.path), "plots"))
+    passed = result.map50_95 >= min_map50_95
+    for key, value in (("mAP50-95", result.map50_95), ("mAP50", result.map50),
+                       ("precision", result.precision), ("recall", result.recall)):
+        metrics.log_metric(key, round(value, 6))
+    for name, row in result.per_class.items():
+        metrics.log_metric(f"mAP50-95/{name}", round(row["mAP50-95"], 6))
+    with open(report.path, "w") as handle:
+        handle.write(render_report(result, min_map50_95=min_map50_95, passed=passed))
+    print(f"mAP50-95 {result.map50_95:.4f} (gate {min_map50_95}): "
+          f"{'passed' if passed else 'failed'}")
+    return passed

@@ -1,0 +1,135 @@
+"""build_tensorrt: a plain TensorRT plan from the ONNX model, and its latency (GPU only).
+
+Without CUDA or the tensorrt package the step finishes with status `skipped` and the reason;
+it never writes a fake engine. (No `from __future__ import annotations`: KFP reads them.)
+"""
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+from kfp.dsl import Input, Metrics, Model, Output
+
+__all__ = ["BuildResult", "availability", "build_engine", "build_tensorrt_component"]
+
+
+@dataclass
+class BuildResult:
+    """What the step did: built (with latencies) or skipped (with the reason)."""
+
+    status: str
+    reason: str = ""
+    engine_path: str = ""
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+
+def availability() -> str:
+    """'' when an engine can be built here, else the reason it cannot."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is None:
+        return "the tensorrt package is not installed (it comes with the project image)"
+    import torch
+
+    if not torch.cuda.is_available():
+        return "no CUDA device on this machine; TensorRT engines are built on a GPU pool"
+    return ""
+
+
+def build_engine(onnx_path: str | Path, engine_path: str | Path, *, imgsz: int,
+                 precision: str = "fp16", max_batch: int = 8,
+                 workspace_gib: float = 4.0) -> Path:
+    """Parses the ONNX file and writes a plain serialized plan with a dynamic-batch profile."""
+    import tensorrt as trt
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(Path(onnx_path).read_bytes()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RuntimeError(f"TensorRT could not parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+    if precision == "fp16":
+        config.set_flag(trt.BuilderFlag.FP16)
+    elif precision == "int8":
+        raise NotImplementedError("INT8 needs a calibration cache from validation images; "
+                                  "use trt_precision=fp16 for now.")
+    input_tensor = network.get_input(0)
+    profile = builder.create_optimization_profile()
+    shape = (3, imgsz, imgsz)
+    profile.set_shape(input_tensor.name, (1, *shape), (max(1, max_batch // 2), *shape),
+                      (max_batch, *shape))
+    config.add_optimization_profile(profile)
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise RuntimeError("TensorRT failed to build the engine; see its log above.")
+    engine_path = Path(engine_path)
+    partial = engine_path.with_suffix(".partial")
+    partial.write_bytes(bytes(plan))
+    partial.replace(engine_path)
+    return engine_path
+
+
+def measure_latency(engine_path: str | Path, *, imgsz: int, batch: int, iterations: int = 100,
+                    warmup: int = 10) -> float:
+    """Mean milliseconds per inference of the engine at a batch size, on the current GPU."""
+    import tensorrt as trt
+    import torch
+
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
+    context = engine.create_execution_context()
+    stream = torch.cuda.Stream()
+    buffers = {}
+    for index in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(index)
+        if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+            context.set_input_shape(name, (batch, 3, imgsz, imgsz))
+    for index in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(index)
+        shape = tuple(context.get_tensor_shape(name))
+        buffers[name] = torch.empty(shape, dtype=torch.float32, device="cuda")
+        context.set_tensor_address(name, buffers[name].data_ptr())
+    for _ in range(warmup):
+        context.execute_async_v3(stream.cuda_stream)
+    stream.synchronize()
+    start = time.perf_counter()
+    for _ in range(iterations):
+        context.execute_async_v3(stream.cuda_stream)
+    stream.synchronize()
+    return (time.perf_counter() - start) / iterations * 1000
+
+
+def build_tensorrt_component(
+    onnx_model: Input[Model],
+    imgsz: int,
+    precision: str,
+    engine: Output[Model],
+    latency: Output[Metrics],
+) -> NamedTuple("TrtOutputs", [("status", str), ("reason", str)]):
+    """KFP step: model.engine and its latency, or status `skipped` with the reason."""
+    import os
+    from collections import namedtuple
+
+    from components.tensorrt import availability, build_engine, measure_latency
+
+    outputs = namedtuple("TrtOutputs", ["status", "reason"])
+    reason = availability()
+    if reason:
+        print(f"TensorRT build skipped: {reason}")
+        engine.metadata["status"] = "skipped"
+        latency.log_metric("built", 0)
+        return outputs("skipped", reason)
+    os.makedirs(engine.path, exist_ok=True)
+    path = build_engine(os.path.join(onnx_model.path, "model.onnx"),
+                        os.path.join(engine.path, "model.engine"), imgsz=imgsz,
+                        precision=precision)
+    for batch in (1, 8):
+        latency.log_metric(f"latency_ms_batch{batch}",
+                           round(measure_latency(path, imgsz=imgsz, batch=batch), 4))
+    latency.log_metric("built", 1)
+    engine.metadata.update({"status": "built", "precision": precision})
+    return outputs("built", "")
