@@ -60,6 +60,8 @@ def collect_summary(run_dir: Path | None, cfg: RunConfig, *, elapsed_s: float) -
         reason = f"step {TASKS[failed]!r} failed; its log is above"
     else:
         status, reason = "succeeded", ""
+    if trt.get("status") == "skipped":
+        steps["tensorrt"] = "skipped"
     return {
         "status": status,
         "reason": reason,

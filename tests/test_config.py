@@ -1,0 +1,88 @@
+"""Config: one typed set of keys from a file, --set, and the pipeline's parameters."""
+
+import subprocess
+import sys
+
+import pytest
+
+from components.errors import UserError
+from pipelines.config import RunConfig, load_config, parameter_specs
+
+
+def test_defaults_are_the_demo():
+    cfg = load_config()
+    assert cfg.dataset_uri.startswith("synthetic://")
+    assert cfg.launcher == "local" and cfg.world_size == 1
+
+
+def test_file_and_overrides_combine(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("model: yolov5s.yaml\nepochs: 3\n")
+    cfg = load_config(path, ["epochs=5", "precision=bf16", "onnx_dynamic=false"])
+    assert (cfg.model, cfg.epochs, cfg.precision, cfg.onnx_dynamic) == (
+        "yolov5s.yaml", 5, "bf16", False)
+
+
+def test_unknown_key_names_file_line_and_key(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("epochs: 3\n\nlearning_rate: 0.1\n")
+    with pytest.raises(UserError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert f"{path}:3" in message and "'learning_rate'" in message and "known keys" in message
+
+
+def test_bad_value_from_set_is_quoted():
+    with pytest.raises(UserError) as err:
+        load_config(None, ["precision=fp8"])
+    assert "--set" in str(err.value) and "'fp8'" in str(err.value)
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("imgsz=100", "multiple of 32"),
+    ("epochs=0", "epochs=0"),
+    ("name=Bad_Name", "lower-case"),
+    ("model=yolov5l", "model YAML"),
+])
+def test_bad_values_are_refused(override, fragment):
+    with pytest.raises(UserError, match=fragment):
+        load_config(None, [override])
+
+
+def test_batch_must_divide_world_size():
+    with pytest.raises(UserError, match="not divisible by nodes x procs_per_node = 3"):
+        load_config(None, ["batch=16", "nodes=3"])
+    assert load_config(None, ["batch=0", "nodes=3"]).batch == 0
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("epochs: 3\nmodel: [yolov5n.yaml\n")
+    with pytest.raises(UserError, match=r"broken\.yaml: line \d+ is not valid YAML"):
+        load_config(path)
+
+
+def test_malformed_set_item():
+    with pytest.raises(UserError, match="is not KEY=VALUE"):
+        load_config(None, ["epochs"])
+
+
+def test_every_parameter_has_a_description_and_default():
+    specs = parameter_specs()
+    assert [name for name, *_ in specs] == list(RunConfig.model_fields)
+    for name, _, default, description in specs:
+        assert description, name
+        assert default is not None, name
+
+
+def test_cli_bad_input_is_one_sentence_and_exit_2(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("epochz: 3\n")
+    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "compile", "--config",
+                             str(path), "-o", str(tmp_path / "p.yaml")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "'epochz'" in lines[0] and f"{path}:1" in lines[0]
+    assert not (tmp_path / "p.yaml").exists()

@@ -1,0 +1,102 @@
+"""The whole DAG through `kfp-yolo run` (kfp.local, SubprocessRunner) on a tiny config."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TINY = ["epochs=1", "dataset_uri=synthetic://shapes?images=32&imgsz=64", "imgsz=64", "batch=8",
+        "workers=0"]
+
+
+def _run(workdir: Path, *overrides: str) -> tuple[subprocess.CompletedProcess, dict]:
+    args = [sys.executable, "-m", "pipelines.cli", "run", "--workdir", str(workdir)]
+    for item in [*TINY, *overrides]:
+        args += ["--set", item]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=900)
+    summary_path = workdir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    return result, summary
+
+
+@pytest.fixture(scope="module")
+def passed_run(tmp_path_factory):
+    return _run(tmp_path_factory.mktemp("passed"), "min_map50_95=0")
+
+
+def test_full_run_succeeds_with_every_artifact(passed_run):
+    result, summary = passed_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert summary["status"] == "succeeded"
+    assert summary["steps"] == {"prepare": "succeeded", "train": "succeeded",
+                                "evaluate": "succeeded", "export": "succeeded",
+                                "tensorrt": "skipped"}
+    assert Path(summary["artifacts"]["best_pt"]).stat().st_size > 100_000
+    assert {"mAP50-95", "mAP50", "precision", "recall"} <= set(summary["metrics"])
+    assert summary["gate"] == {"min_map50_95": 0.0, "passed": True}
+    assert "summary" in result.stderr and "mAP50-95" in result.stderr
+
+
+def test_onnx_model_runs_and_parity_is_recorded(passed_run):
+    import numpy as np
+    import onnxruntime as ort
+
+    _, summary = passed_run
+    session = ort.InferenceSession(summary["artifacts"]["onnx"],
+                                   providers=["CPUExecutionProvider"])
+    batch = np.zeros((3, 3, 64, 64), dtype=np.float32)  # dynamic batch axis
+    (output,) = session.run(None, {session.get_inputs()[0].name: batch})
+    assert output.shape[0] == 3
+    parity = summary["onnx_parity"]
+    assert 0 <= parity["max_abs_diff"] < parity["tolerance"]
+
+
+def test_tensorrt_is_skipped_with_its_reason(passed_run):
+    _, summary = passed_run
+    assert summary["tensorrt"]["status"] == "skipped"
+    assert "tensorrt" in summary["tensorrt"]["reason"] or "CUDA" in summary["tensorrt"]["reason"]
+
+
+def test_gate_stops_export(tmp_path):
+    result, summary = _run(tmp_path, "min_map50_95=0.99")
+    assert result.returncode == 1
+    assert summary["status"] == "failed" and "quality gate not met" in summary["reason"]
+    assert summary["steps"]["export"] == "skipped (gate)"
+    assert summary["artifacts"]["onnx"] is None
+    assert not list(tmp_path.rglob("*.onnx"))
+    assert "quality gate not met" in result.stderr
+
+
+def test_parity_check_catches_a_tampered_model(passed_run, tmp_path):
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from components.export_onnx import parity_check
+
+    _, summary = passed_run
+    best, good = summary["artifacts"]["best_pt"], summary["artifacts"]["onnx"]
+    assert parity_check(best, good, imgsz=64).max_abs_diff < 1e-2
+    model = onnx.load(good)
+    biggest = max(model.graph.initializer, key=lambda t: np.prod(t.dims))
+    weights = numpy_helper.to_array(biggest)
+    biggest.CopyFrom(numpy_helper.from_array(weights * 1.5 + 0.1, biggest.name))
+    tampered = tmp_path / "tampered.onnx"
+    onnx.save(model, tampered)
+    assert parity_check(best, tampered, imgsz=64).max_abs_diff > 1e-2
+
+
+def test_export_step_fails_above_tolerance(passed_run, tmp_path):
+    from kfp.dsl import Metrics, Model
+
+    from components.errors import JobFailed
+    from components.export_onnx import export_onnx_component
+
+    _, summary = passed_run
+    weights = Model(uri=str(Path(summary["artifacts"]["best_pt"]).parent))
+    onnx_model, parity = Model(uri=str(tmp_path / "onnx")), Metrics(uri=str(tmp_path / "m"))
+    with pytest.raises(JobFailed, match="exceeds onnx_tolerance=1e-12"):
+        export_onnx_component(weights, 64, 17, True, 1e-12, onnx_model, parity)
+    assert parity.metadata["max_abs_diff"] > 1e-12
