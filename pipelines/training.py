@@ -7,9 +7,11 @@ config's value as its default and the field's description as its description.
 from __future__ import annotations
 
 import inspect
+import typing
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from kfp import dsl
+from kfp import dsl, kubernetes
 
 from components.data_prep import prepare_dataset_component
 from components.evaluate import evaluate_component
@@ -18,14 +20,52 @@ from components.tensorrt import build_tensorrt_component
 from components.train import train_component
 from pipelines.config import RunConfig, parameter_specs
 
-__all__ = ["PIPELINE_NAME", "build_pipeline"]
+__all__ = ["PIPELINE_NAME", "Placement", "build_pipeline"]
 
 PIPELINE_NAME = "kfp-yolo-training"
+STORAGE_ENV = {name: name for name in
+               ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Placement:
+    """Where GPU tasks go on a cluster, from the memory planner at compile time."""
+
+    pool: str
+    """The node pool the plan chose."""
+    min_gpu_memory_mib: int
+    """Predicted peak per GPU; GPU tasks require nvidia.com/gpu.memory > this - 1."""
+    affinity: list[dict] = field(default_factory=list)
+    """Required node-affinity match expressions (nvidia.com/gpu.memory Gt N)."""
+    tolerations: tuple[dict, ...] = ()
+    """The pool's tolerations."""
+
+
+def _on_gpu(task: dsl.PipelineTask, placement: Placement, gpus: int = 1) -> None:
+    kubernetes.add_node_affinity(task, match_expressions=placement.affinity)
+    for toleration in placement.tolerations:
+        kubernetes.add_toleration(task, **toleration)
+    task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpus)
+    kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory")
+
+
+def _on_cluster(task: dsl.PipelineTask, p: dict, *, cpu: str, memory: str, timeout_s: int,
+                retries: int = 0) -> None:
+    """Requests, storage credentials from the Secret named by a parameter, timeout, retries."""
+    task.set_cpu_request(cpu).set_memory_request(memory)
+    kubernetes.use_secret_as_env(task, secret_name=p["storage_secret"],
+                                 secret_key_to_env=STORAGE_ENV)
+    kubernetes.set_timeout(task, timeout_s)
+    if retries:
+        task.set_retry(num_retries=retries, backoff_duration="30s", backoff_factor=2)
 
 
 def _components(image: str) -> dict[str, Callable]:
     """The step functions as KFP components on the project image (nothing pip-installed)."""
     def wrap(func: Callable) -> Callable:
+        # KFP reads real annotations; a module with postponed annotations has strings there.
+        func.__annotations__ = typing.get_type_hints(
+            func, globalns={**vars(dsl), **func.__globals__}, include_extras=True)
         return dsl.component(base_image=image, install_kfp_package=False)(func)
 
     return {
@@ -37,8 +77,13 @@ def _components(image: str) -> dict[str, Callable]:
     }
 
 
-def _wire(c: dict[str, Callable], p: dict) -> None:
-    """The DAG itself; p maps parameter names to pipeline channels."""
+def _wire(c: dict[str, Callable], p: dict, placement: Placement | None, *,
+          launcher: str = "local", procs_per_node: int = 1) -> None:
+    """The DAG itself; p maps parameter names to pipeline channels.
+
+    With a placement (compiling for a cluster) every task gets requests, credentials and
+    timeouts, and the GPU tasks the planner's node affinity.
+    """
     prepare = c["prepare"](dataset_uri=p["dataset_uri"], seed=p["seed"],
                            val_fraction=p["val_fraction"]).set_display_name("prepare-dataset")
     train = c["train"](
@@ -48,7 +93,7 @@ def _wire(c: dict[str, Callable], p: dict) -> None:
         workers=p["workers"], nodes=p["nodes"], procs_per_node=p["procs_per_node"],
         launcher=p["launcher"], checkpoint_uri=p["checkpoint_uri"], image=p["image"],
         namespace=p["namespace"], queue=p["queue"], storage_secret=p["storage_secret"],
-        pool="",
+        pool=placement.pool if placement else "",
     ).set_display_name("train").set_caching_options(False)
     evaluate = c["evaluate"](dataset=prepare.outputs["dataset"], weights=train.outputs["weights"],
                              imgsz=p["imgsz"], min_map50_95=p["min_map50_95"])
@@ -61,16 +106,36 @@ def _wire(c: dict[str, Callable], p: dict) -> None:
         trt = c["tensorrt"](onnx_model=export.outputs["onnx_model"], imgsz=p["imgsz"],
                             precision=p["trt_precision"])
         trt.set_display_name("build-tensorrt").set_caching_options(False)
+    if placement is None:
+        return
+    _on_cluster(prepare, p, cpu="2", memory="8Gi", timeout_s=3600, retries=2)
+    # With launcher=pytorchjob the train step only creates and watches the job (the job's pods
+    # get the GPUs and the affinity); with launcher=local it trains in its own pod.
+    _on_cluster(train, p, cpu="4", memory="16Gi", timeout_s=7 * 86400)
+    if launcher == "local":
+        _on_gpu(train, placement, gpus=procs_per_node)
+    kubernetes.use_field_path_as_env(train, env_name="POD_NAME", field_path="metadata.name")
+    kubernetes.use_field_path_as_env(train, env_name="POD_UID", field_path="metadata.uid")
+    _on_cluster(evaluate, p, cpu="4", memory="16Gi", timeout_s=4 * 3600)
+    _on_gpu(evaluate, placement)
+    _on_cluster(export, p, cpu="2", memory="8Gi", timeout_s=3600, retries=1)
+    _on_cluster(trt, p, cpu="4", memory="16Gi", timeout_s=2 * 3600)
+    _on_gpu(trt, placement)
 
 
-def build_pipeline(cfg: RunConfig) -> Callable:
-    """The @dsl.pipeline function for cfg: cfg's values are the parameters' defaults."""
+def build_pipeline(cfg: RunConfig, placement: Placement | None = None) -> Callable:
+    """The @dsl.pipeline function for cfg: cfg's values are the parameters' defaults.
+
+    placement=None is the local DAG (kfp.local ignores Kubernetes settings anyway); compiling
+    for a cluster passes the planner's placement.
+    """
     specs = parameter_specs()
     names = [name for name, *_ in specs]
     components = _components(cfg.image)
 
     def pipeline_body(*args):
-        _wire(components, dict(zip(names, args, strict=True)))
+        _wire(components, dict(zip(names, args, strict=True)), placement,
+              launcher=cfg.launcher, procs_per_node=cfg.procs_per_node)
 
     # KFP reads parameters from the signature and their descriptions from the docstring.
     pipeline_body.__signature__ = inspect.Signature([
