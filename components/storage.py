@@ -218,8 +218,12 @@ def _user_error(exc: BaseException, uri: str, endpoint: str) -> UserError | None
                              "failed); check AWS_ENDPOINT_URL and that the server is up.")
         return UserError(f"{uri}: {endpoint} kept failing ({type(reason).__name__}); try again "
                          "later or check the server.")
-    if isinstance(exc, ServerError | InvalidResponseError):
-        return UserError(f"{uri}: {endpoint} failed ({exc}); try again later or check the server.")
+    if isinstance(exc, InvalidResponseError):
+        return UserError(f"{uri}: {endpoint} did not answer like an S3 server (HTTP "
+                         f"{getattr(exc, '_code', '?')}); check AWS_ENDPOINT_URL.")
+    if isinstance(exc, ServerError):
+        return UserError(f"{uri}: {endpoint} failed with HTTP {exc.status_code}; try again "
+                         "later or check the server.")
     if isinstance(exc, HTTPError):
         return UserError(f"{uri}: talking to {endpoint} failed ({type(exc).__name__}); check "
                          "AWS_ENDPOINT_URL and the network.")
