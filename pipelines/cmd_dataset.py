@@ -1,0 +1,40 @@
+"""`kfp-yolo dataset check PATH|URI [--json]` and `kfp-yolo dataset synth DIR`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+__all__ = ["run"]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs one dataset action; a UserError propagates to the CLI (exit code 2)."""
+    if args.dataset_command == "synth":
+        return _synth(args)
+    return _check(args)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from components.data_prep import PreparedDataset, check_dataset, render_report
+
+    result = check_dataset(args.uri)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    described = PreparedDataset(data_yaml=None, names=result["names"], stats=result["stats"],
+                                content_hash=result["content_hash"], warnings=result["warnings"])
+    print(render_report(described).rstrip())
+    print(f"\n{args.uri}: ok, {result['stats']['images']} images, "
+          f"{len(result['names'])} classes.")
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from components.synth import SynthSpec, synthesize
+
+    data_yaml = synthesize(args.dir, SynthSpec(images=args.images, imgsz=args.imgsz,
+                                               seed=args.seed))
+    print(f"wrote {args.images} synthetic images ({args.imgsz}px, seed {args.seed}) to "
+          f"{args.dir}; names and splits in {data_yaml}")
+    return 0
