@@ -1,0 +1,275 @@
+"""`kfp-yolo submit` against a local HTTP server standing in for the KFP REST API (v2beta1).
+
+There is no KFP backend here. The stand-in answers the endpoints kfp.Client 2.17 calls
+(kfp_server_api: experiments list/create, runs list/create/get, healthz) with minimal JSON, checks
+`Authorization: Bearer <token>`, filters list calls by display_name as the backend does, and
+records every request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from pipelines import cmd_submit
+from pipelines.cli import main
+
+OLD_TOKEN = "tok-OLD-5f1e0c9a7b"
+NEW_TOKEN = "tok-NEW-93c2d4e8aa"
+API = "/apis/v2beta1"
+
+
+class FakeKfp:
+    """State and request log of the stand-in server."""
+
+    def __init__(self) -> None:
+        self.valid_tokens: set[str] | None = {NEW_TOKEN}  # None = no auth required
+        self.on_unauthorized: Callable[[], None] = lambda: None
+        self.experiments: dict[str, dict] = {}
+        self.runs: dict[str, dict] = {}
+        self.states: list[str] = ["SUCCEEDED"]  # what successive GET run answers report
+        self.requests: list[tuple[str, str, str]] = []  # (method, path, Authorization)
+        self.lock = threading.Lock()
+
+    def created_runs(self) -> list[dict]:
+        return list(self.runs.values())
+
+
+def _matches(item: dict, raw_filter: str | None) -> bool:
+    if not raw_filter:
+        return True
+    for predicate in json.loads(raw_filter).get("predicates", []):
+        assert predicate["operation"] in ("EQUALS", 1), predicate
+        value = predicate.get("stringValue", predicate.get("string_value"))
+        if item.get(predicate["key"]) != value:
+            return False
+    return True
+
+
+def _handler(state: FakeKfp) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:  # keep test output clean
+            pass
+
+        def _reply(self, status: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _authorized(self) -> bool:
+            header = self.headers.get("Authorization", "")
+            with state.lock:
+                state.requests.append((self.command, self.path, header))
+            if state.valid_tokens is None:
+                return True
+            token = header.removeprefix("Bearer ")
+            if header.startswith("Bearer ") and token in state.valid_tokens:
+                return True
+            state.on_unauthorized()
+            self._reply(401, {"error": "Unauthenticated", "code": 16,
+                              "message": "token is not valid"})
+            return False
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            if not self._authorized():
+                return
+            url = urlparse(self.path)
+            query = {k: v[0] for k, v in parse_qs(url.query).items()}
+            if url.path == f"{API}/healthz":
+                return self._reply(200, {"multi_user": False})
+            if url.path == f"{API}/experiments":
+                found = [e for e in state.experiments.values()
+                         if _matches(e, query.get("filter"))]
+                return self._reply(200, {"experiments": found, "total_size": len(found)}
+                                   if found else {})
+            if url.path == f"{API}/runs":
+                found = [r for r in state.runs.values()
+                         if _matches(r, query.get("filter"))
+                         and r["experiment_id"] == query.get("experiment_id")]
+                return self._reply(200, {"runs": found, "total_size": len(found)} if found else {})
+            if url.path.startswith(f"{API}/runs/"):
+                run = state.runs.get(url.path.rsplit("/", 1)[1])
+                if run is None:
+                    return self._reply(404, {"error": "not found", "code": 5})
+                run["state"] = state.states.pop(0) if len(state.states) > 1 else state.states[0]
+                return self._reply(200, run)
+            self._reply(404, {"error": f"no route {url.path}", "code": 5})
+
+        def do_POST(self) -> None:  # noqa: N802
+            if not self._authorized():
+                return
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            url = urlparse(self.path)
+            if url.path == f"{API}/experiments":
+                experiment = {**body, "experiment_id": str(uuid.uuid4())}
+                state.experiments[experiment["experiment_id"]] = experiment
+                return self._reply(200, experiment)
+            if url.path == f"{API}/runs":
+                assert body["pipeline_spec"]["pipelineInfo"]["name"] == "kfp-yolo-training"
+                run = {**body, "run_id": str(uuid.uuid4()), "state": "PENDING"}
+                state.runs[run["run_id"]] = run
+                return self._reply(200, run)
+            self._reply(404, {"error": f"no route {url.path}", "code": 5})
+
+    return Handler
+
+
+@pytest.fixture
+def kfp_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tuple[FakeKfp, str]]:
+    state = FakeKfp()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    for name in ("KF_PIPELINES_ENDPOINT", "KF_PIPELINES_SA_TOKEN_PATH", "KF_PIPELINES_TOKEN",
+                 "KF_PIPELINES_UI_ENDPOINT", "KF_PIPELINES_IAP_OAUTH2_CLIENT_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no kfp context file of the user's
+    monkeypatch.setattr(cmd_submit, "POLL_S", 0.01)
+    try:
+        yield state, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text("name: nightly\nepochs: 3\nnamespace: team-a\n")
+    return path
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_token_sent_as_bearer_and_reread_after_401(kfp_server, config_file, tmp_path):
+    state, host = kfp_server
+    token_file = _write(tmp_path / "token", OLD_TOKEN + "\n")
+    # The kubelet rotates the projected token just as the server starts refusing the old one.
+    state.on_unauthorized = lambda: _write(token_file, NEW_TOKEN)
+
+    code = main(["submit", "--config", str(config_file), "--host", host,
+                 "--token-file", str(token_file)])
+
+    assert code == 0
+    headers = [auth for _, _, auth in state.requests]
+    assert headers[0] == f"Bearer {OLD_TOKEN}"
+    assert set(headers[1:]) == {f"Bearer {NEW_TOKEN}"}
+    assert len(state.created_runs()) == 1
+
+
+def test_sa_token_path_env_is_used(kfp_server, config_file, tmp_path, monkeypatch):
+    state, host = kfp_server
+    monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(_write(tmp_path / "sa", NEW_TOKEN)))
+    monkeypatch.setenv("KF_PIPELINES_ENDPOINT", host)
+
+    assert main(["submit", "--config", str(config_file)]) == 0
+    assert {auth for _, _, auth in state.requests} == {f"Bearer {NEW_TOKEN}"}
+
+
+def test_same_config_twice_starts_one_run(kfp_server, config_file, monkeypatch, capsys):
+    state, host = kfp_server
+    monkeypatch.setenv("KF_PIPELINES_TOKEN", NEW_TOKEN)
+    argv = ["submit", "--config", str(config_file), "--host", host]
+
+    assert main(argv) == 0
+    assert main(argv) == 0
+
+    runs = state.created_runs()
+    assert len(runs) == 1
+    assert runs[0]["display_name"].startswith("nightly-")
+    assert runs[0]["runtime_config"]["parameters"]["epochs"] == 3
+    assert "already exists" in capsys.readouterr().out
+    assert main([*argv, "--set", "epochs=4"]) == 0  # another config, another run
+    assert len(state.created_runs()) == 2
+
+
+def test_wait_follows_the_run_to_its_end(kfp_server, config_file, monkeypatch):
+    state, host = kfp_server
+    monkeypatch.setenv("KF_PIPELINES_TOKEN", NEW_TOKEN)
+    state.states = ["PENDING", "RUNNING", "SUCCEEDED"]
+    argv = ["submit", "--config", str(config_file), "--host", host, "--wait"]
+    assert main(argv) == 0
+
+    state.states = ["RUNNING", "FAILED"]
+    assert main([*argv, "--set", "epochs=5"]) == 1
+
+
+def test_no_token_in_any_output(kfp_server, config_file, tmp_path, monkeypatch, capfd, caplog):
+    state, host = kfp_server
+    caplog.set_level(logging.DEBUG)
+    token_file = _write(tmp_path / "token", OLD_TOKEN)
+    state.valid_tokens = {"something-else"}  # refused, also after re-reading
+
+    code = main(["submit", "--config", str(config_file), "--host", host,
+                 "--token-file", str(token_file), "--wait"])
+
+    out, err = capfd.readouterr()
+    assert code == 2
+    assert "refused the token from --token-file" in err and "HTTP 401" in err
+    assert [auth for *_, auth in state.requests] == [f"Bearer {OLD_TOKEN}"] * 2  # one retry
+    for text in (out, err, caplog.text):
+        assert OLD_TOKEN not in text
+
+    # A successful run, logs at DEBUG included, shows no token either.
+    state.valid_tokens = {OLD_TOKEN}
+    assert main(["submit", "--config", str(config_file), "--host", host,
+                 "--token-file", str(token_file), "--wait"]) == 0
+    out, err = capfd.readouterr()
+    for text in (out, err, caplog.text):
+        assert OLD_TOKEN not in text
+
+
+def test_token_scrubbed_from_unexpected_errors(kfp_server, config_file, monkeypatch):
+    state, host = kfp_server
+    monkeypatch.setenv("KF_PIPELINES_TOKEN", NEW_TOKEN)
+
+    def leaky(*args, **kwargs):
+        raise ValueError(f"server said: bad header Bearer {NEW_TOKEN}")
+
+    monkeypatch.setattr(cmd_submit, "_existing_run", leaky)
+    with pytest.raises(RuntimeError) as caught:
+        main(["submit", "--config", str(config_file), "--host", host])
+    assert NEW_TOKEN not in str(caught.value) and "***" in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__context__ is not None
+    assert NEW_TOKEN not in repr(caught.value.args)
+
+
+def test_missing_host_is_a_usage_error(kfp_server, config_file, capsys):
+    assert main(["submit", "--config", str(config_file)]) == 2
+    err = capsys.readouterr().err
+    assert "no KFP endpoint given; pass --host URL" in err
+    assert "KF_PIPELINES_ENDPOINT" in err and "Traceback" not in err
+
+
+def test_unreadable_token_file_names_the_file_not_the_token(kfp_server, config_file, tmp_path,
+                                                            capsys):
+    _, host = kfp_server
+    missing = tmp_path / "nope"
+    assert main(["submit", "--config", str(config_file), "--host", host,
+                 "--token-file", str(missing)]) == 2
+    assert f"cannot read the API token from --token-file {missing}" in capsys.readouterr().err
+
+
+def test_unreachable_host_is_one_sentence(kfp_server, config_file, capsys):
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    assert main(["submit", "--config", str(config_file), "--host",
+                 f"http://127.0.0.1:{port}"]) == 2
+    assert "cannot reach the KFP API at" in capsys.readouterr().err
