@@ -1,0 +1,177 @@
+"""publish: the registry layout, `latest` written last, and a failed publish leaving it alone."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from components import publish as publish_mod
+from components import storage
+from components.errors import UserError
+from components.publish import default_version, publish, publish_component, read_latest
+
+
+def _inputs(root: Path, tag: str = "a", engine: bool = True) -> dict[str, Path]:
+    root.mkdir(parents=True, exist_ok=True)
+    files = {"best.pt": b"weights-" + tag.encode(), "model.onnx": b"onnx-" + tag.encode(),
+             "metrics.json": b'{"mAP50-95": 0.61}', "data.yaml": b"names: [a, b]\n"}
+    if engine:
+        files["model.engine"] = b"plan-" + tag.encode()
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    return {name: root / name for name in files}
+
+
+METADATA = {"metrics": {"mAP50-95": 0.612345, "mAP50": 0.9}, "model": "yolov5n.yaml",
+            "training": {"epochs": 20, "imgsz": 128}}
+
+
+def test_layout_and_model_card(tmp_path):
+    registry = tmp_path / "registry"
+    uri = publish(registry_uri=str(registry), name="shapes", version="v1",
+                  files=_inputs(tmp_path / "in"), metadata=METADATA)
+
+    assert uri == f"{registry}/shapes/v1"
+    version_dir = registry / "shapes" / "v1"
+    assert sorted(p.name for p in version_dir.iterdir()) == [
+        "README.md", "best.pt", "data.yaml", "metrics.json", "model.engine", "model.onnx"]
+    assert (version_dir / "best.pt").read_bytes() == b"weights-a"
+    card = (version_dir / "README.md").read_text()
+    assert card.startswith("# shapes v1\n")
+    assert "| mAP50-95 | 0.6123 |" in card and "## Training" in card
+    assert re.search(r"\| best.pt \| 9 \| `[0-9a-f]{64}` \|", card)
+    latest = json.loads((registry / "shapes" / "latest").read_text())
+    assert latest["version"] == "v1" and latest["uri"] == uri
+    assert latest["metrics"]["mAP50-95"] == 0.612345
+    assert read_latest(str(registry), "shapes") == latest
+    assert not [p for p in (registry / "shapes").iterdir() if p.name.endswith(".partial")]
+
+
+def test_latest_is_written_last(tmp_path, monkeypatch):
+    calls: list[str] = []
+    real_upload, real_write = storage.upload, storage.write_bytes
+
+    def upload(source, uri, **kwargs):
+        calls.append(f"upload {uri}")
+        return real_upload(source, uri, **kwargs)
+
+    def write_bytes(uri, data, **kwargs):
+        calls.append(f"write {uri}")
+        return real_write(uri, data, **kwargs)
+
+    monkeypatch.setattr(storage, "upload", upload)
+    monkeypatch.setattr(storage, "write_bytes", write_bytes)
+    registry = str(tmp_path / "registry")
+    publish(registry_uri=registry, name="m", version="v1", files=_inputs(tmp_path / "in"),
+            metadata=METADATA)
+
+    assert calls == [f"upload {registry}/m/v1", f"write {registry}/m/latest"]
+
+
+def test_failure_midway_keeps_latest_on_previous_version(tmp_path, monkeypatch):
+    registry = str(tmp_path / "registry")
+    publish(registry_uri=registry, name="m", version="v1", files=_inputs(tmp_path / "a"),
+            metadata=METADATA)
+
+    def broken_upload(source, uri, **kwargs):
+        # Part of the version reaches the store, then the connection drops.
+        target = storage.local_path(uri)
+        target.mkdir(parents=True)
+        (target / "best.pt").write_bytes(b"half")
+        raise UserError(f"{uri}: talking to the store failed (ProtocolError).")
+
+    monkeypatch.setattr(storage, "upload", broken_upload)
+    with pytest.raises(UserError, match="talking to the store failed"):
+        publish(registry_uri=registry, name="m", version="v2",
+                files=_inputs(tmp_path / "b", tag="b"), metadata=METADATA)
+
+    assert read_latest(registry, "m")["version"] == "v1"
+
+
+def test_versions_are_never_overwritten(tmp_path):
+    registry = str(tmp_path / "registry")
+    files = _inputs(tmp_path / "in")
+    publish(registry_uri=registry, name="m", version="v1", files=files, metadata={})
+    with pytest.raises(UserError, match="already published"):
+        publish(registry_uri=registry, name="m", version="v1", files=files, metadata={})
+
+
+def test_default_version_is_time_and_content_hash(tmp_path):
+    registry = tmp_path / "registry"
+    uri = publish(registry_uri=str(registry), name="m", version="", files=_inputs(tmp_path / "in"),
+                  metadata={})
+    assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{8}", uri.rsplit("/", 1)[1])
+    when = datetime.datetime(2026, 11, 4, 9, 30, 12, tzinfo=datetime.UTC)
+    assert default_version({"best.pt": "00"}, when).startswith("20261104T093012Z-")
+    assert default_version({"best.pt": "00"}, when) != default_version({"best.pt": "01"}, when)
+
+
+def test_read_latest_none_when_nothing_published(tmp_path):
+    assert read_latest(str(tmp_path / "registry"), "m") is None
+
+
+@pytest.mark.parametrize("bad", [{"name": "a/b"}, {"version": "latest"}, {"registry_uri": ""}])
+def test_bad_arguments_are_user_errors(tmp_path, bad):
+    kwargs = {"registry_uri": str(tmp_path / "r"), "name": "m", "version": "v1",
+              "files": _inputs(tmp_path / "in"), "metadata": {}, **bad}
+    with pytest.raises(UserError):
+        publish(**kwargs)
+
+
+def _artifact(kind, path: Path, **metadata):
+    artifact = kind(name=path.name, uri=str(path), metadata=metadata)
+    path.mkdir(parents=True, exist_ok=True)
+    return artifact
+
+
+def test_component_collects_artifacts_and_skips_unbuilt_engine(tmp_path):
+    from kfp.dsl import Dataset, Metrics, Model
+
+    inputs = _inputs(tmp_path / "src", engine=False)
+    weights = _artifact(Model, tmp_path / "weights", epochs=3)
+    onnx = _artifact(Model, tmp_path / "onnx", opset=17)
+    engine = _artifact(Model, tmp_path / "engine", status="skipped")
+    dataset = _artifact(Dataset, tmp_path / "dataset", images=8)
+    metrics = Metrics(name="metrics", uri=str(tmp_path / "metrics"),
+                      metadata={"mAP50-95": 0.7, "mAP50": 0.9})
+    (tmp_path / "weights" / "best.pt").write_bytes(inputs["best.pt"].read_bytes())
+    (tmp_path / "onnx" / "model.onnx").write_bytes(inputs["model.onnx"].read_bytes())
+    (tmp_path / "dataset" / "data.yaml").write_bytes(inputs["data.yaml"].read_bytes())
+    registry = tmp_path / "registry"
+
+    uri = publish_component(weights, onnx, engine, dataset, metrics, str(registry), "m", "v3")
+
+    assert uri == f"{registry}/m/v3"
+    published = {p.name for p in (registry / "m" / "v3").iterdir()}
+    assert published == {"README.md", "best.pt", "data.yaml", "metrics.json", "model.onnx"}
+    assert json.loads((registry / "m" / "v3" / "metrics.json").read_text())["mAP50-95"] == 0.7
+    assert publish_component(weights, onnx, engine, dataset, metrics, "", "m", "") == ""
+
+
+def test_component_compiles_with_real_annotations():
+    from kfp import dsl
+
+    component = dsl.component(base_image="kfp-yolo:test", install_kfp_package=False)(
+        publish_component)
+    inputs = component.component_spec.inputs
+    assert inputs["weights"].type == "system.Model@0.0.1"
+    assert inputs["metrics"].type == "system.Metrics@0.0.1"
+    assert publish_mod.publish_component.__annotations__["return"] is str
+
+
+def test_publish_to_s3_and_read_latest(s3_env, s3_bucket, tmp_path):
+    registry = f"s3://{s3_bucket}/publish-{tmp_path.name}"
+    assert read_latest(registry, "m") is None
+    publish(registry_uri=registry, name="m", version="v1", files=_inputs(tmp_path / "a"),
+            metadata=METADATA)
+    uri = publish(registry_uri=registry, name="m", version="v2",
+                  files=_inputs(tmp_path / "b", tag="b"), metadata=METADATA)
+
+    assert read_latest(registry, "m")["uri"] == uri
+    assert "model.engine" in storage.list_prefix(uri)
+    storage.download(uri, tmp_path / "fetched")
+    assert (tmp_path / "fetched" / "best.pt").read_bytes() == b"weights-b"
