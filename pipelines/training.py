@@ -116,6 +116,8 @@ def _wire(c: dict[str, Callable], p: dict, placement: Placement | None, *,
         _on_gpu(train, placement, gpus=procs_per_node)
     kubernetes.use_field_path_as_env(train, env_name="POD_NAME", field_path="metadata.name")
     kubernetes.use_field_path_as_env(train, env_name="POD_UID", field_path="metadata.uid")
+    kubernetes.use_field_path_as_env(train, env_name="POD_NAMESPACE",
+                                     field_path="metadata.namespace")
     _on_cluster(evaluate, p, cpu="4", memory="16Gi", timeout_s=4 * 3600)
     _on_gpu(evaluate, placement)
     _on_cluster(export, p, cpu="2", memory="8Gi", timeout_s=3600, retries=1)

@@ -80,9 +80,10 @@ def test_parity_check_catches_a_tampered_model(passed_run, tmp_path):
     best, good = summary["artifacts"]["best_pt"], summary["artifacts"]["onnx"]
     assert parity_check(best, good, imgsz=64).max_abs_diff < 1e-2
     model = onnx.load(good)
-    biggest = max(model.graph.initializer, key=lambda t: np.prod(t.dims))
-    weights = numpy_helper.to_array(biggest)
-    biggest.CopyFrom(numpy_helper.from_array(weights * 1.5 + 0.1, biggest.name))
+    for tensor in model.graph.initializer:  # every conv weight scaled: a real model change
+        weights = numpy_helper.to_array(tensor)
+        if weights.dtype == np.float32 and weights.ndim == 4:
+            tensor.CopyFrom(numpy_helper.from_array(weights * 1.5, tensor.name))
     tampered = tmp_path / "tampered.onnx"
     onnx.save(model, tampered)
     assert parity_check(best, tampered, imgsz=64).max_abs_diff > 1e-2
