@@ -7,7 +7,8 @@ from pathlib import Path
 
 from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
 
-__all__ = ["EvalResult", "evaluate", "evaluate_component", "render_report"]
+__all__ = ["EvalResult", "champion_map50_95", "evaluate", "evaluate_component", "gate",
+           "render_report"]
 
 _PLOTS = ("BoxPR_curve.png", "confusion_matrix_normalized.png")
 
@@ -53,13 +54,42 @@ def evaluate(weights: str | Path, data_yaml: str | Path, *, imgsz: int, batch: i
                       recall=float(box.mr), per_class=per_class, plots=plots)
 
 
+def champion_map50_95(registry_uri: str, name: str, data_yaml: str | Path, *, imgsz: int,
+                      work: str | Path) -> tuple[float, str] | None:
+    """mAP50-95 of the published `latest` model on the same val set, with its version; None
+    when the registry holds no model of that name yet."""
+    from components import storage
+    from components.publish import read_latest
+
+    if not registry_uri:
+        return None
+    latest = read_latest(registry_uri, name)
+    if latest is None:
+        return None
+    weights = storage.download(f"{latest['uri']}/best.pt", Path(work) / "champion.pt")
+    return evaluate(weights, data_yaml, imgsz=imgsz).map50_95, str(latest["version"])
+
+
+def gate(result: EvalResult, *, min_map50_95: float,
+         champion: tuple[float, str] | None = None) -> tuple[bool, str]:
+    """The quality gate: a floor on mAP50-95 and, when a champion exists, no worse than it."""
+    if result.map50_95 < min_map50_95:
+        return False, f"mAP50-95 {result.map50_95:.4f} < min_map50_95 {min_map50_95}"
+    if champion is not None and result.map50_95 < champion[0]:
+        return False, (f"mAP50-95 {result.map50_95:.4f} is worse than the published champion "
+                       f"{champion[1]} ({champion[0]:.4f}) on the same validation set")
+    return True, f"mAP50-95 {result.map50_95:.4f} >= {min_map50_95}" + (
+        f" and >= champion {champion[1]} ({champion[0]:.4f})" if champion else "")
+
+
 def render_report(result: EvalResult, *, min_map50_95: float, passed: bool,
-                  embed_plots: bool = True) -> str:
+                  embed_plots: bool = True, verdict: str = "") -> str:
     """Markdown report: headline metrics, the gate, per-class table, plots embedded inline."""
-    verdict = "passed" if passed else "FAILED"
+    outcome = "passed" if passed else "FAILED"
+    verdict = verdict or f"mAP50-95 {result.map50_95:.4f} >= {min_map50_95:.4f}"
     lines = [
         "# Evaluation", "",
-        f"Gate: mAP50-95 {result.map50_95:.4f} >= {min_map50_95:.4f}: **{verdict}**", "",
+        f"Gate: {verdict}: **{outcome}**", "",
         "| metric | value |", "|---|---|",
         f"| mAP50-95 | {result.map50_95:.4f} |", f"| mAP50 | {result.map50:.4f} |",
         f"| precision | {result.precision:.4f} |", f"| recall | {result.recall:.4f} |", "",
@@ -80,6 +110,8 @@ def evaluate_component(
     weights: Input[Model],
     imgsz: int,
     min_map50_95: float,
+    registry_uri: str,
+    name: str,
     metrics: Output[Metrics],
     report: Output[Markdown],
 ) -> bool:
@@ -90,19 +122,24 @@ def evaluate_component(
     """
     import os
 
-    from components.evaluate import evaluate, render_report
+    from components.evaluate import champion_map50_95, evaluate, gate, render_report
 
-    result = evaluate(os.path.join(weights.path, "best.pt"),
-                      os.path.join(dataset.path, "data.yaml"), imgsz=imgsz,
-                      out_dir=os.path.join(os.path.dirname(report.path), "plots"))
-    passed = result.map50_95 >= min_map50_95
+    data_yaml = os.path.join(dataset.path, "data.yaml")
+    work = os.path.dirname(report.path)
+    result = evaluate(os.path.join(weights.path, "best.pt"), data_yaml, imgsz=imgsz,
+                      out_dir=os.path.join(work, "plots"))
+    champion = champion_map50_95(registry_uri, name, data_yaml, imgsz=imgsz, work=work)
+    passed, verdict = gate(result, min_map50_95=min_map50_95, champion=champion)
+    if champion is not None:
+        metrics.log_metric("champion_mAP50-95", round(champion[0], 6))
     for key, value in (("mAP50-95", result.map50_95), ("mAP50", result.map50),
                        ("precision", result.precision), ("recall", result.recall)):
         metrics.log_metric(key, round(value, 6))
     for name, row in result.per_class.items():
         metrics.log_metric(f"mAP50-95/{name}", round(row["mAP50-95"], 6))
     with open(report.path, "w") as handle:
-        handle.write(render_report(result, min_map50_95=min_map50_95, passed=passed))
-    print(f"mAP50-95 {result.map50_95:.4f} (gate {min_map50_95}): "
-          f"{'passed' if passed else 'failed'}")
+        handle.write(render_report(result, min_map50_95=min_map50_95, passed=passed,
+                                   verdict=verdict))
+    report.metadata["verdict"] = verdict
+    print(f"quality gate {'passed' if passed else 'failed'}: {verdict}")
     return passed

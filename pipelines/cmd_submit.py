@@ -131,7 +131,7 @@ class _Api:
         import kfp
 
         self.host, self.source = host, source
-        with warnings.catch_warnings():  # kfp warns about server versions on every construction
+        with warnings.catch_warnings():  # kfp warns on every construction that it needs KFP v2
             warnings.simplefilter("ignore", FutureWarning)
             # An explicit namespace also skips kfp's healthz probe (5 tries, 5 s apart) in
             # __init__; a single-user backend ignores it.
@@ -156,11 +156,12 @@ class _Api:
         raise AssertionError("unreachable")
 
     def _api_error(self, what: str, exc: Any) -> str:
+        fix = f"give a valid token with --token-file, {SA_TOKEN_PATH_ENV} or {TOKEN_ENV}"
+        if exc.status == 401 and self.source is None:
+            return f"the KFP API at {self.host} needs a token (HTTP 401) to {what}; {fix}."
         if exc.status == 401:
-            where = f"the token from {self.source.origin}" if self.source else "no token"
-            return (f"the KFP API at {self.host} refused {where} (HTTP 401) to {what}, also "
-                    f"after reading it again; give a valid token with --token-file, "
-                    f"{SA_TOKEN_PATH_ENV} or {TOKEN_ENV}.")
+            return (f"the KFP API at {self.host} refused the token from {self.source.origin} "
+                    f"(HTTP 401) to {what}, also after reading it again; {fix}.")
         if exc.status == 403:
             return (f"the KFP API at {self.host} denied the request to {what} (HTTP 403); give "
                     "this identity access to the namespace.")

@@ -16,6 +16,7 @@ TASKS = {
     "evaluate": "evaluate-component",
     "export": "export-onnx-component",
     "tensorrt": "build-tensorrt-component",
+    "publish": "publish-component",
 }
 
 
@@ -50,10 +51,10 @@ def collect_summary(run_dir: Path | None, cfg: RunConfig, *, elapsed_s: float) -
 
     failed = next((task for task, out in outputs.items() if out is None), None)
     if passed is False:
-        steps["export"] = steps["tensorrt"] = "skipped (gate)"
+        steps["export"] = steps["tensorrt"] = steps["publish"] = "skipped (gate)"
         status = "failed"
-        reason = (f"quality gate not met: mAP50-95 {metrics.get('mAP50-95', 0):.4f} < "
-                  f"min_map50_95 {cfg.min_map50_95}")
+        verdict = _artifact(outputs["evaluate"], "report").get("metadata", {}).get("verdict")
+        reason = f"quality gate not met: {verdict}"
     elif failed is not None:
         steps[failed] = "failed"
         status = "failed"
@@ -62,6 +63,9 @@ def collect_summary(run_dir: Path | None, cfg: RunConfig, *, elapsed_s: float) -
         status, reason = "succeeded", ""
     if trt.get("status") == "skipped":
         steps["tensorrt"] = "skipped"
+    published = _params(outputs["publish"]).get("Output")
+    if published == "":
+        steps["publish"] = "skipped (no registry_uri)"
     return {
         "status": status,
         "reason": reason,
@@ -74,6 +78,7 @@ def collect_summary(run_dir: Path | None, cfg: RunConfig, *, elapsed_s: float) -
             "best_pt": str(Path(weights_uri) / "best.pt") if weights_uri else None,
             "onnx": str(Path(onnx_uri) / "model.onnx") if onnx_uri else None,
             "evaluation_report": _artifact(outputs["evaluate"], "report").get("uri"),
+            "published": published or None,
         },
         "onnx_parity": {"max_abs_diff": parity.get("max_abs_diff"),
                         "tolerance": cfg.onnx_tolerance} if parity else None,
@@ -85,7 +90,8 @@ def collect_summary(run_dir: Path | None, cfg: RunConfig, *, elapsed_s: float) -
 
 def format_summary(summary: dict) -> str:
     """A fixed-width table for the end of `kfp-yolo run`."""
-    rows = [("status", summary["status"] + (f" ({summary['reason']})" if summary["reason"] else ""))]
+    reason = f" ({summary['reason']})" if summary["reason"] else ""
+    rows = [("status", summary["status"] + reason)]
     rows += [(f"step {task}", state) for task, state in summary["steps"].items()]
     for key in ("mAP50-95", "mAP50", "precision", "recall"):
         if key in summary["metrics"]:

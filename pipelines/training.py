@@ -1,4 +1,4 @@
-"""The training DAG: prepare -> train -> evaluate -> If(passed): export_onnx -> build_tensorrt.
+"""The DAG: prepare -> train -> evaluate -> If(passed): export_onnx -> build_tensorrt -> publish.
 
 This module only wires tasks. Every parameter of the pipeline is a RunConfig key, with the
 config's value as its default and the field's description as its description.
@@ -16,6 +16,7 @@ from kfp import dsl, kubernetes
 from components.data_prep import prepare_dataset_component
 from components.evaluate import evaluate_component
 from components.export_onnx import export_onnx_component
+from components.publish import publish_component
 from components.tensorrt import build_tensorrt_component
 from components.train import train_component
 from pipelines.config import RunConfig, parameter_specs
@@ -74,6 +75,7 @@ def _components(image: str) -> dict[str, Callable]:
         "evaluate": wrap(evaluate_component),
         "export": wrap(export_onnx_component),
         "tensorrt": wrap(build_tensorrt_component),
+        "publish": wrap(publish_component),
     }
 
 
@@ -96,7 +98,8 @@ def _wire(c: dict[str, Callable], p: dict, placement: Placement | None, *,
         pool=placement.pool if placement else "",
     ).set_display_name("train").set_caching_options(False)
     evaluate = c["evaluate"](dataset=prepare.outputs["dataset"], weights=train.outputs["weights"],
-                             imgsz=p["imgsz"], min_map50_95=p["min_map50_95"])
+                             imgsz=p["imgsz"], min_map50_95=p["min_map50_95"],
+                             registry_uri=p["registry_uri"], name=p["name"])
     evaluate.set_display_name("evaluate").set_caching_options(False)
     with dsl.If(evaluate.outputs["Output"] == True, name="quality-gate"):  # noqa: E712
         export = c["export"](weights=train.outputs["weights"], imgsz=p["imgsz"],
@@ -106,6 +109,12 @@ def _wire(c: dict[str, Callable], p: dict, placement: Placement | None, *,
         trt = c["tensorrt"](onnx_model=export.outputs["onnx_model"], imgsz=p["imgsz"],
                             precision=p["trt_precision"])
         trt.set_display_name("build-tensorrt").set_caching_options(False)
+        publish = c["publish"](weights=train.outputs["weights"],
+                               onnx_model=export.outputs["onnx_model"],
+                               engine=trt.outputs["engine"], dataset=prepare.outputs["dataset"],
+                               metrics=evaluate.outputs["metrics"],
+                               registry_uri=p["registry_uri"], name=p["name"], version="")
+        publish.set_display_name("publish").set_caching_options(False)
     if placement is None:
         return
     _on_cluster(prepare, p, cpu="2", memory="8Gi", timeout_s=3600, retries=2)
@@ -123,6 +132,7 @@ def _wire(c: dict[str, Callable], p: dict, placement: Placement | None, *,
     _on_cluster(export, p, cpu="2", memory="8Gi", timeout_s=3600, retries=1)
     _on_cluster(trt, p, cpu="4", memory="16Gi", timeout_s=2 * 3600)
     _on_gpu(trt, placement)
+    _on_cluster(publish, p, cpu="1", memory="2Gi", timeout_s=3600, retries=2)
 
 
 def build_pipeline(cfg: RunConfig, placement: Placement | None = None) -> Callable:

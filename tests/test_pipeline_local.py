@@ -22,8 +22,14 @@ def _run(workdir: Path, *overrides: str) -> tuple[subprocess.CompletedProcess, d
 
 
 @pytest.fixture(scope="module")
-def passed_run(tmp_path_factory):
-    return _run(tmp_path_factory.mktemp("passed"), "min_map50_95=0")
+def registry(tmp_path_factory):
+    return tmp_path_factory.mktemp("registry")
+
+
+@pytest.fixture(scope="module")
+def passed_run(tmp_path_factory, registry):
+    return _run(tmp_path_factory.mktemp("passed"), "min_map50_95=0", f"registry_uri={registry}",
+                "name=tiny")
 
 
 def test_full_run_succeeds_with_every_artifact(passed_run):
@@ -32,11 +38,38 @@ def test_full_run_succeeds_with_every_artifact(passed_run):
     assert summary["status"] == "succeeded"
     assert summary["steps"] == {"prepare": "succeeded", "train": "succeeded",
                                 "evaluate": "succeeded", "export": "succeeded",
-                                "tensorrt": "skipped"}
+                                "tensorrt": "skipped", "publish": "succeeded"}
     assert Path(summary["artifacts"]["best_pt"]).stat().st_size > 100_000
     assert {"mAP50-95", "mAP50", "precision", "recall"} <= set(summary["metrics"])
     assert summary["gate"] == {"min_map50_95": 0.0, "passed": True}
     assert "summary" in result.stderr and "mAP50-95" in result.stderr
+
+
+def test_the_gated_model_is_published_with_latest_last(passed_run, registry):
+    _, summary = passed_run
+    latest = json.loads((registry / "tiny" / "latest").read_text())
+    version = Path(summary["artifacts"]["published"])
+    assert latest["uri"] == str(version) and version.parent == registry / "tiny"
+    assert {"best.pt", "model.onnx", "data.yaml", "README.md"} <= {
+        p.name for p in version.iterdir()}
+    assert latest["metrics"]["mAP50-95"] == pytest.approx(summary["metrics"]["mAP50-95"])
+
+
+def test_challenger_must_not_be_worse_than_the_champion(passed_run, registry):
+    from components.evaluate import EvalResult, champion_map50_95, gate
+
+    _, summary = passed_run
+    data_yaml = Path(summary["artifacts"]["dataset"]) / "data.yaml"
+    champion = champion_map50_95(str(registry), "tiny", data_yaml, imgsz=64,
+                                 work=registry.parent / "champion")
+    assert champion is not None
+    assert champion[0] == pytest.approx(summary["metrics"]["mAP50-95"], abs=1e-4)
+    assert champion_map50_95(str(registry), "other", data_yaml, imgsz=64, work=registry) is None
+    same = EvalResult(map50_95=champion[0], map50=0, precision=0, recall=0)
+    worse = EvalResult(map50_95=champion[0] - 0.01, map50=0, precision=0, recall=0)
+    assert gate(same, min_map50_95=0.0, champion=champion)[0]
+    passed, verdict = gate(worse, min_map50_95=0.0, champion=champion)
+    assert not passed and "worse than the published champion" in verdict
 
 
 def test_onnx_model_runs_and_parity_is_recorded(passed_run):
@@ -63,6 +96,7 @@ def test_gate_stops_export(tmp_path):
     result, summary = _run(tmp_path, "min_map50_95=0.99")
     assert result.returncode == 1
     assert summary["status"] == "failed" and "quality gate not met" in summary["reason"]
+    assert "< min_map50_95 0.99" in summary["reason"]
     assert summary["steps"]["export"] == "skipped (gate)"
     assert summary["artifacts"]["onnx"] is None
     assert not list(tmp_path.rglob("*.onnx"))
