@@ -18,9 +18,9 @@ and prints every latency as a ratio to TensorRT's (how many times slower than th
 Without CUDA or the tensorrt package it prints why and exits 0 (status `skipped`). Results also
 go to $OUT/gpu_trt_check.json when OUT is set.
 
-Where to run it: in the project image on a GPU node, which has everything it needs (torch,
-ultralytics, kfp, onnxruntime, tensorrt-cu13), e.g. `kubectl run` with the image and
-`python /path/to/gpu_trt_check.py`; or any CUDA machine with `pip install -e . tensorrt-cu13`.
+Where to run it: in a pod of the project image on a GPU pool (the image holds torch,
+ultralytics, kfp, onnxruntime and tensorrt-cu13; copy this one file in, it imports the installed
+package), or on any CUDA machine after `pip install -e . tensorrt-cu13==11.4.0.106`.
 """
 
 import argparse

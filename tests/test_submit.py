@@ -273,3 +273,9 @@ def test_unreachable_host_is_one_sentence(kfp_server, config_file, capsys):
     assert main(["submit", "--config", str(config_file), "--host",
                  f"http://127.0.0.1:{port}"]) == 2
     assert "cannot reach the KFP API at" in capsys.readouterr().err
+
+
+def test_server_wanting_a_token_when_none_is_set(kfp_server, config_file, capsys):
+    _, host = kfp_server
+    assert main(["submit", "--config", str(config_file), "--host", host]) == 2
+    assert "needs a token (HTTP 401)" in capsys.readouterr().err
