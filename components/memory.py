@@ -533,7 +533,8 @@ def plan(model: str, *, imgsz: int, batch: int, world_size: int = 1, precision: 
 
 
 def plan_resources_component(
-    model: str, imgsz: int, batch: int, world_size: int, precision: str, optimizer: str, nc: int,
+    model: str, imgsz: int, batch: int, nodes: int, procs_per_node: int, precision: str,
+    optimizer: str, nc: int,
 ) -> NamedTuple("PlanOutputs", [("batch", int), ("peak_mib", int), ("pool", str),
                                 ("min_gpu_memory_mib", int)]):
     """KFP step: plan the run from the image's node-pool catalog (batch 0 = largest that fits).
@@ -548,8 +549,10 @@ def plan_resources_component(
     from components.memory import plan
     from components.pools import load_pools
 
-    result = plan(model, imgsz=imgsz, batch=batch, world_size=world_size, precision=precision,
-                  optimizer=optimizer, nc=nc, pools=load_pools())
+    result = plan(model, imgsz=imgsz, batch=batch, world_size=nodes * procs_per_node,
+                  precision=precision, optimizer=optimizer, nc=nc, pools=load_pools())
+    print(f"plan: {result.peak_mib} MiB per GPU at batch {result.batch_per_gpu} per GPU "
+          f"(global {result.batch}) -> pool {result.pool.name}")
 
     class PlanOutputs(NamedTuple):
         batch: int

@@ -10,11 +10,25 @@ from pathlib import Path
 
 from pipelines.config import RunConfig, load_config
 
-__all__ = ["compile_pipeline", "run"]
+__all__ = ["compile_pipeline", "placement_for", "run"]
 
 
-def compile_pipeline(cfg: RunConfig, output: str | Path) -> Path:
-    """Compiles the DAG for cfg to output, written under a temporary name and moved into place."""
+def placement_for(cfg: RunConfig, pools_path: str | Path | None = None):
+    """The planner's placement of cfg's GPU tasks (pool, nvidia.com/gpu.memory Gt affinity)."""
+    from components.memory import plan
+    from components.pools import load_pools
+    from pipelines.training import Placement
+
+    result = plan(cfg.model, imgsz=cfg.imgsz, batch=cfg.batch, world_size=cfg.world_size,
+                  precision=cfg.precision, optimizer=cfg.optimizer, nc=80,
+                  pools=load_pools(pools_path))
+    return Placement(pool=result.pool.name, min_gpu_memory_mib=result.min_gpu_memory_mib,
+                     affinity=result.affinity, tolerations=tuple(result.pool.tolerations))
+
+
+def compile_pipeline(cfg: RunConfig, output: str | Path,
+                     pools_path: str | Path | None = None) -> Path:
+    """Compiles the DAG for a cluster to output (temporary name, then moved into place)."""
     from kfp import compiler
 
     from pipelines.training import build_pipeline
@@ -24,7 +38,7 @@ def compile_pipeline(cfg: RunConfig, output: str | Path) -> Path:
     fd, partial = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".yaml", dir=output.parent)
     os.close(fd)
     try:
-        compiler.Compiler().compile(build_pipeline(cfg), partial)
+        compiler.Compiler().compile(build_pipeline(cfg, placement_for(cfg, pools_path)), partial)
         os.replace(partial, output)
     finally:
         if os.path.exists(partial):
@@ -35,6 +49,6 @@ def compile_pipeline(cfg: RunConfig, output: str | Path) -> Path:
 def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + ([f"image={args.image}"] if args.image else [])
     cfg = load_config(args.config, overrides)
-    path = compile_pipeline(cfg, args.output)
+    path = compile_pipeline(cfg, args.output, args.pools)
     print(f"wrote {path}", file=sys.stderr)
     return 0

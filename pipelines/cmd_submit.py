@@ -235,7 +235,7 @@ def _submit(args: argparse.Namespace, cfg: RunConfig, host: str,
               "(a changed config, e.g. another name, starts a new run).")
     else:
         with tempfile.TemporaryDirectory(prefix="kfp-yolo-submit-") as tmp:
-            package = compile_pipeline(cfg, Path(tmp) / "pipeline.yaml")
+            package = compile_pipeline(cfg, Path(tmp) / "pipeline.yaml", args.pools)
             created = api.call("create the run", api.client.run_pipeline,
                                experiment_id=experiment.experiment_id, job_name=name,
                                pipeline_package_path=str(package),

@@ -12,6 +12,7 @@ __all__ = ["TASKS", "collect_summary", "format_summary"]
 # Task folder names kfp.local uses (the component function names, dashed), in DAG order.
 TASKS = {
     "prepare": "prepare-dataset-component",
+    "plan": "plan-resources-component",
     "train": "train-component",
     "evaluate": "evaluate-component",
     "export": "export-onnx-component",
@@ -83,6 +84,7 @@ def collect_summary(run_dir: Path | None, cfg: RunConfig, *, elapsed_s: float) -
         "onnx_parity": {"max_abs_diff": parity.get("max_abs_diff"),
                         "tolerance": cfg.onnx_tolerance} if parity else None,
         "tensorrt": {"status": trt.get("status", "not run"), "reason": trt.get("reason", "")},
+        "plan": _params(outputs["plan"]) or None,
         "run_dir": str(run_dir) if run_dir else None,
         "config": cfg.model_dump(),
     }

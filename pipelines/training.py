@@ -16,6 +16,7 @@ from kfp import dsl, kubernetes
 from components.data_prep import prepare_dataset_component
 from components.evaluate import evaluate_component
 from components.export_onnx import export_onnx_component
+from components.memory import plan_resources_component
 from components.publish import publish_component
 from components.tensorrt import build_tensorrt_component
 from components.train import train_component
@@ -71,6 +72,7 @@ def _components(image: str) -> dict[str, Callable]:
 
     return {
         "prepare": wrap(prepare_dataset_component),
+        "plan": wrap(plan_resources_component),
         "train": wrap(train_component),
         "evaluate": wrap(evaluate_component),
         "export": wrap(export_onnx_component),
@@ -88,14 +90,18 @@ def _wire(c: dict[str, Callable], p: dict, placement: Placement | None, *,
     """
     prepare = c["prepare"](dataset_uri=p["dataset_uri"], seed=p["seed"],
                            val_fraction=p["val_fraction"]).set_display_name("prepare-dataset")
+    # Runs before any GPU is requested: batch 0 becomes the largest batch that fits the pool.
+    plan = c["plan"](model=p["model"], imgsz=p["imgsz"], batch=p["batch"], nodes=p["nodes"],
+                     procs_per_node=p["procs_per_node"], precision=p["precision"],
+                     optimizer=p["optimizer"], nc=80).set_display_name("plan-resources")
     train = c["train"](
         dataset=prepare.outputs["dataset"], run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-        model=p["model"], imgsz=p["imgsz"], epochs=p["epochs"], batch=p["batch"],
+        model=p["model"], imgsz=p["imgsz"], epochs=p["epochs"], batch=plan.outputs["batch"],
         precision=p["precision"], optimizer=p["optimizer"], lr0=p["lr0"], seed=p["seed"],
         workers=p["workers"], nodes=p["nodes"], procs_per_node=p["procs_per_node"],
         launcher=p["launcher"], checkpoint_uri=p["checkpoint_uri"], image=p["image"],
         namespace=p["namespace"], queue=p["queue"], storage_secret=p["storage_secret"],
-        pool=placement.pool if placement else "",
+        pool=plan.outputs["pool"],
     ).set_display_name("train").set_caching_options(False)
     evaluate = c["evaluate"](dataset=prepare.outputs["dataset"], weights=train.outputs["weights"],
                              imgsz=p["imgsz"], min_map50_95=p["min_map50_95"],
@@ -118,6 +124,8 @@ def _wire(c: dict[str, Callable], p: dict, placement: Placement | None, *,
     if placement is None:
         return
     _on_cluster(prepare, p, cpu="2", memory="8Gi", timeout_s=3600, retries=2)
+    plan.set_cpu_request("2").set_memory_request("8Gi")
+    kubernetes.set_timeout(plan, 900)
     # With launcher=pytorchjob the train step only creates and watches the job (the job's pods
     # get the GPUs and the affinity); with launcher=local it trains in its own pod.
     _on_cluster(train, p, cpu="4", memory="16Gi", timeout_s=7 * 86400)

@@ -36,7 +36,7 @@ def test_full_run_succeeds_with_every_artifact(passed_run):
     result, summary = passed_run
     assert result.returncode == 0, result.stderr[-3000:]
     assert summary["status"] == "succeeded"
-    assert summary["steps"] == {"prepare": "succeeded", "train": "succeeded",
+    assert summary["steps"] == {"prepare": "succeeded", "plan": "succeeded", "train": "succeeded",
                                 "evaluate": "succeeded", "export": "succeeded",
                                 "tensorrt": "skipped", "publish": "succeeded"}
     assert Path(summary["artifacts"]["best_pt"]).stat().st_size > 100_000
@@ -65,11 +65,15 @@ def test_challenger_must_not_be_worse_than_the_champion(passed_run, registry):
     assert champion is not None
     assert champion[0] == pytest.approx(summary["metrics"]["mAP50-95"], abs=1e-4)
     assert champion_map50_95(str(registry), "other", data_yaml, imgsz=64, work=registry) is None
-    same = EvalResult(map50_95=champion[0], map50=0, precision=0, recall=0)
-    worse = EvalResult(map50_95=champion[0] - 0.01, map50=0, precision=0, recall=0)
-    assert gate(same, min_map50_95=0.0, champion=champion)[0]
-    passed, verdict = gate(worse, min_map50_95=0.0, champion=champion)
-    assert not passed and "worse than the published champion" in verdict
+    assert gate(EvalResult(map50_95=champion[0], map50=0, precision=0, recall=0),
+                min_map50_95=0.0, champion=champion)[0]
+    # The gate itself, with a champion better than the floor.
+    challenger = EvalResult(map50_95=0.55, map50=0, precision=0, recall=0)
+    assert gate(challenger, min_map50_95=0.5, champion=(0.54, "v1"))[0]
+    passed, verdict = gate(challenger, min_map50_95=0.5, champion=(0.56, "v1"))
+    assert not passed and "worse than the published champion v1" in verdict
+    passed, verdict = gate(challenger, min_map50_95=0.6, champion=None)
+    assert not passed and "< min_map50_95 0.6" in verdict
 
 
 def test_onnx_model_runs_and_parity_is_recorded(passed_run):
