@@ -1,21 +1,39 @@
-"""The local launcher: torchrun on this machine, one torchrun per node on a loopback rendezvous."""
+"""The local launcher: torchrun on this machine, one torchrun per node on a loopback rendezvous.
+
+What it runs, for nodes=2 and procs_per_node=2 (node 0; node 1 has --node-rank=1):
+    python -m torch.distributed.run --nnodes=2 --node-rank=0 --master-addr=127.0.0.1 \
+        --master-port=P --rdzv-conf=timeout=INIT_TIMEOUT_S --nproc-per-node=2 \
+        --max-restarts=0 -m components.worker --spec @SCRATCH/spec.json --scratch SCRATCH/node0
+"""
 
 from __future__ import annotations
 
+import collections
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
-from components.errors import JobFailed
+from components.errors import JobFailed, UserError
 from components.train import TrainSpec
 
 __all__ = ["LocalLauncher"]
+
+TERMINATE_GRACE_S = 15
+"""Seconds torchrun gets to stop its workers after SIGTERM before everything is killed."""
+_TAIL_LINES = 40
+# Variables torchrun sets for its workers; inherited ones (a PyTorchJob pod has RANK and
+# WORLD_SIZE) would only confuse it.
+_TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK",
+                  "ROLE_RANK", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID")
 
 
 def _free_port() -> int:
@@ -25,81 +43,180 @@ def _free_port() -> int:
 
 
 class LocalLauncher:
-    """Runs `spec.nodes` torchrun processes with `spec.procs_per_node` workers each."""
+    """Runs `spec.nodes` torchrun processes with `spec.procs_per_node` workers each.
 
-    def __init__(self, *, scratch: str | Path | None = None, env: dict[str, str] | None = None):
+    Args:
+        scratch: folder for the nodes' work folders (SCRATCH/node<N>), the spec and torchrun's
+            error files; None = a temporary folder, removed at the end.
+        env: extra environment variables for the workers.
+        node_ranks: the nodes to start here (default all); the others are expected to be
+            started elsewhere with the same master port.
+        master_port: the rendezvous port of a multi-node job (default a free one).
+    """
+
+    def __init__(self, *, scratch: str | Path | None = None, env: dict[str, str] | None = None,
+                 node_ranks: Sequence[int] | None = None, master_port: int | None = None):
         self.scratch = Path(scratch) if scratch else None
-        self.env = env or {}
+        self.env = dict(env or {})
+        self.node_ranks = list(node_ranks) if node_ranks is not None else None
+        self.master_port = master_port
 
-    def _command(self, spec: TrainSpec, node_rank: int, port: int, error_dir: Path) -> list[str]:
+    def command(self, spec: TrainSpec, node_rank: int, port: int, scratch: Path) -> list[str]:
+        """The torchrun command line of one node."""
         rdzv = (["--standalone"] if spec.nodes == 1 else
                 [f"--nnodes={spec.nodes}", f"--node-rank={node_rank}",
-                 "--master-addr=127.0.0.1", f"--master-port={port}"])
-        scratch = (self.scratch or Path(tempfile.mkdtemp(prefix="kfp-yolo-"))) / f"node{node_rank}"
+                 "--master-addr=127.0.0.1", f"--master-port={port}",
+                 # Static rendezvous: a node waits this long for the others, then fails.
+                 f"--rdzv-conf=timeout={spec.init_timeout_s}"])
         return [sys.executable, "-m", "torch.distributed.run", *rdzv,
                 f"--nproc-per-node={spec.procs_per_node}", "--max-restarts=0",
-                "-m", "components.worker", "--spec", spec.to_json(), "--scratch", str(scratch)]
+                "-m", "components.worker", "--spec", f"@{scratch / 'spec.json'}",
+                "--scratch", str(scratch / f"node{node_rank}")]
 
     def launch(self, spec: TrainSpec) -> None:
-        """Runs the job to its end, streaming logs; raises JobFailed with the worker's error."""
-        port = _free_port()
-        error_dir = Path(tempfile.mkdtemp(prefix="kfp-yolo-errors-"))
-        procs = []
-        for node_rank in range(spec.nodes):
-            env = {**os.environ, **self.env,
-                   "TORCHELASTIC_ERROR_FILE": str(error_dir / f"node{node_rank}.json")}
-            for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):  # torchrun sets its own
-                env.pop(name, None)
-            procs.append(subprocess.Popen(
-                self._command(spec, node_rank, port, error_dir), env=env,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                start_new_session=True))
-        prefixes = [f"[node{i}] " if spec.nodes > 1 else "" for i in range(spec.nodes)]
-        threads = [threading.Thread(target=_stream, args=(proc, prefix), daemon=True)
-                   for proc, prefix in zip(procs, prefixes, strict=True)]
-        for thread in threads:
-            thread.start()
+        """Runs the job to its end, streaming logs; raises JobFailed with the worker's error.
+
+        Raises:
+            UserError: the spec cannot run (batch not divisible by the world size, a node rank
+                out of range), or a worker refused its input.
+            JobFailed: a worker or a rendezvous failed; the message is the worker's own error.
+        """
+        if spec.batch % spec.world_size:
+            raise UserError(f"batch {spec.batch} is not divisible by the world size "
+                            f"{spec.world_size} ({spec.nodes} nodes x {spec.procs_per_node} "
+                            f"processes); use a multiple of {spec.world_size}.")
+        node_ranks = self.node_ranks if self.node_ranks is not None else list(range(spec.nodes))
+        bad = [rank for rank in node_ranks if not 0 <= rank < spec.nodes]
+        if bad:
+            raise UserError(f"node rank {bad[0]} is out of range for nodes={spec.nodes}.")
+        scratch = self.scratch or Path(tempfile.mkdtemp(prefix=f"kfp-yolo-{spec.run_id}-"))
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            # A cancelled KFP task gets SIGTERM: stop torchrun and its workers with it.
+            previous = signal.signal(signal.SIGTERM, _raise_terminated)
         try:
-            codes = [p.wait() for p in procs]
+            self._run(spec, node_ranks, scratch)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+            if self.scratch is None:
+                shutil.rmtree(scratch, ignore_errors=True)
+
+    def _run(self, spec: TrainSpec, node_ranks: list[int], scratch: Path) -> None:
+        scratch.mkdir(parents=True, exist_ok=True)
+        (scratch / "spec.json").write_text(spec.to_json())
+        errors = scratch / "errors"
+        shutil.rmtree(errors, ignore_errors=True)
+        errors.mkdir()
+        port = self.master_port or _free_port()
+        base = {k: v for k, v in os.environ.items() if k not in _TORCHRUN_VARS}
+        # torchrun gives each process 1 thread when it starts several; share the cores instead.
+        threads = max(1, (os.cpu_count() or 1) // (len(node_ranks) * spec.procs_per_node))
+        base.setdefault("OMP_NUM_THREADS", str(threads))
+        nodes = []
+        for node_rank in node_ranks:
+            env = {**base, **self.env,
+                   "TORCHELASTIC_ERROR_FILE": str(errors / f"node{node_rank}.json")}
+            proc = subprocess.Popen(
+                self.command(spec, node_rank, port, scratch), env=env,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                start_new_session=True)
+            nodes.append(_Node(node_rank, proc, "" if spec.nodes == 1 else f"[node{node_rank}] "))
+        failed: _Node | None = None
+        try:
+            while failed is None and any(node.proc.poll() is None for node in nodes):
+                failed = next((n for n in nodes if n.proc.poll() not in (None, 0)), None)
+                time.sleep(0.2)
+            failed = failed or next((n for n in nodes if n.proc.returncode), None)
         except BaseException:
-            _terminate(procs)
+            _terminate([node.proc for node in nodes])
             raise
         finally:
-            for thread in threads:
-                thread.join(timeout=5)
-        if any(codes):
-            _terminate(procs)
-            raise JobFailed(f"training failed (exit codes {codes}): {_worker_error(error_dir)}")
+            if failed is not None:
+                # One node failed: the others would wait for it until their timeouts.
+                _terminate([node.proc for node in nodes])
+            for node in nodes:
+                node.thread.join(timeout=5)
+        if failed is not None:
+            raise _failure(spec, failed, errors, port)
 
 
-def _stream(proc: subprocess.Popen, prefix: str) -> None:
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        sys.stdout.write(prefix + line)
-    sys.stdout.flush()
+class _Node:
+    """One torchrun process and the thread that streams its output."""
+
+    def __init__(self, rank: int, proc: subprocess.Popen, prefix: str):
+        self.rank, self.proc = rank, proc
+        self.tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
+        self.thread = threading.Thread(target=self._stream, args=(prefix,), daemon=True)
+        self.thread.start()
+
+    def _stream(self, prefix: str) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.tail.append(line.rstrip("\n"))
+            sys.stdout.write(prefix + line)
+        sys.stdout.flush()
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _terminate(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM to each torchrun (it stops its workers), then SIGKILL to whatever is left."""
     for proc in procs:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + TERMINATE_GRACE_S
     for proc in procs:
         try:
-            proc.wait(timeout=15)
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            _kill_tree(proc.pid)
+            proc.wait()
 
 
-def _worker_error(error_dir: Path) -> str:
-    """The first worker's own exception message, as torchrun's error file recorded it."""
-    for path in sorted(error_dir.glob("*.json")):
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a torchrun and its workers (they run in sessions of their own)."""
+    import psutil
+
+    try:
+        parent = psutil.Process(pid)
+        processes = [parent, *parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for process in processes:
         try:
-            message = json.loads(path.read_text())["message"]
-        except (OSError, ValueError, KeyError):
-            continue
-        if isinstance(message, dict):
-            message = message.get("message", "")
-        lines = [ln for ln in str(message).strip().splitlines() if ln.strip()]
-        if lines:
-            return lines[-1] if len(lines) < 3 else lines[-1]
-    return "no worker error was recorded; see the log above"
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def _failure(spec: TrainSpec, node: _Node, errors: Path, port: int) -> Exception:
+    """The error to raise for a failed node: the worker's own message, in one sentence."""
+    message = _recorded_error(errors / f"node{node.rank}.json") or next(
+        (e for e in map(_recorded_error, sorted(errors.glob("*.json"))) if e), None)
+    if message is None:
+        lines = [line for line in node.tail if line.strip()]
+        message = lines[-1] if lines else "no error was recorded; see the log above"
+    where = f"node {node.rank}, exit code {node.proc.returncode}"
+    kind, _, text = message.partition(": ")
+    if kind.endswith("UserError"):
+        return UserError(text)
+    if kind.endswith(("DistStoreError", "DistNetworkError")):
+        return JobFailed(f"the {spec.nodes} nodes did not meet at 127.0.0.1:{port} within "
+                         f"init_timeout_s={spec.init_timeout_s} s ({where}: {text}); check that "
+                         "every node was started and reaches the master.")
+    return JobFailed(f"training failed ({where}): {message}")
+
+
+def _recorded_error(path: Path) -> str | None:
+    """The exception torchrun recorded in an error file, as 'Type: message' (last line)."""
+    try:
+        message = json.loads(path.read_text())["message"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if isinstance(message, dict):
+        message = message.get("message", "")
+    lines = [line for line in str(message).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else None
