@@ -32,11 +32,12 @@ from components import storage  # noqa: E402
 COCO8 = REPO.parent / "shared" / "datasets" / "coco8"
 
 
-def _best(repeat: int, *runs):
-    """Best wall time of each callable over repeat rounds, run alternately."""
+def _best(repeat: int, *runs, setup=lambda: None):
+    """Best wall time of each callable over repeat rounds, run alternately; setup is untimed."""
     times = [float("inf")] * len(runs)
     for _ in range(repeat):
         for index, run in enumerate(runs):
+            setup()
             started = time.perf_counter()
             run()
             times[index] = min(times[index], time.perf_counter() - started)
@@ -96,17 +97,16 @@ def main() -> None:
             storage.upload(small, "s3://bench/small", settings=settings, progress=False)
             upload_s = time.perf_counter() - started
 
-            def ours_small() -> None:
-                shutil.rmtree(scratch / "a", ignore_errors=True)
-                storage.download("s3://bench/small", scratch / "a", settings=settings,
-                                 progress=False)
+            def fresh() -> None:  # both sides write into an empty folder
+                shutil.rmtree(scratch / "out", ignore_errors=True)
+                (scratch / "out").mkdir()
 
-            def sdk_small() -> None:
-                shutil.rmtree(scratch / "b", ignore_errors=True)
-                (scratch / "b").mkdir()
-                _fget_loop(client, "bench", "small/", scratch / "b")
-
-            ours, sdk = _best(args.repeat, sdk_small, ours_small)[::-1]
+            sdk, ours = _best(
+                args.repeat,
+                lambda: _fget_loop(client, "bench", "small/", scratch / "out"),
+                lambda: storage.download("s3://bench/small", scratch / "out", settings=settings,
+                                         progress=False),
+                setup=fresh)
             print(f"{args.files} x {args.file_kb} KB: storage.download {ours:.2f} s, sequential "
                   f"fget_object {sdk:.2f} s, speed-up {sdk / ours:.1f}x (goal >= 3x); "
                   f"upload {upload_s:.2f} s")
@@ -117,7 +117,7 @@ def main() -> None:
                     handle.write(os.urandom(1 << 20))
             storage.upload(big, "s3://bench/big.bin", settings=settings, progress=False)
             sdk_big, ours_big = _best(
-                args.repeat + 1,
+                max(5, args.repeat),
                 lambda: client.fget_object("bench", "big.bin", str(scratch / "big-sdk.bin")),
                 lambda: storage.download("s3://bench/big.bin", scratch / "big-ours.bin",
                                          settings=settings, progress=False))

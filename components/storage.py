@@ -20,6 +20,7 @@ failures with exponential backoff, and never wait on a dead endpoint for more th
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -64,6 +65,7 @@ RANGE_MIN_BYTES = 32 << 20
 """Objects of twice this or more are fetched as parallel byte ranges of at least this size."""
 RANGE_WORKERS = 8
 _CHUNK = 1 << 20
+_PART_IDS = itertools.count()
 _AWS_ENDPOINT = "https://s3.amazonaws.com"
 _TRANSIENT_CODES = {"SlowDown", "InternalError", "RequestTimeout", "ServiceUnavailable",
                     "OperationAborted", "ServerBusy"}
@@ -345,28 +347,48 @@ def _safe_relative(name: str, uri: str) -> PurePosixPath:
     return relative
 
 
+def _part_name(dest: Path) -> Path:
+    """A temporary name beside dest, unique across threads and processes."""
+    return dest.with_name(f".{dest.name}.{os.getpid()}-{next(_PART_IDS)}.part")
+
+
 def _get_file(remote: _Remote, key: str, dest: Path) -> int:
-    """Streams one object into dest through a temporary file; returns its size."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part_file = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
+    """Streams one object into dest through a temporary file; returns its size.
+
+    Many small objects are bound by per-file overhead, so this does few system calls: the
+    caller creates the folders, and the temporary file is only removed when something failed.
+    """
+    part_file = _part_name(dest)
 
     def attempt() -> int:
+        size = 0
         response = remote.client.get_object(remote.bucket, key)
         try:
             with open(part_file, "wb") as handle:
                 for chunk in response.stream(_CHUNK):
-                    handle.write(chunk)
+                    size += handle.write(chunk)
         finally:
             response.close()
             response.release_conn()
-        return part_file.stat().st_size
+        return size
 
     try:
         size = _retry(attempt, key)
-        os.replace(part_file, dest)
+        _publish_file(part_file, dest)
         return size
-    finally:
+    except BaseException:
         part_file.unlink(missing_ok=True)
+        raise
+
+
+def _publish_file(part_file: Path, dest: Path) -> None:
+    """Renames a finished download into place.
+
+    An existing dest is removed first, as minio's fget_object does: renaming over it would make
+    ext4 (auto_da_alloc) flush the new file to disk first, 0.3 s per 200 MB here.
+    """
+    dest.unlink(missing_ok=True)
+    os.rename(part_file, dest)
 
 
 def _get_ranges(remote: _Remote, key: str, dest: Path, size: int, etag: str | None,
@@ -376,8 +398,7 @@ def _get_ranges(remote: _Remote, key: str, dest: Path, size: int, etag: str | No
     One stream is bounded by a single connection (and a single server thread); ranges use
     several, as the AWS CLI does. If-Match keeps every range on the same version of the object.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part_file = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
+    part_file = _part_name(dest)
     step = max(RANGE_MIN_BYTES, -(-size // workers))
     headers = {"If-Match": etag} if etag else None
 
@@ -407,7 +428,7 @@ def _get_ranges(remote: _Remote, key: str, dest: Path, size: int, etag: str | No
                     future.result()
         finally:
             os.close(fd)
-        os.replace(part_file, dest)
+        _publish_file(part_file, dest)
         return size
     finally:
         part_file.unlink(missing_ok=True)
@@ -446,6 +467,7 @@ def download(uri: str, dest: str | Path, *, settings: S3Settings | None = None,
             stat = remote.stat(remote.key)
             if stat is not None:
                 target = dest / PurePosixPath(remote.key).name if dest.is_dir() else dest
+                target.parent.mkdir(parents=True, exist_ok=True)
                 if stat.size >= 2 * RANGE_MIN_BYTES and workers > 1:
                     get = partial(_get_ranges, remote, remote.key, target, stat.size,
                                   stat.etag, min(workers, RANGE_WORKERS))
@@ -459,7 +481,8 @@ def download(uri: str, dest: str | Path, *, settings: S3Settings | None = None,
         if not objects:
             raise remote.missing()
         jobs = [(key, dest / _safe_relative(key[len(prefix):], uri)) for key in sorted(objects)]
-        dest.mkdir(parents=True, exist_ok=True)
+        for folder in sorted({target.parent for _, target in jobs}):
+            folder.mkdir(parents=True, exist_ok=True)
         _parallel([lambda k=key, d=target: _get_file(remote, k, d) for key, target in jobs],
                   _Progress(f"download {uri}", len(jobs), sum(objects.values()), progress),
                   workers)
