@@ -1,9 +1,9 @@
 """prepare_dataset: fetch a YOLO dataset, validate it, split it, describe it.
 
 Accepted layouts (from a path, file://, s3://, minio:// or synthetic://shapes):
-- data.yaml with names and train/val folders (relative to the folder holding data.yaml; its
-  `path:` is ignored because the dataset has been moved), or without data.yaml: classes.txt (one
-  name a line) beside images/ and labels/.
+- data.yaml with names and train/val folders, relative to the folder holding data.yaml (the
+  dataset has moved, so `path:` only serves to make absolute train/val paths relative), or no
+  data.yaml and a classes.txt (one name a line) beside images/ and labels/.
 - images/{train,val} or a flat images/; labels mirror images (ultralytics' rule: the last
   `images` folder of the image's path becomes `labels`, the suffix becomes .txt).
 - no val split: a seeded split of train, stratified by each image's rarest class.
