@@ -31,7 +31,8 @@ PLAIN = textwrap.dedent("""
     from ultralytics import YOLO
     model = YOLO(sys.argv[1])
     model.train(data=str(data_yaml), imgsz=imgsz, epochs=epochs, batch=batch, device="cpu",
-                workers=2, seed=0, optimizer="auto", project=sys.argv[2], name="train")
+                workers=2, seed=0, optimizer=sys.argv[7], lr0=float(sys.argv[8]),
+                project=sys.argv[2], name="train")
     best = YOLO(sys.argv[2] + "/train/weights/best.pt")
     metrics = best.val(data=str(data_yaml), imgsz=imgsz, batch=16, device="cpu")
     best.export(format="onnx", imgsz=imgsz, dynamic=True, simplify=True, opset=17)
@@ -54,15 +55,19 @@ def main() -> None:
     parser.add_argument("--imgsz", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--optimizer", default="AdamW")
+    parser.add_argument("--lr0", type=float, default=0.004)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kfp-yolo-overhead-"))
     (work / "plain").mkdir()
-    settings = [str(args.images), str(args.imgsz), str(args.epochs), str(args.batch)]
+    settings = [str(args.images), str(args.imgsz), str(args.epochs), str(args.batch),
+                args.optimizer, str(args.lr0)]
     plain_s = _timed([sys.executable, "-c", PLAIN, args.model, str(work / "plain"), *settings],
                      work / "plain.log")
     ours_s = _timed([sys.executable, "-m", "pipelines.cli", "run", "--workdir", str(work / "ours"),
                      "--set", f"model={args.model}", "--set", f"imgsz={args.imgsz}",
                      "--set", f"epochs={args.epochs}", "--set", f"batch={args.batch}",
+                     "--set", f"optimizer={args.optimizer}", "--set", f"lr0={args.lr0}",
                      "--set", f"dataset_uri=synthetic://shapes?images={args.images}"
                      f"&imgsz={args.imgsz}", "--set", "min_map50_95=0"], work / "ours.log")
     summary = json.loads((work / "ours" / "summary.json").read_text())

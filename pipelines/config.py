@@ -42,9 +42,10 @@ class RunConfig(BaseModel):
                        "largest that fits the chosen GPU pool (from the memory planner).")
     precision: Precision = Field("amp", description="amp (fp16 autocast + GradScaler), fp32 or "
                                  "bf16; on a CPU training runs in fp32 whatever is set.")
-    optimizer: Optimizer = Field("auto", description="SGD, Adam, AdamW, or auto (ultralytics' "
+    optimizer: Optimizer = Field("AdamW", description="SGD, Adam, AdamW, or auto (ultralytics' "
                                  "choice by run length).")
-    lr0: float = Field(0.01, gt=0, le=1, description="Initial learning rate (ignored by auto).")
+    lr0: float = Field(0.004, gt=0, le=1, description="Initial learning rate (ignored by auto); "
+                       "the default suits AdamW from scratch, use 0.01 for SGD.")
     seed: int = Field(0, ge=0, description="Seed for the split and training.")
     val_fraction: float = Field(0.2, gt=0, lt=1, description="Share of images held out for "
                                 "validation when the dataset has no val split.")
