@@ -124,6 +124,14 @@ def _device_type(spec: TrainSpec) -> str:
     return spec.device
 
 
+def _check_gpu(env: DistEnv) -> None:
+    import torch
+
+    if env.local_rank >= torch.cuda.device_count():
+        raise UserError(f"local rank {env.local_rank} has no GPU: this node has "
+                        f"{torch.cuda.device_count()}; set procs_per_node to the GPUs per node.")
+
+
 def _init_distributed(env: DistEnv, device_type: str, timeout_s: int) -> None:
     """The only caller of init_process_group; a group that cannot form fails within timeout_s."""
     import torch
@@ -131,11 +139,13 @@ def _init_distributed(env: DistEnv, device_type: str, timeout_s: int) -> None:
 
     if device_type == "cuda":
         torch.cuda.set_device(env.local_rank)
-    backend = "nccl" if device_type == "cuda" else "gloo"
+    cuda = device_type == "cuda"
     try:
-        dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
-        # NCCL connects lazily: a barrier proves every rank is there, under the same bound.
-        dist.barrier(device_ids=[env.local_rank] if backend == "nccl" else None)
+        # device_id binds NCCL to this GPU and connects it now, not at the first collective.
+        dist.init_process_group(backend="nccl" if cuda else "gloo",
+                                timeout=timedelta(seconds=timeout_s),
+                                device_id=torch.device("cuda", env.local_rank) if cuda else None)
+        dist.barrier()  # every rank is there, under the same bound
     except (RuntimeError, dist.DistError) as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise JobFailed(
@@ -317,11 +327,14 @@ class _Progress:
 
     def epoch_end(self, trainer: Any) -> None:
         import torch
+        from torch.nn.parallel import DistributedDataParallel
 
+        self.record["ddp"] = isinstance(trainer.model, DistributedDataParallel)
         entry = {"epoch": trainer.epoch + 1, "batches": self.batches}
         if self.device_type == "cuda":
             torch.cuda.synchronize()  # queued kernels belong to this epoch's time
             entry["max_memory_reserved_mib"] = torch.cuda.max_memory_reserved() / 2**20
+            entry["max_memory_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
         entry["seconds"] = time.perf_counter() - self.started
         # The sampler holds this rank's share of the images (all of them in one process).
         entry["images"] = min(len(trainer.train_loader.sampler),
@@ -477,6 +490,8 @@ def run_worker(spec: TrainSpec, env: DistEnv, scratch: Path | None = None) -> Pa
     # One settings folder per node: nodes sharing a machine must not write one settings file.
     offline_environment(scratch / "ultralytics")
     device_type = _device_type(spec)
+    if device_type == "cuda":
+        _check_gpu(env)
     if env.world_size > 1:
         _init_distributed(env, device_type, spec.init_timeout_s)
     try:

@@ -109,6 +109,7 @@ def _assert_both_ranks_trained(scratch: Path, spec: TrainSpec) -> None:
     assert sorted(progress) == [0, 1]
     for record in progress.values():
         assert record["world_size"] == 2
+        assert record["ddp"], "the model was not wrapped in DistributedDataParallel"
         assert [e["epoch"] for e in record["epochs"]] == [1, 2]
         # Each rank saw its half of the training images, in batches of half the global batch.
         for epoch in record["epochs"]:
