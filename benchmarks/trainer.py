@@ -2,7 +2,7 @@
 
 All runs happen in this one invocation, on the same synthetic data and settings:
 
-    .venv/bin/python benchmarks/trainer.py                  # 128 images at 64 px, 3 epochs
+    .venv/bin/python benchmarks/trainer.py                  # 256 images at 64 px, 4 epochs
     .venv/bin/python benchmarks/trainer.py --repeats 2      # best of 2 for each side
 
 Images/s is measured inside the training loop (epoch start to epoch end, validation excluded),
@@ -93,9 +93,9 @@ def _ours(work: Path, dataset: Path, args: argparse.Namespace, procs: int) -> tu
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="yolov5n.yaml")
-    parser.add_argument("--images", type=int, default=128)
+    parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--imgsz", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=1, help="runs of each side; best kept")
     args = parser.parse_args()
