@@ -253,6 +253,8 @@ def _torchrun_args(spec: TrainSpec) -> list[str]:
         "--nnodes=$(PET_NNODES)", "--nproc-per-node=$(PET_NPROC_PER_NODE)",
         "--node-rank=$(PET_NODE_RANK)", "--master-addr=$(MASTER_ADDR)",
         "--master-port=$(MASTER_PORT)",
+        # A pod that never joins fails the rendezvous in init_timeout_s instead of hanging.
+        f"--rdzv-conf=timeout={spec.init_timeout_s}",
         "-m", "components.worker", "--spec", spec.to_json().replace("$", "$$"),
     ]
 
