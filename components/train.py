@@ -92,12 +92,14 @@ def train_component(
     queue: str,
     storage_secret: str,
     pool: str,
+    min_gpu_memory_mib: int,
     weights: Output[Model],
 ):
     """KFP step: trains through the launcher; best.pt, last.pt, results.csv into `weights`."""
     import os
 
     from components import storage
+    from components.memory import node_affinity
     from components.train import TrainSpec, get_launcher
 
     remote = launcher != "local"
@@ -109,9 +111,11 @@ def train_component(
         lr0=lr0, seed=seed, workers=workers, nodes=nodes, procs_per_node=procs_per_node,
         checkpoint_uri=checkpoint_uri or os.path.join(os.path.dirname(weights.path), "checkpoints"),
         output_uri=output_uri)
+    # The pods require the planner's need (Gt need-1 MiB) and tolerate the chosen pool.
     settings = {} if not remote else {
         "image": image, "namespace": namespace, "queue": queue,
-        "storage_secret": storage_secret, "pool": pool}
+        "storage_secret": storage_secret, "pool": pool,
+        "node_affinity": tuple(node_affinity(min_gpu_memory_mib))}
     get_launcher(launcher, **settings).launch(spec)
     if remote:
         storage.download(output_uri, weights.path)

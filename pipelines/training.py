@@ -101,7 +101,7 @@ def _wire(c: dict[str, Callable], p: dict, placement: Placement | None, *,
         workers=p["workers"], nodes=p["nodes"], procs_per_node=p["procs_per_node"],
         launcher=p["launcher"], checkpoint_uri=p["checkpoint_uri"], image=p["image"],
         namespace=p["namespace"], queue=p["queue"], storage_secret=p["storage_secret"],
-        pool=plan.outputs["pool"],
+        pool=plan.outputs["pool"], min_gpu_memory_mib=plan.outputs["min_gpu_memory_mib"],
     ).set_display_name("train").set_caching_options(False)
     evaluate = c["evaluate"](dataset=prepare.outputs["dataset"], weights=train.outputs["weights"],
                              imgsz=p["imgsz"], min_map50_95=p["min_map50_95"],

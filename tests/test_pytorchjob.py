@@ -180,6 +180,17 @@ def test_pool_setting_gives_affinity_and_tolerations_from_the_catalog():
         PyTorchJobLauncher(api_client=object(), pool="nope")
 
 
+def test_the_planners_need_wins_over_the_pools_size_and_keeps_its_tolerations():
+    from components.memory import node_affinity
+
+    # What train_component passes: the pool and the plan's need (12,645 MiB for yolov5l amp).
+    launcher = PyTorchJobLauncher(api_client=object(), pool="l4-24g", namespace=NS, owner=None,
+                                  node_affinity=tuple(node_affinity(12645)))
+    assert launcher.cluster.node_affinity == (
+        {"key": "nvidia.com/gpu.memory", "operator": "Gt", "values": ["12644"]},)
+    assert launcher.cluster.tolerations == TOLERATIONS
+
+
 # ---- the launcher against a scripted API ----------------------------------------------------
 
 

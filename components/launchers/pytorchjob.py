@@ -363,8 +363,8 @@ class PyTorchJobLauncher:
                  sleep: Callable[[float], None] = time.sleep, **settings: Any) -> None:
         """Args:
             api_client: a kubernetes ApiClient; default: in-cluster config, else kubeconfig.
-            pool: a node-pool name from the catalog; gives the affinity and tolerations when
-                node_affinity is not passed.
+            pool: a node-pool name from the catalog; gives the tolerations, and the affinity
+                (at least that pool's GPU memory) when node_affinity is not passed.
             pools_path: the catalog file (default k8s/node-pools.yaml).
             out: where status and log lines go (default: this process's stdout).
             clock, sleep: time sources, replaceable in tests.
@@ -375,8 +375,10 @@ class PyTorchJobLauncher:
         if unknown:
             raise UserError(f"unknown pytorchjob launcher setting(s) {sorted(unknown)}; known "
                             f"are {sorted(known)}.")
-        if pool and "node_affinity" not in settings:
-            settings.update(_pool_placement(pool, pools_path))
+        if pool:
+            placement = _pool_placement(pool, pools_path)
+            settings.setdefault("tolerations", placement["tolerations"])
+            settings.setdefault("node_affinity", placement["node_affinity"])
         settings.setdefault("owner", owner_from_env())
         self.cluster = ClusterSettings(**settings)
         self._api_client = api_client
