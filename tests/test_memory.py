@@ -283,7 +283,7 @@ def test_kfp_component_outputs(tmp_path):
     assert {k: v["parameterType"] for k, v in outputs.items()} == {
         "batch": "NUMBER_INTEGER", "peak_mib": "NUMBER_INTEGER", "pool": "STRING",
         "min_gpu_memory_mib": "NUMBER_INTEGER"}
-    result = plan_resources_component("yolov5n.yaml", 320, 0, 2, "amp", "SGD", 3)
+    result = plan_resources_component("yolov5n.yaml", 320, 0, 1, 2, "amp", "SGD", 3)
     assert result.batch % 2 == 0 and result.batch > 0
     assert result.pool in {p.name for p in load_pools()}
     assert result.min_gpu_memory_mib >= result.peak_mib > 0

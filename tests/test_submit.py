@@ -116,7 +116,12 @@ def _handler(state: FakeKfp) -> type[BaseHTTPRequestHandler]:
                 state.experiments[experiment["experiment_id"]] = experiment
                 return self._reply(200, experiment)
             if url.path == f"{API}/runs":
-                assert body["pipeline_spec"]["pipelineInfo"]["name"] == "kfp-yolo-training"
+                spec = body["pipeline_spec"]
+                # With a Kubernetes platform spec the client sends both, nested.
+                if "platform_spec" in spec:
+                    assert "kubernetes" in spec["platform_spec"]["platforms"]
+                    spec = spec["pipeline_spec"]
+                assert spec["pipelineInfo"]["name"] == "kfp-yolo-training"
                 run = {**body, "run_id": str(uuid.uuid4()), "state": "PENDING"}
                 state.runs[run["run_id"]] = run
                 return self._reply(200, run)
