@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from kfp.dsl import Input, Metrics, Model, Output
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
-__all__ = ["BuildResult", "availability", "build_engine", "build_tensorrt_component"]
+__all__ = ["BuildResult", "availability", "build_engine", "build_tensorrt_component",
+           "calibration_batches", "measure_latency"]
 
 
 @dataclass
@@ -37,10 +38,70 @@ def availability() -> str:
     return ""
 
 
+def calibration_batches(images_dir: str | Path, *, imgsz: int, batch: int = 8,
+                        limit: int = 256):
+    """Validation images, letterboxed to imgsz as ultralytics' predictor does, in NCHW batches."""
+    import numpy as np
+
+    from components.runtime import offline_environment
+
+    offline_environment()
+    import cv2
+    from ultralytics.data.augment import LetterBox
+
+    paths = sorted(p for p in Path(images_dir).rglob("*")
+                   if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp", ".webp"})[:limit]
+    if not paths:
+        raise ValueError(f"no calibration images under {images_dir}")
+    letterbox = LetterBox((imgsz, imgsz), auto=False)
+    batch = min(batch, len(paths))
+    for start in range(0, len(paths) - batch + 1, batch):
+        chunk = paths[start:start + batch]
+        images = [letterbox(image=cv2.imread(str(path)))[..., ::-1] for path in chunk]
+        yield np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2), dtype=np.float32) / 255
+
+
+def _int8_calibrator(batches, cache_path: Path):
+    """An entropy calibrator over real validation images; its cache is reused on rebuilds."""
+    import tensorrt as trt
+    import torch
+
+    class Calibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self):
+            super().__init__()
+            self._batches = iter(batches)
+            self._device_batch = None
+            self._size = None
+
+        def get_batch_size(self):
+            return self._size or 1
+
+        def get_batch(self, names):
+            try:
+                batch = next(self._batches)
+            except StopIteration:
+                return None
+            self._size = batch.shape[0]
+            self._device_batch = torch.from_numpy(batch).cuda()
+            return [int(self._device_batch.data_ptr())]
+
+        def read_calibration_cache(self):
+            return cache_path.read_bytes() if cache_path.exists() else None
+
+        def write_calibration_cache(self, cache):
+            cache_path.write_bytes(bytes(cache))
+
+    return Calibrator()
+
+
 def build_engine(onnx_path: str | Path, engine_path: str | Path, *, imgsz: int,
-                 precision: str = "fp16", max_batch: int = 8,
-                 workspace_gib: float = 4.0) -> Path:
-    """Parses the ONNX file and writes a plain serialized plan with a dynamic-batch profile."""
+                 precision: str = "fp16", max_batch: int = 8, workspace_gib: float = 4.0,
+                 calibration_images: str | Path | None = None) -> Path:
+    """Parses the ONNX file and writes a plain serialized plan with a dynamic-batch profile.
+
+    INT8 calibrates on calibration_images (the validation split) with an entropy calibrator;
+    its cache lands beside the engine (`calibration.cache`).
+    """
     import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)
@@ -55,14 +116,21 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, imgsz: int,
     if precision == "fp16":
         config.set_flag(trt.BuilderFlag.FP16)
     elif precision == "int8":
-        raise NotImplementedError("INT8 needs a calibration cache from validation images; "
-                                  "use trt_precision=fp16 for now.")
+        if calibration_images is None:
+            raise ValueError("INT8 needs calibration images (the validation split)")
+        config.set_flag(trt.BuilderFlag.INT8)
+        config.set_flag(trt.BuilderFlag.FP16)  # layers INT8 cannot run fall back to FP16
+        cache = Path(engine_path).with_name("calibration.cache")
+        config.int8_calibrator = _int8_calibrator(
+            calibration_batches(calibration_images, imgsz=imgsz), cache)
     input_tensor = network.get_input(0)
     profile = builder.create_optimization_profile()
     shape = (3, imgsz, imgsz)
     profile.set_shape(input_tensor.name, (1, *shape), (max(1, max_batch // 2), *shape),
                       (max_batch, *shape))
     config.add_optimization_profile(profile)
+    if precision == "int8":
+        config.set_calibration_profile(profile)
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise RuntimeError("TensorRT failed to build the engine; see its log above.")
@@ -105,6 +173,7 @@ def measure_latency(engine_path: str | Path, *, imgsz: int, batch: int, iteratio
 
 def build_tensorrt_component(
     onnx_model: Input[Model],
+    dataset: Input[Dataset],
     imgsz: int,
     precision: str,
     engine: Output[Model],
@@ -124,12 +193,15 @@ def build_tensorrt_component(
         latency.log_metric("built", 0)
         return outputs("skipped", reason)
     os.makedirs(engine.path, exist_ok=True)
+    max_batch = 8
     path = build_engine(os.path.join(onnx_model.path, "model.onnx"),
                         os.path.join(engine.path, "model.engine"), imgsz=imgsz,
-                        precision=precision)
-    for batch in (1, 8):
-        latency.log_metric(f"latency_ms_batch{batch}",
-                           round(measure_latency(path, imgsz=imgsz, batch=batch), 4))
+                        precision=precision, max_batch=max_batch,
+                        calibration_images=os.path.join(dataset.path, "images", "val"))
+    for batch in (1, max_batch):
+        milliseconds = measure_latency(path, imgsz=imgsz, batch=batch)
+        latency.log_metric(f"latency_ms_batch{batch}", round(milliseconds, 4))
+        latency.log_metric(f"images_per_s_batch{batch}", round(batch * 1000 / milliseconds, 1))
     latency.log_metric("built", 1)
     engine.metadata.update({"status": "built", "precision": precision})
     return outputs("built", "")

@@ -112,7 +112,8 @@ def _wire(c: dict[str, Callable], p: dict, placement: Placement | None, *,
                              opset=p["onnx_opset"], dynamic=p["onnx_dynamic"],
                              tolerance=p["onnx_tolerance"])
         export.set_display_name("export-onnx").set_caching_options(False)
-        trt = c["tensorrt"](onnx_model=export.outputs["onnx_model"], imgsz=p["imgsz"],
+        trt = c["tensorrt"](onnx_model=export.outputs["onnx_model"],
+                            dataset=prepare.outputs["dataset"], imgsz=p["imgsz"],
                             precision=p["trt_precision"])
         trt.set_display_name("build-tensorrt").set_caching_options(False)
         publish = c["publish"](weights=train.outputs["weights"],
