@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 WORKDIR ?= runs/demo
 
-.PHONY: demo test lint compile bench clean
+.PHONY: demo test lint checkov compile clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 2; }
@@ -25,8 +25,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/hadolint Dockerfile
 
+# checkov pins older packaging/networkx than torch wants: it gets a virtualenv of its own.
+checkov:
+	test -x .venv-checkov/bin/checkov || { $(PYTHON) -m venv .venv-checkov && \
+		.venv-checkov/bin/pip install --quiet checkov==3.3.30; }
+	.venv-checkov/bin/checkov -d k8s --skip-download --compact --quiet
+
 compile: $(STAMP)
 	$(BIN)/kfp-yolo compile -o pipeline.yaml
 
 clean:
-	rm -rf runs pipeline.yaml .pytest_cache
+	rm -rf runs pipeline.yaml .pytest_cache .venv-checkov
