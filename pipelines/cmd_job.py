@@ -34,10 +34,8 @@ PLANNER_NC = 80
 
 def _placement(cfg: RunConfig, pools_path: str | None) -> tuple[dict, int, str]:
     """(ClusterSettings placement fields, global batch, note) from the memory planner."""
-    try:
-        from components.memory import plan
-    except ImportError:  # the planner is optional here: render without placement
-        return {}, cfg.batch, "memory planner not available: no GPU memory affinity"
+    from components.memory import plan
+
     pools = load_pools(pools_path)
     # `auto` lets ultralytics pick AdamW for short runs: plan for its larger state.
     optimizer = "AdamW" if cfg.optimizer == "auto" else cfg.optimizer

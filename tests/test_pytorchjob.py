@@ -13,8 +13,6 @@ import json
 import os
 import re
 import signal
-import sys
-import types
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -455,12 +453,10 @@ def render(capsys, *argv: str) -> tuple[str, dict]:
     return out, yaml.safe_load(out)
 
 
-def test_job_render_prints_an_appliable_job(capsys, pytorchjob_schema, monkeypatch):
-    monkeypatch.setitem(sys.modules, "components.memory", None)  # render without the planner
+def test_job_render_prints_an_appliable_job(capsys, pytorchjob_schema):
     out, job = render(capsys, "--set", "nodes=2", "--set", "procs_per_node=4", "--set",
                       "batch=32", "--set", "queue=kfp-yolo", "--set", "namespace=team-a")
-    assert out.startswith("# PyTorchJob for config (built-in defaults); memory planner not "
-                          "available")
+    assert out.startswith("# PyTorchJob for config (built-in defaults); planned for pool ")
     assert not list(pytorchjob_schema.iter_errors(job))
     assert (job["metadata"]["name"], job["metadata"]["namespace"]) == ("demo", "team-a")
     args = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]["args"]
@@ -470,26 +466,26 @@ def test_job_render_prints_an_appliable_job(capsys, pytorchjob_schema, monkeypat
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "kfp-yolo"
 
 
-def test_job_render_places_the_job_where_the_planner_says(capsys, monkeypatch):
+def test_job_render_places_the_job_where_the_planner_says(capsys):
+    from components.memory import plan
     from components.pools import load_pools
 
-    l4 = [p for p in load_pools() if p.name == "l4-24g"][0]
-    calls = []
-
-    def plan(model, **kwargs):
-        calls.append((model, kwargs))
-        return types.SimpleNamespace(affinity=list(AFFINITY), pool=l4, batch=24)
-
-    monkeypatch.setitem(sys.modules, "components.memory", types.SimpleNamespace(plan=plan))
-    out, job = render(capsys, "--set", "batch=0", "--set", "model=yolov5l.yaml")
+    out, job = render(capsys, "--set", "batch=16", "--set", "model=yolov5l.yaml",
+                      "--set", "imgsz=640", "--set", "precision=amp", "--set", "optimizer=SGD")
+    expected = plan("yolov5l.yaml", imgsz=640, batch=16, precision="amp", optimizer="SGD",
+                    nc=80, pools=load_pools())
     pod = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
     terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-    assert terms["nodeSelectorTerms"][0]["matchExpressions"] == list(AFFINITY)
-    assert pod["tolerations"] == list(TOLERATIONS)
-    assert TrainSpec.from_json(pod["containers"][0]["args"][-1].replace("$$", "$")).batch == 24
-    (model, kwargs), = calls
-    assert model == "yolov5l.yaml" and kwargs["batch"] == 0 and kwargs["world_size"] == 1
-    assert "planned for pool l4-24g" in out.splitlines()[0]
+    assert terms["nodeSelectorTerms"][0]["matchExpressions"] == [{
+        "key": "nvidia.com/gpu.memory", "operator": "Gt",
+        "values": [str(expected.min_gpu_memory_mib - 1)]}]
+    assert pod["tolerations"] == list(expected.pool.tolerations)
+    assert f"planned for pool {expected.pool.name}" in out.splitlines()[0]
+    # batch 0: the planner's largest batch for that pool goes into the worker's spec
+    _, job = render(capsys, "--set", "batch=0", "--set", "model=yolov5l.yaml",
+                    "--set", "imgsz=640")
+    pod = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
+    assert TrainSpec.from_json(pod["containers"][0]["args"][-1].replace("$$", "$")).batch > 0
 
 
 def test_job_render_reports_a_bad_config_as_usage_error(capsys):
