@@ -483,13 +483,16 @@ def node_affinity(need_mib: int) -> list[dict]:
 
 def plan(model: str, *, imgsz: int, batch: int, world_size: int = 1, precision: str = "amp",
          optimizer: str = "SGD", nc: int = 80, pools: list[Pool] | None = None,
-         headroom: float = HEADROOM, cache_dir: str | Path | None = None) -> Plan:
+         headroom: float = HEADROOM, cache_dir: str | Path | None = None,
+         procs_per_node: int | None = None) -> Plan:
     """Plans a run: the batch, its memory need, the node pool and the affinity to request.
 
     A given global ``batch`` (a multiple of ``world_size``) chooses the smallest pool that holds
     it. ``batch=0`` means the largest batch that fits the chosen pool, which is the smallest pool
     that fits ``DEFAULT_BATCH_PER_GPU`` per GPU, or else the largest pool (with a smaller batch).
-    Only pools with at least ``world_size`` GPUs in all are considered.
+    Only pools with at least ``world_size`` GPUs in all are considered; with
+    ``procs_per_node`` (GPUs per pod), only pools whose nodes have that many GPUs and that
+    scale to world_size / procs_per_node nodes.
     """
     if pools is None:
         from components.pools import load_pools
@@ -507,6 +510,14 @@ def plan(model: str, *, imgsz: int, batch: int, world_size: int = 1, precision: 
     if pools and not big_enough:
         raise UserError(f"no node pool has {world_size} GPUs in all (GPUs per node x max nodes); "
                         "lower the number of GPUs or raise max_nodes in k8s/node-pools.yaml.")
+    if procs_per_node:
+        nodes = -(-world_size // procs_per_node)
+        big_enough = [p for p in big_enough
+                      if p.gpus_per_node >= procs_per_node and p.max_nodes >= nodes]
+        if pools and not big_enough:
+            raise UserError(f"no node pool has {nodes} node(s) with {procs_per_node} GPUs each; "
+                            "lower procs_per_node or nodes, or add such a pool to "
+                            "k8s/node-pools.yaml.")
     common = dict(imgsz=imgsz, precision=precision, optimizer=optimizer, nc=nc,
                   world_size=world_size, cache_dir=cache_dir)
     max_batch = {p.name: fit_batch(model, gpu_memory_mib=p.gpu_memory_mib, headroom=headroom,
@@ -550,7 +561,8 @@ def plan_resources_component(
     from components.pools import load_pools
 
     result = plan(model, imgsz=imgsz, batch=batch, world_size=nodes * procs_per_node,
-                  precision=precision, optimizer=optimizer, nc=nc, pools=load_pools())
+                  precision=precision, optimizer=optimizer, nc=nc, pools=load_pools(),
+                  procs_per_node=procs_per_node)
     print(f"plan: {result.peak_mib} MiB per GPU at batch {result.batch_per_gpu} per GPU "
           f"(global {result.batch}) -> pool {result.pool.name}")
 

@@ -40,7 +40,8 @@ def _placement(cfg: RunConfig, pools_path: str | None) -> tuple[dict, int, str]:
     # `auto` lets ultralytics pick AdamW for short runs: plan for its larger state.
     optimizer = "AdamW" if cfg.optimizer == "auto" else cfg.optimizer
     result = plan(cfg.model, imgsz=cfg.imgsz, batch=cfg.batch, world_size=cfg.world_size,
-                  precision=cfg.precision, optimizer=optimizer, nc=PLANNER_NC, pools=pools)
+                  precision=cfg.precision, optimizer=optimizer, nc=PLANNER_NC, pools=pools,
+                  procs_per_node=cfg.procs_per_node)
     placement = {"node_affinity": tuple(result.affinity),
                  "tolerations": tuple(result.pool.tolerations)}
     return placement, cfg.batch or result.batch, f"planned for pool {result.pool.name}"

@@ -86,3 +86,13 @@ def test_cli_bad_input_is_one_sentence_and_exit_2(tmp_path):
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "'epochz'" in lines[0] and f"{path}:1" in lines[0]
     assert not (tmp_path / "p.yaml").exists()
+
+
+def test_example_configs_load():
+    from pathlib import Path
+
+    examples = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml"))
+    assert examples
+    for path in examples:
+        cfg = load_config(path)
+        assert cfg.batch % cfg.world_size == 0, path

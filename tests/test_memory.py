@@ -189,6 +189,18 @@ def test_plan_with_global_batch_splits_it_over_gpus(cache):
         plan("yolov5l", imgsz=640, batch=64, world_size=64, pools=POOLS, cache_dir=cache)
 
 
+def test_plan_fits_the_job_shape_gpus_per_node_and_nodes(cache):
+    # 4 GPUs: g8 and g16 have 4 in all, but on 1-GPU nodes; a pod needs 4 GPUs on one node.
+    loose = plan("yolov5n", imgsz=320, batch=16, world_size=4, pools=POOLS, cache_dir=cache)
+    assert loose.pool.name == "g8"
+    shaped = plan("yolov5n", imgsz=320, batch=16, world_size=4, procs_per_node=4, pools=POOLS,
+                  cache_dir=cache)
+    assert shaped.pool.name == "g24"
+    with pytest.raises(UserError, match="no node pool has 1 node"):
+        plan("yolov5n", imgsz=320, batch=16, world_size=16, procs_per_node=16, pools=POOLS,
+             cache_dir=cache)
+
+
 def test_plan_batch_0_takes_the_largest_batch_of_the_smallest_pool_fitting_16(cache):
     result = plan("yolov5l", imgsz=640, batch=0, world_size=2, precision="amp", pools=POOLS,
                   cache_dir=cache)
