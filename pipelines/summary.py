@@ -95,6 +95,10 @@ def format_summary(summary: dict) -> str:
     reason = f" ({summary['reason']})" if summary["reason"] else ""
     rows = [("status", summary["status"] + reason)]
     rows += [(f"step {task}", state) for task, state in summary["steps"].items()]
+    plan = summary.get("plan")
+    if plan:
+        rows.append(("plan", f"batch {plan.get('batch')}, peak {plan.get('peak_mib')} MiB per "
+                             f"GPU, pool {plan.get('pool')}"))
     for key in ("mAP50-95", "mAP50", "precision", "recall"):
         if key in summary["metrics"]:
             rows.append((key, f"{summary['metrics'][key]:.4f}"))

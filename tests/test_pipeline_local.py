@@ -42,6 +42,8 @@ def test_full_run_succeeds_with_every_artifact(passed_run):
     assert Path(summary["artifacts"]["best_pt"]).stat().st_size > 100_000
     assert {"mAP50-95", "mAP50", "precision", "recall"} <= set(summary["metrics"])
     assert summary["gate"] == {"min_map50_95": 0.0, "passed": True}
+    assert summary["plan"]["batch"] == 8 and summary["plan"]["peak_mib"] > 0
+    assert "plan" in result.stderr and "pool" in result.stderr
     assert "summary" in result.stderr and "mAP50-95" in result.stderr
 
 
