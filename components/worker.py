@@ -394,11 +394,10 @@ def _make_trainer(spec: TrainSpec, env: DistEnv, device_type: str, data_yaml: Pa
                 torch.nn.parallel.DistributedDataParallel = original
 
         def final_eval(self) -> None:
-            if env.world_size == 1:
-                return super().final_eval()
-            # Ultralytics' stand-alone validator gathers over all ranks (which hold no best.pt
-            # on other nodes) and picks a CUDA device even on CPU; the evaluate step measures
-            # best.pt anyway. Only the optimizer strip is kept, as upstream does it.
+            # The evaluate step validates best.pt; validating it here too would do that work
+            # twice (and ultralytics' validator gathers over all ranks, which hold no best.pt
+            # on other nodes, and picks a CUDA device even on CPU). Only the optimizer strip
+            # is kept, as upstream does it.
             if env.is_main:
                 if self.last.exists():
                     strip_optimizer(self.last)
