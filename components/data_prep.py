@@ -27,7 +27,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -60,11 +60,6 @@ class PreparedDataset:
     stats: dict = field(default_factory=dict)
     content_hash: str = ""
     warnings: list[str] = field(default_factory=list)
-
-    def to_json(self) -> str:
-        record = asdict(self)
-        record["data_yaml"] = str(self.data_yaml)
-        return json.dumps(record, indent=2)
 
 
 @dataclass

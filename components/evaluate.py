@@ -1,8 +1,7 @@
 """evaluate: ultralytics' own validation of best.pt on the val split, a report, and the gate."""
 
 import base64
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
@@ -23,9 +22,6 @@ class EvalResult:
     recall: float
     per_class: dict[str, dict[str, float]] = field(default_factory=dict)
     plots: list[str] = field(default_factory=list)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
 
 
 def evaluate(weights: str | Path, data_yaml: str | Path, *, imgsz: int, batch: int = 16,

@@ -5,24 +5,13 @@ it never writes a fake engine. (No `from __future__ import annotations`: KFP rea
 """
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
-__all__ = ["BuildResult", "availability", "build_engine", "build_tensorrt_component",
+__all__ = ["availability", "build_engine", "build_tensorrt_component",
            "calibration_batches", "measure_latency"]
-
-
-@dataclass
-class BuildResult:
-    """What the step did: built (with latencies) or skipped (with the reason)."""
-
-    status: str
-    reason: str = ""
-    engine_path: str = ""
-    latency_ms: dict[str, float] = field(default_factory=dict)
 
 
 def availability() -> str:

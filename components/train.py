@@ -7,8 +7,12 @@ annotations` in component modules: KFP reads the annotations of component functi
 
 import json
 from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING
 
 from kfp.dsl import Dataset, Input, Model, Output
+
+if TYPE_CHECKING:  # launchers.base imports this module
+    from components.launchers.base import Launcher
 
 __all__ = ["TrainSpec", "get_launcher", "train_component"]
 
@@ -58,7 +62,7 @@ class TrainSpec:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def get_launcher(name: str, **settings):
+def get_launcher(name: str, **settings) -> "Launcher":
     """The launcher backend for `launcher=name`, imported lazily (local runs need no kubernetes)."""
     if name == "local":
         from components.launchers.local import LocalLauncher

@@ -22,8 +22,7 @@ def placement_for(cfg: RunConfig, pools_path: str | Path | None = None):
     result = plan(cfg.model, imgsz=cfg.imgsz, batch=cfg.batch, world_size=cfg.world_size,
                   precision=cfg.precision, optimizer=cfg.optimizer, nc=80,
                   pools=load_pools(pools_path), procs_per_node=cfg.procs_per_node)
-    return Placement(pool=result.pool.name, min_gpu_memory_mib=result.min_gpu_memory_mib,
-                     affinity=result.affinity, tolerations=tuple(result.pool.tolerations))
+    return Placement(affinity=result.affinity, tolerations=tuple(result.pool.tolerations))
 
 
 def compile_pipeline(cfg: RunConfig, output: str | Path,

@@ -33,10 +33,6 @@ STORAGE_ENV = {name: name for name in
 class Placement:
     """Where GPU tasks go on a cluster, from the memory planner at compile time."""
 
-    pool: str
-    """The node pool the plan chose."""
-    min_gpu_memory_mib: int
-    """Predicted peak per GPU; GPU tasks require nvidia.com/gpu.memory > this - 1."""
     affinity: list[dict] = field(default_factory=list)
     """Required node-affinity match expressions (nvidia.com/gpu.memory Gt N)."""
     tolerations: tuple[dict, ...] = ()
