@@ -36,6 +36,7 @@ from kfp.dsl import Dataset, Markdown, Output
 
 from components import storage
 from components.errors import UserError
+from components.runtime import usable_cpus
 
 __all__ = ["PreparedDataset", "check_dataset", "prepare_dataset", "prepare_dataset_component",
            "render_report"]
@@ -455,7 +456,7 @@ def _validate(layout: _Layout) -> dict[Path, _Checked]:
 
         open_image = Image.open
     samples = list({s.image: s for s in layout.train + layout.val}.values())
-    workers = min(32, 2 * (os.cpu_count() or 1))  # Pillow and hashing release the GIL
+    workers = min(32, 2 * usable_cpus())  # Pillow and hashing release the GIL
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(_check_sample, s, layout, verify_image_label, open_image)
                    for s in samples]

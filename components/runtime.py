@@ -1,4 +1,5 @@
-"""Process-boundary settings: ultralytics offline, no downloads, a writable config folder.
+"""Process-boundary settings: ultralytics offline, no downloads, a writable config folder; and
+how many CPUs this process really has.
 
 Call `offline_environment()` once at the start of a process, before `import ultralytics`
 (it reads its settings at import time).
@@ -6,12 +7,13 @@ Call `offline_environment()` once at the start of a process, before `import ultr
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["offline_environment"]
+__all__ = ["offline_environment", "usable_cpus"]
 
 _FONT_NAMES = ("Arial.ttf", "Arial.Unicode.ttf")
 
@@ -33,6 +35,35 @@ def offline_environment(config_dir: str | Path | None = None) -> Path:
     os.environ["YOLO_CONFIG_DIR"] = str(config_dir)
     _seed_fonts(config_dir)
     return config_dir
+
+
+def usable_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup CPU quota.
+
+    In a pod, os.cpu_count() is the node's CPU count; `limits.cpu` is a CFS quota (cgroup v2
+    `cpu.max`, v1 `cpu.cfs_quota_us`), rounded up here: a 1.5-CPU limit gives 2.
+    """
+    try:
+        count = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        count = os.cpu_count() or 1
+    quota = _cpu_quota(cgroup_root)
+    return max(1, min(count, math.ceil(quota))) if quota else count
+
+
+def _cpu_quota(root: Path) -> float | None:
+    """The cgroup's CPU quota in CPUs, or None when unlimited or unreadable."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()  # v2: "max 100000" | "150000 100000"
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())  # v1: -1 = unlimited
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+    except (OSError, ValueError):
+        return None
 
 
 def _seed_fonts(config_dir: Path) -> None:

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from components.errors import JobFailed, UserError
+from components.runtime import usable_cpus
 from components.train import TrainSpec
 
 __all__ = ["LocalLauncher"]
@@ -111,7 +112,7 @@ class LocalLauncher:
         port = self.master_port or _free_port()
         base = {k: v for k, v in os.environ.items() if k not in _TORCHRUN_VARS}
         # torchrun gives each process 1 thread when it starts several; share the cores instead.
-        threads = max(1, (os.cpu_count() or 1) // (len(node_ranks) * spec.procs_per_node))
+        threads = max(1, usable_cpus() // (len(node_ranks) * spec.procs_per_node))
         base.setdefault("OMP_NUM_THREADS", str(threads))
         nodes = []
         for node_rank in node_ranks:
