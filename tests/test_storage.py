@@ -16,6 +16,7 @@ from s3server import free_port
 
 from components import storage
 from components.errors import UserError
+from components.runtime import usable_cpus
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -52,8 +53,34 @@ def test_prefix_round_trip_is_byte_for_byte(s3, s3_bucket, tmp_path):
     assert set(manifest["objects"]) == set(_tree(source))
 
 
+def test_small_objects_skip_the_sdk_and_refused_ones_fall_back(s3, s3_bucket, tmp_path, caplog,
+                                                              monkeypatch):
+    source = _sample_folder(tmp_path / "source")
+    uri = f"s3://{s3_bucket}/direct/ds"
+    storage.upload(source, uri, settings=s3.settings())
+    caplog.set_level(logging.INFO, logger="components.storage")
+    out = storage.download(uri, tmp_path / "out", settings=s3.settings())
+    assert _tree(out) == _tree(source)
+    assert "; 1 through the SDK" in caplog.text  # big.bin only: over DIRECT_MAX_BYTES
+
+    # A signature the server refuses (a proxy rewriting URLs, say): the SDK path takes over.
+    opened = storage._Remote.presigned_getter
+
+    def tampered(remote):
+        getter = opened(remote)
+        sign = getter._presign
+        getter._presign = lambda key: sign(key).replace("X-Amz-Signature=", "X-Amz-Signature=0")
+        return getter
+
+    monkeypatch.setattr(storage._Remote, "presigned_getter", tampered)
+    caplog.clear()
+    out = storage.download(uri, tmp_path / "again", settings=s3.settings())
+    assert _tree(out) == _tree(source)
+    assert f"; {len(_tree(source))} through the SDK" in caplog.text
+
+
 def test_large_object_comes_in_parallel_ranges(s3, s3_bucket, tmp_path, monkeypatch):
-    monkeypatch.setattr(storage, "RANGE_MIN_BYTES", 1 << 20)  # 12 MiB = 8 ranges of 1.5 MiB
+    monkeypatch.setattr(storage, "RANGE_MIN_BYTES", 1 << 20)  # 12 MiB: ranges of >= 1 MiB
     source = _sample_folder(tmp_path / "source") / "big.bin"
     uri = f"s3://{s3_bucket}/ranges/big.bin"
     storage.upload(source, uri, settings=s3.settings())
@@ -62,6 +89,7 @@ def test_large_object_comes_in_parallel_ranges(s3, s3_bucket, tmp_path, monkeypa
     monkeypatch.setattr(storage, "_get_ranges", lambda *a: calls.append(a) or original(*a))
     out = storage.download(uri, tmp_path / "big.bin", settings=s3.settings())
     assert calls and out.read_bytes() == source.read_bytes()
+    assert calls[0][-1] == min(storage.RANGE_WORKERS, 2 * usable_cpus())  # streams
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
 
 
