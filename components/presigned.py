@@ -10,8 +10,9 @@ fget_object loop through the SDK, 3.5x this way, on 2 cores shared with the S3 s
 minio still signs every request (`presigned_get_object`, SigV4 in the query string); only the
 transport is lighter. This path handles the common case only: anything but a complete 200
 answer returns None, and the caller fetches that object through the SDK, which retries transient
-failures and raises the typed S3 errors. After a few such misses the direct path switches itself
-off for the rest of the transfer. URLs are never logged (their query string carries a signature).
+failures and raises the typed S3 errors. When the first few requests all miss, the direct path
+switches itself off for the rest of the transfer. URLs are never logged (their query string
+carries a signature).
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ class PresignedGetter:
 
     @property
     def enabled(self) -> bool:
-        return self.misses < MAX_MISSES
+        """False once MAX_MISSES requests failed before any succeeded: the path is refused here.
+        After a success, a miss (a 503 under load, say) only sends that one object to the SDK."""
+        return self.hits > 0 or self.misses < MAX_MISSES
 
     def get(self, key: str, size: int) -> bytes | None:
         """The object's bytes when a 200 answer brings all size of them; None otherwise."""

@@ -27,25 +27,25 @@ import itertools
 import json
 import logging
 import os
-import random
 import shutil
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import lru_cache, partial
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from components.errors import UserError
 from components.presigned import PresignedGetter
 from components.runtime import usable_cpus
+from components.s3errors import BACKOFF_S, retry, translated
 
 if TYPE_CHECKING:
     from minio import Minio
@@ -64,9 +64,6 @@ WORKERS = 16
 """Concurrent transfers for a prefix; the connection pool holds as many connections."""
 CONNECT_TIMEOUT_S = 3.0
 READ_TIMEOUT_S = 60.0
-ATTEMPTS = 4
-"""Tries of one transfer on a transient error (5xx, SlowDown, a connection dropped mid-body)."""
-BACKOFF_S = 0.25
 RANGE_MIN_BYTES = 32 << 20
 """Objects of twice this or more are fetched as parallel byte ranges of at least this size."""
 RANGE_WORKERS = 8
@@ -79,11 +76,6 @@ _PRESIGN_EXPIRY = timedelta(minutes=15)
 _CHUNK = 1 << 20
 _PART_IDS = itertools.count()
 _AWS_ENDPOINT = "https://s3.amazonaws.com"
-_TRANSIENT_CODES = {"SlowDown", "InternalError", "RequestTimeout", "ServiceUnavailable",
-                    "OperationAborted", "ServerBusy"}
-_CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidSignature",
-                     "AuthorizationHeaderMalformed", "MissingSecurityHeader"}
-T = TypeVar("T")
 
 
 # ---------------------------------------------------------------------------------------- URIs
@@ -180,88 +172,6 @@ def _client(settings: S3Settings, endpoint: str) -> Minio:
                  secure=parsed.scheme == "https", region=settings.region, http_client=http)
 
 
-# ---------------------------------------------------------------------------- errors and retries
-
-
-def _is_transient(exc: BaseException) -> bool:
-    from minio.error import S3Error, ServerError
-    from urllib3.exceptions import ProtocolError, ReadTimeoutError
-
-    if isinstance(exc, S3Error):
-        return exc.code in _TRANSIENT_CODES
-    if isinstance(exc, ServerError):
-        return exc.status_code >= 500
-    # A body cut off mid-stream: urllib3 does not retry reads of a streamed response.
-    return isinstance(exc, ProtocolError | ReadTimeoutError | ConnectionResetError)
-
-
-def _retry(operation: Callable[[], T], what: str) -> T:
-    """Runs operation, retrying transient failures with exponential backoff and jitter."""
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            return operation()
-        except Exception as exc:
-            if attempt == ATTEMPTS or not _is_transient(exc):
-                raise
-            delay = BACKOFF_S * 2 ** (attempt - 1) * (0.5 + random.random())
-            log.info("%s: %s; retry %d/%d in %.1f s", what, type(exc).__name__, attempt,
-                     ATTEMPTS - 1, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
-
-
-def _user_error(exc: BaseException, uri: str, endpoint: str) -> UserError | None:
-    """One sentence for a storage failure, or None when exc is not a storage failure."""
-    from minio.error import InvalidResponseError, S3Error, ServerError
-    from urllib3.exceptions import HTTPError, MaxRetryError, NewConnectionError
-
-    bucket = urlparse(uri).netloc
-    if isinstance(exc, S3Error):
-        if exc.code == "NoSuchBucket":
-            return UserError(f"{uri}: bucket {bucket!r} does not exist at {endpoint}; create it "
-                             "or fix the URI.")
-        if exc.code in _CREDENTIAL_CODES:
-            return UserError(f"{uri}: {endpoint} refused the credentials ({exc.code}); check "
-                             "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.")
-        if exc.code == "AccessDenied":
-            return UserError(f"{uri}: access denied at {endpoint}; give these credentials read "
-                             "and write rights on the bucket.")
-        if exc.code in ("NoSuchKey", "NoSuchObject"):
-            return UserError(f"{uri} does not exist at {endpoint}.")
-        return UserError(f"{uri}: {endpoint} answered {exc.code}: {exc.message}")
-    if isinstance(exc, MaxRetryError):
-        reason = exc.reason
-        if isinstance(reason, NewConnectionError) or "connect" in type(reason).__name__.lower():
-            return UserError(f"cannot reach the S3 endpoint {endpoint} for {uri} (connection "
-                             "failed); check AWS_ENDPOINT_URL and that the server is up.")
-        return UserError(f"{uri}: {endpoint} kept failing ({type(reason).__name__}); try again "
-                         "later or check the server.")
-    if isinstance(exc, InvalidResponseError):
-        return UserError(f"{uri}: {endpoint} did not answer like an S3 server (HTTP "
-                         f"{getattr(exc, '_code', '?')}); check AWS_ENDPOINT_URL.")
-    if isinstance(exc, ServerError):
-        return UserError(f"{uri}: {endpoint} failed with HTTP {exc.status_code}; try again "
-                         "later or check the server.")
-    if isinstance(exc, HTTPError):
-        return UserError(f"{uri}: talking to {endpoint} failed ({type(exc).__name__}); check "
-                         "AWS_ENDPOINT_URL and the network.")
-    return None
-
-
-@contextmanager
-def _translated(uri: str, endpoint: str) -> Iterator[None]:
-    """Turns minio/urllib3 exceptions into one-sentence UserErrors."""
-    try:
-        yield
-    except UserError:
-        raise
-    except Exception as exc:
-        error = _user_error(exc, uri, endpoint)
-        if error is None:
-            raise
-        raise error from exc
-
-
 @dataclass
 class _Remote:
     """A parsed remote URI with its client, so each public function opens one."""
@@ -281,7 +191,7 @@ class _Remote:
         return cls(uri, bucket, key, endpoint, _client(settings, endpoint), settings.ca_file)
 
     def errors(self) -> AbstractContextManager[None]:
-        return _translated(self.uri, self.endpoint)
+        return translated(self.uri, self.endpoint)
 
     def objects(self, prefix: str) -> dict[str, int]:
         """{key: size} under prefix (keys ending in '/' are folder markers, skipped)."""
@@ -293,7 +203,7 @@ class _Remote:
         from minio.error import S3Error
 
         try:
-            return _retry(lambda: self.client.stat_object(self.bucket, key), key)
+            return retry(lambda: self.client.stat_object(self.bucket, key), key)
         except S3Error as exc:
             if exc.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
                 return None
@@ -394,7 +304,7 @@ def _get_file(remote: _Remote, key: str, dest: Path) -> int:
         return size
 
     try:
-        size = _retry(attempt, key)
+        size = retry(attempt, key)
         _publish_file(part_file, dest)
         return size
     except BaseException:
@@ -459,7 +369,7 @@ def _get_ranges(remote: _Remote, key: str, dest: Path, size: int, etag: str | No
             if position != offset + length:
                 raise ConnectionResetError(f"range {offset}+{length} ended at {position}")
 
-        _retry(attempt, f"{key} bytes {offset}+{length}")
+        retry(attempt, f"{key} bytes {offset}+{length}")
 
     try:
         fd = os.open(part_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -478,7 +388,7 @@ def _get_ranges(remote: _Remote, key: str, dest: Path, size: int, etag: str | No
 
 
 def _put_file(remote: _Remote, source: Path, key: str) -> int:
-    _retry(lambda: remote.client.fput_object(remote.bucket, key, str(source)), key)
+    retry(lambda: remote.client.fput_object(remote.bucket, key, str(source)), key)
     return source.stat().st_size
 
 
@@ -520,7 +430,7 @@ def download(uri: str, dest: str | Path, *, settings: S3Settings | None = None,
                 _parallel([get], _Progress(f"download {uri}", 1, stat.size, progress), 1)
                 return target
         prefix = remote.key.rstrip("/") + "/" if remote.key else ""
-        objects = _retry(lambda: remote.objects(prefix), uri)
+        objects = retry(lambda: remote.objects(prefix), uri)
         objects = _follow_manifest(remote, prefix, objects)
         if not objects:
             raise remote.missing()
@@ -565,7 +475,7 @@ def _read_object(remote: _Remote, key: str) -> bytes:
             response.close()
             response.release_conn()
 
-    return _retry(attempt, key)
+    return retry(attempt, key)
 
 
 def upload(source: str | Path, uri: str, *, settings: S3Settings | None = None,
@@ -620,7 +530,7 @@ def _upload_local(source: Path, target: Path, uri: str) -> str:
 def _put_bytes(remote: _Remote, key: str, data: bytes) -> None:
     import io
 
-    _retry(lambda: remote.client.put_object(remote.bucket, key, io.BytesIO(data), len(data)), key)
+    retry(lambda: remote.client.put_object(remote.bucket, key, io.BytesIO(data), len(data)), key)
 
 
 # ------------------------------------------------------------------------------ small objects
@@ -647,7 +557,7 @@ def list_prefix(uri: str, *, settings: S3Settings | None = None) -> list[str]:
     remote = _Remote.open(uri, settings)
     prefix = remote.key.rstrip("/") + "/" if remote.key else ""
     with remote.errors():
-        return sorted(k[len(prefix):] for k in _retry(lambda: remote.objects(prefix), uri))
+        return sorted(k[len(prefix):] for k in retry(lambda: remote.objects(prefix), uri))
 
 
 def read_bytes(uri: str, *, settings: S3Settings | None = None) -> bytes:

@@ -75,16 +75,24 @@ def test_a_connection_the_server_dropped_is_replaced(server):
     assert len(_Handler.connections) == 2
 
 
-def test_errors_and_short_bodies_are_misses_then_it_gives_up(server):
+def test_errors_and_short_bodies_are_misses_and_a_refused_path_gives_up(server):
     with _getter(server) as getter:
         assert getter.get("missing", 10) is None
         assert getter.get("short", len(BODY)) is None
-        assert getter.get("ok", len(BODY)) == BODY  # the connection survived the 404
         assert getter.get("ok", len(BODY) + 1) is None  # not the size the listing said
         assert getter.misses == MAX_MISSES and not getter.enabled
         requests = len(_Handler.requests)
         assert getter.get("ok", len(BODY)) is None  # off: not even tried
         assert len(_Handler.requests) == requests
+
+
+def test_misses_after_a_success_stay_per_object(server):
+    with _getter(server) as getter:
+        assert getter.get("ok", len(BODY)) == BODY
+        for _ in range(MAX_MISSES + 1):
+            assert getter.get("missing", 10) is None  # the connection survives each 404
+        assert getter.enabled and getter.get("ok", len(BODY)) == BODY
+    assert len(_Handler.connections) == 1
 
 
 def test_an_unreachable_host_is_a_miss_not_an_error():

@@ -14,7 +14,7 @@ import pytest
 from minio.error import S3Error
 from s3server import free_port
 
-from components import storage
+from components import s3errors, storage
 from components.errors import UserError
 from components.runtime import usable_cpus
 
@@ -219,7 +219,7 @@ def test_settings_come_from_the_environment_once():
 
 
 def test_transient_errors_are_retried_then_given_up(monkeypatch):
-    monkeypatch.setattr(storage, "BACKOFF_S", 0.0)
+    monkeypatch.setattr(s3errors, "BACKOFF_S", 0.0)
     calls = []
 
     def flaky(fail_times: int, code: str):
@@ -230,14 +230,14 @@ def test_transient_errors_are_retried_then_given_up(monkeypatch):
             return "ok"
         return operation
 
-    assert storage._retry(flaky(2, "SlowDown"), "k") == "ok" and len(calls) == 3
+    assert s3errors.retry(flaky(2, "SlowDown"), "k") == "ok" and len(calls) == 3
     calls.clear()
     with pytest.raises(S3Error):
-        storage._retry(flaky(10, "InternalError"), "k")
-    assert len(calls) == storage.ATTEMPTS
+        s3errors.retry(flaky(10, "InternalError"), "k")
+    assert len(calls) == s3errors.ATTEMPTS
     calls.clear()
     with pytest.raises(S3Error):  # not transient: one try
-        storage._retry(flaky(10, "AccessDenied"), "k")
+        s3errors.retry(flaky(10, "AccessDenied"), "k")
     assert len(calls) == 1
 
 
