@@ -144,7 +144,6 @@ def main() -> None:
             print(f"{args.big_mb} MiB object: storage.download {ours_big:.2f} s, fget_object "
                   f"{sdk_big:.2f} s, ratio {ours_big / sdk_big:.2f} (goal <= 1.1)")
 
-        from components.data_prep import _validate  # noqa: F401 - imports ultralytics up front
         from components.runtime import offline_environment
 
         offline_environment()

@@ -14,13 +14,12 @@ from PIL import Image
 
 from components import storage
 from components.data_prep import (
-    IMAGE_SUFFIXES,
-    _label_path,
     check_dataset,
     prepare_dataset,
     prepare_dataset_component,
     render_report,
 )
+from components.dataset_layout import IMAGE_SUFFIXES, label_path
 from components.errors import UserError
 from components.synth import SynthSpec, synthesize
 from pipelines.cli import main
@@ -333,7 +332,7 @@ def test_same_rules_as_ultralytics():
 
     assert {f".{s}" for s in IMG_FORMATS} == IMAGE_SUFFIXES
     for image in ("/d/images/train/a.jpg", "/d/images/sub/images/b.png", "/d/pics/c.jpeg"):
-        assert str(_label_path(Path(image))) == img2label_paths([image])[0]
+        assert str(label_path(Path(image))) == img2label_paths([image])[0]
 
 
 def test_component_writes_artifact_metadata_and_report(tmp_path):

@@ -1,0 +1,269 @@
+"""Where a YOLO dataset's images, labels and class names are: fetching and discovery.
+
+`fetch` brings a dataset from a path, file://, s3://, minio:// or synthetic://shapes into a
+working folder; `discover` finds its layout there (see components.data_prep for the layouts
+accepted) and refuses, in one sentence naming the file, what cannot be a dataset.
+"""
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import yaml
+
+from components import storage
+from components.errors import UserError
+
+__all__ = ["IMAGE_SUFFIXES", "Layout", "Sample", "discover", "fetch", "label_path", "rel_path"]
+
+# ultralytics.data.utils.IMG_FORMATS (a test keeps them equal); importing ultralytics costs
+# seconds, too many for finding files or refusing a bad URI.
+IMAGE_SUFFIXES = {f".{s}" for s in ("avif", "bmp", "dng", "heic", "heif", "jp2", "jpeg", "jpg",
+                                    "mpo", "png", "tif", "tiff", "webp")}
+
+
+@dataclass
+class Sample:
+    """One image of the source with its label, as found (before validation)."""
+
+    image: Path
+    label: Path
+    rel: str
+    """Path under its split in the output, e.g. 'sub/img1.jpg'."""
+
+
+@dataclass
+class Layout:
+    root: Path
+    names: list[str]
+    names_file: str
+    """Where the names came from (data.yaml, classes.txt), for messages."""
+    train: list[Sample]
+    val: list[Sample]
+    warnings: list[str]
+
+
+# ------------------------------------------------------------------------------------- fetching
+
+
+def fetch(uri: str, dest: Path, *, link: bool = False) -> Path:
+    """Brings the dataset at uri into dest; returns dest.
+
+    link: hard-link local files instead of copying (for a read-only check); ultralytics replaces
+    a file it repairs by renaming a new one over it, which never writes through a link.
+    """
+    parsed = urlparse(uri)
+    if parsed.scheme == "synthetic":
+        from components.synth import SynthSpec, synthesize
+
+        query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        try:
+            spec = SynthSpec(**{k: int(v) for k, v in query.items()})
+        except (TypeError, ValueError):
+            raise UserError(f"{uri!r}: synthetic:// takes images=, imgsz=, seed=, max_objects= "
+                            "as integers, e.g. synthetic://shapes?images=64&imgsz=128.") from None
+        synthesize(dest, spec)
+        return dest
+    if storage.is_remote(uri):
+        storage.download(uri, dest)
+        if not dest.is_dir():
+            raise UserError(f"{uri} is one object; give the prefix that holds images/ and "
+                            "labels/.")
+        return dest
+    try:
+        source = storage.local_path(uri).expanduser()
+    except UserError:
+        raise UserError(f"{uri!r}: unknown URI scheme {parsed.scheme!r}; use s3://, minio://, "
+                        "file://, a path, or synthetic://shapes.") from None
+    if not source.is_dir():
+        raise UserError(f"{uri!r}: dataset folder does not exist; give a folder with images/ "
+                        "and labels/.")
+    copy = shutil.copy2
+    if link:
+        def copy(src: str, dst: str) -> None:
+            try:
+                os.link(src, dst)
+            except OSError:  # another filesystem, or links not allowed
+                shutil.copy2(src, dst)
+    shutil.copytree(source, dest, copy_function=copy, dirs_exist_ok=True)
+    return dest
+
+
+# ------------------------------------------------------------------------------------ discovery
+
+
+def label_path(image: Path) -> Path:
+    """ultralytics' img2label_paths: the last /images/ becomes /labels/, the suffix .txt."""
+    sa, sb = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
+    return Path(sb.join(str(image).rsplit(sa, 1)).rsplit(".", 1)[0] + ".txt")
+
+
+def rel_path(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def _read_names(root: Path) -> tuple[list[str], dict, str]:
+    """(names, the data.yaml content or {}, the file the names came from)."""
+    yamls = sorted(p for p in root.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    chosen = root / "data.yaml" if (root / "data.yaml").is_file() else None
+    if chosen is None and len(yamls) == 1:
+        chosen = yamls[0]
+    if chosen is None and len(yamls) > 1:
+        raise UserError(f"{', '.join(p.name for p in yamls)}: several YAML files and none is "
+                        "data.yaml; name the dataset's one data.yaml.")
+    if chosen is not None:
+        try:
+            data = yaml.safe_load(chosen.read_text(encoding="utf-8-sig")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise UserError(f"{chosen.name}: not valid YAML ({type(exc).__name__}); fix its "
+                            "syntax.") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{chosen.name}: expected a mapping with names:, train:, val:.")
+        return _names_from_yaml(data, chosen.name), data, chosen.name
+    classes = root / "classes.txt"
+    if classes.is_file():
+        names = [line.strip() for line in classes.read_text(encoding="utf-8-sig").splitlines()]
+        names = [n for n in names if n]
+        if not names:
+            raise UserError("classes.txt is empty; list one class name a line.")
+        return names, {}, "classes.txt"
+    raise UserError("the dataset has no data.yaml and no classes.txt, so its class names are "
+                    "unknown; add data.yaml with names: [...].")
+
+
+def _names_from_yaml(data: dict, yaml_name: str) -> list[str]:
+    names = data.get("names")
+    if isinstance(names, dict):
+        try:
+            keys = sorted(int(k) for k in names)
+        except (TypeError, ValueError):
+            raise UserError(f"{yaml_name}: names keys must be class ids 0, 1, 2, ...") from None
+        if keys != list(range(len(keys))):
+            raise UserError(f"{yaml_name}: names keys must be 0..{len(keys) - 1} without gaps, "
+                            f"got {keys}.")
+        names = [names.get(k, names.get(str(k))) for k in keys]
+    if not names or not isinstance(names, list):
+        raise UserError(f"{yaml_name}: 'names' is missing or empty; list the class names, e.g. "
+                        "names: [cat, dog].")
+    if "nc" in data and data["nc"] != len(names):
+        raise UserError(f"{yaml_name}: nc is {data['nc']} but names lists {len(names)} classes; "
+                        "make them agree.")
+    return [str(n) for n in names]
+
+
+def _yaml_dirs(root: Path, data: dict, key: str, yaml_name: str) -> list[Path] | None:
+    """The folders data.yaml names for a split, resolved inside the dataset; None when absent."""
+    value = data.get(key)
+    if not value:
+        return None
+    entries = value if isinstance(value, list) else [value]
+    base = data.get("path")
+    folders = []
+    for entry in entries:
+        entry = str(entry)
+        candidate = Path(entry)
+        if candidate.is_absolute() and base and Path(str(base)).is_absolute():
+            try:  # an absolute path under the old `path:`: keep the part inside the dataset
+                candidate = candidate.relative_to(str(base))
+            except ValueError:
+                pass
+        if candidate.is_absolute():
+            raise UserError(f"{yaml_name}: {key}: {entry!r} is an absolute path; make it relative "
+                            "to the folder holding the YAML file.")
+        if entry.endswith(".txt"):
+            raise UserError(f"{yaml_name}: {key}: {entry!r} is an image list; give folders.")
+        folder = (root / candidate).resolve()
+        # Roboflow exports write '../train/images' next to data.yaml: read it as 'train/images'.
+        if not folder.is_dir() and candidate.parts and candidate.parts[0] == "..":
+            folder = (root / Path(*[p for p in candidate.parts if p != ".."])).resolve()
+        if not folder.is_relative_to(root.resolve()) or not folder.is_dir():
+            raise UserError(f"{yaml_name}: {key}: {entry!r} is not a folder of the dataset; fix "
+                            "the path or add the folder.")
+        folders.append(folder)
+    return folders
+
+
+def _scan(folders: list[Path], root: Path, warnings: list[str]) -> list[Sample]:
+    """Images under folders (recursively), in path order; other files are warned about."""
+    samples = []
+    for index, folder in enumerate(folders):
+        for path in sorted(folder.rglob("*")):
+            if not path.is_file():
+                continue
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                # A .txt beside images is their label when no 'images' folder is in the path.
+                if path.suffix != ".txt" or label_path(path.with_suffix(".jpg")) != path:
+                    warnings.append(f"{rel_path(path, root)}: not an image or label file; ignored.")
+                continue
+            rel = path.relative_to(folder).as_posix()
+            samples.append(Sample(path, label_path(path),
+                                   f"{index}/{rel}" if len(folders) > 1 else rel))
+    return samples
+
+
+def discover(root: Path) -> Layout:
+    """Finds names, images and labels; raises UserError for a dataset of the wrong shape."""
+    names, data, yaml_name = _read_names(root)
+    warnings: list[str] = []
+    train_dirs = _yaml_dirs(root, data, "train", yaml_name)
+    val_dirs = _yaml_dirs(root, data, "val", yaml_name) if train_dirs else None
+    if train_dirs is None:
+        images = root / "images"
+        if not images.is_dir():
+            raise UserError("the dataset has no images/ folder; a YOLO dataset has images/ and "
+                            "labels/ (or data.yaml naming its folders).")
+        if (images / "train").is_dir():
+            train_dirs = [images / "train"]
+            val_dirs = [images / "val"] if (images / "val").is_dir() else None
+        else:
+            train_dirs = [images]
+    resolved = [d.resolve() for d in train_dirs]
+    train = _scan(resolved, root.resolve(), warnings)
+    val = _scan([d.resolve() for d in val_dirs], root.resolve(), warnings) if val_dirs else []
+    _check_pairs(root.resolve(), train + val, resolved + [d.resolve() for d in val_dirs or []],
+                 warnings)
+    if not train and not val:
+        raise UserError("the dataset is empty: no images found under "
+                        f"{', '.join(rel_path(d, root.resolve()) or '.' for d in resolved)}; add "
+                        "images.")
+    shared = {s.image for s in train} & {s.image for s in val}
+    if shared:
+        warnings.append(f"train and val share {len(shared)} images; the val metrics will "
+                        "flatter the model.")
+    return Layout(root.resolve(), names, yaml_name, train, val, warnings)
+
+
+def _check_pairs(root: Path, samples: list[Sample], image_dirs: list[Path],
+                 warnings: list[str]) -> None:
+    """Every label has its image (and only one); stray files in label folders are warned about."""
+    owners: dict[Path, Path] = {}
+    for sample in samples:
+        other = owners.setdefault(sample.label, sample.image)
+        if other != sample.image:
+            raise UserError(f"{rel_path(other, root)} and {rel_path(sample.image, root)} share "
+                            f"the label {rel_path(sample.label, root)}; rename one of the images.")
+    label_dirs = {label_path(d / "x.jpg").parent for d in image_dirs}
+    label_dirs = {d for d in label_dirs if d.is_dir() and d not in image_dirs}
+    seen: set[Path] = set()
+    for folder in sorted(label_dirs):
+        for path in sorted(folder.rglob("*")):
+            if not path.is_file() or path in seen:
+                continue
+            seen.add(path)
+            if path.suffix != ".txt":
+                warnings.append(f"{rel_path(path, root)}: not an image or label file; ignored.")
+            elif path not in owners:
+                raise UserError(f"{rel_path(path, root)}: label file without its image (no "
+                                f"{_image_pattern(rel_path(path, root))}); add the image or delete "
+                                "the label.")
+
+
+def _image_pattern(label_rel: str) -> str:
+    """'labels/train/a.txt' -> 'images/train/a.*': where the label's image should be."""
+    parts = label_rel.rsplit(".", 1)[0].split("/")
+    if "labels" in parts:
+        index = len(parts) - 1 - parts[::-1].index("labels")
+        parts[index] = "images"
+    return "/".join(parts) + ".*"
