@@ -49,15 +49,14 @@ RUN pip install --no-cache-dir \
 COPY pyproject.toml README.md /tmp/src/
 COPY components /tmp/src/components
 COPY pipelines /tmp/src/pipelines
+# components/node-pools.yaml links to the catalog in k8s/: the wheel carries it as package data.
 COPY k8s/node-pools.yaml /tmp/src/k8s/node-pools.yaml
 
-# The package itself (its dependencies are all above; pip check proves it). The code finds the
-# pool catalog at <package root>/k8s/node-pools.yaml (components/pools.py), which for an
-# installed package is site-packages: the catalog is put exactly where the code looks.
+# The package itself, installed as any user installs it (its dependencies are all above; pip
+# check proves it): everything lands under the kfp_yolo namespace, the catalog included.
 RUN pip install --no-cache-dir --no-deps /tmp/src \
  && pip check \
- && python -c "import shutil, components.pools as p; t = p.default_pools_path(); \
-t.parent.mkdir(parents=True, exist_ok=True); shutil.copyfile('/tmp/src/k8s/node-pools.yaml', t)" \
+ && python -c "from kfp_yolo.components.pools import load_pools; load_pools()" \
  && rm -rf /tmp/src
 
 # Offline at run time (DESIGN): ultralytics downloads nothing and installs nothing, pip cannot

@@ -55,6 +55,6 @@ if ! "$PY" -c "import ultralytics, polars, kfp.dsl" 2>/dev/null; then
         exit 2
     fi
 fi
-# The workers import components from the repo root (torchrun runs `-m components.worker`).
+# The workers import components from the repo root (torchrun runs `-m kfp_yolo.components.training.worker`).
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 "$PY" benchmarks/gpu_train_check.py --out "$OUT" "$@"

@@ -45,7 +45,7 @@ _MIB = 2**20
 def _train_iterations(model_yaml: str, *, imgsz: int, batch: int, precision: str,
                       device: str, iterations: int) -> None:
     """Real training iterations as ultralytics' trainer runs them (no dataloader)."""
-    from components.runtime import offline_environment
+    from kfp_yolo.components.runtime import offline_environment
 
     offline_environment()
     import torch
@@ -53,7 +53,7 @@ def _train_iterations(model_yaml: str, *, imgsz: int, batch: int, precision: str
     from ultralytics.nn.tasks import DetectionModel
     from ultralytics.utils.torch_utils import ModelEMA, init_seeds
 
-    from components.memory import BOXES_PER_IMAGE
+    from kfp_yolo.components.planner import BOXES_PER_IMAGE
 
     init_seeds(0, deterministic=True)  # the trainer's default (deterministic=True)
     model = DetectionModel(model_yaml, nc=80, verbose=False).to(device)
@@ -144,7 +144,7 @@ def _case_child(spec: str) -> int:
 
 
 def _predict(model: str, imgsz: int, batch: int, precision: str) -> dict:
-    from components.memory import estimate_peak
+    from kfp_yolo.components.planner import estimate_peak
 
     est = estimate_peak(model, imgsz=imgsz, batch=batch, precision=precision, optimizer="SGD")
     parts = est.breakdown_mib

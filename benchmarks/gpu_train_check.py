@@ -5,7 +5,7 @@
     python benchmarks/gpu_train_check.py --cpu-smoke      # tiny run on CPU: checks this script
 
 It trains a synthetic dataset (--images at --synth-px, letterboxed to --imgsz) for --epochs
-through LocalLauncher: torchrun, one process, components.worker, as `kfp-yolo run` does. With the
+through LocalLauncher: torchrun, one process, the training worker, as `kfp-yolo run` does. With the
 defaults that is 3 epochs x 20 iterations. Printed, and written to OUT/gpu_train_check.json:
 - images/s of the training loop over the epochs after the first (warm-up excluded), as the worker
   records it in SCRATCH/node0/progress/rank0.json;
@@ -66,7 +66,7 @@ class _NvmlSampler:
 def _dataset(root: Path, images: int, px: int) -> Path:
     import yaml
 
-    from components.synth import SynthSpec, synthesize
+    from kfp_yolo.components.synth import SynthSpec, synthesize
 
     data_yaml = synthesize(root, SynthSpec(images=images, imgsz=px))
     data = yaml.safe_load(data_yaml.read_text())
@@ -75,8 +75,8 @@ def _dataset(root: Path, images: int, px: int) -> Path:
 
 
 def _train(args: argparse.Namespace, work: Path, device: str) -> dict:
-    from components.launchers.local import LocalLauncher
-    from components.train import TrainSpec
+    from kfp_yolo.components.launchers.local import LocalLauncher
+    from kfp_yolo.components.spec import TrainSpec
 
     spec = TrainSpec(run_id="gpu-check", dataset_uri=str(_dataset(work / "data", args.images,
                                                                   args.synth_px)),

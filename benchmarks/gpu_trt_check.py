@@ -4,7 +4,7 @@ For each model (built from its YAML, random weights: latency does not depend on 
 it saves a .pt, exports ONNX with the pipeline's own `export_onnx`, builds the engine with the
 pipeline's own `build_engine`, then times at each batch size, on the same GPU and input shape:
 
-- TensorRT: the engine, through `components.tensorrt.measure_latency` (what build_tensorrt logs);
+- TensorRT: the engine, through `tensorrt.measure_latency` (what build_tensorrt logs);
 - onnxruntime: CUDAExecutionProvider with inputs and outputs bound on the GPU when that provider
   is installed, else CPUExecutionProvider (the project image ships CPU onnxruntime);
 - PyTorch: the same weights, eager, fp16 and fp32.
@@ -96,7 +96,7 @@ def _onnxruntime_ms(onnx_path: Path, *, imgsz: int, batch: int, cuda: bool, iter
 
 
 def _check_model(model_yaml: str, work: Path, args: argparse.Namespace) -> dict:
-    from components.export_onnx import export_onnx
+    from kfp_yolo.components.export_onnx import export_onnx
 
     name = Path(model_yaml).stem
     weights = _save_model(model_yaml, work / f"{name}.pt")
@@ -106,7 +106,7 @@ def _check_model(model_yaml: str, work: Path, args: argparse.Namespace) -> dict:
                     "export_s": round(time.perf_counter() - started, 1), "batches": {}}
     engine = None
     if not args.cpu_smoke:
-        from components.tensorrt import build_engine
+        from kfp_yolo.components.tensorrt import build_engine
 
         started = time.perf_counter()
         engine = build_engine(onnx_path, work / f"{name}.engine", imgsz=args.imgsz,
@@ -118,7 +118,7 @@ def _check_model(model_yaml: str, work: Path, args: argparse.Namespace) -> dict:
     for batch in args.batches:
         row: dict = {}
         if engine is not None:
-            from components.tensorrt import measure_latency
+            from kfp_yolo.components.tensorrt import measure_latency
 
             row["tensorrt_fp16_ms"] = measure_latency(engine, imgsz=args.imgsz, batch=batch,
                                                       iterations=args.iters, warmup=args.warmup)
@@ -174,11 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.batches = [int(b) for b in args.batches.split(",")]
 
-    from components.runtime import offline_environment
+    from kfp_yolo.components.runtime import offline_environment
 
     with tempfile.TemporaryDirectory(prefix="gpu-trt-check-") as tmp:
         offline_environment(Path(tmp) / "yolo_config")  # before ultralytics is imported
-        from components.tensorrt import availability
+        from kfp_yolo.components.tensorrt import availability
 
         reason = "" if args.cpu_smoke else availability()
         if reason:

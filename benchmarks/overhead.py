@@ -19,9 +19,9 @@ from pathlib import Path
 
 PLAIN = textwrap.dedent("""
     import sys
-    from components.runtime import offline_environment
+    from kfp_yolo.components.runtime import offline_environment
     offline_environment(sys.argv[2] + "/yolo_config")
-    from components.synth import SynthSpec, synthesize
+    from kfp_yolo.components.synth import SynthSpec, synthesize
     import yaml
     root = sys.argv[2] + "/data"
     images, imgsz, epochs, batch = (int(v) for v in sys.argv[3:7])
@@ -64,7 +64,8 @@ def main() -> None:
                 args.optimizer, str(args.lr0)]
     plain_s = _timed([sys.executable, "-c", PLAIN, args.model, str(work / "plain"), *settings],
                      work / "plain.log")
-    ours_s = _timed([sys.executable, "-m", "pipelines.cli", "run", "--workdir", str(work / "ours"),
+    ours_s = _timed([sys.executable, "-m", "kfp_yolo.pipelines.cli", "run",
+                     "--workdir", str(work / "ours"),
                      "--set", f"model={args.model}", "--set", f"imgsz={args.imgsz}",
                      "--set", f"epochs={args.epochs}", "--set", f"batch={args.batch}",
                      "--set", f"optimizer={args.optimizer}", "--set", f"lr0={args.lr0}",

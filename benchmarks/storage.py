@@ -1,4 +1,4 @@
-"""components.storage vs the minio SDK's fget_object, and validation throughput, in one run.
+"""kfp-yolo's storage vs the minio SDK's fget_object, and validation throughput, in one run.
 
 Against a local SeaweedFS (tests/s3server.py), side by side:
 - 2,000 objects of about 50 KB: `storage.download(prefix)` vs a sequential loop of
@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO / "tests"))  # the SeaweedFS helper the tests use
 
 from s3server import SeaweedS3  # noqa: E402
 
-from components import storage  # noqa: E402
+from kfp_yolo.components import storage  # noqa: E402
 
 COCO8 = REPO.parent / "shared" / "datasets" / "coco8"
 
@@ -61,7 +61,7 @@ def _fget_loop(client, bucket: str, prefix: str, dest: Path) -> None:
 def _images(root: Path, count: int) -> Path:
     """count images with labels: coco8's JPEGs under new names, or synthetic shapes."""
     if not COCO8.is_dir():
-        from components.synth import SynthSpec, synthesize
+        from kfp_yolo.components.synth import SynthSpec, synthesize
 
         synthesize(root, SynthSpec(images=count, imgsz=320, seed=0))
         return root
@@ -144,12 +144,12 @@ def main() -> None:
             print(f"{args.big_mb} MiB object: storage.download {ours_big:.2f} s, fget_object "
                   f"{sdk_big:.2f} s, ratio {ours_big / sdk_big:.2f} (goal <= 1.1)")
 
-        from components.runtime import offline_environment
+        from kfp_yolo.components.runtime import offline_environment
 
         offline_environment()
         import ultralytics.data.utils  # noqa: F401 - its import (torch) is not validation
 
-        from components.data_prep import check_dataset
+        from kfp_yolo.components.data.prepare import check_dataset
 
         dataset = _images(scratch / "dataset", args.images)
         started = time.perf_counter()

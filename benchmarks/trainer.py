@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 
 PLAIN = textwrap.dedent("""
     import json, sys, time
-    from components.runtime import offline_environment
+    from kfp_yolo.components.runtime import offline_environment
     offline_environment(sys.argv[2] + "/yolo_config")
     from ultralytics import YOLO
     settings = json.loads(sys.argv[3])
@@ -68,8 +68,8 @@ def _plain(work: Path, data_yaml: Path, args: argparse.Namespace) -> tuple[float
 
 
 def _ours(work: Path, dataset: Path, args: argparse.Namespace, procs: int) -> tuple[float, float]:
-    from components.launchers.local import LocalLauncher
-    from components.train import TrainSpec
+    from kfp_yolo.components.launchers.local import LocalLauncher
+    from kfp_yolo.components.spec import TrainSpec
 
     spec = TrainSpec(run_id=work.name, dataset_uri=str(dataset), model=args.model,
                      imgsz=args.imgsz, epochs=args.epochs, batch=args.batch, precision="fp32",
@@ -101,7 +101,7 @@ def main() -> None:
     args = parser.parse_args()
     import yaml
 
-    from components.synth import SynthSpec, synthesize
+    from kfp_yolo.components.synth import SynthSpec, synthesize
 
     work = Path(tempfile.mkdtemp(prefix="kfp-yolo-bench-trainer-"))
     dataset = work / "data"

@@ -4,9 +4,7 @@ import base64
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
-
-__all__ = ["EvalResult", "champion_map50_95", "evaluate", "evaluate_component", "gate",
+__all__ = ["EvalResult", "champion_map50_95", "evaluate", "gate",
            "render_report"]
 
 _PLOTS = ("BoxPR_curve.png", "confusion_matrix_normalized.png")
@@ -27,7 +25,7 @@ class EvalResult:
 def evaluate(weights: str | Path, data_yaml: str | Path, *, imgsz: int, batch: int = 16,
              device: str = "", out_dir: str | Path | None = None) -> EvalResult:
     """Runs ultralytics' validator; plots (PR curve, confusion matrix) go to out_dir."""
-    from components.runtime import offline_environment
+    from kfp_yolo.components.runtime import offline_environment
 
     offline_environment()
     from ultralytics import YOLO
@@ -54,8 +52,8 @@ def champion_map50_95(registry_uri: str, name: str, data_yaml: str | Path, *, im
                       work: str | Path) -> tuple[float, str] | None:
     """mAP50-95 of the published `latest` model on the same val set, with its version; None
     when the registry holds no model of that name yet."""
-    from components import storage
-    from components.publish import read_latest
+    from kfp_yolo.components import storage
+    from kfp_yolo.components.publish import read_latest
 
     if not registry_uri:
         return None
@@ -99,43 +97,3 @@ def render_report(result: EvalResult, *, min_map50_95: float, passed: bool,
             encoded = base64.b64encode(Path(plot).read_bytes()).decode()
             lines += ["", f"![{Path(plot).stem}](data:image/png;base64,{encoded})"]
     return "\n".join(lines) + "\n"
-
-
-def evaluate_component(
-    dataset: Input[Dataset],
-    weights: Input[Model],
-    imgsz: int,
-    min_map50_95: float,
-    registry_uri: str,
-    name: str,
-    metrics: Output[Metrics],
-    report: Output[Markdown],
-) -> bool:
-    """KFP step: validation metrics, a Markdown report; returns whether the gate passed.
-
-    A single `bool` output on purpose: kfp.local resolves a dsl.If condition on a task's
-    single `Output`, not on a named output of a NamedTuple.
-    """
-    import os
-
-    from components.evaluate import champion_map50_95, evaluate, gate, render_report
-
-    data_yaml = os.path.join(dataset.path, "data.yaml")
-    work = os.path.dirname(report.path)
-    result = evaluate(os.path.join(weights.path, "best.pt"), data_yaml, imgsz=imgsz,
-                      out_dir=os.path.join(work, "plots"))
-    champion = champion_map50_95(registry_uri, name, data_yaml, imgsz=imgsz, work=work)
-    passed, verdict = gate(result, min_map50_95=min_map50_95, champion=champion)
-    if champion is not None:
-        metrics.log_metric("champion_mAP50-95", round(champion[0], 6))
-    for key, value in (("mAP50-95", result.map50_95), ("mAP50", result.map50),
-                       ("precision", result.precision), ("recall", result.recall)):
-        metrics.log_metric(key, round(value, 6))
-    for name, row in result.per_class.items():
-        metrics.log_metric(f"mAP50-95/{name}", round(row["mAP50-95"], 6))
-    with open(report.path, "w") as handle:
-        handle.write(render_report(result, min_map50_95=min_map50_95, passed=passed,
-                                   verdict=verdict))
-    report.metadata["verdict"] = verdict
-    print(f"quality gate {'passed' if passed else 'failed'}: {verdict}")
-    return passed

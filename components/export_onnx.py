@@ -6,11 +6,8 @@
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
-from kfp.dsl import Input, Metrics, Model, Output
-
-__all__ = ["ParityResult", "export_onnx", "export_onnx_component", "parity_check"]
+__all__ = ["ParityResult", "export_onnx", "parity_check"]
 
 
 @dataclass(frozen=True)
@@ -27,7 +24,7 @@ def export_onnx(weights: str | Path, out_path: str | Path, *, imgsz: int, opset:
     """Exports best.pt to ONNX (simplified with onnxslim when it is installed)."""
     import importlib.util
 
-    from components.runtime import offline_environment
+    from kfp_yolo.components.runtime import offline_environment
 
     offline_environment()
     from ultralytics import YOLO
@@ -52,7 +49,7 @@ def parity_check(weights: str | Path, onnx_path: str | Path, *, imgsz: int, batc
     import onnxruntime as ort
     import torch
 
-    from components.runtime import offline_environment
+    from kfp_yolo.components.runtime import offline_environment
 
     offline_environment()
     from ultralytics.nn.tasks import load_checkpoint
@@ -75,37 +72,3 @@ def parity_check(weights: str | Path, onnx_path: str | Path, *, imgsz: int, batc
         raise ValueError(f"output shapes differ: torch {torch_np.shape}, onnx {onnx_out.shape}")
     diff = float(np.max(np.abs(torch_np - onnx_out)))
     return ParityResult(max_abs_diff=diff, batch=batch, output_shape=tuple(onnx_out.shape))
-
-
-def export_onnx_component(
-    weights: Input[Model],
-    imgsz: int,
-    opset: int,
-    dynamic: bool,
-    tolerance: float,
-    onnx_model: Output[Model],
-    parity: Output[Metrics],
-) -> NamedTuple("ExportOutputs", [("max_abs_diff", float)]):
-    """KFP step: model.onnx into the Model artifact; fails when parity exceeds the tolerance."""
-    import os
-    from collections import namedtuple
-
-    from components.errors import JobFailed
-    from components.export_onnx import export_onnx, parity_check
-
-    os.makedirs(onnx_model.path, exist_ok=True)
-    best = os.path.join(weights.path, "best.pt")
-    onnx_path = export_onnx(best, os.path.join(onnx_model.path, "model.onnx"), imgsz=imgsz,
-                            opset=opset, dynamic=dynamic)
-    result = parity_check(best, onnx_path, imgsz=imgsz)
-    parity.log_metric("max_abs_diff", result.max_abs_diff)
-    parity.log_metric("tolerance", tolerance)
-    onnx_model.metadata.update({"opset": opset, "dynamic": dynamic, "imgsz": imgsz,
-                                "max_abs_diff": result.max_abs_diff})
-    print(f"ONNX parity: max |onnx - torch| = {result.max_abs_diff:.3g} (tolerance {tolerance})")
-    if result.max_abs_diff > tolerance:
-        raise JobFailed(f"ONNX parity check failed: max |onnx - torch| = "
-                        f"{result.max_abs_diff:.3g} exceeds onnx_tolerance={tolerance}; check the "
-                        "opset or raise the tolerance.")
-    return namedtuple("ExportOutputs", ["max_abs_diff"])(result.max_abs_diff)
-

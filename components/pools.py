@@ -1,4 +1,7 @@
-"""The node-pool catalog (k8s/node-pools.yaml): GPU memory classes the planner and Kueue share."""
+"""The node-pool catalog: the GPU memory classes the planner and Kueue share.
+
+k8s/node-pools.yaml in git, shipped inside the package as package data.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +10,9 @@ from pathlib import Path
 
 import yaml
 
-from components.errors import UserError
+from kfp_yolo.components.errors import UserError
 
-__all__ = ["GPU_MEMORY_LABEL", "Pool", "default_pools_path", "load_pools"]
+__all__ = ["GPU_MEMORY_LABEL", "Pool", "default_pools_path", "load_pools", "node_affinity"]
 
 GPU_MEMORY_LABEL = "nvidia.com/gpu.memory"
 
@@ -37,8 +40,10 @@ class Pool:
 
 
 def default_pools_path() -> Path:
-    """k8s/node-pools.yaml beside the package (the repository and the image both have it)."""
-    return Path(__file__).resolve().parents[1] / "k8s" / "node-pools.yaml"
+    """The catalog shipped inside the package (package data; k8s/node-pools.yaml in git)."""
+    from importlib.resources import files
+
+    return Path(str(files("kfp_yolo.components").joinpath("node-pools.yaml")))
 
 
 _FIELDS = {name for name in Pool.__dataclass_fields__}
@@ -74,3 +79,11 @@ def load_pools(path: str | Path | None = None) -> list[Pool]:
     if len(set(names)) != len(names):
         raise UserError(f"{path}: pool names must be unique, got {names}.")
     return sorted(pools, key=lambda p: p.gpu_memory_mib)
+
+
+def node_affinity(need_mib: int) -> list[dict]:
+    """Required node-affinity match expressions: GPU memory label strictly above need - 1 MiB."""
+    if not isinstance(need_mib, int) or need_mib < 1:
+        raise UserError(f"GPU memory need must be a positive integer of MiB, got {need_mib!r}.")
+    # GFD labels are integers and Gt is strict: Gt (need - 1) means at least `need` MiB
+    return [{"key": GPU_MEMORY_LABEL, "operator": "Gt", "values": [str(need_mib - 1)]}]

@@ -23,12 +23,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from kfp.dsl import Dataset, Input, Metrics, Model
+from kfp_yolo.components import storage
+from kfp_yolo.components.errors import UserError
 
-from components import storage
-from components.errors import UserError
-
-__all__ = ["LATEST", "default_version", "publish", "publish_component", "read_latest",
+__all__ = ["LATEST", "default_version", "publish", "read_latest",
            "render_model_card"]
 
 LATEST = "latest"
@@ -167,46 +165,3 @@ def read_latest(registry_uri: str, name: str) -> dict | None:
         raise UserError(f"{uri} does not name a version (needs 'version' and 'uri'); publish "
                         "again to rewrite it.")
     return pointer
-
-
-def publish_component(
-    weights: Input[Model],
-    onnx_model: Input[Model],
-    engine: Input[Model],
-    dataset: Input[Dataset],
-    metrics: Input[Metrics],
-    registry_uri: str,
-    name: str,
-    version: str,
-) -> str:
-    """KFP step: publishes the gated model; the version URI, or '' when registry_uri is ''."""
-    import json
-    import os
-    import tempfile
-    from pathlib import Path
-
-    from components.publish import publish
-
-    if not registry_uri:
-        print("publish skipped: registry_uri is empty")
-        return ""
-    files = {"best.pt": Path(weights.path) / "best.pt",
-             "model.onnx": Path(onnx_model.path) / "model.onnx",
-             "data.yaml": Path(dataset.path) / "data.yaml"}
-    engine_file = Path(engine.path) / "model.engine"
-    if engine.metadata.get("status") == "built" and engine_file.is_file():
-        files["model.engine"] = engine_file
-    # KFP keeps Metrics values in the artifact's metadata, not in its file.
-    values = {k: v for k, v in metrics.metadata.items() if isinstance(v, int | float)}
-    metadata = {"metrics": values, "training": dict(weights.metadata),
-                "dataset": dict(dataset.metadata), "onnx": dict(onnx_model.metadata),
-                "tensorrt": dict(engine.metadata) or {"status": "not built"}}
-    with tempfile.TemporaryDirectory() as tmp:
-        metrics_file = os.path.join(tmp, "metrics.json")
-        with open(metrics_file, "w") as handle:
-            json.dump(values, handle, indent=1, sort_keys=True)
-        files["metrics.json"] = Path(metrics_file)
-        uri = publish(registry_uri=registry_uri, name=name, version=version, files=files,
-                      metadata=metadata)
-    print(f"published {uri}")
-    return uri

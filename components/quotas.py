@@ -13,8 +13,8 @@
 
 from __future__ import annotations
 
-from components.errors import UserError
-from components.pools import GPU_MEMORY_LABEL, Pool
+from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.pools import GPU_MEMORY_LABEL, Pool
 
 __all__ = ["CPU_FLAVOR", "PRIORITY_CLASSES", "render_quotas"]
 

@@ -6,11 +6,8 @@ it never writes a fake engine. (No `from __future__ import annotations`: KFP rea
 
 import time
 from pathlib import Path
-from typing import NamedTuple
 
-from kfp.dsl import Dataset, Input, Metrics, Model, Output
-
-__all__ = ["availability", "build_engine", "build_tensorrt_component",
+__all__ = ["availability", "build_engine",
            "calibration_batches", "measure_latency"]
 
 
@@ -32,7 +29,7 @@ def calibration_batches(images_dir: str | Path, *, imgsz: int, batch: int = 8,
     """Validation images, letterboxed to imgsz as ultralytics' predictor does, in NCHW batches."""
     import numpy as np
 
-    from components.runtime import offline_environment
+    from kfp_yolo.components.runtime import offline_environment
 
     offline_environment()
     import cv2
@@ -158,39 +155,3 @@ def measure_latency(engine_path: str | Path, *, imgsz: int, batch: int, iteratio
         context.execute_async_v3(stream.cuda_stream)
     stream.synchronize()
     return (time.perf_counter() - start) / iterations * 1000
-
-
-def build_tensorrt_component(
-    onnx_model: Input[Model],
-    dataset: Input[Dataset],
-    imgsz: int,
-    precision: str,
-    engine: Output[Model],
-    latency: Output[Metrics],
-) -> NamedTuple("TrtOutputs", [("status", str), ("reason", str)]):
-    """KFP step: model.engine and its latency, or status `skipped` with the reason."""
-    import os
-    from collections import namedtuple
-
-    from components.tensorrt import availability, build_engine, measure_latency
-
-    outputs = namedtuple("TrtOutputs", ["status", "reason"])
-    reason = availability()
-    if reason:
-        print(f"TensorRT build skipped: {reason}")
-        engine.metadata["status"] = "skipped"
-        latency.log_metric("built", 0)
-        return outputs("skipped", reason)
-    os.makedirs(engine.path, exist_ok=True)
-    max_batch = 8
-    path = build_engine(os.path.join(onnx_model.path, "model.onnx"),
-                        os.path.join(engine.path, "model.engine"), imgsz=imgsz,
-                        precision=precision, max_batch=max_batch,
-                        calibration_images=os.path.join(dataset.path, "images", "val"))
-    for batch in (1, max_batch):
-        milliseconds = measure_latency(path, imgsz=imgsz, batch=batch)
-        latency.log_metric(f"latency_ms_batch{batch}", round(milliseconds, 4))
-        latency.log_metric(f"images_per_s_batch{batch}", round(batch * 1000 / milliseconds, 1))
-    latency.log_metric("built", 1)
-    engine.metadata.update({"status": "built", "precision": precision})
-    return outputs("built", "")

@@ -12,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-from components.errors import JobFailed, UserError
+from kfp_yolo.components.errors import JobFailed, UserError
 
 __all__ = ["build_parser", "main"]
 
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits 2 on usage errors already
         return int(exc.code or 0)
     try:
-        module = importlib.import_module(f"pipelines.cmd_{args.module}")
+        module = importlib.import_module(f"kfp_yolo.pipelines.cmd_{args.module}")
         return int(module.run(args) or 0)
     except UserError as exc:
         print(f"kfp-yolo: error: {exc}", file=sys.stderr)

@@ -8,16 +8,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pipelines.config import RunConfig, load_config
+from kfp_yolo.pipelines.config import RunConfig, load_config
 
 __all__ = ["compile_pipeline", "placement_for", "run"]
 
 
 def placement_for(cfg: RunConfig, pools_path: str | Path | None = None):
     """The planner's placement of cfg's GPU tasks (pool, nvidia.com/gpu.memory Gt affinity)."""
-    from components.memory import plan
-    from components.pools import load_pools
-    from pipelines.training import Placement
+    from kfp_yolo.components.planner import plan
+    from kfp_yolo.components.pools import load_pools
+    from kfp_yolo.pipelines.training import Placement
 
     result = plan(cfg.model, imgsz=cfg.imgsz, batch=cfg.batch, world_size=cfg.world_size,
                   precision=cfg.precision, optimizer=cfg.optimizer, nc=80,
@@ -30,7 +30,7 @@ def compile_pipeline(cfg: RunConfig, output: str | Path,
     """Compiles the DAG for a cluster to output (temporary name, then moved into place)."""
     from kfp import compiler
 
-    from pipelines.training import build_pipeline
+    from kfp_yolo.pipelines.training import build_pipeline
 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from components.data_prep import PreparedDataset, check_dataset, render_report
+    from kfp_yolo.components.data.prepare import PreparedDataset, check_dataset, render_report
 
     result = check_dataset(args.uri)
     if args.json:
@@ -31,7 +31,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from components.synth import SynthSpec, synthesize
+    from kfp_yolo.components.synth import SynthSpec, synthesize
 
     data_yaml = synthesize(args.dir, SynthSpec(images=args.images, imgsz=args.imgsz,
                                                seed=args.seed))

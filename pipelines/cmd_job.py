@@ -19,10 +19,11 @@ import sys
 
 import yaml
 
-from components.launchers.pytorchjob import ClusterSettings, build_pytorchjob
-from components.pools import load_pools
-from components.train import TrainSpec
-from pipelines.config import RunConfig, load_config
+from kfp_yolo.components.launchers.cluster import ClusterSettings
+from kfp_yolo.components.launchers.pytorchjob import build_pytorchjob
+from kfp_yolo.components.pools import load_pools
+from kfp_yolo.components.spec import TrainSpec
+from kfp_yolo.pipelines.config import RunConfig, load_config
 
 __all__ = ["PIPELINE_ROOT", "render_job", "run"]
 
@@ -34,7 +35,7 @@ PLANNER_NC = 80
 
 def _placement(cfg: RunConfig, pools_path: str | None) -> tuple[dict, int, str]:
     """(ClusterSettings placement fields, global batch, note) from the memory planner."""
-    from components.memory import plan
+    from kfp_yolo.components.planner import plan
 
     pools = load_pools(pools_path)
     # `auto` lets ultralytics pick AdamW for short runs: plan for its larger state.

@@ -7,10 +7,10 @@ import contextlib
 import json
 import sys
 
-from components.errors import UserError
-from components.memory import HEADROOM, Plan, plan, resolve_model
-from components.pools import load_pools
-from components.runtime import offline_environment
+from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.planner import HEADROOM, Plan, plan, resolve_model
+from kfp_yolo.components.pools import load_pools
+from kfp_yolo.components.runtime import offline_environment
 
 __all__ = ["run"]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from components.pools import load_pools
-from components.quotas import render_quotas
+from kfp_yolo.components.pools import load_pools
+from kfp_yolo.components.quotas import render_quotas
 
 __all__ = ["run", "write_quotas"]
 

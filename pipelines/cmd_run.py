@@ -9,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from components.errors import JobFailed
-from pipelines.config import RunConfig, load_config
-from pipelines.summary import collect_summary, format_summary
+from kfp_yolo.components.errors import JobFailed
+from kfp_yolo.pipelines.config import RunConfig, load_config
+from kfp_yolo.pipelines.summary import collect_summary, format_summary
 
 __all__ = ["run", "run_local"]
 
@@ -20,8 +20,8 @@ def run_local(cfg: RunConfig, workdir: str | Path) -> dict:
     """Runs the DAG for cfg under workdir; returns the summary (also written to summary.json)."""
     from kfp import local
 
-    from components.runtime import offline_environment
-    from pipelines.training import build_pipeline
+    from kfp_yolo.components.runtime import offline_environment
+    from kfp_yolo.pipelines.training import build_pipeline
 
     workdir = Path(workdir).resolve()
     pipeline_root = workdir / "pipeline_root"

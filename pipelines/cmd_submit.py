@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from kfp.client.token_credentials_base import TokenCredentialsBase
 
-from components.errors import JobFailed, UserError
-from pipelines.config import RunConfig, load_config
+from kfp_yolo.components.errors import JobFailed, UserError
+from kfp_yolo.pipelines.config import RunConfig, load_config
 
 if TYPE_CHECKING:
     import kfp
@@ -221,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _submit(args: argparse.Namespace, cfg: RunConfig, host: str,
             source: TokenSource | None) -> int:
-    from pipelines.cmd_compile import compile_pipeline
+    from kfp_yolo.pipelines.cmd_compile import compile_pipeline
 
     name = run_name(cfg)
     api = _Api(host, source, cfg.namespace)

@@ -12,12 +12,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from components.errors import UserError
+from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.spec import OPTIMIZERS, PRECISIONS, check_batch_shape
 
 __all__ = ["RunConfig", "load_config", "parse_overrides", "parameter_specs"]
 
-Precision = Literal["amp", "fp32", "bf16"]
-Optimizer = Literal["auto", "SGD", "Adam", "AdamW"]
+Precision = Literal[PRECISIONS]
+Optimizer = Literal[OPTIMIZERS]
 Launcher = Literal["local", "pytorchjob"]
 TrtPrecision = Literal["fp16", "int8", "fp32"]
 
@@ -99,10 +100,12 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _batch_divides(self) -> RunConfig:
-        world = self.nodes * self.procs_per_node
-        if self.batch and self.batch % world:
-            raise ValueError(f"batch {self.batch} is not divisible by nodes x procs_per_node = "
-                             f"{world}; use a multiple of {world}")
+        try:
+            check_batch_shape(self.batch, self.world_size,
+                              shape=f" (nodes x procs_per_node = {self.nodes} x "
+                                    f"{self.procs_per_node})")
+        except UserError as exc:
+            raise ValueError(str(exc).rstrip(".")) from None
         return self
 
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipelines.config import RunConfig
+from kfp_yolo.pipelines.config import RunConfig
 
 __all__ = ["TASKS", "collect_summary", "format_summary"]
 

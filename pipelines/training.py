@@ -13,14 +13,16 @@ from dataclasses import dataclass, field
 
 from kfp import dsl, kubernetes
 
-from components.data_prep import prepare_dataset_component
-from components.evaluate import evaluate_component
-from components.export_onnx import export_onnx_component
-from components.memory import plan_resources_component
-from components.publish import publish_component
-from components.tensorrt import build_tensorrt_component
-from components.train import train_component
-from pipelines.config import RunConfig, parameter_specs
+from kfp_yolo.components.steps import (
+    build_tensorrt_component,
+    evaluate_component,
+    export_onnx_component,
+    plan_resources_component,
+    prepare_dataset_component,
+    publish_component,
+    train_component,
+)
+from kfp_yolo.pipelines.config import RunConfig, parameter_specs
 
 __all__ = ["PIPELINE_NAME", "Placement", "build_pipeline"]
 

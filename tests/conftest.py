@@ -39,7 +39,7 @@ class S3:
         return self.server.env()
 
     def settings(self, **overrides: str):
-        from components.storage import S3Settings
+        from kfp_yolo.components.storage import S3Settings
 
         values = {"endpoint": self.endpoint, "access_key": self.access_key,
                   "secret_key": self.secret_key, **overrides}

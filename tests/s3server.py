@@ -65,7 +65,7 @@ class SeaweedS3:
         return f"http://127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
-        """The variables components.storage reads, as a Kubernetes Secret would set them."""
+        """The variables kfp-yolo's storage reads, as a Kubernetes Secret would set them."""
         return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": self.access_key,
                 "AWS_SECRET_ACCESS_KEY": self.secret_key}
 

@@ -4,8 +4,8 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from pipelines.cli import main
-from pipelines.config import RunConfig
+from kfp_yolo.pipelines.cli import main
+from kfp_yolo.pipelines.config import RunConfig
 
 
 def _load(output):
@@ -67,8 +67,8 @@ def _platform_executors(output) -> dict:
 
 
 def test_gpu_tasks_require_the_plans_gpu_memory(tmp_path):
-    from components.memory import plan
-    from components.pools import load_pools
+    from kfp_yolo.components.planner import plan
+    from kfp_yolo.components.pools import load_pools
 
     output = _compile(tmp_path, "model=yolov5l.yaml", "imgsz=640", "batch=16", "precision=amp")
     expected = plan("yolov5l.yaml", imgsz=640, batch=16, precision="amp", optimizer="auto",

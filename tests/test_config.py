@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from components.errors import UserError
-from pipelines.config import RunConfig, load_config, parameter_specs
+from kfp_yolo.components.errors import UserError
+from kfp_yolo.pipelines.config import RunConfig, load_config, parameter_specs
 
 
 def test_defaults_are_the_demo():
@@ -50,7 +50,8 @@ def test_bad_values_are_refused(override, fragment):
 
 
 def test_batch_must_divide_world_size():
-    with pytest.raises(UserError, match="not divisible by nodes x procs_per_node = 3"):
+    with pytest.raises(UserError,
+                       match=r"not divisible by the world size 3 \(nodes x procs_per_node = 3 x 1"):
         load_config(None, ["batch=16", "nodes=3"])
     assert load_config(None, ["batch=0", "nodes=3"]).batch == 0
 
@@ -78,7 +79,7 @@ def test_every_parameter_has_a_description_and_default():
 def test_cli_bad_input_is_one_sentence_and_exit_2(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("epochz: 3\n")
-    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "compile", "--config",
+    result = subprocess.run([sys.executable, "-m", "kfp_yolo.pipelines.cli", "compile", "--config",
                              str(path), "-o", str(tmp_path / "p.yaml")],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2

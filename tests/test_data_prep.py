@@ -1,4 +1,4 @@
-"""components.data_prep: validation that fails fast, splits, statistics, hash, S3 and coco8."""
+"""data.prepare: validation that fails fast, splits, statistics, hash, S3 and coco8."""
 
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ import pytest
 import yaml
 from PIL import Image
 
-from components import storage
-from components.data_prep import (
+from kfp_yolo.components import storage
+from kfp_yolo.components.data.layout import IMAGE_SUFFIXES, label_path
+from kfp_yolo.components.data.prepare import (
     check_dataset,
     prepare_dataset,
-    prepare_dataset_component,
     render_report,
 )
-from components.dataset_layout import IMAGE_SUFFIXES, label_path
-from components.errors import UserError
-from components.synth import SynthSpec, synthesize
-from pipelines.cli import main
+from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.steps import prepare_dataset_component
+from kfp_yolo.components.synth import SynthSpec, synthesize
+from kfp_yolo.pipelines.cli import main
 
 NAMES = ["circle", "square", "triangle"]
 
@@ -314,7 +314,7 @@ def test_stats_hash_and_data_yaml(tmp_path):
 
 
 def test_ultralytics_reads_the_prepared_dataset(tmp_path):
-    from components.runtime import offline_environment
+    from kfp_yolo.components.runtime import offline_environment
 
     offline_environment()
     from ultralytics.data.utils import check_det_dataset
@@ -325,7 +325,7 @@ def test_ultralytics_reads_the_prepared_dataset(tmp_path):
 
 
 def test_same_rules_as_ultralytics():
-    from components.runtime import offline_environment
+    from kfp_yolo.components.runtime import offline_environment
 
     offline_environment()
     from ultralytics.data.utils import IMG_FORMATS, img2label_paths

@@ -86,4 +86,7 @@ def test_image_carries_package_and_pool_catalog():
     copies = " ".join(args for instruction, args in _instructions() if instruction == "COPY")
     for source in ("pyproject.toml", "components", "pipelines", "k8s/node-pools.yaml"):
         assert source in copies
-    assert "default_pools_path()" in DOCKERFILE.read_text()
+    text = DOCKERFILE.read_text()
+    # installed like any user installs it: the catalog comes as package data, not hand-copied
+    assert "site-packages" not in text and "default_pools_path" not in text
+    assert "load_pools()" in text

@@ -14,18 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from components import memory
-from components.errors import UserError
-from components.memory import (
+from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.planner import (
     choose_pool,
     estimate_peak,
     fit_batch,
     node_affinity,
     plan,
-    plan_resources_component,
+    probe,
 )
-from components.pools import GPU_MEMORY_LABEL, Pool, load_pools
-from pipelines.cli import main as cli_main
+from kfp_yolo.components.pools import GPU_MEMORY_LABEL, Pool, load_pools
+from kfp_yolo.components.steps import plan_resources_component
+from kfp_yolo.pipelines.cli import main as cli_main
 
 ROOT = Path(__file__).resolve().parents[1]
 GIB = 1024
@@ -83,7 +83,8 @@ def test_yolov5l_amp_batch16_via_subprocess_is_7_to_12_gib_and_cuts_30_to_55_per
     env = {**os.environ, "YOLO_CONFIG_DIR": str(config_dir)}
     _v5l(cache, 16, "amp")  # warms the disk cache the subprocess reads
     proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "plan", "--model", "yolov5l", "--imgsz", "640",
+        [sys.executable, "-m", "kfp_yolo.pipelines.cli", "plan", "--model", "yolov5l",
+         "--imgsz", "640",
          "--batch", "16", "--precision", "amp", "--json"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -260,18 +261,18 @@ def test_api_rejects_bad_values():
 
 
 def test_probe_is_deterministic_and_round_trips_the_disk_cache(tmp_path):
-    fresh = memory._probe.__wrapped__  # bypass the in-memory cache
+    fresh = probe.measure.__wrapped__  # bypass the in-memory cache
     first = fresh("yolov5n.yaml", 3, True, str(tmp_path))
     assert len(list(tmp_path.glob("*.json"))) == 1
     assert fresh("yolov5n.yaml", 3, True, str(tmp_path)) == first  # read back from disk
-    memory._build_model.cache_clear()
+    probe.build_model.cache_clear()
     assert fresh("yolov5n.yaml", 3, True, None) == first  # measured again: the same bytes
 
 
 def test_pt_checkpoint_plans_like_its_yaml(tmp_path):
     import torch
 
-    from components.runtime import offline_environment
+    from kfp_yolo.components.runtime import offline_environment
 
     offline_environment()
     from ultralytics.nn.tasks import DetectionModel

@@ -12,7 +12,7 @@ TINY = ["epochs=1", "dataset_uri=synthetic://shapes?images=32&imgsz=64", "imgsz=
 
 
 def _run(workdir: Path, *overrides: str) -> tuple[subprocess.CompletedProcess, dict]:
-    args = [sys.executable, "-m", "pipelines.cli", "run", "--workdir", str(workdir)]
+    args = [sys.executable, "-m", "kfp_yolo.pipelines.cli", "run", "--workdir", str(workdir)]
     for item in [*TINY, *overrides]:
         args += ["--set", item]
     result = subprocess.run(args, capture_output=True, text=True, timeout=900)
@@ -58,7 +58,7 @@ def test_the_gated_model_is_published_with_latest_last(passed_run, registry):
 
 
 def test_challenger_must_not_be_worse_than_the_champion(passed_run, registry):
-    from components.evaluate import EvalResult, champion_map50_95, gate
+    from kfp_yolo.components.evaluate import EvalResult, champion_map50_95, gate
 
     _, summary = passed_run
     data_yaml = Path(summary["artifacts"]["dataset"]) / "data.yaml"
@@ -114,7 +114,7 @@ def test_parity_check_catches_a_tampered_model(passed_run, tmp_path):
     import onnx
     from onnx import numpy_helper
 
-    from components.export_onnx import parity_check
+    from kfp_yolo.components.export_onnx import parity_check
 
     _, summary = passed_run
     best, good = summary["artifacts"]["best_pt"], summary["artifacts"]["onnx"]
@@ -132,8 +132,8 @@ def test_parity_check_catches_a_tampered_model(passed_run, tmp_path):
 def test_export_step_fails_above_tolerance(passed_run, tmp_path):
     from kfp.dsl import Metrics, Model
 
-    from components.errors import JobFailed
-    from components.export_onnx import export_onnx_component
+    from kfp_yolo.components.errors import JobFailed
+    from kfp_yolo.components.steps import export_onnx_component
 
     _, summary = passed_run
     weights = Model(uri=str(Path(summary["artifacts"]["best_pt"]).parent))

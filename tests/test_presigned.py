@@ -1,4 +1,4 @@
-"""components.presigned.PresignedGetter against a plain HTTP server on loopback.
+"""kfp_yolo.components.storage.presigned.PresignedGetter against a plain HTTP server on loopback.
 
 The S3 behaviour (signatures, typed errors, fallback through the SDK) is tested against SeaweedFS
 in test_storage.py; here, the transport: connection reuse, a server that drops kept-alive
@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from s3server import free_port
 
-from components.presigned import MAX_MISSES, PresignedGetter
+from kfp_yolo.components.storage.presigned import MAX_MISSES, PresignedGetter
 
 BODY = b"x" * 5000
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from components import publish as publish_mod
-from components import storage
-from components.errors import UserError
-from components.publish import default_version, publish, publish_component, read_latest
+from kfp_yolo.components import storage
+from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.publish import default_version, publish, read_latest
+from kfp_yolo.components.steps import publish_component
 
 
 def _inputs(root: Path, tag: str = "a", engine: bool = True) -> dict[str, Path]:
@@ -160,7 +160,7 @@ def test_component_compiles_with_real_annotations():
     inputs = component.component_spec.inputs
     assert inputs["weights"].type == "system.Model@0.0.1"
     assert inputs["metrics"].type == "system.Metrics@0.0.1"
-    assert publish_mod.publish_component.__annotations__["return"] is str
+    assert publish_component.__annotations__["return"] is str
 
 
 def test_publish_to_s3_and_read_latest(s3_env, s3_bucket, tmp_path):

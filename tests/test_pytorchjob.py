@@ -21,17 +21,17 @@ import urllib3
 import yaml
 from test_k8s_manifests import crd_validator, validate_core
 
-from components.errors import JobFailed, UserError
-from components.launchers.pytorchjob import (
+from kfp_yolo.components.errors import JobFailed, UserError
+from kfp_yolo.components.launchers.cluster import (
     SPEC_ANNOTATION,
     ClusterSettings,
     Owner,
-    PyTorchJobLauncher,
-    build_pytorchjob,
     job_name,
     owner_from_env,
 )
-from components.train import TrainSpec
+from kfp_yolo.components.launchers.lifecycle import PyTorchJobLauncher
+from kfp_yolo.components.launchers.pytorchjob import build_pytorchjob
+from kfp_yolo.components.spec import TrainSpec
 
 NS = "team-a"
 
@@ -100,7 +100,7 @@ def test_job_has_master_workers_torchrun_and_gpus():
                  "--node-rank=$(PET_NODE_RANK)", "--master-addr=$(MASTER_ADDR)",
                  "--master-port=$(MASTER_PORT)"):
         assert flag in args
-    assert args[args.index("-m") + 1] == "components.worker"
+    assert args[args.index("-m") + 1] == "kfp_yolo.components.training.worker"
     assert TrainSpec.from_json(args[args.index("--spec") + 1].replace("$$", "$")) == spec
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 4
     assert container["resources"]["requests"] == {"cpu": "4", "memory": "32Gi"}
@@ -179,7 +179,7 @@ def test_pool_setting_gives_affinity_and_tolerations_from_the_catalog():
 
 
 def test_the_planners_need_wins_over_the_pools_size_and_keeps_its_tolerations():
-    from components.memory import node_affinity
+    from kfp_yolo.components.planner import node_affinity
 
     # What train_component passes: the pool and the plan's need (12,645 MiB for yolov5l amp).
     launcher = PyTorchJobLauncher(api_client=object(), pool="l4-24g", namespace=NS, owner=None,
@@ -446,7 +446,7 @@ def test_a_passing_api_error_is_retried():
 
 
 def render(capsys, *argv: str) -> tuple[str, dict]:
-    from pipelines.cli import main
+    from kfp_yolo.pipelines.cli import main
 
     assert main(["job", "render", *argv]) == 0
     out = capsys.readouterr().out
@@ -467,8 +467,8 @@ def test_job_render_prints_an_appliable_job(capsys, pytorchjob_schema):
 
 
 def test_job_render_places_the_job_where_the_planner_says(capsys):
-    from components.memory import plan
-    from components.pools import load_pools
+    from kfp_yolo.components.planner import plan
+    from kfp_yolo.components.pools import load_pools
 
     out, job = render(capsys, "--set", "batch=16", "--set", "model=yolov5l.yaml",
                       "--set", "imgsz=640", "--set", "precision=amp", "--set", "optimizer=SGD")
@@ -489,7 +489,7 @@ def test_job_render_places_the_job_where_the_planner_says(capsys):
 
 
 def test_job_render_reports_a_bad_config_as_usage_error(capsys):
-    from pipelines.cli import main
+    from kfp_yolo.pipelines.cli import main
 
     assert main(["job", "render", "--set", "namespace=Team A"]) == 2
     assert "not a valid Kubernetes name" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""components.runtime.usable_cpus: the affinity mask, capped by a pod's CPU limit."""
+"""kfp_yolo.components.runtime.usable_cpus: the affinity mask, capped by a pod's CPU limit."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from components.runtime import usable_cpus
+from kfp_yolo.components.runtime import usable_cpus
 
 AFFINITY = len(os.sched_getaffinity(0))
 

@@ -1,4 +1,4 @@
-"""components.storage against a real S3 server (SeaweedFS), and on local paths."""
+"""kfp_yolo.components.storage against a real S3 server (SeaweedFS), and on local paths."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ import pytest
 from minio.error import S3Error
 from s3server import free_port
 
-from components import s3errors, storage
-from components.errors import UserError
-from components.runtime import usable_cpus
+from kfp_yolo.components import storage
+from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.runtime import usable_cpus
+from kfp_yolo.components.storage import errors as s3errors
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -58,7 +59,7 @@ def test_small_objects_skip_the_sdk_and_refused_ones_fall_back(s3, s3_bucket, tm
     source = _sample_folder(tmp_path / "source")
     uri = f"s3://{s3_bucket}/direct/ds"
     storage.upload(source, uri, settings=s3.settings())
-    caplog.set_level(logging.INFO, logger="components.storage")
+    caplog.set_level(logging.INFO, logger="kfp_yolo.components.storage")
     out = storage.download(uri, tmp_path / "out", settings=s3.settings())
     assert _tree(out) == _tree(source)
     assert "; 1 through the SDK" in caplog.text  # big.bin only: over DIRECT_MAX_BYTES
@@ -132,7 +133,7 @@ def test_manifest_decides_what_a_prefix_holds(s3, s3_bucket, tmp_path, caplog):
     storage.upload(source, uri, settings=settings)
     # An object added by someone else after the upload is not part of the published set.
     storage.write_bytes(f"{uri}/late.txt", b"late", settings=settings)
-    with caplog.at_level(logging.WARNING, logger="components.storage"):
+    with caplog.at_level(logging.WARNING, logger="kfp_yolo.components.storage"):
         out = storage.download(uri, tmp_path / "out", settings=settings)
     assert sorted(_tree(out)) == ["a/one.txt", "two.txt"]
     assert "not in its _manifest.json" in caplog.text

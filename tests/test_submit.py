@@ -19,8 +19,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from pipelines import cmd_submit
-from pipelines.cli import main
+from kfp_yolo.pipelines import cmd_submit
+from kfp_yolo.pipelines.cli import main
 
 OLD_TOKEN = "tok-OLD-5f1e0c9a7b"
 NEW_TOKEN = "tok-NEW-93c2d4e8aa"

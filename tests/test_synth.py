@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from components.synth import CLASS_NAMES, SynthSpec, synthesize
+from kfp_yolo.components.synth import CLASS_NAMES, SynthSpec, synthesize
 
 
 def _digest(root: Path) -> str:
@@ -49,7 +49,7 @@ def test_layout_labels_and_classes(tmp_path):
 
 
 def test_cli_synth_writes_dataset(tmp_path):
-    from pipelines.cli import main
+    from kfp_yolo.pipelines.cli import main
 
     assert main(["dataset", "synth", str(tmp_path / "d"), "--images", "5", "--imgsz", "64"]) == 0
     assert len(list((tmp_path / "d" / "images").rglob("*.png"))) == 5

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from components.synth import SynthSpec, synthesize
-from components.tensorrt import availability, calibration_batches
+from kfp_yolo.components.synth import SynthSpec, synthesize
+from kfp_yolo.components.tensorrt import availability, calibration_batches
 
 
 def test_without_cuda_or_tensorrt_the_reason_is_given():

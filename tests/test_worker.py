@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.errors import JobFailed, UserError
-from components.launchers.local import LocalLauncher
-from components.synth import SynthSpec, synthesize
-from components.train import TrainSpec
-from components.worker import DistEnv, run_worker
+from kfp_yolo.components.errors import JobFailed, UserError
+from kfp_yolo.components.launchers.local import LocalLauncher
+from kfp_yolo.components.spec import TrainSpec
+from kfp_yolo.components.synth import SynthSpec, synthesize
+from kfp_yolo.components.training.worker import DistEnv, run_worker
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_IMAGES = 26  # SynthSpec(images=32): a fifth (6) goes to val
@@ -50,7 +50,7 @@ def _progress(scratch: Path) -> dict[int, dict]:
 
 
 def _checkpoint(path: Path) -> dict:
-    from components.runtime import offline_environment
+    from kfp_yolo.components.runtime import offline_environment
 
     offline_environment()
     from ultralytics.utils.patches import torch_load
@@ -133,7 +133,7 @@ def test_two_processes_on_one_node_share_the_batch(tmp_path, dataset):
 @pytest.mark.timeout(300)
 def test_two_nodes_train_from_object_storage(tmp_path, dataset, s3_env, s3_bucket):
     """Two torchruns (nodes) on loopback; dataset and checkpoints in S3, one copy per node."""
-    from components import storage
+    from kfp_yolo.components import storage
 
     prefix = f"s3://{s3_bucket}/worker-{time.time_ns()}"
     storage.upload(dataset, f"{prefix}/dataset")
@@ -163,8 +163,8 @@ def test_killed_run_resumes_at_the_next_epoch(tmp_path, dataset):
     spec_file = tmp_path / "spec.json"
     spec_file.write_text(spec.to_json())
     last = tmp_path / "checkpoints" / "run" / "last.pt"
-    driver = (f"from components.launchers.local import LocalLauncher as L; "
-              f"from components.train import TrainSpec as S; "
+    driver = (f"from kfp_yolo.components.launchers.local import LocalLauncher as L; "
+              f"from kfp_yolo.components.spec import TrainSpec as S; "
               f"L(scratch={str(tmp_path / 'first')!r}).launch("
               f"S.from_json(open({str(spec_file)!r}).read()))")
     with open(tmp_path / "first.log", "w") as log:
@@ -213,7 +213,7 @@ def test_process_group_that_cannot_form_fails_within_the_timeout(tmp_path, datas
            "LOCAL_WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "components.worker", "--spec", spec.to_json(),
+        [sys.executable, "-m", "kfp_yolo.components.training.worker", "--spec", spec.to_json(),
          "--scratch", str(tmp_path / "scratch")],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=100)
     assert result.returncode != 0

@@ -1,0 +1,29 @@
+"""Launcher backends: where the training processes of one TrainSpec run.
+
+- local: torchrun on this machine (`kfp-yolo run`, tests, a single GPU box);
+- pytorchjob: a Kubeflow PyTorchJob (Training Operator v1) on the cluster.
+
+Each is imported lazily by `get_launcher`: local runs never import the kubernetes client.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kfp_yolo.components.launchers.base import Launcher
+
+__all__ = ["get_launcher"]
+
+
+def get_launcher(name: str, **settings) -> Launcher:
+    """The launcher backend for `launcher=name`, imported lazily (local runs need no kubernetes)."""
+    if name == "local":
+        from kfp_yolo.components.launchers.local import LocalLauncher
+
+        return LocalLauncher(**settings)
+    if name == "pytorchjob":
+        from kfp_yolo.components.launchers.lifecycle import PyTorchJobLauncher
+
+        return PyTorchJobLauncher(**settings)
+    raise ValueError(f"unknown launcher {name!r}; use local or pytorchjob")

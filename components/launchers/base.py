@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from components.train import TrainSpec
+from kfp_yolo.components.spec import TrainSpec
 
 __all__ = ["Launcher"]
 
@@ -13,6 +13,6 @@ class Launcher(Protocol):
     """Runs one training job to its end."""
 
     def launch(self, spec: TrainSpec) -> None:
-        """Blocks until the job ends; raises components.errors.JobFailed with the job's own
+        """Blocks until the job ends; raises kfp_yolo.components.errors.JobFailed with the job's own
         error when it fails, and releases everything it started (processes, pods, GPUs) on any
         exit, including SIGTERM."""

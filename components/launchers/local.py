@@ -3,7 +3,8 @@
 What it runs, for nodes=2 and procs_per_node=2 (node 0; node 1 has --node-rank=1):
     python -m torch.distributed.run --nnodes=2 --node-rank=0 --master-addr=127.0.0.1 \
         --master-port=P --rdzv-conf=timeout=INIT_TIMEOUT_S --nproc-per-node=2 \
-        --max-restarts=0 -m components.worker --spec @SCRATCH/spec.json --scratch SCRATCH/node0
+        --max-restarts=0 -m kfp_yolo.components.training.worker \
+        --spec @SCRATCH/spec.json --scratch SCRATCH/node0
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from components.errors import JobFailed, UserError
-from components.runtime import usable_cpus
-from components.train import TrainSpec
+from kfp_yolo.components.errors import JobFailed, UserError
+from kfp_yolo.components.runtime import usable_cpus
+from kfp_yolo.components.spec import TrainSpec, check_batch_shape
 
 __all__ = ["LocalLauncher"]
 
@@ -71,7 +72,7 @@ class LocalLauncher:
                  f"--rdzv-conf=timeout={spec.init_timeout_s}"])
         return [sys.executable, "-m", "torch.distributed.run", *rdzv,
                 f"--nproc-per-node={spec.procs_per_node}", "--max-restarts=0",
-                "-m", "components.worker", "--spec", f"@{scratch / 'spec.json'}",
+                "-m", "kfp_yolo.components.training.worker", "--spec", f"@{scratch / 'spec.json'}",
                 "--scratch", str(scratch / f"node{node_rank}")]
 
     def launch(self, spec: TrainSpec) -> None:
@@ -82,10 +83,7 @@ class LocalLauncher:
                 out of range), or a worker refused its input.
             JobFailed: a worker or a rendezvous failed; the message is the worker's own error.
         """
-        if spec.batch % spec.world_size:
-            raise UserError(f"batch {spec.batch} is not divisible by the world size "
-                            f"{spec.world_size} ({spec.nodes} nodes x {spec.procs_per_node} "
-                            f"processes); use a multiple of {spec.world_size}.")
+        check_batch_shape(spec.batch, spec.world_size, shape=spec.shape)
         node_ranks = self.node_ranks if self.node_ranks is not None else list(range(spec.nodes))
         bad = [rank for rank in node_ranks if not 0 <= rank < spec.nodes]
         if bad:

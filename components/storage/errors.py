@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import TypeVar
 from urllib.parse import urlparse
 
-from components.errors import UserError
+from kfp_yolo.components.errors import UserError
 
 __all__ = ["ATTEMPTS", "BACKOFF_S", "is_transient", "retry", "translated", "user_error"]
 

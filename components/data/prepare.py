@@ -12,8 +12,8 @@ Validation fails fast with one sentence naming the file (and line). Images are c
 decoding them and by ultralytics' own `verify_image_label`; that function re-saves some JPEGs in
 place, so it only ever sees our copy. The source is never written.
 
-Fetching and finding the layout live in components.dataset_layout, checking every image and
-label in components.label_checks; splitting, statistics, the content hash and the report here.
+Fetching and finding the layout live in kfp_yolo.components.data.layout, checking every image and
+label in data.checks; splitting, statistics, the content hash and the report here.
 Pure logic first; the KFP component wrapper is at the bottom. (No `from __future__ import
 annotations` in component modules: KFP reads the annotations of component functions.)
 """
@@ -30,13 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from kfp.dsl import Dataset, Markdown, Output
 
-from components.dataset_layout import Layout, discover, fetch, label_path
-from components.errors import UserError
-from components.label_checks import Checked, validate
+from kfp_yolo.components.data.checks import Checked, validate
+from kfp_yolo.components.data.layout import Layout, discover, fetch, label_path
+from kfp_yolo.components.errors import UserError
 
-__all__ = ["PreparedDataset", "check_dataset", "prepare_dataset", "prepare_dataset_component",
+__all__ = ["PreparedDataset", "check_dataset", "prepare_dataset",
            "render_report"]
 
 log = logging.getLogger(__name__)
@@ -251,20 +250,3 @@ def render_report(prepared: PreparedDataset) -> str:
     if prepared.warnings:
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in prepared.warnings]
     return "\n".join(lines) + "\n"
-
-
-def prepare_dataset_component(
-    dataset_uri: str,
-    seed: int,
-    val_fraction: float,
-    dataset: Output[Dataset],
-    report: Output[Markdown],
-) -> str:
-    """KFP step: prepares the dataset into the Dataset artifact; returns its content hash."""
-    from components.data_prep import prepare_dataset, render_report
-
-    prepared = prepare_dataset(dataset_uri, dataset.path, seed=seed, val_fraction=val_fraction)
-    dataset.metadata.update({"content_hash": prepared.content_hash, **prepared.stats})
-    with open(report.path, "w") as handle:
-        handle.write(render_report(prepared))
-    return prepared.content_hash

@@ -12,9 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.dataset_layout import Layout, Sample, rel_path
-from components.errors import UserError
-from components.runtime import usable_cpus
+from kfp_yolo.components.data.layout import Layout, Sample, rel_path
+from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.runtime import usable_cpus
 
 __all__ = ["COORD_TOLERANCE", "Checked", "validate"]
 
@@ -156,7 +156,7 @@ def _check_sample(sample: Sample, layout: Layout, verify: Callable, open_image: 
 
 def validate(layout: Layout) -> dict[Path, Checked]:
     """Checks every image and label in parallel; the first bad file (in path order) raises."""
-    from components.runtime import offline_environment
+    from kfp_yolo.components.runtime import offline_environment
 
     offline_environment()  # before ultralytics is imported: it must not download anything
     from ultralytics.data.utils import verify_image_label

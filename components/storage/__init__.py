@@ -17,7 +17,7 @@ Visibility of writes:
 Transfers run on a thread pool, retry transient failures with exponential backoff, and never wait
 on a dead endpoint for more than a few seconds. Many small objects are bound by the client's CPU
 per request, so a prefix's small objects go over presigned URLs on plain connections
-(components.presigned) rather than the SDK's heavier HTTP stack; large objects come as parallel
+(storage.presigned) rather than the SDK's heavier HTTP stack; large objects come as parallel
 byte ranges.
 """
 
@@ -42,10 +42,10 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from components.errors import UserError
-from components.presigned import PresignedGetter
-from components.runtime import usable_cpus
-from components.s3errors import BACKOFF_S, retry, translated
+from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.runtime import usable_cpus
+from kfp_yolo.components.storage.errors import BACKOFF_S, retry, translated
+from kfp_yolo.components.storage.presigned import PresignedGetter
 
 if TYPE_CHECKING:
     from minio import Minio
@@ -70,7 +70,7 @@ RANGE_WORKERS = 8
 """At most this many range streams, and two per usable CPU: each stream's receive and write
 costs CPU, and past that they only contend (measured on 2 CPUs: 4 streams beat 8)."""
 DIRECT_MAX_BYTES = 4 << 20
-"""Objects of a prefix up to this size skip the SDK's HTTP stack (components.presigned); each is
+"""Objects of a prefix up to this size skip the SDK's HTTP stack (storage.presigned); each is
 held in memory once, so at most WORKERS x this at a time."""
 _PRESIGN_EXPIRY = timedelta(minutes=15)
 _CHUNK = 1 << 20
@@ -210,7 +210,7 @@ class _Remote:
             raise
 
     def presigned_getter(self) -> PresignedGetter:
-        """GETs this bucket's small objects off the SDK's HTTP stack (see components.presigned)."""
+        """GETs this bucket's small objects off the SDK's HTTP stack (see storage.presigned)."""
         def presign(key: str) -> str:
             return self.client.presigned_get_object(self.bucket, key, expires=_PRESIGN_EXPIRY)
 

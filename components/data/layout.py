@@ -1,7 +1,7 @@
 """Where a YOLO dataset's images, labels and class names are: fetching and discovery.
 
 `fetch` brings a dataset from a path, file://, s3://, minio:// or synthetic://shapes into a
-working folder; `discover` finds its layout there (see components.data_prep for the layouts
+working folder; `discover` finds its layout there (see data.prepare for the layouts
 accepted) and refuses, in one sentence naming the file, what cannot be a dataset.
 """
 
@@ -13,8 +13,8 @@ from urllib.parse import parse_qs, urlparse
 
 import yaml
 
-from components import storage
-from components.errors import UserError
+from kfp_yolo.components import storage
+from kfp_yolo.components.errors import UserError
 
 __all__ = ["IMAGE_SUFFIXES", "Layout", "Sample", "discover", "fetch", "label_path", "rel_path"]
 
@@ -56,7 +56,7 @@ def fetch(uri: str, dest: Path, *, link: bool = False) -> Path:
     """
     parsed = urlparse(uri)
     if parsed.scheme == "synthetic":
-        from components.synth import SynthSpec, synthesize
+        from kfp_yolo.components.synth import SynthSpec, synthesize
 
         query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
         try:

@@ -1,0 +1,169 @@
+"""What every cluster launcher shares: the settings, names, labels, owner and API client.
+
+Plain values and small functions; the kubernetes client is imported only by
+`default_api_client`, when a job is really launched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kfp_yolo.components.errors import UserError
+
+__all__ = ["PRIORITY_LABEL", "QUEUE_LABEL", "RUN_LABEL", "SECRET_KEYS", "SPEC_ANNOTATION",
+           "ClusterSettings", "Owner", "check_name", "default_api_client", "job_name",
+           "owner_from_env", "owner_reference", "pool_placement", "status_message"]
+
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
+RUN_LABEL = "kfp-yolo/run-id"
+SPEC_ANNOTATION = "kfp-yolo/spec-sha256"
+SECRET_KEYS = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+"""Keys of the storage Secret every training pod gets as environment variables."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Owner:
+    """The launcher's own pod, which the job is tied to for garbage collection."""
+
+    name: str
+    uid: str
+    namespace: str
+
+
+def owner_from_env(environ: Mapping[str, str] | None = None) -> Owner | None:
+    """The launcher pod from POD_NAME/POD_UID/POD_NAMESPACE (the downward API), or None.
+
+    This is the one place the launcher reads its environment.
+    """
+    environ = os.environ if environ is None else environ
+    name, uid = environ.get("POD_NAME", ""), environ.get("POD_UID", "")
+    if not (name and uid):
+        return None
+    return Owner(name=name, uid=uid, namespace=environ.get("POD_NAMESPACE", ""))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterSettings:
+    """Where and how the job runs; everything that is not the training itself."""
+
+    image: str = "ghcr.io/kfp-yolo/kfp-yolo:0.1.0"
+    """Project image of every training pod."""
+    namespace: str = "kubeflow-user"
+    queue: str = ""
+    """Kueue LocalQueue; empty = the job is not queued by Kueue."""
+    workload_priority_class: str = ""
+    """Kueue WorkloadPriorityClass (e.g. kfp-yolo-retraining); empty = none."""
+    priority_class: str = ""
+    """Kubernetes PriorityClass of the pods; empty = the cluster default."""
+    storage_secret: str = "kfp-yolo-storage"
+    """Secret with AWS_ENDPOINT_URL (optional), AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY."""
+    service_account: str = ""
+    """Service account of the training pods (they need no API access); empty = default."""
+    node_affinity: tuple[dict, ...] = ()
+    """Required node-affinity match expressions, from the memory planner."""
+    tolerations: tuple[dict, ...] = ()
+    """Tolerations of the chosen pool's taints."""
+    cpu: str = "4"
+    """CPU request of every pod."""
+    memory: str = "32Gi"
+    """Memory request and limit of every pod (the /dev/shm volume counts against it)."""
+    shm_size: str = "8Gi"
+    """Size of /dev/shm (dataloader workers pass batches through it)."""
+    active_deadline_s: int = 7 * 24 * 3600
+    ttl_after_finished_s: int = 24 * 3600
+    """Finished jobs stay this long for inspection, then the operator deletes them."""
+    backoff_limit: int = 3
+    """Pod restarts allowed before the job fails (a restart resumes from the checkpoint)."""
+    owner: Owner | None = None
+    poll_interval_s: float = 10.0
+    queue_timeout_s: float = 0
+    """Longest wait for Kueue admission; 0 = wait as long as the queue takes."""
+    run_timeout_s: float = 0
+    """Longest wait once admitted; 0 = activeDeadlineSeconds plus five minutes, so the
+    operator's own DeadlineExceeded is what gets reported."""
+
+    def __post_init__(self) -> None:
+        # Lists from callers become tuples: the settings are a frozen value.
+        object.__setattr__(self, "node_affinity", tuple(self.node_affinity))
+        object.__setattr__(self, "tolerations", tuple(self.tolerations))
+        check_name("namespace", self.namespace)
+        for key in ("queue", "workload_priority_class", "priority_class", "service_account"):
+            if getattr(self, key):
+                check_name(key, getattr(self, key))
+        if not self.storage_secret:
+            raise UserError("storage_secret is empty; name the Secret with the storage "
+                            "credentials (see k8s/README.md).")
+        for expr in self.node_affinity:
+            if not {"key", "operator"} <= set(expr):
+                raise UserError(f"node_affinity entry {expr!r} needs 'key' and 'operator'.")
+        for key in ("active_deadline_s", "ttl_after_finished_s", "backoff_limit"):
+            if getattr(self, key) < 0:
+                raise UserError(f"{key} must be >= 0, got {getattr(self, key)!r}.")
+
+    @property
+    def wait_timeout_s(self) -> float:
+        return self.run_timeout_s or self.active_deadline_s + 300
+
+
+def check_name(key: str, value: str) -> None:
+    """Refuses a value that is not a valid Kubernetes name (one sentence naming the key)."""
+    if len(value) > 63 or not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", value):
+        raise UserError(f"{key}={value!r} is not a valid Kubernetes name; use lower-case "
+                        "letters, digits and '-'.")
+
+
+def job_name(run_id: str) -> str:
+    """A DNS-1035 name for the run, short enough for the `<name>-worker-<i>` services."""
+    name = re.sub(r"[^a-z0-9-]+", "-", run_id.lower()).strip("-")
+    name = re.sub(r"^[^a-z]+", "", name) or "run"
+    if len(name) > 40:  # a digest keeps long run ids that share a prefix apart
+        digest = hashlib.sha256(run_id.encode()).hexdigest()[:8]
+        name = f"{name[:31].rstrip('-')}-{digest}"
+    return name
+
+
+def owner_reference(owner: Owner) -> dict:
+    """The ownerReference that ties a job to the launcher's pod (garbage collection)."""
+    # Not a controller reference: Kueue would take a job controlled by a Pod for a child of a
+    # pod workload and never admit it on its own.
+    return {"apiVersion": "v1", "kind": "Pod", "name": owner.name, "uid": owner.uid}
+
+
+def pool_placement(pool: str, pools_path: str | None) -> dict:
+    """Tolerations and affinity (at least the pool's GPU memory) of a catalog pool."""
+    from kfp_yolo.components.pools import load_pools, node_affinity
+
+    pools = {p.name: p for p in load_pools(pools_path)}
+    if pool not in pools:
+        raise UserError(f"pool {pool!r} is not in the node-pool catalog; known pools are "
+                        f"{sorted(pools)}.")
+    chosen = pools[pool]
+    # at least this pool's memory, so a larger pool may run it too
+    return {"node_affinity": tuple(node_affinity(chosen.gpu_memory_mib)),
+            "tolerations": chosen.tolerations}
+
+
+def status_message(exc: Any) -> str:
+    """The API server's Status message of an ApiException."""
+    try:
+        return json.loads(exc.body).get("message") or str(exc.reason)
+    except (TypeError, ValueError, AttributeError):
+        return str(getattr(exc, "reason", exc))
+
+
+def default_api_client() -> Any:
+    """An ApiClient from the in-cluster config, else the kubeconfig."""
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()

@@ -1,0 +1,371 @@
+"""Owning a cluster job until it ends: create or adopt, watch, report, delete.
+
+`PyTorchJobLauncher.launch` creates the job `build_pytorchjob` describes with the kubernetes
+client and waits for it:
+
+- time suspended by Kueue (not yet admitted) is counted apart from running time, and logged;
+- the master pod's log is copied into this step's log;
+- Failed raises JobFailed with the job's own reason and message;
+- a timeout, SIGTERM (a terminated KFP run) or any other exit deletes the job, so no GPU is
+  left held;
+- a job of the same name made by an earlier try of this step (same spec) is adopted, not
+  refused;
+- a 403 becomes one sentence naming the verb, resource and namespace to grant.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import fields
+from typing import Any
+
+from kfp_yolo.components.errors import JobFailed, UserError
+from kfp_yolo.components.launchers.cluster import (
+    SPEC_ANNOTATION,
+    ClusterSettings,
+    default_api_client,
+    owner_from_env,
+    owner_reference,
+    pool_placement,
+    status_message,
+)
+from kfp_yolo.components.launchers.pytorchjob import (
+    CONTAINER,
+    GROUP,
+    PLURAL,
+    VERSION,
+    build_pytorchjob,
+)
+from kfp_yolo.components.spec import TrainSpec
+
+__all__ = ["PyTorchJobLauncher"]
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived: a BaseException so no `except Exception` on the way swallows it."""
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only; its owner handles them
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        # A second SIGTERM must not interrupt the deletion the first one started.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _fmt(seconds: float) -> str:
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _condition(job: dict, kind: str) -> dict | None:
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind and cond.get("status") == "True":
+            return cond
+    return None
+
+
+def _phase(job: dict) -> str:
+    """queued | starting | running | succeeded | failed."""
+    if _condition(job, "Succeeded"):
+        return "succeeded"
+    if _condition(job, "Failed"):
+        return "failed"
+    if (job.get("spec", {}).get("runPolicy") or {}).get("suspend") or _condition(job, "Suspended"):
+        return "queued"
+    return "running" if _condition(job, "Running") else "starting"
+
+
+def _log_key(stamp: str) -> tuple[str, int]:
+    # RFC3339Nano trims trailing zeros, so compare (seconds, nanoseconds), not strings.
+    whole, _, frac = stamp.rstrip("Z").partition(".")
+    return whole, int((frac or "0").ljust(9, "0")[:9])
+
+
+class PyTorchJobLauncher:
+    """Launches a TrainSpec as a PyTorchJob and owns it until it ends (see the module doc)."""
+
+    def __init__(self, *, api_client: Any = None, pool: str = "", pools_path: str | None = None,
+                 out: Callable[[str], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep, **settings: Any) -> None:
+        """Args:
+            api_client: a kubernetes ApiClient; default: in-cluster config, else kubeconfig.
+            pool: a node-pool name from the catalog; gives the tolerations, and the affinity
+                (at least that pool's GPU memory) when node_affinity is not passed.
+            pools_path: the catalog file (default k8s/node-pools.yaml).
+            out: where status and log lines go (default: this process's stdout).
+            clock, sleep: time sources, replaceable in tests.
+            **settings: ClusterSettings fields; `owner` defaults to owner_from_env().
+        """
+        known = {f.name for f in fields(ClusterSettings)}
+        unknown = set(settings) - known
+        if unknown:
+            raise UserError(f"unknown pytorchjob launcher setting(s) {sorted(unknown)}; known "
+                            f"are {sorted(known)}.")
+        if pool:
+            placement = pool_placement(pool, pools_path)
+            settings.setdefault("tolerations", placement["tolerations"])
+            settings.setdefault("node_affinity", placement["node_affinity"])
+        settings.setdefault("owner", owner_from_env())
+        self.cluster = ClusterSettings(**settings)
+        self._api_client = api_client
+        self._out = out or (lambda line: print(line, flush=True))
+        self._clock, self._sleep = clock, sleep
+        self._last_log: tuple[str, int] | None = None
+        self._last_read = 0.0
+        self._logs_denied = False
+
+    # -- public --------------------------------------------------------------------------------
+
+    def launch(self, spec: TrainSpec) -> None:
+        """Creates the job and blocks until it succeeds; raises JobFailed otherwise."""
+        manifest = build_pytorchjob(spec, self.cluster)
+        name = manifest["metadata"]["name"]
+        created = ended = False
+        with _sigterm_raises():
+            try:
+                self._create_or_adopt(manifest)
+                created = True
+                failure = self._wait(name)
+                ended = True
+            except _Terminated:
+                self._say(f"SIGTERM (the run was terminated): deleting {self._where(name)}")
+                created = True  # the create request may have reached the API server
+                raise SystemExit(128 + signal.SIGTERM) from None
+            finally:
+                # Anything but the job's own end (a timeout, SIGTERM, an API or local error)
+                # must not leave pods holding GPUs.
+                if created and not ended:
+                    self._delete(name)
+        if failure:
+            raise JobFailed(failure)
+
+    # -- API calls -----------------------------------------------------------------------------
+
+    def _apis(self) -> tuple[Any, Any]:
+        from kubernetes import client
+
+        if self._api_client is None:
+            self._api_client = default_api_client()
+        return (client.CustomObjectsApi(self._api_client), client.CoreV1Api(self._api_client))
+
+    def _where(self, name: str) -> str:
+        return f"{self.cluster.namespace}/{name}"
+
+    def _denied(self, verb: str, resource: str, exc: Any) -> UserError:
+        return UserError(
+            f"permission denied: this step's service account may not {verb} {resource} in "
+            f"namespace {self.cluster.namespace!r}; grant '{verb}' on {resource} there (the Role "
+            f"in k8s/base/rbac.yaml does). API server: {status_message(exc)}")
+
+    def _create_or_adopt(self, manifest: dict) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        custom, _ = self._apis()
+        name = manifest["metadata"]["name"]
+        try:
+            custom.create_namespaced_custom_object(GROUP, VERSION, self.cluster.namespace, PLURAL,
+                                                   manifest)
+            self._say(f"created PyTorchJob {self._where(name)} (kubectl -n "
+                      f"{self.cluster.namespace} get pytorchjob {name})")
+            return
+        except ApiException as exc:
+            if exc.status == 403:
+                raise self._denied("create", "pytorchjobs.kubeflow.org", exc) from None
+            if exc.status != 409:
+                raise
+        existing = self._get(name)
+        ours = manifest["metadata"]["annotations"][SPEC_ANNOTATION]
+        theirs = (existing.get("metadata", {}).get("annotations") or {}).get(SPEC_ANNOTATION)
+        if theirs != ours:
+            raise UserError(f"a different PyTorchJob named {name!r} already exists in namespace "
+                            f"{self.cluster.namespace!r}; delete it (kubectl -n "
+                            f"{self.cluster.namespace} delete pytorchjob {name}) or use another "
+                            "run name.")
+        self._say(f"adopting PyTorchJob {self._where(name)} (same spec; an earlier try of this "
+                  "step created it)")
+        self._add_owner(existing)
+
+    def _add_owner(self, existing: dict) -> None:
+        """Adds this pod as a second owner, so losing the first try's pod keeps the job."""
+        from kubernetes.client.exceptions import ApiException
+
+        owner = self.cluster.owner
+        if not owner or owner.namespace != self.cluster.namespace:
+            return
+        refs = list(existing.get("metadata", {}).get("ownerReferences") or [])
+        if any(ref.get("uid") == owner.uid for ref in refs):
+            return
+        custom, _ = self._apis()
+        patch = {"metadata": {"ownerReferences": [*refs, owner_reference(owner)]}}
+        try:
+            custom.patch_namespaced_custom_object(GROUP, VERSION, self.cluster.namespace, PLURAL,
+                                                  existing["metadata"]["name"], patch)
+        except ApiException as exc:
+            if exc.status != 403:
+                raise
+            self._say(f"warning: {self._denied('patch', 'pytorchjobs.kubeflow.org', exc)} "
+                      "The adopted job stays tied to the earlier pod only.")
+
+    def _get(self, name: str) -> dict:
+        from kubernetes.client.exceptions import ApiException
+
+        custom, _ = self._apis()
+        try:
+            return custom.get_namespaced_custom_object(GROUP, VERSION, self.cluster.namespace,
+                                                       PLURAL, name)
+        except ApiException as exc:
+            if exc.status == 403:
+                raise self._denied("get", "pytorchjobs.kubeflow.org", exc) from None
+            if exc.status == 404:
+                raise JobFailed(f"PyTorchJob {self._where(name)} was deleted while this step "
+                                "waited for it.") from None
+            raise
+
+    def _delete(self, name: str) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        custom, _ = self._apis()
+        try:
+            # Foreground: the job object goes only after its pods, so GPUs are really free.
+            custom.delete_namespaced_custom_object(GROUP, VERSION, self.cluster.namespace,
+                                                   PLURAL, name,
+                                                   propagation_policy="Foreground")
+            self._say(f"deleted PyTorchJob {self._where(name)}")
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            if exc.status == 403:
+                self._say(f"error: {self._denied('delete', 'pytorchjobs.kubeflow.org', exc)} "
+                          f"Delete it by hand: kubectl -n {self.cluster.namespace} delete "
+                          f"pytorchjob {name}")
+                return
+            self._say(f"error: could not delete PyTorchJob {self._where(name)}: {exc.reason}")
+
+    # -- waiting -------------------------------------------------------------------------------
+
+    def _wait(self, name: str) -> str:
+        """Polls the job to its end: '' when it succeeded, else why it failed."""
+        spent = {"queued": 0.0, "starting": 0.0, "running": 0.0}
+        phase, since = "", self._clock()
+        errors = 0
+        while True:
+            try:
+                job = self._get(name)
+                errors = 0
+            except (UserError, JobFailed):
+                raise
+            except Exception as exc:  # an API server restart must not kill a week-long run
+                errors += 1
+                if errors > 5:
+                    raise
+                self._say(f"warning: reading the job failed ({exc}); retrying")
+                self._sleep(self.cluster.poll_interval_s)
+                continue
+            now = self._clock()
+            if phase in spent:
+                spent[phase] += now - since
+            since, previous, phase = now, phase, _phase(job)
+            if phase != previous:
+                self._report(name, phase, spent)
+            if phase in ("starting", "running", "succeeded", "failed"):
+                self._copy_logs(name)
+            if phase == "succeeded":
+                return ""
+            if phase == "failed":
+                return self._failure(name, job)
+            self._check_timeouts(name, phase, spent)
+            self._sleep(self.cluster.poll_interval_s)
+
+    def _report(self, name: str, phase: str, spent: dict[str, float]) -> None:
+        where = self._where(name)
+        queued = _fmt(spent["queued"])
+        active = _fmt(spent["starting"] + spent["running"])
+        messages = {
+            "queued": f"PyTorchJob {where} is waiting for Kueue admission (queue "
+                      f"{self.cluster.queue or '-'}); queued time is not run time",
+            "starting": f"PyTorchJob {where} admitted after {queued} queued; pods starting",
+            "running": f"PyTorchJob {where} running (queued {queued})",
+            "succeeded": f"PyTorchJob {where} succeeded: {active} admitted, {queued} queued",
+            "failed": f"PyTorchJob {where} failed: {active} admitted, {queued} queued",
+        }
+        self._say(messages[phase])
+
+    def _check_timeouts(self, name: str, phase: str, spent: dict[str, float]) -> None:
+        limit = self.cluster.queue_timeout_s
+        if phase == "queued" and limit and spent["queued"] > limit:
+            raise JobFailed(f"PyTorchJob {self._where(name)} was not admitted by Kueue within "
+                            f"{_fmt(limit)} (queue {self.cluster.queue!r}); deleted it. Check "
+                            "the ClusterQueue's quota (kubectl get clusterqueue).")
+        active = spent["starting"] + spent["running"]
+        if active > self.cluster.wait_timeout_s:
+            raise JobFailed(f"PyTorchJob {self._where(name)} did not finish within "
+                            f"{_fmt(self.cluster.wait_timeout_s)} of admitted time; deleted it.")
+
+    def _failure(self, name: str, job: dict) -> str:
+        cond = _condition(job, "Failed") or {}
+        text = (f"PyTorchJob {self._where(name)} failed: {cond.get('reason') or 'unknown reason'}"
+                f": {cond.get('message') or 'no message'}")
+        events = self._warning_events(name)
+        return f"{text} (events: {'; '.join(events)})" if events else text
+
+    def _warning_events(self, name: str) -> list[str]:
+        from kubernetes.client.exceptions import ApiException
+
+        _, core = self._apis()
+        try:
+            listed = core.list_namespaced_event(self.cluster.namespace,
+                                                field_selector=f"involvedObject.name={name}")
+        except ApiException:
+            return []  # the reason above is enough; events only add detail
+        return [f"{e.reason}: {e.message}" for e in listed.items if e.type == "Warning"][-3:]
+
+    def _copy_logs(self, name: str) -> None:
+        """Copies the master pod's new log lines (polled; lines deduplicated by timestamp)."""
+        from kubernetes.client.exceptions import ApiException
+
+        if self._logs_denied:
+            return
+        _, core = self._apis()
+        kwargs: dict[str, Any] = {"container": CONTAINER, "timestamps": True,
+                                  "limit_bytes": 4 << 20}
+        now = self._clock()
+        if self._last_log is not None:
+            # A margin over the time since the last read: lines seen twice are dropped below.
+            kwargs["since_seconds"] = int(now - self._last_read) + 30
+        try:
+            text = core.read_namespaced_pod_log(f"{name}-master-0", self.cluster.namespace,
+                                                **kwargs)
+            self._last_read = now
+        except ApiException as exc:
+            if exc.status == 403:
+                self._logs_denied = True
+                self._say(f"warning: {self._denied('get', 'pods/log', exc)} Training goes on "
+                          "without its log here.")
+            return  # 400/404: the container is not there yet, or already cleaned up
+        for line in (text or "").splitlines():
+            stamp, _, rest = line.partition(" ")
+            key = _log_key(stamp)
+            if self._last_log is None or key > self._last_log:
+                self._last_log = key
+                self._out(rest)
+
+    def _say(self, line: str) -> None:
+        self._out(f"[pytorchjob] {line}")

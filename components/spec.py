@@ -1,0 +1,93 @@
+"""Plain data shared by the KFP steps, the launchers and the training processes.
+
+No kfp, no kubernetes, no torch here: every torchrun rank imports this module. TrainSpec is
+what a launcher hands to every training process (as JSON in its argv); the choices and the
+batch-shape rule are defined once and used by the config, the planner, the launchers and the
+worker.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+
+from kfp_yolo.components.errors import UserError
+
+__all__ = ["OPTIMIZERS", "PRECISIONS", "TrainSpec", "check_batch_shape", "canonical_optimizer"]
+
+PRECISIONS = ("amp", "fp32", "bf16")
+"""Training precisions: amp (fp16 autocast), fp32, bf16 (CUDA only; CPU always trains fp32)."""
+OPTIMIZERS = ("auto", "SGD", "Adam", "AdamW")
+"""Optimizers as ultralytics names them."""
+_OPTIMIZER_NAMES = {name.lower(): name for name in OPTIMIZERS}
+
+
+def canonical_optimizer(name: str) -> str:
+    """ultralytics' spelling of an optimizer name given in any case; UserError if unknown."""
+    canonical = _OPTIMIZER_NAMES.get(str(name).lower())
+    if canonical is None:
+        raise UserError(f"optimizer must be one of {list(OPTIMIZERS)}, got {name!r}.")
+    return canonical
+
+
+def check_batch_shape(batch: int, world_size: int, *, shape: str = "") -> None:
+    """Refuses a global batch that does not split evenly over world_size processes.
+
+    batch 0 (the planner chooses) always passes. `shape` says where world_size comes from,
+    e.g. " (2 nodes x 4 processes per node)".
+    """
+    if batch and batch % world_size:
+        suggestion = max(1, batch // world_size) * world_size
+        raise UserError(f"batch {batch} is not divisible by the world size {world_size}{shape}: "
+                        f"it does not split over {world_size} GPUs; use a multiple of "
+                        f"{world_size} such as {suggestion}.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainSpec:
+    """Everything every training process needs; serialised to JSON into the worker's argv."""
+
+    run_id: str
+    """Names the run; a restarted job with the same run id resumes from its checkpoint."""
+    dataset_uri: str
+    """Folder (path or object-store prefix) holding the prepared data.yaml, images/ and labels/."""
+    model: str
+    """Model YAML (from scratch) or .pt checkpoint."""
+    imgsz: int
+    epochs: int
+    batch: int
+    """Global batch over all processes."""
+    precision: str
+    """amp | fp32 | bf16 (CUDA only; CPU always trains in fp32)."""
+    optimizer: str
+    lr0: float
+    seed: int
+    workers: int
+    nodes: int
+    procs_per_node: int
+    checkpoint_uri: str
+    """Checkpoints go to checkpoint_uri/run_id/ every epoch."""
+    output_uri: str
+    """best.pt, last.pt and results.csv are uploaded here at the end."""
+    device: str = "auto"
+    """auto (cuda when there is one), cpu or cuda."""
+    init_timeout_s: int = 300
+    """Seconds a rendezvous or process-group init may take before failing."""
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.procs_per_node
+
+    @property
+    def shape(self) -> str:
+        """" (N nodes x P processes per node)", for messages."""
+        return f" ({self.nodes} nodes x {self.procs_per_node} processes per node)"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainSpec:
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,269 @@
+"""The KFP steps: thin `@dsl.component` wrappers over the pure step logic.
+
+This is the only module of kfp_yolo.components that imports kfp. Each function maps its
+artifacts' `.path`/`.uri` onto a typed function of the module it names and records metadata;
+the logic lives there. KFP copies each function's source alone into its component, so every
+import a step needs is inside its body. (No `from __future__ import annotations` here: KFP
+reads the annotations of component functions.)
+"""
+
+from typing import NamedTuple
+
+from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
+
+__all__ = ["build_tensorrt_component", "evaluate_component", "export_onnx_component",
+           "plan_resources_component", "prepare_dataset_component", "publish_component",
+           "train_component"]
+
+
+def prepare_dataset_component(
+    dataset_uri: str,
+    seed: int,
+    val_fraction: float,
+    dataset: Output[Dataset],
+    report: Output[Markdown],
+) -> str:
+    """KFP step: prepares the dataset into the Dataset artifact; returns its content hash."""
+    from kfp_yolo.components.data.prepare import prepare_dataset, render_report
+
+    prepared = prepare_dataset(dataset_uri, dataset.path, seed=seed, val_fraction=val_fraction)
+    dataset.metadata.update({"content_hash": prepared.content_hash, **prepared.stats})
+    with open(report.path, "w") as handle:
+        handle.write(render_report(prepared))
+    return prepared.content_hash
+
+
+def plan_resources_component(
+    model: str, imgsz: int, batch: int, nodes: int, procs_per_node: int, precision: str,
+    optimizer: str, nc: int,
+) -> NamedTuple("PlanOutputs", [("batch", int), ("peak_mib", int), ("pool", str),
+                                ("min_gpu_memory_mib", int)]):
+    """KFP step: plan the run from the image's node-pool catalog (batch 0 = largest that fits).
+
+    Returns:
+        batch (global), peak_mib (per GPU), pool (name) and min_gpu_memory_mib, the GPU memory
+        the train step requests through node affinity.
+    """
+    # KFP copies this function's source alone into the component: imports live here
+    from typing import NamedTuple
+
+    from kfp_yolo.components.planner import plan
+    from kfp_yolo.components.pools import load_pools
+
+    result = plan(model, imgsz=imgsz, batch=batch, world_size=nodes * procs_per_node,
+                  precision=precision, optimizer=optimizer, nc=nc, pools=load_pools(),
+                  procs_per_node=procs_per_node)
+    print(f"plan: {result.peak_mib} MiB per GPU at batch {result.batch_per_gpu} per GPU "
+          f"(global {result.batch}) -> pool {result.pool.name}")
+
+    class PlanOutputs(NamedTuple):
+        batch: int
+        peak_mib: int
+        pool: str
+        min_gpu_memory_mib: int
+
+    return PlanOutputs(result.batch, result.peak_mib, result.pool.name, result.min_gpu_memory_mib)
+
+
+def train_component(
+    dataset: Input[Dataset],
+    run_id: str,
+    model: str,
+    imgsz: int,
+    epochs: int,
+    batch: int,
+    precision: str,
+    optimizer: str,
+    lr0: float,
+    seed: int,
+    workers: int,
+    nodes: int,
+    procs_per_node: int,
+    launcher: str,
+    checkpoint_uri: str,
+    image: str,
+    namespace: str,
+    queue: str,
+    storage_secret: str,
+    pool: str,
+    min_gpu_memory_mib: int,
+    weights: Output[Model],
+):
+    """KFP step: trains through the launcher; best.pt, last.pt, results.csv into `weights`."""
+    import os
+
+    from kfp_yolo.components import storage
+    from kfp_yolo.components.launchers import get_launcher
+    from kfp_yolo.components.planner import node_affinity
+    from kfp_yolo.components.spec import TrainSpec
+
+    remote = launcher != "local"
+    # Training pods are not KFP tasks: on a cluster they read and write object storage directly.
+    output_uri = weights.uri if remote else weights.path
+    spec = TrainSpec(
+        run_id=run_id, dataset_uri=dataset.uri if remote else dataset.path, model=model,
+        imgsz=imgsz, epochs=epochs, batch=batch, precision=precision, optimizer=optimizer,
+        lr0=lr0, seed=seed, workers=workers, nodes=nodes, procs_per_node=procs_per_node,
+        checkpoint_uri=checkpoint_uri or os.path.join(os.path.dirname(weights.path), "checkpoints"),
+        output_uri=output_uri)
+    # The pods require the planner's need (Gt need-1 MiB) and tolerate the chosen pool.
+    settings = {} if not remote else {
+        "image": image, "namespace": namespace, "queue": queue,
+        "storage_secret": storage_secret, "pool": pool,
+        "node_affinity": tuple(node_affinity(min_gpu_memory_mib))}
+    get_launcher(launcher, **settings).launch(spec)
+    if remote:
+        storage.download(output_uri, weights.path)
+    weights.metadata.update({"run_id": run_id, "epochs": epochs, "imgsz": imgsz, "batch": batch})
+
+
+def evaluate_component(
+    dataset: Input[Dataset],
+    weights: Input[Model],
+    imgsz: int,
+    min_map50_95: float,
+    registry_uri: str,
+    name: str,
+    metrics: Output[Metrics],
+    report: Output[Markdown],
+) -> bool:
+    """KFP step: validation metrics, a Markdown report; returns whether the gate passed.
+
+    A single `bool` output on purpose: kfp.local resolves a dsl.If condition on a task's
+    single `Output`, not on a named output of a NamedTuple.
+    """
+    import os
+
+    from kfp_yolo.components.evaluate import champion_map50_95, evaluate, gate, render_report
+
+    data_yaml = os.path.join(dataset.path, "data.yaml")
+    work = os.path.dirname(report.path)
+    result = evaluate(os.path.join(weights.path, "best.pt"), data_yaml, imgsz=imgsz,
+                      out_dir=os.path.join(work, "plots"))
+    champion = champion_map50_95(registry_uri, name, data_yaml, imgsz=imgsz, work=work)
+    passed, verdict = gate(result, min_map50_95=min_map50_95, champion=champion)
+    if champion is not None:
+        metrics.log_metric("champion_mAP50-95", round(champion[0], 6))
+    for key, value in (("mAP50-95", result.map50_95), ("mAP50", result.map50),
+                       ("precision", result.precision), ("recall", result.recall)):
+        metrics.log_metric(key, round(value, 6))
+    for name, row in result.per_class.items():
+        metrics.log_metric(f"mAP50-95/{name}", round(row["mAP50-95"], 6))
+    with open(report.path, "w") as handle:
+        handle.write(render_report(result, min_map50_95=min_map50_95, passed=passed,
+                                   verdict=verdict))
+    report.metadata["verdict"] = verdict
+    print(f"quality gate {'passed' if passed else 'failed'}: {verdict}")
+    return passed
+
+
+def export_onnx_component(
+    weights: Input[Model],
+    imgsz: int,
+    opset: int,
+    dynamic: bool,
+    tolerance: float,
+    onnx_model: Output[Model],
+    parity: Output[Metrics],
+) -> NamedTuple("ExportOutputs", [("max_abs_diff", float)]):
+    """KFP step: model.onnx into the Model artifact; fails when parity exceeds the tolerance."""
+    import os
+    from collections import namedtuple
+
+    from kfp_yolo.components.errors import JobFailed
+    from kfp_yolo.components.export_onnx import export_onnx, parity_check
+
+    os.makedirs(onnx_model.path, exist_ok=True)
+    best = os.path.join(weights.path, "best.pt")
+    onnx_path = export_onnx(best, os.path.join(onnx_model.path, "model.onnx"), imgsz=imgsz,
+                            opset=opset, dynamic=dynamic)
+    result = parity_check(best, onnx_path, imgsz=imgsz)
+    parity.log_metric("max_abs_diff", result.max_abs_diff)
+    parity.log_metric("tolerance", tolerance)
+    onnx_model.metadata.update({"opset": opset, "dynamic": dynamic, "imgsz": imgsz,
+                                "max_abs_diff": result.max_abs_diff})
+    print(f"ONNX parity: max |onnx - torch| = {result.max_abs_diff:.3g} (tolerance {tolerance})")
+    if result.max_abs_diff > tolerance:
+        raise JobFailed(f"ONNX parity check failed: max |onnx - torch| = "
+                        f"{result.max_abs_diff:.3g} exceeds onnx_tolerance={tolerance}; check the "
+                        "opset or raise the tolerance.")
+    return namedtuple("ExportOutputs", ["max_abs_diff"])(result.max_abs_diff)
+
+
+def build_tensorrt_component(
+    onnx_model: Input[Model],
+    dataset: Input[Dataset],
+    imgsz: int,
+    precision: str,
+    engine: Output[Model],
+    latency: Output[Metrics],
+) -> NamedTuple("TrtOutputs", [("status", str), ("reason", str)]):
+    """KFP step: model.engine and its latency, or status `skipped` with the reason."""
+    import os
+    from collections import namedtuple
+
+    from kfp_yolo.components.tensorrt import availability, build_engine, measure_latency
+
+    outputs = namedtuple("TrtOutputs", ["status", "reason"])
+    reason = availability()
+    if reason:
+        print(f"TensorRT build skipped: {reason}")
+        engine.metadata["status"] = "skipped"
+        latency.log_metric("built", 0)
+        return outputs("skipped", reason)
+    os.makedirs(engine.path, exist_ok=True)
+    max_batch = 8
+    path = build_engine(os.path.join(onnx_model.path, "model.onnx"),
+                        os.path.join(engine.path, "model.engine"), imgsz=imgsz,
+                        precision=precision, max_batch=max_batch,
+                        calibration_images=os.path.join(dataset.path, "images", "val"))
+    for batch in (1, max_batch):
+        milliseconds = measure_latency(path, imgsz=imgsz, batch=batch)
+        latency.log_metric(f"latency_ms_batch{batch}", round(milliseconds, 4))
+        latency.log_metric(f"images_per_s_batch{batch}", round(batch * 1000 / milliseconds, 1))
+    latency.log_metric("built", 1)
+    engine.metadata.update({"status": "built", "precision": precision})
+    return outputs("built", "")
+
+
+def publish_component(
+    weights: Input[Model],
+    onnx_model: Input[Model],
+    engine: Input[Model],
+    dataset: Input[Dataset],
+    metrics: Input[Metrics],
+    registry_uri: str,
+    name: str,
+    version: str,
+) -> str:
+    """KFP step: publishes the gated model; the version URI, or '' when registry_uri is ''."""
+    import json
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from kfp_yolo.components.publish import publish
+
+    if not registry_uri:
+        print("publish skipped: registry_uri is empty")
+        return ""
+    files = {"best.pt": Path(weights.path) / "best.pt",
+             "model.onnx": Path(onnx_model.path) / "model.onnx",
+             "data.yaml": Path(dataset.path) / "data.yaml"}
+    engine_file = Path(engine.path) / "model.engine"
+    if engine.metadata.get("status") == "built" and engine_file.is_file():
+        files["model.engine"] = engine_file
+    # KFP keeps Metrics values in the artifact's metadata, not in its file.
+    values = {k: v for k, v in metrics.metadata.items() if isinstance(v, int | float)}
+    metadata = {"metrics": values, "training": dict(weights.metadata),
+                "dataset": dict(dataset.metadata), "onnx": dict(onnx_model.metadata),
+                "tensorrt": dict(engine.metadata) or {"status": "not built"}}
+    with tempfile.TemporaryDirectory() as tmp:
+        metrics_file = os.path.join(tmp, "metrics.json")
+        with open(metrics_file, "w") as handle:
+            json.dump(values, handle, indent=1, sort_keys=True)
+        files["metrics.json"] = Path(metrics_file)
+        uri = publish(registry_uri=registry_uri, name=name, version=version, files=files,
+                      metadata=metadata)
+    print(f"published {uri}")
+    return uri

@@ -1,0 +1,204 @@
+"""What torchrun starts in every training process: ultralytics' DetectionTrainer, made to work
+under an external launcher (one process per device, several nodes), with AMP and checkpoints.
+
+One process (CPU or one GPU):
+    torchrun --standalone --nproc-per-node=1 \
+        -m kfp_yolo.components.training.worker --spec @spec.json
+N processes on one node:
+    torchrun --standalone --nproc-per-node=N \
+        -m kfp_yolo.components.training.worker --spec @spec.json
+N nodes x M processes (run on every node; a PyTorchJob sets these from PET_* variables):
+    torchrun --nnodes=N --nproc-per-node=M --node-rank=$NODE_RANK \
+        --master-addr=$MASTER_ADDR --master-port=$MASTER_PORT --rdzv-conf=timeout=300 \
+        -m kfp_yolo.components.training.worker --spec @spec.json --scratch /scratch
+
+The environment is read once, in `DistEnv.from_environ`; `import ultralytics` happens after it
+(ultralytics reads RANK at import). Only global rank 0 writes weights, checkpoints and outputs;
+every rank records its own throughput in SCRATCH/progress/rank<R>.json.
+
+Checkpoints (kfp_yolo.components.training.checkpoints): rank 0 uploads them every epoch; a job
+started again with the same run id resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from kfp_yolo.components import storage
+from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.runtime import offline_environment
+from kfp_yolo.components.spec import TrainSpec, check_batch_shape
+from kfp_yolo.components.training.checkpoints import (
+    Checkpoint,
+    fetch_checkpoint,
+    upload_checkpoint,
+    write_results_csv,
+)
+from kfp_yolo.components.training.dist import (
+    COLLECTIVE_TIMEOUT_S,
+    DistEnv,
+    barrier,
+    check_gpu,
+    destroy,
+    device_type_of,
+    init_distributed,
+)
+from kfp_yolo.components.training.trainer import Progress, make_trainer
+
+__all__ = ["COLLECTIVE_TIMEOUT_S", "DistEnv", "main", "run_worker"]
+
+log = logging.getLogger("kfp_yolo.worker")
+
+
+def _fetch_dataset(spec: TrainSpec, env: DistEnv, scratch: Path) -> Path:
+    """This node's data.yaml, with the label caches built by exactly one writer per folder.
+
+    A remote dataset is downloaded once per node by local rank 0 into the node's scratch folder;
+    a local one is shared by every process (and node), so global rank 0 builds its caches.
+    """
+    remote = storage.is_remote(spec.dataset_uri)
+    if remote:
+        folder = scratch / "dataset"
+        if env.local_rank == 0 and not folder.exists():
+            # Downloaded under another name, so a restarted container never sees half of it.
+            partial = scratch / "dataset.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            storage.download(spec.dataset_uri, partial)
+            partial.rename(folder)
+        barrier()
+    else:
+        folder = storage.local_path(spec.dataset_uri).resolve()
+    if not (folder / "data.yaml").exists():
+        raise UserError(f"{spec.dataset_uri!r} has no data.yaml; give the prepared Dataset "
+                        "artifact's folder.")
+    data_yaml = _localised_data_yaml(folder / "data.yaml", folder, scratch, env)
+    if env.world_size > 1:
+        # Ultralytics writes a missing .cache under torch_distributed_zero_first(LOCAL_RANK):
+        # one writer per node, so nodes sharing a folder would write the same file at once.
+        if (env.local_rank == 0) if remote else env.is_main:
+            _build_label_caches(data_yaml, spec.imgsz)
+        barrier()
+    return data_yaml
+
+
+def _localised_data_yaml(data_yaml: Path, folder: Path, scratch: Path, env: DistEnv) -> Path:
+    """data.yaml with `path:` pointing at where the dataset lies on this node."""
+    import yaml
+
+    data = yaml.safe_load(data_yaml.read_text())
+    if Path(str(data.get("path", ""))) == folder:
+        return data_yaml
+    data["path"] = str(folder)
+    local = scratch / f"data.rank{env.rank}.yaml"
+    local.write_text(yaml.safe_dump(data, sort_keys=False))
+    return local
+
+
+def _build_label_caches(data_yaml: Path, imgsz: int) -> None:
+    """Builds (or checks) the train and val label caches, as the trainer would."""
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data import build_yolo_dataset
+    from ultralytics.data.utils import check_det_dataset
+
+    data = check_det_dataset(str(data_yaml))
+    cfg = get_cfg(overrides={"imgsz": imgsz})
+    for split in ("train", "val"):
+        build_yolo_dataset(cfg, data[split], 1, data, mode="val")
+
+
+def _publish(files: dict[str, Path], output_uri: str, scratch: Path) -> Path:
+    """Uploads best.pt, last.pt, results.csv to output_uri; returns the local best.pt."""
+    outputs = scratch / "outputs"
+    shutil.rmtree(outputs, ignore_errors=True)
+    outputs.mkdir(parents=True)
+    for name, source in files.items():
+        if source.exists():
+            shutil.copy2(source, outputs / name)
+    storage.upload(outputs, output_uri)
+    return outputs / "best.pt"
+
+
+def _finish_from_checkpoint(checkpoint: Checkpoint, spec: TrainSpec, scratch: Path) -> Path:
+    """The run had trained every epoch before it stopped: publish what its checkpoint holds."""
+    from ultralytics.utils.torch_utils import strip_optimizer
+
+    final = scratch / "final"
+    final.mkdir(parents=True, exist_ok=True)
+    strip_optimizer(checkpoint.last, str(final / "last.pt"))
+    strip_optimizer(checkpoint.best or checkpoint.last, str(final / "best.pt"))
+    write_results_csv(checkpoint.results, final / "results.csv")
+    return _publish({name: final / name for name in ("best.pt", "last.pt", "results.csv")},
+                    spec.output_uri, scratch)
+
+
+def run_worker(spec: TrainSpec, env: DistEnv, scratch: Path | None = None) -> Path | None:
+    """Trains per spec in this process; returns best.pt on rank 0 (None on other ranks).
+
+    Raises:
+        UserError: the spec cannot work here (batch not divisible, no data.yaml, no CUDA).
+        JobFailed: the process group did not form within spec.init_timeout_s, or the run's
+            checkpoint cannot be read.
+    """
+    check_batch_shape(spec.batch, env.world_size)
+    scratch = Path(scratch or tempfile.mkdtemp(prefix=f"kfp-yolo-{spec.run_id}-"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    # One settings folder per node: nodes sharing a machine must not write one settings file.
+    offline_environment(scratch / "ultralytics")
+    device_type = device_type_of(spec)
+    if device_type == "cuda":
+        check_gpu(env)
+    if env.world_size > 1:
+        init_distributed(env, device_type, spec.init_timeout_s)
+    try:
+        # Importing ultralytics runs a barrier (its settings file is written under
+        # torch_distributed_zero_first) once the group exists: every rank imports it here.
+        import ultralytics  # noqa: F401
+
+        data_yaml = _fetch_dataset(spec, env, scratch)
+        checkpoint = fetch_checkpoint(spec, env, scratch)
+        if checkpoint is not None and checkpoint.epoch + 1 >= spec.epochs:
+            log.info("run %s finished all %d epochs before it stopped; publishing its "
+                     "checkpoint", spec.run_id, spec.epochs)
+            return _finish_from_checkpoint(checkpoint, spec, scratch) if env.is_main else None
+        if checkpoint is not None:
+            log.info("run %s resumes after epoch %d of %d", spec.run_id, checkpoint.epoch + 1,
+                     spec.epochs)
+        trainer = make_trainer(spec, env, device_type, data_yaml, scratch, checkpoint)
+        progress = Progress(scratch / "progress" / f"rank{env.rank}.json", env, device_type)
+        trainer.add_callback("on_train_epoch_start", progress.epoch_start)
+        trainer.add_callback("on_train_batch_end", progress.batch_end)
+        trainer.add_callback("on_train_epoch_end", progress.epoch_end)
+        if env.is_main and spec.checkpoint_uri:
+            trainer.add_callback("on_model_save", lambda t: upload_checkpoint(t, spec))
+        trainer.train()
+        if not env.is_main:
+            return None
+        return _publish({"best.pt": trainer.best, "last.pt": trainer.last,
+                         "results.csv": trainer.csv}, spec.output_uri, scratch)
+    finally:
+        destroy()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m kfp_yolo.components.training.worker --spec JSON|@FILE [--scratch DIR]`."""
+    parser = argparse.ArgumentParser(prog="python -m kfp_yolo.components.training.worker")
+    parser.add_argument("--spec", required=True, help="TrainSpec as JSON, or @FILE")
+    parser.add_argument("--scratch", default=None, help="node-local work folder")
+    args = parser.parse_args(argv)
+    text = Path(args.spec[1:]).read_text() if args.spec.startswith("@") else args.spec
+    spec = TrainSpec.from_json(text)
+    env = DistEnv.from_environ()
+    logging.basicConfig(level=logging.INFO, format=f"[rank{env.rank}] %(message)s")
+    run_worker(spec, env, Path(args.scratch) if args.scratch else None)
+    return 0
+
+
+if __name__ == "__main__":
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    sys.exit(record(main)())
