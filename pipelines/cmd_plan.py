@@ -1,4 +1,8 @@
-"""`kfp-yolo plan`: predicted peak GPU memory, its breakdown, the pool that fits, batch per pool."""
+"""`kfp-yolo plan`: predicted peak GPU memory, its breakdown, the pool that fits, batch per pool.
+
+`--batch 0` shows the auto batch: the largest of 64/32/16/... in total that fits (per pool in
+the table's `auto batch` column), and the rule that chose it.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,8 @@ def run(args: argparse.Namespace) -> int:
     if args.gpus < 1:
         raise UserError(f"--gpus must be at least 1, got {args.gpus}.")
     if args.batch < 0:
-        raise UserError(f"--batch must be 0 (the largest that fits) or positive, got {args.batch}.")
+        raise UserError(f"--batch must be 0 (auto: the largest of 64/32/16/... that fits) or "
+                        f"positive, got {args.batch}.")
     model = resolve_model(args.model)
     pools = load_pools(args.pools)
     # probes are cached beside ultralytics' settings, so a second `plan` answers at once
@@ -40,12 +45,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _table(result: Plan, model: str, args: argparse.Namespace) -> str:
-    chosen = "largest that fits" if args.batch == 0 else "given"
     lines = [
         f"model {model}  imgsz {args.imgsz}  precision {args.precision}  "
         f"optimizer {args.optimizer}  nc {args.nc}",
-        f"batch {result.batch_per_gpu} per GPU x {result.world_size} GPU(s) = {result.batch} "
-        f"({chosen})",
+        f"batch {result.batch_per_gpu} per GPU x {result.world_size} GPU(s) = {result.batch}, "
+        f"accumulate {result.accumulate} (effective batch {result.effective_batch})",
+        f"  {result.batch_rule}",
         "",
         f"{'predicted peak per GPU':<24}{'MiB':>8}",
     ]
@@ -56,14 +61,15 @@ def _table(result: Plan, model: str, args: argparse.Namespace) -> str:
         f"  {'total':<22}{result.peak_mib:>8,}  ({result.peak_mib / 1024:.1f} GiB)",
         f"  {'requested':<22}{result.min_gpu_memory_mib:>8,}  (peak / {HEADROOM:.0%} headroom)",
         "",
-        f"   {'pool':<12}{'GPU':<24}{'MiB':>8}{'max batch/GPU':>15}{'$/node-hour':>13}",
+        f"   {'pool':<12}{'GPU':<24}{'MiB':>8}{'max batch/GPU':>15}{'auto batch':>12}"
+        f"{'$/node-hour':>13}",
     ]
     for pool in load_pools(args.pools):
         mark = "*" if pool.name == result.pool.name else " "
         price = f"{pool.hourly_price:.2f}" if pool.hourly_price is not None else "-"
         lines.append(f" {mark} {pool.name:<12}{pool.gpu_product[:23]:<24}"
                      f"{pool.gpu_memory_mib:>8,}{result.max_batch.get(pool.name, 0):>15}"
-                     f"{price:>13}")
+                     f"{result.auto_batch.get(pool.name, 0):>12}{price:>13}")
     expr = result.affinity[0]
     lines += ["", f"pool {result.pool.name}: node affinity {expr['key']} {expr['operator']} "
                   f"{expr['values'][0]}"]

@@ -16,11 +16,14 @@ How the prediction is made (no GPU needed):
    for any batch and image size is ``max_op F + x * A``: exact for the counted tensors, and one
    probe pair serves every batch and image size (cached in memory and optionally on disk).
 3. Add what tensors of the step do not show: the fp32 weights, their gradients, the EMA copy,
-   the optimizer state and step temporaries, DDP gradient buckets, cuBLAS/cuDNN workspaces,
-   the caching allocator's rounding and fragmentation, NCCL buffers and the CUDA context.
+   the optimizer state and step temporaries, DDP gradient buckets, the caching allocator's
+   slack (reserved / allocated, per precision; cuBLAS/cuDNN workspaces are inside it), NCCL
+   buffers and the CUDA context.
+4. Plan: the pool and, for ``batch: 0``, the batch (plan.py: the largest of 64/32/16/... in
+   total that fits, keeping ultralytics' nominal batch of 64).
 
-The constants of step 3 are the published ranges (DESIGN.md, "GPU memory"); benchmarks/
-gpu_memory.py measures the real peak on a GPU to calibrate them.
+The constants of step 3 are calibrated against the real trainer on an H200 (estimate.py;
+DESIGN.md "GPU memory and speed"); benchmarks/gpu_memory.py measures them on a GPU.
 """
 
 from kfp_yolo.components.planner.estimate import (
@@ -28,19 +31,18 @@ from kfp_yolo.components.planner.estimate import (
     FRAGMENTATION,
     HEADROOM,
     NCCL_MIB,
-    WORKSPACE_MIB,
     MemoryEstimate,
     estimate_peak,
     fit_batch,
     min_gpu_memory_mib,
     resolve_model,
 )
-from kfp_yolo.components.planner.plan import DEFAULT_BATCH_PER_GPU, Plan, choose_pool, plan
+from kfp_yolo.components.planner.plan import NOMINAL_BATCH, Plan, auto_batch, choose_pool, plan
 from kfp_yolo.components.planner.probe import BOXES_PER_IMAGE
 from kfp_yolo.components.pools import node_affinity
 from kfp_yolo.components.spec import OPTIMIZERS, PRECISIONS
 
-__all__ = ["BOXES_PER_IMAGE", "CUDA_CONTEXT_MIB", "DEFAULT_BATCH_PER_GPU", "FRAGMENTATION",
-           "HEADROOM", "NCCL_MIB", "OPTIMIZERS", "PRECISIONS", "WORKSPACE_MIB", "MemoryEstimate",
-           "Plan", "choose_pool", "estimate_peak", "fit_batch", "min_gpu_memory_mib",
-           "node_affinity", "plan", "resolve_model"]
+__all__ = ["BOXES_PER_IMAGE", "CUDA_CONTEXT_MIB", "FRAGMENTATION", "HEADROOM", "NCCL_MIB",
+           "NOMINAL_BATCH", "OPTIMIZERS", "PRECISIONS", "MemoryEstimate", "Plan", "auto_batch",
+           "choose_pool", "estimate_peak", "fit_batch", "min_gpu_memory_mib", "node_affinity",
+           "plan", "resolve_model"]

@@ -1,8 +1,17 @@
 """The estimate: the probe's counted tensors plus what tensors do not show, as arithmetic.
 
-fp32 weights, gradients, the EMA copy, optimizer state and step temporaries, DDP gradient
-buckets, cuBLAS/cuDNN workspaces, the caching allocator's overhead, NCCL buffers and the CUDA
-context are added to the probe's peak. The constants below are where calibration lives.
+fp32 weights, gradients, the EMA copy, optimizer state and step temporaries and DDP gradient
+buckets are added to the probe's peak; the caching allocator's overhead, NCCL buffers and the
+CUDA context on top. The constants below are where calibration lives: they are fitted to the
+real ultralytics trainer on an H200 (issue 14; DESIGN.md "GPU memory and speed"), where
+yolov5l 640 batch 16 measured, in MiB:
+
+    precision  NVML over idle  torch reserved  torch allocated  reserved/allocated
+    AMP               10820          10144            9014              1.125
+    FP32              19822          19144           16205              1.181
+
+A bare training loop (benchmarks/gpu_memory.py) fragments less (1.04-1.09), so the planner
+reads high there by that difference, by design: the trainer is what runs on the cluster.
 """
 
 from __future__ import annotations
@@ -15,18 +24,24 @@ from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.planner.probe import measure
 from kfp_yolo.components.spec import PRECISIONS, canonical_optimizer
 
-__all__ = ["CUDA_CONTEXT_MIB", "FRAGMENTATION", "HEADROOM", "NCCL_MIB", "WORKSPACE_MIB",
-           "MemoryEstimate", "estimate_peak", "fit_batch", "min_gpu_memory_mib",
-           "resolve_model"]
+__all__ = ["CUDA_CONTEXT_MIB", "FRAGMENTATION", "HEADROOM", "NCCL_MIB", "MemoryEstimate",
+           "estimate_peak", "fit_batch", "min_gpu_memory_mib", "resolve_model"]
 
 HEADROOM = 0.9
 """Share of a GPU's memory a plan may fill; the rest absorbs prediction error."""
-CUDA_CONTEXT_MIB = 512
-"""CUDA context and kernels (0.3-0.7 GB); invisible to torch.cuda.memory_* but not to NVML."""
-WORKSPACE_MIB = 384
-"""cuBLAS workspaces plus the largest cuDNN convolution workspace (0.3-0.6 GB)."""
-FRAGMENTATION = 1.15
-"""Reserved / allocated of the caching allocator for a CNN step (published 1.1-1.35)."""
+CUDA_CONTEXT_MIB = 676
+"""NVML used minus torch reserved: CUDA context and loaded kernels, invisible to torch.
+
+676 (AMP) and 678 (FP32) MiB measured on an H200 (torch 2.11, cu130, lazy module loading).
+"""
+FRAGMENTATION = {"amp": 1.13, "bf16": 1.13, "fp32": 1.18}
+"""Reserved / allocated of torch's caching allocator in the real trainer, per precision.
+
+Measured 10144 / 9014 = 1.125 (AMP) and 19144 / 16205 = 1.181 (FP32) on an H200; one ratio
+for both would be off by 2-3% on one of them. cuBLAS and cuDNN workspaces come from
+the same allocator, so they are inside both numbers and need no term of their own. bf16 stores
+the same 2-byte activations as AMP and takes AMP's ratio (not measured on its own).
+"""
 NCCL_MIB = 256
 """NCCL channel buffers, allocated outside torch's allocator, when training on several GPUs."""
 _MIB = 2**20
@@ -90,7 +105,10 @@ def estimate_peak(model: str, *, imgsz: int, batch: int, precision: str = "amp",
         The peak (MiB, as NVML reports it) and its parts: weights, gradients, ema,
         optimizer_state, ddp_buckets, activations (saved activations, loss and backward
         temporaries at the peak op), autocast_weights, optimizer_step (temporaries, when the
-        step is the peak), allocator_overhead, workspaces, nccl and cuda_context.
+        step is the peak), allocator_overhead (reserved minus the tensors above: the cache's
+        slack and the cuBLAS/cuDNN workspaces), nccl and cuda_context. The parts before
+        allocator_overhead predict torch's max_memory_allocated, those before nccl its
+        max_memory_reserved.
     """
     optimizer = _check(imgsz, batch, precision, optimizer, nc)
     if not isinstance(world_size, int) or world_size < 1:
@@ -122,8 +140,7 @@ def estimate_peak(model: str, *, imgsz: int, batch: int, precision: str = "amp",
         "optimizer_step": step_temp,
     }
     tensors = sum(parts.values())
-    parts["allocator_overhead"] = int(tensors * (FRAGMENTATION - 1))
-    parts["workspaces"] = WORKSPACE_MIB * _MIB
+    parts["allocator_overhead"] = int(tensors * (FRAGMENTATION[precision] - 1))
     parts["nccl"] = NCCL_MIB * _MIB if world_size > 1 else 0
     parts["cuda_context"] = CUDA_CONTEXT_MIB * _MIB
     breakdown = {name: round(nbytes / _MIB) for name, nbytes in parts.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,10 +16,10 @@ from kfp_yolo.components.planner.estimate import (
 from kfp_yolo.components.pools import Pool, node_affinity
 from kfp_yolo.components.spec import check_batch_shape
 
-__all__ = ["DEFAULT_BATCH_PER_GPU", "Plan", "choose_pool", "plan"]
+__all__ = ["NOMINAL_BATCH", "Plan", "accumulate", "auto_batch", "choose_pool", "plan"]
 
-DEFAULT_BATCH_PER_GPU = 16
-"""ultralytics' default batch; `plan(batch=0)` picks the smallest pool that fits it."""
+NOMINAL_BATCH = 64
+"""ultralytics' nominal batch (``nbs``): it sums gradients over batches until about 64 images."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,17 @@ class Plan:
     """Largest batch per GPU that fits each pool of the catalog (0 = none)."""
     affinity: list[dict]
     """Node affinity match expressions every GPU task of the run requests."""
+    auto_batch: dict[str, int]
+    """Global batch ``batch: 0`` takes on each pool of the catalog (0 = not one image fits)."""
+    accumulate: int
+    """Batches ultralytics accumulates before each optimizer step at this global batch."""
+    batch_rule: str
+    """How the batch was chosen and why, one line (starts with ``auto:`` or ``given:``)."""
+
+    @property
+    def effective_batch(self) -> int:
+        """Images per optimizer step: batch x accumulate (64 when the nominal batch is kept)."""
+        return self.batch * self.accumulate
 
     def to_dict(self) -> dict:
         """JSON-ready form (pool by name)."""
@@ -50,14 +62,43 @@ class Plan:
             "batch": self.batch,
             "batch_per_gpu": self.batch_per_gpu,
             "world_size": self.world_size,
+            "accumulate": self.accumulate,
+            "effective_batch": self.effective_batch,
+            "batch_rule": self.batch_rule,
             "peak_mib": self.peak_mib,
             "min_gpu_memory_mib": self.min_gpu_memory_mib,
             "breakdown_mib": dict(self.breakdown_mib),
             "pool": self.pool.name,
             "pool_gpu_memory_mib": self.pool.gpu_memory_mib,
             "max_batch": dict(self.max_batch),
+            "auto_batch": dict(self.auto_batch),
             "affinity": [dict(e) for e in self.affinity],
         }
+
+
+def accumulate(batch: int) -> int:
+    """Batches ultralytics accumulates per optimizer step at a global batch.
+
+    ``max(round(nbs / batch), 1)`` as in ultralytics' BaseTrainer._setup_train, on the global
+    batch: a total that divides 64 keeps 64 images per optimizer step exactly.
+    """
+    return max(round(NOMINAL_BATCH / batch), 1)
+
+
+def auto_batch(max_per_gpu: int, world_size: int) -> int:
+    """The global batch ``batch: 0`` takes on GPUs that hold ``max_per_gpu`` images each.
+
+    The largest total of at most 64 that splits evenly over ``world_size`` and fits: one of
+    64, 32, 16, ... (each keeps ultralytics' effective batch at 64) when ``world_size`` divides
+    64; otherwise (3, 6, 12 GPUs: none of those splits evenly) the largest multiple of
+    ``world_size`` up to 64. 0 when not one image per GPU fits.
+    """
+    per_gpu = min(NOMINAL_BATCH // world_size, max_per_gpu)
+    if per_gpu < 1:
+        return 0
+    if NOMINAL_BATCH % world_size == 0:
+        per_gpu = 1 << (per_gpu.bit_length() - 1)  # the largest power of two <= per_gpu
+    return per_gpu * world_size
 
 
 def choose_pool(need_mib: int, pools: list[Pool]) -> Pool:
@@ -80,12 +121,16 @@ def plan(model: str, *, imgsz: int, batch: int, world_size: int = 1, precision: 
          procs_per_node: int | None = None) -> Plan:
     """Plans a run: the batch, its memory need, the node pool and the affinity to request.
 
-    A given global ``batch`` (a multiple of ``world_size``) chooses the smallest pool that holds
-    it. ``batch=0`` means the largest batch that fits the chosen pool, which is the smallest pool
-    that fits ``DEFAULT_BATCH_PER_GPU`` per GPU, or else the largest pool (with a smaller batch).
-    Only pools with at least ``world_size`` GPUs in all are considered; with
-    ``procs_per_node`` (GPUs per pod), only pools whose nodes have that many GPUs and that
-    scale to world_size / procs_per_node nodes.
+    A given global ``batch`` (a multiple of ``world_size``) is kept as given, and the smallest
+    pool that holds it is chosen. ``batch=0`` (auto) keeps ultralytics' nominal batch: on each
+    pool it takes the largest of 64, 32, 16, ... in total that splits evenly over the GPUs and
+    fits (`auto_batch`), never more than 64 in total (above 64 ultralytics no longer
+    accumulates and its effective batch grows past the nominal: another optimisation). The
+    pool is the smallest on which the largest of those totals fits: the smallest pool that runs
+    a full 64 when any pool does, else the smallest that runs 32, and so on. Only pools with at
+    least ``world_size`` GPUs in all are considered; with ``procs_per_node`` (GPUs per pod),
+    only pools whose nodes have that many GPUs and that scale to world_size / procs_per_node
+    nodes.
     """
     if pools is None:
         from kfp_yolo.components.pools import load_pools
@@ -94,9 +139,45 @@ def plan(model: str, *, imgsz: int, batch: int, world_size: int = 1, precision: 
     if not isinstance(world_size, int) or world_size < 1:
         raise UserError(f"world_size must be a positive integer, got {world_size!r}.")
     if not isinstance(batch, int) or batch < 0:
-        raise UserError(f"batch must be 0 (the largest that fits) or a positive integer, "
-                        f"got {batch!r}.")
+        raise UserError(f"batch must be 0 (auto: the largest of 64/32/16/... that fits) or a "
+                        f"positive integer, got {batch!r}.")
     check_batch_shape(batch, world_size)
+    if not batch and world_size > NOMINAL_BATCH:
+        raise UserError(f"batch 0 keeps the global batch at most {NOMINAL_BATCH}, which does not "
+                        f"split over {world_size} GPUs; give an explicit batch, a multiple of "
+                        f"{world_size}.")
+    big_enough = _pools_for_shape(pools, world_size, procs_per_node)
+    common = dict(imgsz=imgsz, precision=precision, optimizer=optimizer, nc=nc,
+                  world_size=world_size, cache_dir=cache_dir)
+    max_batch = {p.name: fit_batch(model, gpu_memory_mib=p.gpu_memory_mib, headroom=headroom,
+                                   **common) for p in pools}
+    auto = {name: auto_batch(fits, world_size) for name, fits in max_batch.items()}
+    if batch:
+        per_gpu = batch // world_size
+        rule = (f"given: batch {batch} as configured (ultralytics accumulates {accumulate(batch)}"
+                f" batch(es) per optimizer step: {batch * accumulate(batch)} images)")
+    else:
+        ranked = sorted(big_enough, key=lambda p: p.gpu_memory_mib)
+        best = max((auto[p.name] for p in ranked), default=0)
+        smallest = next((p for p in ranked if auto[p.name] == best), None)
+        # not even one image fits: per_gpu 1, and choose_pool below says which pool and what to do
+        per_gpu = max(best // world_size, 1)
+        rule = _auto_rule(best, world_size, smallest,
+                          lambda b: estimate_peak(model, batch=b, **common).peak_mib, headroom)
+    estimate = estimate_peak(model, batch=per_gpu, **common)
+    need = min_gpu_memory_mib(estimate.peak_mib, headroom)
+    pool = choose_pool(need, big_enough)
+    total = per_gpu * world_size
+    return Plan(batch=total, batch_per_gpu=per_gpu, world_size=world_size,
+                peak_mib=estimate.peak_mib, min_gpu_memory_mib=need,
+                breakdown_mib=estimate.breakdown_mib, pool=pool, max_batch=max_batch,
+                affinity=node_affinity(need), auto_batch=auto, accumulate=accumulate(total),
+                batch_rule=rule)
+
+
+def _pools_for_shape(pools: list[Pool], world_size: int,
+                     procs_per_node: int | None) -> list[Pool]:
+    """The pools that can host world_size GPUs, procs_per_node on each node when given."""
     big_enough = [p for p in pools if p.gpus_per_node * p.max_nodes >= world_size]
     if pools and not big_enough:
         raise UserError(f"no node pool has {world_size} GPUs in all (GPUs per node x max nodes); "
@@ -109,23 +190,22 @@ def plan(model: str, *, imgsz: int, batch: int, world_size: int = 1, precision: 
             raise UserError(f"no node pool has {nodes} node(s) with {procs_per_node} GPUs each; "
                             "lower procs_per_node or nodes, or add such a pool to "
                             "k8s/node-pools.yaml.")
-    common = dict(imgsz=imgsz, precision=precision, optimizer=optimizer, nc=nc,
-                  world_size=world_size, cache_dir=cache_dir)
-    max_batch = {p.name: fit_batch(model, gpu_memory_mib=p.gpu_memory_mib, headroom=headroom,
-                                   **common) for p in pools}
-    if batch:
-        per_gpu = batch // world_size
-    else:
-        ranked = sorted(big_enough, key=lambda p: p.gpu_memory_mib)
-        pool = next((p for p in ranked if max_batch[p.name] >= DEFAULT_BATCH_PER_GPU), None)
-        pool = pool or (ranked[-1] if ranked else None)
-        per_gpu = max_batch[pool.name] if pool else 0
-        if per_gpu == 0:  # not even one image: choose_pool below says which pool and what to do
-            per_gpu = 1
-    estimate = estimate_peak(model, batch=per_gpu, **common)
-    need = min_gpu_memory_mib(estimate.peak_mib, headroom)
-    pool = choose_pool(need, big_enough)
-    return Plan(batch=per_gpu * world_size, batch_per_gpu=per_gpu, world_size=world_size,
-                peak_mib=estimate.peak_mib, min_gpu_memory_mib=need,
-                breakdown_mib=estimate.breakdown_mib, pool=pool, max_batch=max_batch,
-                affinity=node_affinity(need))
+    return big_enough
+
+
+def _auto_rule(total: int, world_size: int, pool: Pool | None, peak_at: Callable[[int], int],
+               headroom: float) -> str:
+    """The one-line reason for an auto batch; says what the next larger candidate needs."""
+    if not total or pool is None:
+        return "auto: not one image per GPU fits any pool that can run the job"
+    even = NOMINAL_BATCH % world_size == 0
+    candidates = "64/32/16/..." if even else f"the multiples of {world_size} up to 64"
+    rule = f"auto: largest of {candidates} that fits {pool.name} (nominal batch {NOMINAL_BATCH}"
+    if not even:
+        rule += f"; {world_size} GPUs split none of 64/32/16/... evenly"
+    if total < NOMINAL_BATCH:
+        larger = 2 * total if even else total + world_size
+        need = min_gpu_memory_mib(peak_at(larger // world_size), headroom)
+        rule += (f"; {larger} needs {need} MiB per GPU, more than any pool for this job shape "
+                 f"holds; ultralytics accumulates {accumulate(total)} batches")
+    return rule + ")"

@@ -1,33 +1,32 @@
-"""GPU memory planner: the issue's Done-when on the real yolov5l probe, pools, affinity, CLI.
+"""GPU memory planner, the plan: auto batch (`batch: 0`), pools, affinity, CLI, KFP step.
 
-The yolov5l probes (fp32 and 2-byte autocast) run once per session (~15 s on 2 cores) and are
-shared through the planner's caches by every test here, the in-process CLI and the subprocess.
+The yolov5l and yolov5n probes are shared with test_planner_estimate.py through one cache
+folder for the session (see `config_dir`).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.planner import (
+    NOMINAL_BATCH,
+    auto_batch,
     choose_pool,
     estimate_peak,
     fit_batch,
+    min_gpu_memory_mib,
     node_affinity,
     plan,
-    probe,
 )
+from kfp_yolo.components.planner.plan import accumulate
 from kfp_yolo.components.pools import GPU_MEMORY_LABEL, Pool, load_pools
 from kfp_yolo.components.steps import plan_resources_component
 from kfp_yolo.pipelines.cli import main as cli_main
 
-ROOT = Path(__file__).resolve().parents[1]
 GIB = 1024
 
 
@@ -42,8 +41,12 @@ POOLS = [_pool("g8", 8192), _pool("g16", 15360), _pool("g24", 23034, gpus=4),
 
 @pytest.fixture(scope="module")
 def config_dir(tmp_path_factory: pytest.TempPathFactory):
-    """ultralytics' config folder, where `kfp-yolo plan` keeps its probe cache."""
-    path = tmp_path_factory.mktemp("yolo-config")
+    """ultralytics' config folder, where `kfp-yolo plan` keeps its probe cache.
+
+    One folder for the session, shared with test_planner_estimate.py: the probes run once.
+    """
+    path = tmp_path_factory.getbasetemp() / "planner-yolo-config"
+    path.mkdir(exist_ok=True)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("YOLO_CONFIG_DIR", str(path))
         yield path
@@ -65,33 +68,93 @@ def _plan_json(capsys, *argv: str) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-# ---- Done when ------------------------------------------------------------------------------
+def _fits(cache: Path, model: str, per_gpu: int, pool: Pool, **kw) -> bool:
+    """The planner's own numbers: predicted peak / headroom within the pool's GPU memory."""
+    peak = estimate_peak(model, imgsz=640, batch=per_gpu, cache_dir=cache, **kw).peak_mib
+    return min_gpu_memory_mib(peak) <= pool.gpu_memory_mib
 
 
-def test_yolov5l_fp32_batch16_peak_is_14_to_22_gib(cache, capsys):
-    out = _plan_json(capsys, "--model", "yolov5l.yaml", "--imgsz", "640", "--batch", "16",
-                     "--precision", "fp32")
-    assert {"peak_mib", "breakdown_mib", "pool", "max_batch"} <= set(out)
-    assert 14 * GIB <= out["peak_mib"] <= 22 * GIB
-    assert sum(out["breakdown_mib"].values()) == out["peak_mib"]
-    assert out["pool"] in {p.name for p in load_pools()}
-    assert out["peak_mib"] == _v5l(cache, 16, "fp32").peak_mib  # CLI and API agree
+# ---- batch 0: the auto batch ----------------------------------------------------------------
 
 
-def test_yolov5l_amp_batch16_via_subprocess_is_7_to_12_gib_and_cuts_30_to_55_percent(
-        cache, config_dir):
-    env = {**os.environ, "YOLO_CONFIG_DIR": str(config_dir)}
-    _v5l(cache, 16, "amp")  # warms the disk cache the subprocess reads
-    proc = subprocess.run(
-        [sys.executable, "-m", "kfp_yolo.pipelines.cli", "plan", "--model", "yolov5l",
-         "--imgsz", "640",
-         "--batch", "16", "--precision", "amp", "--json"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    amp = json.loads(proc.stdout)["peak_mib"]
-    fp32 = _v5l(cache, 16, "fp32").peak_mib
-    assert 7 * GIB <= amp <= 12 * GIB
-    assert 0.30 <= 1 - amp / fp32 <= 0.55
+def test_auto_batch_keeps_the_nominal_64_split_evenly():
+    # (largest batch per GPU that fits, GPUs) -> global batch
+    cases = {(123, 1): 64, (64, 1): 64, (63, 1): 32, (9, 1): 8, (1, 1): 1, (0, 1): 0,
+             (20, 2): 32, (5, 8): 32, (8, 8): 64, (0, 8): 0, (4, 64): 64,
+             (100, 3): 63, (10, 3): 30, (5, 48): 48}
+    assert {case: auto_batch(*case) for case in cases} == cases
+    # ultralytics: accumulate = max(round(64 / batch), 1): 64/32/16/... keep 64 per step
+    assert [accumulate(b) * b for b in (64, 32, 16, 8, 4, 2, 1)] == [NOMINAL_BATCH] * 7
+    assert (accumulate(24), accumulate(63), accumulate(96)) == (3, 1, 1)
+
+
+@pytest.mark.parametrize("model, precision, gpus", [
+    ("yolov5l.yaml", "amp", 1), ("yolov5l.yaml", "fp32", 1), ("yolov5l.yaml", "amp", 2),
+    ("yolov5n.yaml", "amp", 1), ("yolov5n.yaml", "amp", 8),
+])
+def test_batch_0_on_the_catalog_is_the_largest_fitting_of_64_32_16(cache, capsys, model,
+                                                                    precision, gpus):
+    pools = load_pools()
+    out = _plan_json(capsys, "--model", model, "--batch", "0", "--precision", precision,
+                     "--gpus", str(gpus))
+    assert set(out["auto_batch"]) == {p.name for p in pools}
+    kw = dict(precision=precision, world_size=gpus)
+    for pool in pools:
+        total = out["auto_batch"][pool.name]
+        assert total <= NOMINAL_BATCH and total % gpus == 0
+        assert total in (0, *(b for b in (64, 32, 16, 8, 4, 2, 1) if b >= gpus))
+        if total:  # never an OOM by the planner's own numbers
+            assert _fits(cache, model, total // gpus, pool, **kw), pool.name
+        if total < NOMINAL_BATCH:  # and the next candidate up does not fit
+            assert not _fits(cache, model, max(2 * total, gpus) // gpus, pool, **kw), pool.name
+    # the smallest pool (of those with enough GPUs) with the largest of those totals
+    shaped = [p for p in pools if p.gpus_per_node * p.max_nodes >= gpus]
+    best = max(out["auto_batch"][p.name] for p in shaped)
+    chosen = next(p for p in shaped if out["auto_batch"][p.name] == best)
+    assert out["pool"] == chosen.name and out["batch"] == best
+    assert out["batch_per_gpu"] * gpus == best
+    assert out["batch_rule"].startswith("auto: largest of 64/32/16/... that fits " + chosen.name)
+    assert out["accumulate"] * best == out["effective_batch"] == NOMINAL_BATCH
+    assert min_gpu_memory_mib(out["peak_mib"]) == out["min_gpu_memory_mib"] <= \
+        chosen.gpu_memory_mib
+
+
+def test_batch_0_below_64_says_what_64_needs(cache):
+    # an 8 GiB and a 16 GiB pool hold 8 and 16 images of yolov5l at 640 AMP, not 32
+    result = plan("yolov5l", imgsz=640, batch=0, pools=POOLS[:2], cache_dir=cache)
+    assert (result.pool.name, result.batch, result.accumulate) == ("g16", 16, 4)
+    assert result.auto_batch == {"g8": 8, "g16": 16}
+    need = min_gpu_memory_mib(_v5l(cache, 32, "amp").peak_mib)
+    assert f"32 needs {need} MiB per GPU" in result.batch_rule
+    # 3 GPUs split none of 64/32/16 evenly: the largest multiple of 3 that fits
+    odd = plan("yolov5l", imgsz=640, batch=0, world_size=3, pools=POOLS, cache_dir=cache)
+    assert odd.batch % 3 == 0 and odd.batch <= 63 and "multiples of 3" in odd.batch_rule
+    assert odd.auto_batch == {name: 3 * min(21, fits) for name, fits in odd.max_batch.items()}
+    assert odd.auto_batch["g16"] < 63  # so g24, the smallest pool that holds 21 per GPU
+    assert (odd.pool.name, odd.batch_per_gpu, odd.accumulate) == ("g24", 21, 1)
+    with pytest.raises(UserError, match="batch 0 keeps the global batch at most 64, which does "
+                                        "not split over 128 GPUs; give an explicit batch"):
+        plan("yolov5n", imgsz=640, batch=0, world_size=128, pools=[_pool("big", 81559, 8, 16)],
+             cache_dir=cache)
+    # nothing fits one image: choose_pool names the largest pool and the fix
+    with pytest.raises(UserError, match="largest node pool, 'tiny'"):
+        plan("yolov5l", imgsz=640, batch=0, pools=[_pool("tiny", 1024)], cache_dir=cache)
+
+
+def test_an_explicit_batch_is_kept_as_given(cache):
+    for batch, gpus, acc in ((16, 1, 4), (24, 2, 3), (96, 1, 1), (8, 8, 8)):
+        result = plan("yolov5l", imgsz=640, batch=batch, world_size=gpus, pools=POOLS,
+                      cache_dir=cache)
+        assert (result.batch, result.batch_per_gpu, result.accumulate) == (batch, batch // gpus,
+                                                                            acc)
+        assert result.batch_rule.startswith(f"given: batch {batch} as configured")
+        assert result.pool == choose_pool(result.min_gpu_memory_mib,
+                                          [p for p in POOLS if p.gpus_per_node * p.max_nodes
+                                           >= gpus])
+    assert result.to_dict()["auto_batch"] == result.auto_batch  # shown with a given batch too
+
+
+# ---- fit_batch, choose_pool, affinity, plan ---------------------------------------------------
 
 
 def test_yolov5l_amp_batch8_fits_an_8_gib_pool_and_batch16_does_not(cache):
@@ -105,44 +168,6 @@ def test_yolov5l_amp_batch8_fits_an_8_gib_pool_and_batch16_does_not(cache):
     # the catalog holds such an 8 GiB class, and the plan lands there
     catalog = plan("yolov5l.yaml", imgsz=640, batch=8, precision="amp", cache_dir=cache)
     assert catalog.pool.gpu_memory_mib == 8192
-
-
-def test_saved_activations_match_the_cpu_reference(cache):
-    """Reference measured on CPU: 0.91 GiB/image fp32 and 0.46 GiB with bf16 autocast."""
-    for precision, reference in (("fp32", 0.91), ("amp", 0.46)):
-        per_image = (_v5l(cache, 16, precision).breakdown_mib["activations"]
-                     - _v5l(cache, 8, precision).breakdown_mib["activations"]) / 8 / GIB
-        assert reference <= per_image <= reference * 1.15, precision
-
-
-def test_predictions_grow_with_batch_and_imgsz_and_amp_is_below_fp32(cache):
-    for precision in ("fp32", "amp"):
-        by_batch = [_v5l(cache, b, precision).peak_mib for b in (1, 2, 4, 8, 16)]
-        assert by_batch == sorted(set(by_batch))
-        by_size = [_v5l(cache, 8, precision, imgsz=s).peak_mib for s in (320, 480, 640, 960)]
-        assert by_size == sorted(set(by_size))
-    for batch in (1, 4, 16):
-        assert _v5l(cache, batch, "amp").peak_mib < _v5l(cache, batch, "fp32").peak_mib
-    # bf16 stores the same 2-byte activations as fp16 autocast
-    assert _v5l(cache, 8, "bf16") == _v5l(cache, 8, "amp")
-    # ultralytics rounds imgsz up to the stride: 630 trains at 640
-    assert _v5l(cache, 8, "amp", imgsz=630) == _v5l(cache, 8, "amp")
-
-
-def test_breakdown_parts_follow_optimizer_and_gpus(cache):
-    sgd = _v5l(cache, 8, "amp").breakdown_mib
-    assert sgd["autocast_weights"] > 0 and _v5l(cache, 8, "fp32").breakdown_mib[
-        "autocast_weights"] == 0
-    assert sgd["ema"] == sgd["weights"] and sgd["optimizer_state"] == sgd["gradients"]
-    adamw = _v5l(cache, 8, "amp", optimizer="AdamW").breakdown_mib
-    assert adamw["optimizer_state"] == 2 * sgd["gradients"]
-    assert _v5l(cache, 8, "amp", optimizer="auto") == _v5l(cache, 8, "amp", optimizer="adamw")
-    ddp = _v5l(cache, 8, "amp", world_size=4).breakdown_mib
-    assert ddp["ddp_buckets"] == sgd["gradients"] and ddp["nccl"] > 0
-    assert sgd["ddp_buckets"] == sgd["nccl"] == 0
-
-
-# ---- fit_batch, choose_pool, affinity, plan ---------------------------------------------------
 
 
 def test_fit_batch_is_the_largest_batch_under_the_headroom(cache):
@@ -202,32 +227,32 @@ def test_plan_fits_the_job_shape_gpus_per_node_and_nodes(cache):
              cache_dir=cache)
 
 
-def test_plan_batch_0_takes_the_largest_batch_of_the_smallest_pool_fitting_16(cache):
-    result = plan("yolov5l", imgsz=640, batch=0, world_size=2, precision="amp", pools=POOLS,
-                  cache_dir=cache)
-    fits16 = [p for p in POOLS if result.max_batch[p.name] >= 16]
-    assert result.pool == fits16[0]
-    assert result.batch_per_gpu == result.max_batch[result.pool.name] >= 16
-    assert result.batch == 2 * result.batch_per_gpu
-    # nothing fits 16 per GPU: the largest pool, with the largest batch it holds
-    small = plan("yolov5l", imgsz=640, batch=0, precision="fp32", pools=POOLS[:1],
-                 cache_dir=cache)
-    assert 0 < small.batch_per_gpu == small.max_batch["g8"] < 16
-    with pytest.raises(UserError, match="largest node pool, 'tiny'"):
-        plan("yolov5l", imgsz=640, batch=0, pools=[_pool("tiny", 1024)], cache_dir=cache)
-
-
-# ---- CLI and bad input ----------------------------------------------------------------------
+# ---- CLI and KFP -----------------------------------------------------------------------------
 
 
 def test_plan_table_shows_breakdown_pools_and_prices(cache, capsys):
     assert cli_main(["plan", "--model", "yolov5l", "--batch", "16", "--precision", "fp32"]) == 0
     out = capsys.readouterr().out
     for text in ("activations", "ema", "cuda_context", "total", "rtx4000-8g", "0.53",
-                 "nvidia.com/gpu.memory Gt"):
+                 "nvidia.com/gpu.memory Gt", "auto batch", "accumulate 4 (effective batch 64)",
+                 "given: batch 16 as configured"):
         assert text in out
     chosen = [line for line in out.splitlines() if line.startswith(" * ")]
     assert len(chosen) == 1
+
+
+def test_plan_table_with_batch_0_shows_the_auto_batch_per_pool(cache, capsys):
+    assert cli_main(["plan", "--model", "yolov5l", "--batch", "0"]) == 0
+    table = capsys.readouterr().out
+    data = _plan_json(capsys, "--model", "yolov5l", "--batch", "0")
+    assert data["batch_rule"] in table
+    names = set(data["auto_batch"])
+    shown = {}
+    for line in table.splitlines():
+        words = line.replace("*", " ").split()
+        if words and words[0] in names:  # pool, GPU, MiB, max batch/GPU, auto batch, price
+            shown[words[0]] = (int(words[-3]), int(words[-2]))
+    assert shown == {name: (data["max_batch"][name], data["auto_batch"][name]) for name in names}
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -243,44 +268,6 @@ def test_plan_bad_input_exits_2_with_one_sentence(cache, capsys, argv, message):
     assert cli_main(["plan", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
-
-
-def test_api_rejects_bad_values():
-    with pytest.raises(UserError, match="precision must be one of"):
-        estimate_peak("yolov5n", imgsz=640, batch=1, precision="fp16")
-    with pytest.raises(UserError, match="optimizer must be one of"):
-        estimate_peak("yolov5n", imgsz=640, batch=1, optimizer="Lion")
-    with pytest.raises(UserError, match="batch per GPU must be a positive integer"):
-        estimate_peak("yolov5n", imgsz=640, batch=0)
-    with pytest.raises(UserError, match="headroom"):
-        fit_batch("yolov5n", imgsz=640, precision="amp", optimizer="SGD", nc=80,
-                  gpu_memory_mib=8192, headroom=1.5)
-
-
-# ---- probe: determinism, disk cache, .pt, KFP --------------------------------------------------
-
-
-def test_probe_is_deterministic_and_round_trips_the_disk_cache(tmp_path):
-    fresh = probe.measure.__wrapped__  # bypass the in-memory cache
-    first = fresh("yolov5n.yaml", 3, True, str(tmp_path))
-    assert len(list(tmp_path.glob("*.json"))) == 1
-    assert fresh("yolov5n.yaml", 3, True, str(tmp_path)) == first  # read back from disk
-    probe.build_model.cache_clear()
-    assert fresh("yolov5n.yaml", 3, True, None) == first  # measured again: the same bytes
-
-
-def test_pt_checkpoint_plans_like_its_yaml(tmp_path):
-    import torch
-
-    from kfp_yolo.components.runtime import offline_environment
-
-    offline_environment()
-    from ultralytics.nn.tasks import DetectionModel
-
-    path = tmp_path / "tiny.pt"
-    torch.save({"model": DetectionModel("yolov5n.yaml", nc=3, verbose=False)}, path)
-    kw = dict(imgsz=320, batch=4, precision="amp", nc=3)
-    assert estimate_peak(str(path), **kw) == estimate_peak("yolov5n.yaml", **kw)
 
 
 def test_kfp_component_outputs(tmp_path):
