@@ -22,47 +22,60 @@ def prepare_dataset_component(
     val_fraction: float,
     dataset: Output[Dataset],
     report: Output[Markdown],
-) -> str:
-    """KFP step: prepares the dataset into the Dataset artifact; returns its content hash."""
+) -> NamedTuple("PrepareOutputs", [("content_hash", str), ("nc", int)]):
+    """KFP step: prepares the dataset into the Dataset artifact.
+
+    Returns:
+        content_hash of the prepared dataset and nc, its number of classes (the planner's
+        input: the detection head and the loss grow with it).
+    """
+    from collections import namedtuple
+
     from kfp_yolo.components.data.prepare import prepare_dataset, render_report
 
     prepared = prepare_dataset(dataset_uri, dataset.path, seed=seed, val_fraction=val_fraction)
     dataset.metadata.update({"content_hash": prepared.content_hash, **prepared.stats})
     with open(report.path, "w") as handle:
         handle.write(render_report(prepared))
-    return prepared.content_hash
+    outputs = namedtuple("PrepareOutputs", ["content_hash", "nc"])
+    return outputs(prepared.content_hash, len(prepared.names))
 
 
 def plan_resources_component(
     model: str, imgsz: int, batch: int, nodes: int, procs_per_node: int, precision: str,
-    optimizer: str, nc: int,
+    optimizer: str, nc: int, node_pools: str,
 ) -> NamedTuple("PlanOutputs", [("batch", int), ("peak_mib", int), ("pool", str),
-                                ("min_gpu_memory_mib", int)]):
-    """KFP step: plan the run from the image's node-pool catalog (batch 0 = largest that fits).
+                                ("min_gpu_memory_mib", int), ("node_affinity", dict),
+                                ("tolerations", list)]):
+    """KFP step: plan the run on the compiled-in node-pool catalog (batch 0 = largest that fits).
+
+    Args:
+        nc: number of classes, from the prepare step.
+        node_pools: the catalog's text (YAML or JSON), a pipeline parameter, so a pool added
+            in git needs no new image.
 
     Returns:
-        batch (global), peak_mib (per GPU), pool (name) and min_gpu_memory_mib, the GPU memory
-        the train step requests through node affinity.
+        batch (global), peak_mib (per GPU), pool (name), min_gpu_memory_mib, and the
+        placement every GPU task of the run gets at run time: node_affinity (a Kubernetes
+        NodeAffinity requiring that much GPU memory) and the pool's tolerations.
     """
     # KFP copies this function's source alone into the component: imports live here
-    from typing import NamedTuple
+    from collections import namedtuple
 
     from kfp_yolo.components.planner import plan
-    from kfp_yolo.components.pools import load_pools
+    from kfp_yolo.components.pools import load_pools_text, required_node_affinity
 
+    pools = load_pools_text(node_pools, source="the node_pools parameter")
     result = plan(model, imgsz=imgsz, batch=batch, world_size=nodes * procs_per_node,
-                  precision=precision, optimizer=optimizer, nc=nc, pools=load_pools(),
+                  precision=precision, optimizer=optimizer, nc=nc, pools=pools,
                   procs_per_node=procs_per_node)
     print(f"plan: {result.peak_mib} MiB per GPU at batch {result.batch_per_gpu} per GPU "
-          f"(global {result.batch}) -> pool {result.pool.name}")
-
-    class PlanOutputs(NamedTuple):
-        batch: int
-        peak_mib: int
-        pool: str
-        min_gpu_memory_mib: int
-
-    return PlanOutputs(result.batch, result.peak_mib, result.pool.name, result.min_gpu_memory_mib)
+          f"(global {result.batch}, {nc} classes) -> pool {result.pool.name}")
+    outputs = namedtuple("PlanOutputs", ["batch", "peak_mib", "pool", "min_gpu_memory_mib",
+                                         "node_affinity", "tolerations"])
+    return outputs(result.batch, result.peak_mib, result.pool.name, result.min_gpu_memory_mib,
+                   required_node_affinity(result.affinity),
+                   [dict(t) for t in result.pool.tolerations])
 
 
 def train_component(
@@ -85,8 +98,12 @@ def train_component(
     namespace: str,
     queue: str,
     storage_secret: str,
-    pool: str,
+    workload_priority_class: str,
+    service_account: str,
+    job_timeout_s: int,
+    queue_timeout_s: int,
     min_gpu_memory_mib: int,
+    tolerations: list,
     weights: Output[Model],
 ):
     """KFP step: trains through the launcher; best.pt, last.pt, results.csv into `weights`."""
@@ -106,11 +123,15 @@ def train_component(
         lr0=lr0, seed=seed, workers=workers, nodes=nodes, procs_per_node=procs_per_node,
         checkpoint_uri=checkpoint_uri or os.path.join(os.path.dirname(weights.path), "checkpoints"),
         output_uri=output_uri)
-    # The pods require the planner's need (Gt need-1 MiB) and tolerate the chosen pool.
+    # The pods require the planner's need (Gt need-1 MiB) and tolerate the chosen pool, as
+    # the plan step's outputs say: the image's own copy of the catalog is not read.
     settings = {} if not remote else {
         "image": image, "namespace": namespace, "queue": queue,
-        "storage_secret": storage_secret, "pool": pool,
-        "node_affinity": tuple(node_affinity(min_gpu_memory_mib))}
+        "storage_secret": storage_secret, "workload_priority_class": workload_priority_class,
+        "service_account": service_account, "active_deadline_s": job_timeout_s,
+        "queue_timeout_s": queue_timeout_s,
+        "node_affinity": tuple(node_affinity(min_gpu_memory_mib)),
+        "tolerations": tuple(tolerations)}
     get_launcher(launcher, **settings).launch(spec)
     if remote:
         storage.download(output_uri, weights.path)

@@ -1,4 +1,9 @@
-"""`kfp-yolo compile`: the KFP IR YAML that ML engineers upload to the Kubeflow UI."""
+"""`kfp-yolo compile`: the KFP IR YAML that ML engineers upload to the Kubeflow UI.
+
+Compiling runs no planner and imports no torch: the plan step places the GPU tasks at run time,
+from the node-pool catalog compiled in here as the `node_pools` parameter's default (the
+`--pools` file, else the catalog shipped in the package) as one line of JSON.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +15,7 @@ from pathlib import Path
 
 from kfp_yolo.pipelines.config import RunConfig, load_config
 
-__all__ = ["compile_pipeline", "placement_for", "run"]
-
-
-def placement_for(cfg: RunConfig, pools_path: str | Path | None = None):
-    """The planner's placement of cfg's GPU tasks (pool, nvidia.com/gpu.memory Gt affinity)."""
-    from kfp_yolo.components.planner import plan
-    from kfp_yolo.components.pools import load_pools
-    from kfp_yolo.pipelines.training import Placement
-
-    result = plan(cfg.model, imgsz=cfg.imgsz, batch=cfg.batch, world_size=cfg.world_size,
-                  precision=cfg.precision, optimizer=cfg.optimizer, nc=80,
-                  pools=load_pools(pools_path), procs_per_node=cfg.procs_per_node)
-    return Placement(affinity=result.affinity, tolerations=tuple(result.pool.tolerations))
+__all__ = ["compile_pipeline", "run"]
 
 
 def compile_pipeline(cfg: RunConfig, output: str | Path,
@@ -30,14 +23,17 @@ def compile_pipeline(cfg: RunConfig, output: str | Path,
     """Compiles the DAG for a cluster to output (temporary name, then moved into place)."""
     from kfp import compiler
 
+    from kfp_yolo.components.pools import catalog_json
     from kfp_yolo.pipelines.training import build_pipeline
 
+    # Checked here: a bad catalog fails the compile, not the run.
+    pipeline = build_pipeline(cfg, node_pools=catalog_json(pools_path), cluster=True)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, partial = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".yaml", dir=output.parent)
     os.close(fd)
     try:
-        compiler.Compiler().compile(build_pipeline(cfg, placement_for(cfg, pools_path)), partial)
+        compiler.Compiler().compile(pipeline, partial)
         os.replace(partial, output)
     finally:
         if os.path.exists(partial):

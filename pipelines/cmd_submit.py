@@ -239,7 +239,9 @@ def _submit(args: argparse.Namespace, cfg: RunConfig, host: str,
             created = api.call("create the run", api.client.run_pipeline,
                                experiment_id=experiment.experiment_id, job_name=name,
                                pipeline_package_path=str(package),
-                               params=cfg.model_dump(mode="json"))
+                               params=cfg.model_dump(mode="json"),
+                               # every step pod runs as this account; None = the namespace's
+                               service_account=cfg.service_account or None)
         run_id = created.run_id
         print(f"submitted run {name}: {run_id}")
     if not args.wait:

@@ -10,19 +10,32 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.quotas import PRIORITY_CLASSES
 from kfp_yolo.components.spec import OPTIMIZERS, PRECISIONS, check_batch_shape
 
 __all__ = ["RunConfig", "load_config", "parse_overrides", "parameter_specs"]
 
 Precision = Literal[PRECISIONS]
 Optimizer = Literal[OPTIMIZERS]
-Launcher = Literal["local", "pytorchjob"]
+Launcher = Literal["local", "pytorchjob", "trainjob", "auto"]
 TrtPrecision = Literal["fp16", "int8", "fp32"]
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
+# Kubernetes names and the resource quantities both KFP and Kubernetes accept.
+_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$")
+_CPU = re.compile(r"^([0-9]+m|[0-9]+(\.[0-9]{1,3})?)$")
+_MEMORY = re.compile(r"^[0-9]+(Ki|Mi|Gi|Ti|Pi|Ei|M|G|T|P|E)?$")
 
 
 class RunConfig(BaseModel):
@@ -55,8 +68,10 @@ class RunConfig(BaseModel):
                        "locally, torchrun node groups on loopback).")
     procs_per_node: int = Field(1, ge=1, le=64, description="GPUs per node on a cluster; "
                                 "processes per node locally.")
-    launcher: Launcher = Field("local", description="local (torchrun on this machine) or "
-                               "pytorchjob (a Kubeflow PyTorchJob).")
+    launcher: Launcher = Field("local", description="local (torchrun on this machine), "
+                               "pytorchjob (Kubeflow PyTorchJob), trainjob (Kubeflow Trainer v2 "
+                               "TrainJob) or auto (TrainJob if the cluster serves it, else "
+                               "PyTorchJob; what cluster configs use).")
     min_map50_95: float = Field(0.5, ge=0, le=1, description="Quality gate: export and publish "
                                 "only when validation mAP50-95 reaches this.")
     onnx_opset: int = Field(17, ge=11, le=22, description="ONNX opset for export.")
@@ -74,6 +89,21 @@ class RunConfig(BaseModel):
     queue: str = Field("", description="Kueue LocalQueue name for the training job; empty = none.")
     storage_secret: str = Field("kfp-yolo-storage", description="Name of the Kubernetes Secret "
                                 "with AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY.")
+    workload_priority_class: str = Field("", description="Kueue WorkloadPriorityClass of the "
+                                         "training job (needs a queue): kfp-yolo-interactive or "
+                                         "kfp-yolo-retraining; empty = none.")
+    service_account: str = Field("", description="Service account of the run's step pods (the "
+                                 "train step creates the training job with it) and of the "
+                                 "training pods; empty = the namespace's default.")
+    step_cpu: str = Field("2", description="CPU request of the steps without a GPU (prepare, "
+                          "plan, export, publish, and train unless launcher is local), e.g. 2 or "
+                          "500m.")
+    step_memory: str = Field("8Gi", description="Memory request of the steps without a GPU, "
+                             "e.g. 8Gi or 512Mi.")
+    job_timeout_s: int = Field(7 * 86400, gt=0, description="Longest the training job may run "
+                               "once started (activeDeadlineSeconds), in seconds.")
+    queue_timeout_s: int = Field(0, ge=0, description="Longest wait for Kueue to admit the "
+                                 "training job, in seconds; 0 = as long as the queue takes.")
 
     @field_validator("name")
     @classmethod
@@ -81,6 +111,47 @@ class RunConfig(BaseModel):
         if not _NAME.match(value):
             raise ValueError("must be 1-40 lower-case letters, digits or '-', starting and ending "
                              "with a letter or digit")
+        return value
+
+    @field_validator("service_account")
+    @classmethod
+    def _service_account_is_a_name(cls, value: str) -> str:
+        if value and not _K8S_NAME.match(value):
+            raise ValueError("must be a Kubernetes name (at most 63 lower-case letters, digits, "
+                             "'-' or '.'), such as kfp-yolo-pipeline")
+        return value
+
+    @field_validator("workload_priority_class")
+    @classmethod
+    def _priority_class_is_generated(cls, value: str, info: ValidationInfo) -> str:
+        if value and value not in PRIORITY_CLASSES:
+            raise ValueError(f"must be one of the classes `kfp-yolo quotas` generates: "
+                             f"{', '.join(PRIORITY_CLASSES)} (or empty)")
+        if value and not info.data.get("queue"):
+            raise ValueError("Kueue reads it only on queued jobs; set queue too, or leave "
+                             "workload_priority_class empty")
+        return value
+
+    @field_validator("step_cpu", "step_memory", mode="before")
+    @classmethod
+    def _number_is_a_quantity(cls, value: Any) -> Any:
+        # YAML and --set read `step_cpu: 4` as a number; a quantity is a string.
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+    @field_validator("step_cpu")
+    @classmethod
+    def _cpu_is_a_quantity(cls, value: str) -> str:
+        if not _CPU.match(value) or not float(value.rstrip("m")):
+            raise ValueError("must be a positive CPU quantity such as 2, 0.5 or 500m")
+        return value
+
+    @field_validator("step_memory")
+    @classmethod
+    def _memory_is_a_quantity(cls, value: str) -> str:
+        if not _MEMORY.match(value) or not int(value.rstrip("KMGTPEi")):
+            raise ValueError("must be a positive memory quantity such as 8Gi or 512Mi")
         return value
 
     @field_validator("imgsz")

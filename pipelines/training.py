@@ -1,7 +1,14 @@
-"""The DAG: prepare -> train -> evaluate -> If(passed): export_onnx -> build_tensorrt -> publish.
+"""The DAG: prepare -> plan -> train -> evaluate -> If(passed): export_onnx -> build_tensorrt
+-> publish.
 
 This module only wires tasks. Every parameter of the pipeline is a RunConfig key, with the
-config's value as its default and the field's description as its description.
+config's value as its default and the field's description as its description, plus
+`node_pools`: the node-pool catalog's text, which the plan step places the run with.
+
+Placement happens at run time: the plan step's outputs (a NodeAffinity on
+nvidia.com/gpu.memory and the pool's tolerations) place every GPU task through
+kfp-kubernetes' *_json settings, so compiling runs no planner and a batch or precision
+changed in the Kubeflow UI re-places every GPU task, not only the training job.
 """
 
 from __future__ import annotations
@@ -9,7 +16,6 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from kfp import dsl, kubernetes
 
@@ -24,35 +30,32 @@ from kfp_yolo.components.steps import (
 )
 from kfp_yolo.pipelines.config import RunConfig, parameter_specs
 
-__all__ = ["PIPELINE_NAME", "Placement", "build_pipeline"]
+__all__ = ["NODE_POOLS", "PIPELINE_NAME", "build_pipeline"]
 
 PIPELINE_NAME = "kfp-yolo-training"
+NODE_POOLS = "node_pools"
+"""The pipeline parameter that carries the node-pool catalog's text."""
 STORAGE_ENV = {name: name for name in
                ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+GPU_STEP_CPU, GPU_STEP_MEMORY = "4", "16Gi"
+"""Requests of a pod that holds a GPU (evaluate, build-tensorrt, train with launcher local)."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class Placement:
-    """Where GPU tasks go on a cluster, from the memory planner at compile time."""
-
-    affinity: list[dict] = field(default_factory=list)
-    """Required node-affinity match expressions (nvidia.com/gpu.memory Gt N)."""
-    tolerations: tuple[dict, ...] = ()
-    """The pool's tolerations."""
-
-
-def _on_gpu(task: dsl.PipelineTask, placement: Placement, gpus: int = 1) -> None:
-    kubernetes.add_node_affinity(task, match_expressions=placement.affinity)
-    for toleration in placement.tolerations:
-        kubernetes.add_toleration(task, **toleration)
+def _on_gpu(task: dsl.PipelineTask, plan: dsl.PipelineTask, gpus: int = 1) -> None:
+    """The plan step's placement, resolved by the KFP driver when the task starts."""
+    kubernetes.add_node_affinity_json(task, plan.outputs["node_affinity"])
+    kubernetes.add_toleration_json(task, plan.outputs["tolerations"])
     task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpus)
+    task.set_cpu_request(GPU_STEP_CPU).set_memory_request(GPU_STEP_MEMORY)
     kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory")
 
 
-def _on_cluster(task: dsl.PipelineTask, p: dict, *, cpu: str, memory: str, timeout_s: int,
-                retries: int = 0) -> None:
-    """Requests, storage credentials from the Secret named by a parameter, timeout, retries."""
-    task.set_cpu_request(cpu).set_memory_request(memory)
+def _on_cluster(task: dsl.PipelineTask, p: dict, *, timeout_s: int, retries: int = 0) -> None:
+    """Requests (step_cpu, step_memory), storage credentials, timeout, retries.
+
+    The requests are the run's parameters; _on_gpu overrides them for GPU tasks.
+    """
+    task.set_cpu_request(p["step_cpu"]).set_memory_request(p["step_memory"])
     kubernetes.use_secret_as_env(task, secret_name=p["storage_secret"],
                                  secret_key_to_env=STORAGE_ENV)
     kubernetes.set_timeout(task, timeout_s)
@@ -79,19 +82,20 @@ def _components(image: str) -> dict[str, Callable]:
     }
 
 
-def _wire(c: dict[str, Callable], p: dict, placement: Placement | None, *,
-          launcher: str = "local", procs_per_node: int = 1) -> None:
+def _wire(c: dict[str, Callable], p: dict, cfg: RunConfig, *, cluster: bool) -> None:
     """The DAG itself; p maps parameter names to pipeline channels.
 
-    With a placement (compiling for a cluster) every task gets requests, credentials and
-    timeouts, and the GPU tasks the planner's node affinity.
+    With cluster=True every task gets requests, credentials and timeouts, and the GPU tasks
+    the plan step's placement. cfg only decides what must be fixed at compile time: whether
+    the train step itself holds GPUs (launcher local) and the pod deadlines.
     """
     prepare = c["prepare"](dataset_uri=p["dataset_uri"], seed=p["seed"],
                            val_fraction=p["val_fraction"]).set_display_name("prepare-dataset")
     # Runs before any GPU is requested: batch 0 becomes the largest batch that fits the pool.
     plan = c["plan"](model=p["model"], imgsz=p["imgsz"], batch=p["batch"], nodes=p["nodes"],
                      procs_per_node=p["procs_per_node"], precision=p["precision"],
-                     optimizer=p["optimizer"], nc=80).set_display_name("plan-resources")
+                     optimizer=p["optimizer"], nc=prepare.outputs["nc"],
+                     node_pools=p[NODE_POOLS]).set_display_name("plan-resources")
     train = c["train"](
         dataset=prepare.outputs["dataset"], run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
         model=p["model"], imgsz=p["imgsz"], epochs=p["epochs"], batch=plan.outputs["batch"],
@@ -99,7 +103,11 @@ def _wire(c: dict[str, Callable], p: dict, placement: Placement | None, *,
         workers=p["workers"], nodes=p["nodes"], procs_per_node=p["procs_per_node"],
         launcher=p["launcher"], checkpoint_uri=p["checkpoint_uri"], image=p["image"],
         namespace=p["namespace"], queue=p["queue"], storage_secret=p["storage_secret"],
-        pool=plan.outputs["pool"], min_gpu_memory_mib=plan.outputs["min_gpu_memory_mib"],
+        workload_priority_class=p["workload_priority_class"],
+        service_account=p["service_account"], job_timeout_s=p["job_timeout_s"],
+        queue_timeout_s=p["queue_timeout_s"],
+        min_gpu_memory_mib=plan.outputs["min_gpu_memory_mib"],
+        tolerations=plan.outputs["tolerations"],
     ).set_display_name("train").set_caching_options(False)
     evaluate = c["evaluate"](dataset=prepare.outputs["dataset"], weights=train.outputs["weights"],
                              imgsz=p["imgsz"], min_map50_95=p["min_map50_95"],
@@ -120,47 +128,61 @@ def _wire(c: dict[str, Callable], p: dict, placement: Placement | None, *,
                                metrics=evaluate.outputs["metrics"],
                                registry_uri=p["registry_uri"], name=p["name"], version="")
         publish.set_display_name("publish").set_caching_options(False)
-    if placement is None:
+    if not cluster:
         return
-    _on_cluster(prepare, p, cpu="2", memory="8Gi", timeout_s=3600, retries=2)
-    plan.set_cpu_request("2").set_memory_request("8Gi")
+    _on_cluster(prepare, p, timeout_s=3600, retries=2)
+    plan.set_cpu_request(p["step_cpu"]).set_memory_request(p["step_memory"])
     kubernetes.set_timeout(plan, 900)
-    # With launcher=pytorchjob the train step only creates and watches the job (the job's pods
-    # get the GPUs and the affinity); with launcher=local it trains in its own pod.
-    _on_cluster(train, p, cpu="4", memory="16Gi", timeout_s=7 * 86400)
-    if launcher == "local":
-        _on_gpu(train, placement, gpus=procs_per_node)
+    # With a cluster launcher the train step only creates and watches the job (the job's pods
+    # get the GPUs and the placement); with launcher=local it trains in its own pod. Pod
+    # deadlines cannot be parameters: the step may wait for the queue, then the job runs.
+    waiting_s = cfg.queue_timeout_s or cfg.job_timeout_s
+    _on_cluster(train, p, timeout_s=cfg.job_timeout_s + waiting_s + 3600)
+    if cfg.launcher == "local":
+        _on_gpu(train, plan, gpus=cfg.procs_per_node)
     kubernetes.use_field_path_as_env(train, env_name="POD_NAME", field_path="metadata.name")
     kubernetes.use_field_path_as_env(train, env_name="POD_UID", field_path="metadata.uid")
     kubernetes.use_field_path_as_env(train, env_name="POD_NAMESPACE",
                                      field_path="metadata.namespace")
-    _on_cluster(evaluate, p, cpu="4", memory="16Gi", timeout_s=4 * 3600)
-    _on_gpu(evaluate, placement)
-    _on_cluster(export, p, cpu="2", memory="8Gi", timeout_s=3600, retries=1)
-    _on_cluster(trt, p, cpu="4", memory="16Gi", timeout_s=2 * 3600)
-    _on_gpu(trt, placement)
-    _on_cluster(publish, p, cpu="1", memory="2Gi", timeout_s=3600, retries=2)
+    _on_cluster(evaluate, p, timeout_s=4 * 3600)
+    _on_gpu(evaluate, plan)
+    _on_cluster(export, p, timeout_s=3600, retries=1)
+    _on_cluster(trt, p, timeout_s=2 * 3600)
+    _on_gpu(trt, plan)
+    _on_cluster(publish, p, timeout_s=3600, retries=2)
 
 
-def build_pipeline(cfg: RunConfig, placement: Placement | None = None) -> Callable:
+def build_pipeline(cfg: RunConfig, *, node_pools: str | None = None,
+                   cluster: bool = False) -> Callable:
     """The @dsl.pipeline function for cfg: cfg's values are the parameters' defaults.
 
-    placement=None is the local DAG (kfp.local ignores Kubernetes settings anyway); compiling
-    for a cluster passes the planner's placement.
+    Args:
+        cfg: the run's config.
+        node_pools: the node-pool catalog as JSON (pools.catalog_json), the default of the
+            `node_pools` parameter; None = the catalog shipped in the package.
+        cluster: add the Kubernetes settings (compiling for a cluster); the local DAG runs
+            without them (kfp.local ignores them anyway).
     """
-    specs = parameter_specs()
+    if node_pools is None:
+        from kfp_yolo.components.pools import catalog_json
+
+        node_pools = catalog_json()
+    specs = [(name, py_type, getattr(cfg, name), text)
+             for name, py_type, _, text in parameter_specs()]
+    specs.append((NODE_POOLS, str, node_pools, "Node-pool catalog (k8s/node-pools.yaml "
+                  "as JSON) the plan step places the GPU tasks with; compiled in "
+                  "from `kfp-yolo compile --pools`."))
     names = [name for name, *_ in specs]
     components = _components(cfg.image)
 
     def pipeline_body(*args):
-        _wire(components, dict(zip(names, args, strict=True)), placement,
-              launcher=cfg.launcher, procs_per_node=cfg.procs_per_node)
+        _wire(components, dict(zip(names, args, strict=True)), cfg, cluster=cluster)
 
     # KFP reads parameters from the signature and their descriptions from the docstring.
     pipeline_body.__signature__ = inspect.Signature([
         inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                          default=getattr(cfg, name), annotation=py_type)
-        for name, py_type, _, _ in specs])
+                          default=default, annotation=py_type)
+        for name, py_type, default, _ in specs])
     pipeline_body.__doc__ = (
         "Train a YOLO detector, gate it on mAP50-95, export ONNX and a TensorRT engine.\n\n"
         "Args:\n" + "".join(f"    {name}: {description}\n"

@@ -1,11 +1,19 @@
 """The compiled pipeline: KFP IR that loads back into the backend's protobuf messages."""
 
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from kfp_yolo.pipelines.cli import main
 from kfp_yolo.pipelines.config import RunConfig
+from kfp_yolo.pipelines.training import NODE_POOLS
+
+GITOPS_CONFIG = Path(__file__).resolve().parents[1] / "k8s" / "gitops" / "train.yaml"
 
 
 def _load(output):
@@ -23,8 +31,10 @@ def _compile(tmp_path, *overrides):
     return output
 
 
-def test_compiled_yaml_loads_back_into_pipeline_spec(tmp_path):
-    output = _compile(tmp_path)
+@pytest.mark.parametrize("config", [None, GITOPS_CONFIG], ids=["demo", "gitops"])
+def test_compiled_yaml_loads_back_into_pipeline_spec(tmp_path, config):
+    output = tmp_path / "pipeline.yaml"
+    assert main(["compile", "-o", str(output)] + (["--config", str(config)] if config else [])) == 0
     pipeline, platform = _load(output)
     spec = json_format.ParseDict(pipeline, pipeline_spec_pb2.PipelineSpec())
     platform_spec = json_format.ParseDict(platform, pipeline_spec_pb2.PlatformSpec())
@@ -38,7 +48,7 @@ def test_compiled_yaml_loads_back_into_pipeline_spec(tmp_path):
 def test_every_parameter_has_default_and_description(tmp_path):
     output = _compile(tmp_path, "epochs=7", "model=yolov5l.yaml")
     params = _load(output)[0]["root"]["inputDefinitions"]["parameters"]
-    assert set(params) == set(RunConfig.model_fields)
+    assert set(params) == set(RunConfig.model_fields) | {NODE_POOLS}
     for name, param in params.items():
         assert param.get("description"), name
         assert "defaultValue" in param or param.get("isOptional"), name
@@ -66,39 +76,80 @@ def _platform_executors(output) -> dict:
     return _load(output)[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
 
 
-def test_gpu_tasks_require_the_plans_gpu_memory(tmp_path):
-    from kfp_yolo.components.planner import plan
-    from kfp_yolo.components.pools import load_pools
+GPU_TASKS = ("train-component", "evaluate-component", "build-tensorrt-component")
 
+
+def _tasks(document: dict) -> dict[str, tuple[dict, str | None]]:
+    """task name -> (task, name of the condition task holding it, or None at the root)."""
+    tasks = {name: (task, None) for name, task in document["root"]["dag"]["tasks"].items()}
+    for name, (task, _) in list(tasks.items()):
+        inner = document["components"][task["componentRef"]["name"]].get("dag", {})
+        tasks.update({child: (t, name) for child, t in inner.get("tasks", {}).items()})
+    return tasks
+
+
+def _producer(document: dict, task_name: str, reference: dict) -> dict:
+    """The taskOutputParameter a parameter reference resolves to, through a condition's inputs."""
+    if "taskOutputParameter" in reference:
+        return reference["taskOutputParameter"]
+    _, parent = _tasks(document)[task_name]
+    assert parent is not None, reference  # only a sub-DAG's task reads a component input
+    outer = document["root"]["dag"]["tasks"][parent]["inputs"]["parameters"]
+    return outer[reference["componentInputParameter"]]["taskOutputParameter"]
+
+
+def test_plan_outputs_place_every_gpu_task_at_run_time(tmp_path):
     output = _compile(tmp_path, "model=yolov5l.yaml", "imgsz=640", "batch=16", "precision=amp")
-    expected = plan("yolov5l.yaml", imgsz=640, batch=16, precision="amp", optimizer="auto",
-                    nc=80, pools=load_pools())
+    document = _load(output)[0]
     executors = _platform_executors(output)
-    gpu_tasks = ("exec-train-component", "exec-evaluate-component",
-                 "exec-build-tensorrt-component")
-    for name in gpu_tasks:
-        (term,) = executors[name]["nodeAffinity"]
-        assert term["matchExpressions"] == [{
-            "key": "nvidia.com/gpu.memory", "operator": "Gt",
-            "values": [str(expected.min_gpu_memory_mib - 1)]}], name
-        assert executors[name]["tolerations"], name
-        assert any(m["mountPath"] == "/dev/shm" for m in executors[name]["emptyDirMounts"])
-    deployment = _load(output)[0]["deploymentSpec"]["executors"]
-    for name in gpu_tasks:
-        resources = deployment[name]["container"]["resources"]
-        assert resources["accelerator"]["resourceCount"] in ("1", 1), name
-    for name, executor in deployment.items():  # requests on every task
-        assert executor["container"]["resources"].get("cpuRequest"), name
-        assert executor["container"]["resources"].get("memoryRequest"), name
+    for task in GPU_TASKS:
+        executor = executors[f"exec-{task}"]
+        (term,) = executor["nodeAffinity"]
+        assert "matchExpressions" not in term, task  # nothing decided at compile time
+        assert _producer(document, task, term["nodeAffinityJson"]) == {
+            "producerTask": "plan-resources-component", "outputParameterKey": "node_affinity"}
+        (toleration,) = executor["tolerations"]
+        assert _producer(document, task, toleration["tolerationJson"]) == {
+            "producerTask": "plan-resources-component", "outputParameterKey": "tolerations"}
+        assert any(m["mountPath"] == "/dev/shm" for m in executor["emptyDirMounts"]), task
+        resources = document["deploymentSpec"]["executors"][f"exec-{task}"]["container"][
+            "resources"]
+        assert resources["accelerator"]["resourceCount"] in ("1", 1), task
+    outputs = document["components"]["comp-plan-resources-component"]["outputDefinitions"]
+    assert outputs["parameters"]["node_affinity"]["parameterType"] == "STRUCT"
+    assert outputs["parameters"]["tolerations"]["parameterType"] == "LIST"
 
 
-def test_with_pytorchjob_the_train_step_itself_gets_no_gpu(tmp_path):
-    output = _compile(tmp_path, "launcher=pytorchjob")
+def test_the_plan_step_takes_the_class_count_from_the_prepare_step(tmp_path):
+    document = _load(_compile(tmp_path))[0]
+    plan_inputs = document["root"]["dag"]["tasks"]["plan-resources-component"]["inputs"]
+    assert plan_inputs["parameters"]["nc"] == {"taskOutputParameter": {
+        "producerTask": "prepare-dataset-component", "outputParameterKey": "nc"}}
+
+
+def test_a_batch_edit_changes_nothing_but_the_batch_default(tmp_path):
+    first = _load(_compile(tmp_path / "a", "model=yolov5l.yaml", "imgsz=640", "batch=16"))
+    second = _load(_compile(tmp_path / "b", "model=yolov5l.yaml", "imgsz=640", "batch=64"))
+    assert first[1] == second[1]  # the platform spec: placement, requests, deadlines
+    params = [doc["root"]["inputDefinitions"]["parameters"] for doc, _ in (first, second)]
+    assert (params[0]["batch"]["defaultValue"], params[1]["batch"]["defaultValue"]) == (16, 64)
+    for doc in (first[0], second[0]):
+        del doc["root"]["inputDefinitions"]["parameters"]["batch"]["defaultValue"]
+    assert first[0] == second[0]
+
+
+@pytest.mark.parametrize("launcher", ["pytorchjob", "trainjob", "auto"])
+def test_with_a_cluster_launcher_the_train_step_itself_gets_no_gpu(tmp_path, launcher):
+    output = _compile(tmp_path, f"launcher={launcher}")
     executors = _platform_executors(output)
     assert "nodeAffinity" not in executors["exec-train-component"]
     assert "nodeAffinity" in executors["exec-evaluate-component"]
     env = {e["name"] for e in executors["exec-train-component"]["fieldPathAsEnv"]}
     assert {"POD_NAME", "POD_UID", "POD_NAMESPACE"} <= env
+    resources = _load(output)[0]["deploymentSpec"]["executors"]["exec-train-component"][
+        "container"]["resources"]
+    assert "accelerator" not in resources
+    assert resources["resourceCpuRequest"] == "{{$.inputs.parameters['pipelinechannel--step_cpu']}}"
 
 
 def test_caching_is_off_for_train_export_and_publish(tmp_path):
@@ -126,7 +177,51 @@ def test_no_secret_value_anywhere_in_the_compiled_yaml(tmp_path, monkeypatch):
     assert params["storage_secret"]["defaultValue"] == "team-s3"
 
 
-def test_a_run_that_fits_no_pool_is_refused_at_compile_time(tmp_path):
-    assert main(["compile", "-o", str(tmp_path / "p.yaml"), "--set", "model=yolov5l.yaml",
-                 "--set", "imgsz=1280", "--set", "batch=512", "--set", "precision=fp32"]) == 2
+def _placeholder(name: str) -> str:
+    return f"{{{{$.inputs.parameters['pipelinechannel--{name}']}}}}"
+
+
+def test_cluster_settings_reach_the_step_pods(tmp_path):
+    output = _compile(tmp_path, "step_cpu=500m", "step_memory=3Gi", "job_timeout_s=7200",
+                      "queue_timeout_s=600", "launcher=auto")
+    document = _load(output)[0]
+    params = document["root"]["inputDefinitions"]["parameters"]
+    assert (params["step_cpu"]["defaultValue"], params["step_memory"]["defaultValue"]) == (
+        "500m", "3Gi")
+    executors = document["deploymentSpec"]["executors"]
+    for task in ("prepare-dataset", "plan-resources", "train", "export-onnx", "publish"):
+        resources = executors[f"exec-{task}-component"]["container"]["resources"]
+        assert resources["resourceCpuRequest"] == _placeholder("step_cpu"), task
+        assert resources["resourceMemoryRequest"] == _placeholder("step_memory"), task
+    for task in ("evaluate", "build-tensorrt"):  # GPU pods keep their own requests
+        resources = executors[f"exec-{task}-component"]["container"]["resources"]
+        assert (resources["resourceCpuRequest"], resources["resourceMemoryRequest"]) == (
+            "4", "16Gi"), task
+    # The train step waits for the queue, then follows the job: its pod outlives both.
+    train = _platform_executors(output)["exec-train-component"]
+    assert int(train["activeDeadlineSeconds"]) == 7200 + 600 + 3600
+    unlimited = _platform_executors(_compile(tmp_path / "b", "job_timeout_s=7200"))
+    assert int(unlimited["exec-train-component"]["activeDeadlineSeconds"]) == 2 * 7200 + 3600
+
+
+def test_compile_neither_imports_torch_nor_plans(tmp_path):
+    output = tmp_path / "p.yaml"
+    code = ("import sys\n"
+            "from kfp_yolo.pipelines.cli import main\n"
+            f"assert main(['compile', '--config', {str(GITOPS_CONFIG)!r}, '-o', "
+            f"{str(output)!r}]) == 0\n"
+            "print(sorted(m for m in ('torch', 'ultralytics', 'kfp_yolo.components.planner')"
+            " if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
+    assert output.exists()
+
+
+def test_a_bad_catalog_fails_the_compile(tmp_path, capsys):
+    pools = tmp_path / "pools.yaml"
+    pools.write_text("pools:\n  - name: x\n    gpu_memory_mib: 8192\n")
+    assert main(["compile", "-o", str(tmp_path / "p.yaml"), "--pools", str(pools)]) == 2
+    assert f"{pools}: pool #1 is incomplete" in capsys.readouterr().err
     assert not (tmp_path / "p.yaml").exists()

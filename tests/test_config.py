@@ -97,3 +97,91 @@ def test_example_configs_load():
     for path in examples:
         cfg = load_config(path)
         assert cfg.batch % cfg.world_size == 0, path
+
+
+# ------------------------------------------------------------ cluster settings a platform team sets
+
+
+def test_cluster_settings_default_to_the_clusters_own():
+    cfg = load_config()
+    assert (cfg.workload_priority_class, cfg.service_account, cfg.queue_timeout_s) == ("", "", 0)
+    assert (cfg.step_cpu, cfg.step_memory, cfg.job_timeout_s) == ("2", "8Gi", 7 * 86400)
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["step_cpu=4"], ("step_cpu", "4")),  # YAML reads a number; a quantity is a string
+    (["step_cpu=0.5"], ("step_cpu", "0.5")),
+    (["step_cpu=500m"], ("step_cpu", "500m")),
+    (["step_memory=512Mi"], ("step_memory", "512Mi")),
+    (["step_memory=1073741824"], ("step_memory", "1073741824")),
+    (["service_account=kfp-yolo-pipeline"], ("service_account", "kfp-yolo-pipeline")),
+    (["queue=kfp-yolo", "workload_priority_class=kfp-yolo-retraining"],
+     ("workload_priority_class", "kfp-yolo-retraining")),
+    (["job_timeout_s=3600"], ("job_timeout_s", 3600)),
+    (["queue_timeout_s=600"], ("queue_timeout_s", 600)),
+    (["launcher=trainjob"], ("launcher", "trainjob")),
+    (["launcher=auto"], ("launcher", "auto")),
+])
+def test_cluster_settings_accept_what_kubernetes_accepts(overrides, expected):
+    key, value = expected
+    assert getattr(load_config(None, overrides), key) == value
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    (["step_cpu=0"], "step_cpu=0 is invalid: must be a positive CPU quantity"),
+    (["step_cpu=2 cores"], "step_cpu='2 cores' is invalid"),
+    (["step_cpu=1.5m"], "step_cpu='1.5m' is invalid"),
+    (["step_memory=8GB"], "step_memory='8GB' is invalid: must be a positive memory quantity"),
+    (["step_memory=8K"], "step_memory='8K' is invalid"),  # KFP takes K, Kubernetes does not
+    (["step_memory=0Gi"], "step_memory='0Gi' is invalid"),
+    (["service_account=Team_SA"], "service_account='Team_SA' is invalid: must be a Kubernetes "
+                                  "name"),
+    (["service_account=" + "a" * 64], "is invalid: must be a Kubernetes name"),
+    (["queue=kfp-yolo", "workload_priority_class=high"],
+     "workload_priority_class='high' is invalid: must be one of the classes `kfp-yolo quotas` "
+     "generates: kfp-yolo-interactive, kfp-yolo-retraining"),
+    (["workload_priority_class=kfp-yolo-retraining"], "set queue too"),
+    (["job_timeout_s=0"], "job_timeout_s=0 is invalid"),
+    (["queue_timeout_s=-1"], "queue_timeout_s=-1 is invalid"),
+    (["launcher=mpijob"], "launcher='mpijob' is invalid"),
+])
+def test_bad_cluster_settings_are_one_sentence_naming_the_key(overrides, fragment):
+    with pytest.raises(UserError) as err:
+        load_config(None, overrides)
+    message = str(err.value)
+    assert message.startswith("--set: ") and fragment in message
+    assert message.count(". ") == 0 and message.endswith(".")
+
+
+def test_priority_classes_are_those_kfp_yolo_quotas_generates():
+    from pathlib import Path
+
+    import yaml
+
+    generated = Path(__file__).resolve().parents[1] / "k8s" / "quotas" / \
+        "workloadpriorityclasses.yaml"
+    names = [doc["metadata"]["name"] for doc in yaml.safe_load_all(generated.read_text())]
+    for name in names:
+        assert load_config(None, ["queue=q", f"workload_priority_class={name}"])
+    assert len(names) == 2
+
+
+def test_a_bad_cluster_setting_in_a_file_names_its_line_and_exits_2(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("queue: kfp-yolo\nstep_memory: 8 GiB\n")
+    result = subprocess.run([sys.executable, "-m", "kfp_yolo.pipelines.cli", "compile", "--config",
+                             str(path), "-o", str(tmp_path / "p.yaml")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and f"{path}:2: step_memory='8 GiB' is invalid" in lines[0]
+
+
+def test_cluster_examples_let_the_cluster_choose_the_launcher():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for path in [*sorted((root / "examples").glob("*.yaml")), root / "k8s/gitops/train.yaml"]:
+        cfg = load_config(path)
+        assert cfg.launcher == "auto", path
+        assert cfg.service_account and cfg.workload_priority_class, path
