@@ -46,7 +46,8 @@ def plan_resources_component(
     optimizer: str, nc: int, node_pools: str,
 ) -> NamedTuple("PlanOutputs", [("batch", int), ("peak_mib", int), ("pool", str),
                                 ("min_gpu_memory_mib", int), ("node_affinity", dict),
-                                ("tolerations", list)]):
+                                ("tolerations", list), ("batch_rule", str),
+                                ("accumulate", int)]):
     """KFP step: plan the run on the compiled-in node-pool catalog (batch 0 = largest that fits).
 
     Args:
@@ -57,7 +58,8 @@ def plan_resources_component(
     Returns:
         batch (global), peak_mib (per GPU), pool (name), min_gpu_memory_mib, and the
         placement every GPU task of the run gets at run time: node_affinity (a Kubernetes
-        NodeAffinity requiring that much GPU memory) and the pool's tolerations.
+        NodeAffinity requiring that much GPU memory) and the pool's tolerations; batch_rule
+        says how the batch was chosen, accumulate how many steps ultralytics accumulates.
     """
     # KFP copies this function's source alone into the component: imports live here
     from collections import namedtuple
@@ -70,12 +72,15 @@ def plan_resources_component(
                   precision=precision, optimizer=optimizer, nc=nc, pools=pools,
                   procs_per_node=procs_per_node)
     print(f"plan: {result.peak_mib} MiB per GPU at batch {result.batch_per_gpu} per GPU "
-          f"(global {result.batch}, {nc} classes) -> pool {result.pool.name}")
+          f"(global {result.batch}, {nc} classes) -> pool {result.pool.name}; "
+          f"{result.batch_rule}")
     outputs = namedtuple("PlanOutputs", ["batch", "peak_mib", "pool", "min_gpu_memory_mib",
-                                         "node_affinity", "tolerations"])
+                                         "node_affinity", "tolerations", "batch_rule",
+                                         "accumulate"])
     return outputs(result.batch, result.peak_mib, result.pool.name, result.min_gpu_memory_mib,
                    required_node_affinity(result.affinity),
-                   [dict(t) for t in result.pool.tolerations])
+                   [dict(t) for t in result.pool.tolerations], result.batch_rule,
+                   result.accumulate)
 
 
 def train_component(

@@ -23,7 +23,7 @@ from kfp_yolo.components.planner import (
     plan,
 )
 from kfp_yolo.components.planner.plan import accumulate
-from kfp_yolo.components.pools import GPU_MEMORY_LABEL, Pool, load_pools
+from kfp_yolo.components.pools import GPU_MEMORY_LABEL, Pool, catalog_json, load_pools
 from kfp_yolo.components.steps import plan_resources_component
 from kfp_yolo.pipelines.cli import main as cli_main
 
@@ -282,8 +282,11 @@ def test_kfp_component_outputs(tmp_path):
     outputs = spec["root"]["outputDefinitions"]["parameters"]
     assert {k: v["parameterType"] for k, v in outputs.items()} == {
         "batch": "NUMBER_INTEGER", "peak_mib": "NUMBER_INTEGER", "pool": "STRING",
-        "min_gpu_memory_mib": "NUMBER_INTEGER"}
-    result = plan_resources_component("yolov5n.yaml", 320, 0, 1, 2, "amp", "SGD", 3)
+        "min_gpu_memory_mib": "NUMBER_INTEGER", "node_affinity": "STRUCT",
+        "tolerations": "LIST", "batch_rule": "STRING", "accumulate": "NUMBER_INTEGER"}
+    result = plan_resources_component("yolov5n.yaml", 320, 0, 1, 2, "amp", "SGD", 3,
+                                      catalog_json())
     assert result.batch % 2 == 0 and result.batch > 0
     assert result.pool in {p.name for p in load_pools()}
     assert result.min_gpu_memory_mib >= result.peak_mib > 0
+    assert result.batch_rule.startswith("auto:") and result.accumulate == 64 // result.batch
