@@ -2,7 +2,9 @@
 
 - local: torchrun on this machine (`kfp-yolo run`, tests, a single GPU box);
 - pytorchjob: a Kubeflow PyTorchJob (Training Operator v1) on the cluster;
-- trainjob: a Kubeflow TrainJob (Trainer v2) on the cluster.
+- trainjob: a Kubeflow TrainJob (Trainer v2) on the cluster;
+- auto: TrainJob or PyTorchJob, whichever the API server serves (TrainJob first), chosen at run
+  time.
 
 Each is imported lazily by `get_launcher`: local runs never import the kubernetes client. Every
 launcher has `kind` (local, PyTorchJob or TrainJob) for the run summary.
@@ -17,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LAUNCHERS", "get_launcher"]
 
-LAUNCHERS = ("local", "pytorchjob", "trainjob")
+LAUNCHERS = ("local", "pytorchjob", "trainjob", "auto")
 
 
 def get_launcher(name: str, **settings) -> Launcher:
@@ -34,4 +36,8 @@ def get_launcher(name: str, **settings) -> Launcher:
         from kfp_yolo.components.launchers.lifecycle import TrainJobLauncher
 
         return TrainJobLauncher(**settings)
+    if name == "auto":
+        from kfp_yolo.components.launchers.auto import AutoLauncher
+
+        return AutoLauncher(**settings)
     raise ValueError(f"unknown launcher {name!r}; use one of {', '.join(LAUNCHERS)}")
