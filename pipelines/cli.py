@@ -85,11 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(module="dataset")
 
-    job = sub.add_parser("job", help="the PyTorchJob the launcher would create")
+    job = sub.add_parser("job", help="the TrainJob or PyTorchJob the launcher would create")
     jsub = job.add_subparsers(dest="job_command", required=True, metavar="ACTION")
-    render = jsub.add_parser("render", help="print the PyTorchJob manifest (kubectl-appliable)")
+    render = jsub.add_parser("render", help="print the job manifest (kubectl-appliable)")
     _config_args(render)
     _pools_arg(render)
+    render.add_argument("--launcher", choices=["trainjob", "pytorchjob"], default=None,
+                        help="the kind to render (default: the config's launcher when it names "
+                             "one, else trainjob)")
     render.set_defaults(module="job")
 
     quotas = sub.add_parser("quotas", help="Kueue objects for the node-pool catalog")

@@ -1,7 +1,10 @@
-"""`kfp-yolo job render [--config FILE] [--set KEY=VALUE] [--pools FILE]`: the PyTorchJob.
+"""`kfp-yolo job render [--config FILE] [--set KEY=VALUE] [--pools FILE] [--launcher KIND]`.
 
-Prints the manifest the cluster launcher would create for the config, as YAML that
-`kubectl apply -f -` takes. What only a pipeline run knows is filled with placeholders:
+Prints the TrainJob or PyTorchJob the cluster launcher would create for the config, as YAML
+that `kubectl apply -f -` takes. `--launcher` picks the kind (trainjob or pytorchjob); without it,
+the config's launcher when it names one, else trainjob, which `launcher: auto` prefers (auto
+itself is decided by the API server at run time). What only a pipeline run knows is filled with
+placeholders:
 
 - dataset_uri: where the prepare step's Dataset artifact would be under the pipeline root,
   `minio://mlpipeline/v2/artifacts/<name>/prepare-dataset/dataset`; the real train step passes
@@ -16,16 +19,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 
 import yaml
 
+from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.launchers.cluster import ClusterSettings
-from kfp_yolo.components.launchers.pytorchjob import build_pytorchjob
+from kfp_yolo.components.launchers.kinds import KINDS
 from kfp_yolo.components.pools import load_pools
 from kfp_yolo.components.spec import TrainSpec
 from kfp_yolo.pipelines.config import RunConfig, load_config
 
-__all__ = ["PIPELINE_ROOT", "render_job", "run"]
+__all__ = ["PIPELINE_ROOT", "job_kind_name", "render_job", "run"]
 
 PIPELINE_ROOT = "minio://mlpipeline/v2/artifacts"
 """KFP's default pipeline root on a cluster: the placeholder URIs live under it."""
@@ -48,8 +53,25 @@ def _placement(cfg: RunConfig, pools_path: str | None) -> tuple[dict, int, str]:
     return placement, cfg.batch or result.batch, f"planned for pool {result.pool.name}"
 
 
-def render_job(cfg: RunConfig, *, pools_path: str | None = None) -> tuple[dict, str]:
-    """The PyTorchJob for cfg and a one-line note on how it was placed."""
+def job_kind_name(cfg: RunConfig, launcher: str | None) -> str:
+    """trainjob or pytorchjob: the one asked for, else the config's, else trainjob."""
+    chosen = launcher or (cfg.launcher if cfg.launcher in KINDS else "trainjob")
+    if chosen not in KINDS:
+        raise UserError(f"--launcher {chosen!r} renders no job; use one of {sorted(KINDS)}.")
+    return chosen
+
+
+def _cluster_fields(cfg: RunConfig) -> dict:
+    # The config keys that are ClusterSettings fields (image, namespace, queue, ...) pass through
+    # by name, as the train step passes them; placement comes from the planner here.
+    names = {f.name for f in fields(ClusterSettings)} - {"node_affinity", "tolerations", "owner"}
+    return {name: getattr(cfg, name) for name in sorted(names) if hasattr(cfg, name)}
+
+
+def render_job(cfg: RunConfig, *, pools_path: str | None = None,
+               launcher: str | None = None) -> tuple[dict, str]:
+    """The TrainJob or PyTorchJob for cfg and a one-line note on how it was placed."""
+    kind = KINDS[job_kind_name(cfg, launcher)]
     placement, batch, note = _placement(cfg, pools_path)
     base = f"{PIPELINE_ROOT}/{cfg.name}"
     spec = TrainSpec(
@@ -59,17 +81,19 @@ def render_job(cfg: RunConfig, *, pools_path: str | None = None) -> tuple[dict, 
         nodes=cfg.nodes, procs_per_node=cfg.procs_per_node,
         checkpoint_uri=cfg.checkpoint_uri or f"{base}/checkpoints",
         output_uri=f"{base}/train/weights")
-    cluster = ClusterSettings(image=cfg.image, namespace=cfg.namespace, queue=cfg.queue,
-                              storage_secret=cfg.storage_secret, **placement)
-    return build_pytorchjob(spec, cluster), note
+    cluster = ClusterSettings(**_cluster_fields(cfg), **placement)
+    return kind.build(spec, cluster), note
 
 
 def run(args: argparse.Namespace) -> int:
     """Prints the manifest to stdout."""
     cfg = load_config(args.config, args.overrides)
-    job, note = render_job(cfg, pools_path=args.pools)
-    header = (f"# PyTorchJob for config {args.config or '(built-in defaults)'}; {note}.\n"
+    job, note = render_job(cfg, pools_path=args.pools, launcher=getattr(args, "launcher", None))
+    header = (f"# {job['kind']} for config {args.config or '(built-in defaults)'}; {note}.\n"
               "# dataset_uri and output_uri are placeholders under the pipeline root.\n")
+    if job["kind"] == "TrainJob":
+        header += (f"# Needs the ClusterTrainingRuntime {job['spec']['runtimeRef']['name']!r} "
+                   "(kubectl apply -k k8s/trainer).\n")
     # One write: the manifest is far smaller than a pipe's buffer, so `| head` cannot break it.
     sys.stdout.write(header + yaml.safe_dump(job, sort_keys=False, width=100))
     return 0

@@ -121,7 +121,7 @@ KUSTOMIZATIONS = sorted(path.parent for path in K8S.rglob("kustomization.yaml"))
 
 def test_the_expected_kustomizations_exist():
     names = {str(path.relative_to(K8S)) for path in KUSTOMIZATIONS}
-    assert {".", "quotas", "quotas/without-kueue", "gitops", "gitops/argocd"} <= names
+    assert {".", "quotas", "quotas/without-kueue", "gitops", "gitops/argocd", "trainer"} <= names
 
 
 @pytest.mark.parametrize("folder", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(ROOT)))
@@ -141,8 +141,9 @@ def test_base_holds_the_catalog_and_least_privilege_rbac():
     rules = objects[("Role", "kfp-yolo-launcher")]["rules"]
     granted = {(g, r, v) for rule in rules for g in rule["apiGroups"]
                for r in rule["resources"] for v in rule["verbs"]}
-    assert granted == {("kubeflow.org", "pytorchjobs", v)
-                       for v in ("create", "get", "list", "watch", "delete", "patch")} | {
+    job_verbs = ("create", "get", "list", "watch", "delete", "patch")
+    assert granted == {("kubeflow.org", "pytorchjobs", v) for v in job_verbs} | {
+        ("trainer.kubeflow.org", "trainjobs", v) for v in job_verbs} | {
         ("", "pods", "get"), ("", "pods", "list"), ("", "pods/log", "get"),
         ("", "events", "list")}
     binding = objects[("RoleBinding", "kfp-yolo-launcher")]
@@ -171,18 +172,71 @@ def test_retraining_hook_submits_the_config_in_git_with_a_kfp_token():
     assert config_map["data"]["train.yaml"] == (K8S / "gitops" / "train.yaml").read_text()
 
 
+def pod_specs(obj: dict) -> list[dict]:
+    """The pod specs of a workload: a Job's or Deployment's template, a training runtime's."""
+    template = obj.get("spec", {}).get("template", {})
+    if obj["kind"] == "ClusterTrainingRuntime":
+        return [job["template"]["spec"]["template"]["spec"]
+                for job in template["spec"]["replicatedJobs"]]
+    return [template["spec"]] if "containers" in template.get("spec", {}) else []
+
+
 def test_every_pod_runs_as_non_root_without_privilege():
+    checked = set()
     for folder in KUSTOMIZATIONS:
         for obj in kustomize(folder):
-            pod = obj.get("spec", {}).get("template", {}).get("spec")
-            if not pod:
-                continue
-            assert pod["securityContext"]["runAsNonRoot"] is True
-            for container in pod["containers"]:
-                security = container["securityContext"]
-                assert security["allowPrivilegeEscalation"] is False
-                assert security["capabilities"]["drop"] == ["ALL"]
-                assert security["readOnlyRootFilesystem"] is True
+            for pod in pod_specs(obj):
+                checked.add(obj["kind"])
+                _assert_non_root(pod)
+    assert {"Job", "ClusterTrainingRuntime"} <= checked
+
+
+def _assert_non_root(pod: dict) -> None:
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    for container in pod["containers"]:
+        security = container["securityContext"]
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"]["drop"] == ["ALL"]
+        assert security["readOnlyRootFilesystem"] is True
+
+
+def test_training_runtime_pods_are_valid_job_pods_with_a_memory_shm():
+    (runtime,) = kustomize(K8S / "trainer")
+    for job in runtime["spec"]["template"]["spec"]["replicatedJobs"]:
+        # The CRD embeds a simplified pod schema; the API server checks the JobSet's Jobs fully.
+        validate_core({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": job["name"]},
+                       "spec": job["template"]["spec"]})
+        pod = job["template"]["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        (container,) = pod["containers"]
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"
+        # A TrainJob's resourcesPerNode is merged over these key by key: a CPU limit here could
+        # end up below the job's CPU request.
+        assert "cpu" not in container["resources"].get("limits", {})
+
+
+# Every framework name Kueue v0.19 knows (apis/config/v1beta2 Integrations.Frameworks, v0.19.2).
+KUEUE_FRAMEWORKS = {
+    "batch/job", "kubeflow.org/mpijob", "ray.io/rayjob", "ray.io/rayservice", "ray.io/raycluster",
+    "jobset.x-k8s.io/jobset", "kubeflow.org/paddlejob", "kubeflow.org/pytorchjob",
+    "kubeflow.org/tfjob", "kubeflow.org/xgboostjob", "kubeflow.org/jaxjob",
+    "trainer.kubeflow.org/trainjob", "workload.codeflare.dev/appwrapper",
+    "sparkoperator.k8s.io/sparkapplication", "pod", "deployment", "statefulset",
+    "leaderworkerset.x-k8s.io/leaderworkerset"}
+
+
+def test_kueue_configuration_example_admits_both_job_kinds():
+    config = yaml.safe_load((K8S / "examples" / "kueue-configuration.yaml").read_text())
+    assert (config["apiVersion"], config["kind"]) == ("config.kueue.x-k8s.io/v1beta2",
+                                                      "Configuration")
+    assert set(config) == {"apiVersion", "kind", "integrations"}
+    frameworks = config["integrations"]["frameworks"]
+    assert len(frameworks) == len(set(frameworks)) and set(frameworks) <= KUEUE_FRAMEWORKS
+    assert {"trainer.kubeflow.org/trainjob", "kubeflow.org/pytorchjob"} <= set(frameworks)
+    # TrainJob runs a JobSet; Kueue skips a JobSet a managed TrainJob owns, but needs the kind.
+    assert "jobset.x-k8s.io/jobset" in frameworks
 
 
 def test_argocd_application_syncs_the_base_and_the_overlay():

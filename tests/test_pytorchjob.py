@@ -454,8 +454,9 @@ def render(capsys, *argv: str) -> tuple[str, dict]:
 
 
 def test_job_render_prints_an_appliable_job(capsys, pytorchjob_schema):
-    out, job = render(capsys, "--set", "nodes=2", "--set", "procs_per_node=4", "--set",
-                      "batch=32", "--set", "queue=kfp-yolo", "--set", "namespace=team-a")
+    out, job = render(capsys, "--launcher", "pytorchjob", "--set", "nodes=2", "--set",
+                      "procs_per_node=4", "--set", "batch=32", "--set", "queue=kfp-yolo",
+                      "--set", "namespace=team-a")
     assert out.startswith("# PyTorchJob for config (built-in defaults); planned for pool ")
     assert not list(pytorchjob_schema.iter_errors(job))
     assert (job["metadata"]["name"], job["metadata"]["namespace"]) == ("demo", "team-a")
@@ -470,8 +471,9 @@ def test_job_render_places_the_job_where_the_planner_says(capsys):
     from kfp_yolo.components.planner import plan
     from kfp_yolo.components.pools import load_pools
 
-    out, job = render(capsys, "--set", "batch=16", "--set", "model=yolov5l.yaml",
-                      "--set", "imgsz=640", "--set", "precision=amp", "--set", "optimizer=SGD")
+    out, job = render(capsys, "--launcher", "pytorchjob", "--set", "batch=16", "--set",
+                      "model=yolov5l.yaml", "--set", "imgsz=640", "--set", "precision=amp",
+                      "--set", "optimizer=SGD")
     expected = plan("yolov5l.yaml", imgsz=640, batch=16, precision="amp", optimizer="SGD",
                     nc=80, pools=load_pools())
     pod = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
@@ -482,8 +484,8 @@ def test_job_render_places_the_job_where_the_planner_says(capsys):
     assert pod["tolerations"] == list(expected.pool.tolerations)
     assert f"planned for pool {expected.pool.name}" in out.splitlines()[0]
     # batch 0: the planner's largest batch for that pool goes into the worker's spec
-    _, job = render(capsys, "--set", "batch=0", "--set", "model=yolov5l.yaml",
-                    "--set", "imgsz=640")
+    _, job = render(capsys, "--launcher", "pytorchjob", "--set", "batch=0", "--set",
+                    "model=yolov5l.yaml", "--set", "imgsz=640")
     pod = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
     assert TrainSpec.from_json(pod["containers"][0]["args"][-1].replace("$$", "$")).batch > 0
 

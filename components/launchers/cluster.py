@@ -11,14 +11,14 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from kfp_yolo.components.errors import UserError
 
 __all__ = ["PRIORITY_LABEL", "QUEUE_LABEL", "RUN_LABEL", "SECRET_KEYS", "SPEC_ANNOTATION",
-           "ClusterSettings", "Owner", "check_name", "default_api_client", "job_name",
-           "owner_from_env", "owner_reference", "pool_placement", "status_message"]
+           "ClusterSettings", "Owner", "check_name", "cluster_settings", "default_api_client",
+           "job_name", "owner_from_env", "owner_reference", "pool_placement", "status_message"]
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
@@ -55,6 +55,8 @@ class ClusterSettings:
 
     image: str = "ghcr.io/kfp-yolo/kfp-yolo:0.1.0"
     """Project image of every training pod."""
+    training_runtime: str = "kfp-yolo"
+    """ClusterTrainingRuntime a TrainJob refers to (k8s/trainer/runtime.yaml); TrainJob only."""
     namespace: str = "kubeflow-user"
     queue: str = ""
     """Kueue LocalQueue; empty = the job is not queued by Kueue."""
@@ -94,6 +96,7 @@ class ClusterSettings:
         object.__setattr__(self, "node_affinity", tuple(self.node_affinity))
         object.__setattr__(self, "tolerations", tuple(self.tolerations))
         check_name("namespace", self.namespace)
+        check_name("training_runtime", self.training_runtime)
         for key in ("queue", "workload_priority_class", "priority_class", "service_account"):
             if getattr(self, key):
                 check_name(key, getattr(self, key))
@@ -110,6 +113,25 @@ class ClusterSettings:
     @property
     def wait_timeout_s(self) -> float:
         return self.run_timeout_s or self.active_deadline_s + 300
+
+
+def cluster_settings(launcher: str, *, pool: str = "", pools_path: str | None = None,
+                     **settings: Any) -> ClusterSettings:
+    """ClusterSettings from a launcher's keyword settings; the pool gives placement defaults.
+
+    Unknown keys are refused in one sentence naming them; `owner` defaults to owner_from_env().
+    """
+    known = {f.name for f in fields(ClusterSettings)}
+    unknown = set(settings) - known
+    if unknown:
+        raise UserError(f"unknown {launcher} launcher setting(s) {sorted(unknown)}; known are "
+                        f"{sorted(known)}.")
+    if pool:
+        placement = pool_placement(pool, pools_path)
+        settings.setdefault("tolerations", placement["tolerations"])
+        settings.setdefault("node_affinity", placement["node_affinity"])
+    settings.setdefault("owner", owner_from_env())
+    return ClusterSettings(**settings)
 
 
 def check_name(key: str, value: str) -> None:

@@ -1,10 +1,12 @@
 """Owning a cluster job until it ends: create or adopt, watch, report, delete.
 
-`PyTorchJobLauncher.launch` creates the job `build_pytorchjob` describes with the kubernetes
-client and waits for it:
+`ClusterJobLauncher.launch` creates the job its `JobKind` (kinds.py) builds, with the
+kubernetes client, and waits for it; `PyTorchJobLauncher` and `TrainJobLauncher` are it for one
+kind each. For either kind:
 
 - time suspended by Kueue (not yet admitted) is counted apart from running time, and logged;
-- the master pod's log is copied into this step's log;
+- the log of the first node's pod (PyTorchJob's master, TrainJob's node rank 0) is copied into
+  this step's log;
 - Failed raises JobFailed with the job's own reason and message;
 - a timeout, SIGTERM (a terminated KFP run) or any other exit deletes the job, so no GPU is
   left held;
@@ -20,29 +22,20 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import fields
-from typing import Any
+from typing import Any, ClassVar
 
 from kfp_yolo.components.errors import JobFailed, UserError
 from kfp_yolo.components.launchers.cluster import (
     SPEC_ANNOTATION,
-    ClusterSettings,
+    cluster_settings,
     default_api_client,
-    owner_from_env,
     owner_reference,
-    pool_placement,
     status_message,
 )
-from kfp_yolo.components.launchers.pytorchjob import (
-    CONTAINER,
-    GROUP,
-    PLURAL,
-    VERSION,
-    build_pytorchjob,
-)
+from kfp_yolo.components.launchers.kinds import PYTORCHJOB, TRAINJOB, JobKind, condition
 from kfp_yolo.components.spec import TrainSpec
 
-__all__ = ["PyTorchJobLauncher"]
+__all__ = ["ClusterJobLauncher", "PyTorchJobLauncher", "TrainJobLauncher"]
 
 
 class _Terminated(BaseException):
@@ -74,32 +67,16 @@ def _fmt(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
-def _condition(job: dict, kind: str) -> dict | None:
-    for cond in (job.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == kind and cond.get("status") == "True":
-            return cond
-    return None
-
-
-def _phase(job: dict) -> str:
-    """queued | starting | running | succeeded | failed."""
-    if _condition(job, "Succeeded"):
-        return "succeeded"
-    if _condition(job, "Failed"):
-        return "failed"
-    if (job.get("spec", {}).get("runPolicy") or {}).get("suspend") or _condition(job, "Suspended"):
-        return "queued"
-    return "running" if _condition(job, "Running") else "starting"
-
-
 def _log_key(stamp: str) -> tuple[str, int]:
     # RFC3339Nano trims trailing zeros, so compare (seconds, nanoseconds), not strings.
     whole, _, frac = stamp.rstrip("Z").partition(".")
     return whole, int((frac or "0").ljust(9, "0")[:9])
 
 
-class PyTorchJobLauncher:
-    """Launches a TrainSpec as a PyTorchJob and owns it until it ends (see the module doc)."""
+class ClusterJobLauncher:
+    """Launches a TrainSpec as one cluster job and owns it until it ends (see the module doc)."""
+
+    job_kind: ClassVar[JobKind]
 
     def __init__(self, *, api_client: Any = None, pool: str = "", pools_path: str | None = None,
                  out: Callable[[str], None] | None = None,
@@ -114,29 +91,26 @@ class PyTorchJobLauncher:
             clock, sleep: time sources, replaceable in tests.
             **settings: ClusterSettings fields; `owner` defaults to owner_from_env().
         """
-        known = {f.name for f in fields(ClusterSettings)}
-        unknown = set(settings) - known
-        if unknown:
-            raise UserError(f"unknown pytorchjob launcher setting(s) {sorted(unknown)}; known "
-                            f"are {sorted(known)}.")
-        if pool:
-            placement = pool_placement(pool, pools_path)
-            settings.setdefault("tolerations", placement["tolerations"])
-            settings.setdefault("node_affinity", placement["node_affinity"])
-        settings.setdefault("owner", owner_from_env())
-        self.cluster = ClusterSettings(**settings)
+        self.cluster = cluster_settings(self.job_kind.kind.lower(), pool=pool,
+                                        pools_path=pools_path, **settings)
         self._api_client = api_client
         self._out = out or (lambda line: print(line, flush=True))
         self._clock, self._sleep = clock, sleep
         self._last_log: tuple[str, int] | None = None
         self._last_read = 0.0
         self._logs_denied = False
+        self._log_pod: str | None = None
 
     # -- public --------------------------------------------------------------------------------
 
+    @property
+    def kind(self) -> str:
+        """The kind of job this launcher creates (PyTorchJob or TrainJob)."""
+        return self.job_kind.kind
+
     def launch(self, spec: TrainSpec) -> None:
         """Creates the job and blocks until it succeeds; raises JobFailed otherwise."""
-        manifest = build_pytorchjob(spec, self.cluster)
+        manifest = self.job_kind.build(spec, self.cluster)
         name = manifest["metadata"]["name"]
         created = ended = False
         with _sigterm_raises():
@@ -166,8 +140,18 @@ class PyTorchJobLauncher:
             self._api_client = default_api_client()
         return (client.CustomObjectsApi(self._api_client), client.CoreV1Api(self._api_client))
 
+    def _custom(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """A CustomObjectsApi call on this kind in the namespace."""
+        custom, _ = self._apis()
+        k = self.job_kind
+        return getattr(custom, method)(k.group, k.version, self.cluster.namespace, k.plural,
+                                       *args, **kwargs)
+
     def _where(self, name: str) -> str:
-        return f"{self.cluster.namespace}/{name}"
+        return f"{self.job_kind.kind} {self.cluster.namespace}/{name}"
+
+    def _kubectl(self, verb: str, name: str) -> str:
+        return f"kubectl -n {self.cluster.namespace} {verb} {self.job_kind.kind.lower()} {name}"
 
     def _denied(self, verb: str, resource: str, exc: Any) -> UserError:
         return UserError(
@@ -178,29 +162,34 @@ class PyTorchJobLauncher:
     def _create_or_adopt(self, manifest: dict) -> None:
         from kubernetes.client.exceptions import ApiException
 
-        custom, _ = self._apis()
         name = manifest["metadata"]["name"]
         try:
-            custom.create_namespaced_custom_object(GROUP, VERSION, self.cluster.namespace, PLURAL,
-                                                   manifest)
-            self._say(f"created PyTorchJob {self._where(name)} (kubectl -n "
-                      f"{self.cluster.namespace} get pytorchjob {name})")
+            self._custom("create_namespaced_custom_object", manifest)
+            self._say(f"created {self._where(name)} ({self._kubectl('get', name)})")
             return
         except ApiException as exc:
             if exc.status == 403:
-                raise self._denied("create", "pytorchjobs.kubeflow.org", exc) from None
+                raise self._denied("create", self.job_kind.resource, exc) from None
+            if exc.status == 404:
+                raise UserError(
+                    f"the API server answered 404 to creating {self._where(name)} "
+                    f"({status_message(exc)}); check that namespace {self.cluster.namespace!r} "
+                    f"exists and that {self.job_kind.install_hint} is installed (k8s/README.md), "
+                    "or set launcher: auto.") from None
+            if exc.status in (400, 422):  # the schema or an admission webhook refused it
+                raise UserError(f"the API server refused {self._where(name)}: "
+                                f"{status_message(exc)}") from None
             if exc.status != 409:
                 raise
         existing = self._get(name)
         ours = manifest["metadata"]["annotations"][SPEC_ANNOTATION]
         theirs = (existing.get("metadata", {}).get("annotations") or {}).get(SPEC_ANNOTATION)
         if theirs != ours:
-            raise UserError(f"a different PyTorchJob named {name!r} already exists in namespace "
-                            f"{self.cluster.namespace!r}; delete it (kubectl -n "
-                            f"{self.cluster.namespace} delete pytorchjob {name}) or use another "
-                            "run name.")
-        self._say(f"adopting PyTorchJob {self._where(name)} (same spec; an earlier try of this "
-                  "step created it)")
+            raise UserError(f"a different {self.job_kind.kind} named {name!r} already exists in "
+                            f"namespace {self.cluster.namespace!r}; delete it "
+                            f"({self._kubectl('delete', name)}) or use another run name.")
+        self._say(f"adopting {self._where(name)} (same spec; an earlier try of this step "
+                  "created it)")
         self._add_owner(existing)
 
     def _add_owner(self, existing: dict) -> None:
@@ -213,51 +202,44 @@ class PyTorchJobLauncher:
         refs = list(existing.get("metadata", {}).get("ownerReferences") or [])
         if any(ref.get("uid") == owner.uid for ref in refs):
             return
-        custom, _ = self._apis()
         patch = {"metadata": {"ownerReferences": [*refs, owner_reference(owner)]}}
         try:
-            custom.patch_namespaced_custom_object(GROUP, VERSION, self.cluster.namespace, PLURAL,
-                                                  existing["metadata"]["name"], patch)
+            self._custom("patch_namespaced_custom_object", existing["metadata"]["name"], patch)
         except ApiException as exc:
             if exc.status != 403:
                 raise
-            self._say(f"warning: {self._denied('patch', 'pytorchjobs.kubeflow.org', exc)} "
+            self._say(f"warning: {self._denied('patch', self.job_kind.resource, exc)} "
                       "The adopted job stays tied to the earlier pod only.")
 
     def _get(self, name: str) -> dict:
         from kubernetes.client.exceptions import ApiException
 
-        custom, _ = self._apis()
         try:
-            return custom.get_namespaced_custom_object(GROUP, VERSION, self.cluster.namespace,
-                                                       PLURAL, name)
+            return self._custom("get_namespaced_custom_object", name)
         except ApiException as exc:
             if exc.status == 403:
-                raise self._denied("get", "pytorchjobs.kubeflow.org", exc) from None
+                raise self._denied("get", self.job_kind.resource, exc) from None
             if exc.status == 404:
-                raise JobFailed(f"PyTorchJob {self._where(name)} was deleted while this step "
-                                "waited for it.") from None
+                raise JobFailed(f"{self._where(name)} was deleted while this step waited for "
+                                "it.") from None
             raise
 
     def _delete(self, name: str) -> None:
         from kubernetes.client.exceptions import ApiException
 
-        custom, _ = self._apis()
         try:
             # Foreground: the job object goes only after its pods, so GPUs are really free.
-            custom.delete_namespaced_custom_object(GROUP, VERSION, self.cluster.namespace,
-                                                   PLURAL, name,
-                                                   propagation_policy="Foreground")
-            self._say(f"deleted PyTorchJob {self._where(name)}")
+            self._custom("delete_namespaced_custom_object", name,
+                         propagation_policy="Foreground")
+            self._say(f"deleted {self._where(name)}")
         except ApiException as exc:
             if exc.status == 404:
                 return
             if exc.status == 403:
-                self._say(f"error: {self._denied('delete', 'pytorchjobs.kubeflow.org', exc)} "
-                          f"Delete it by hand: kubectl -n {self.cluster.namespace} delete "
-                          f"pytorchjob {name}")
+                self._say(f"error: {self._denied('delete', self.job_kind.resource, exc)} "
+                          f"Delete it by hand: {self._kubectl('delete', name)}")
                 return
-            self._say(f"error: could not delete PyTorchJob {self._where(name)}: {exc.reason}")
+            self._say(f"error: could not delete {self._where(name)}: {exc.reason}")
 
     # -- waiting -------------------------------------------------------------------------------
 
@@ -282,7 +264,7 @@ class PyTorchJobLauncher:
             now = self._clock()
             if phase in spent:
                 spent[phase] += now - since
-            since, previous, phase = now, phase, _phase(job)
+            since, previous, phase = now, phase, self.job_kind.phase(job)
             if phase != previous:
                 self._report(name, phase, spent)
             if phase in ("starting", "running", "succeeded", "failed"):
@@ -299,29 +281,29 @@ class PyTorchJobLauncher:
         queued = _fmt(spent["queued"])
         active = _fmt(spent["starting"] + spent["running"])
         messages = {
-            "queued": f"PyTorchJob {where} is waiting for Kueue admission (queue "
+            "queued": f"{where} is waiting for Kueue admission (queue "
                       f"{self.cluster.queue or '-'}); queued time is not run time",
-            "starting": f"PyTorchJob {where} admitted after {queued} queued; pods starting",
-            "running": f"PyTorchJob {where} running (queued {queued})",
-            "succeeded": f"PyTorchJob {where} succeeded: {active} admitted, {queued} queued",
-            "failed": f"PyTorchJob {where} failed: {active} admitted, {queued} queued",
+            "starting": f"{where} admitted after {queued} queued; pods starting",
+            "running": f"{where} running (queued {queued})",
+            "succeeded": f"{where} succeeded: {active} admitted, {queued} queued",
+            "failed": f"{where} failed: {active} admitted, {queued} queued",
         }
         self._say(messages[phase])
 
     def _check_timeouts(self, name: str, phase: str, spent: dict[str, float]) -> None:
         limit = self.cluster.queue_timeout_s
         if phase == "queued" and limit and spent["queued"] > limit:
-            raise JobFailed(f"PyTorchJob {self._where(name)} was not admitted by Kueue within "
+            raise JobFailed(f"{self._where(name)} was not admitted by Kueue within "
                             f"{_fmt(limit)} (queue {self.cluster.queue!r}); deleted it. Check "
                             "the ClusterQueue's quota (kubectl get clusterqueue).")
         active = spent["starting"] + spent["running"]
         if active > self.cluster.wait_timeout_s:
-            raise JobFailed(f"PyTorchJob {self._where(name)} did not finish within "
+            raise JobFailed(f"{self._where(name)} did not finish within "
                             f"{_fmt(self.cluster.wait_timeout_s)} of admitted time; deleted it.")
 
     def _failure(self, name: str, job: dict) -> str:
-        cond = _condition(job, "Failed") or {}
-        text = (f"PyTorchJob {self._where(name)} failed: {cond.get('reason') or 'unknown reason'}"
+        cond = condition(job, "Failed") or {}
+        text = (f"{self._where(name)} failed: {cond.get('reason') or 'unknown reason'}"
                 f": {cond.get('message') or 'no message'}")
         events = self._warning_events(name)
         return f"{text} (events: {'; '.join(events)})" if events else text
@@ -338,28 +320,40 @@ class PyTorchJobLauncher:
         return [f"{e.reason}: {e.message}" for e in listed.items if e.type == "Warning"][-3:]
 
     def _copy_logs(self, name: str) -> None:
-        """Copies the master pod's new log lines (polled; lines deduplicated by timestamp)."""
+        """Copies the first node's new log lines (polled; lines deduplicated by timestamp)."""
         from kubernetes.client.exceptions import ApiException
 
         if self._logs_denied:
             return
         _, core = self._apis()
-        kwargs: dict[str, Any] = {"container": CONTAINER, "timestamps": True,
+        try:
+            self._log_pod = self._log_pod or self.job_kind.log_pod(core, self.cluster.namespace,
+                                                                   name)
+        except ApiException as exc:
+            if exc.status == 403:
+                self._logs_denied = True
+                self._say(f"warning: {self._denied('list', 'pods', exc)} Training goes on "
+                          "without its log here.")
+            return
+        if self._log_pod is None:
+            return  # no pod yet
+        kwargs: dict[str, Any] = {"container": self.job_kind.container, "timestamps": True,
                                   "limit_bytes": 4 << 20}
         now = self._clock()
         if self._last_log is not None:
             # A margin over the time since the last read: lines seen twice are dropped below.
             kwargs["since_seconds"] = int(now - self._last_read) + 30
         try:
-            text = core.read_namespaced_pod_log(f"{name}-master-0", self.cluster.namespace,
-                                                **kwargs)
+            text = core.read_namespaced_pod_log(self._log_pod, self.cluster.namespace, **kwargs)
             self._last_read = now
         except ApiException as exc:
             if exc.status == 403:
                 self._logs_denied = True
                 self._say(f"warning: {self._denied('get', 'pods/log', exc)} Training goes on "
                           "without its log here.")
-            return  # 400/404: the container is not there yet, or already cleaned up
+            elif exc.status == 404:
+                self._log_pod = None  # replaced (a restarted JobSet): find the new one
+            return  # 400: the container is not there yet
         for line in (text or "").splitlines():
             stamp, _, rest = line.partition(" ")
             key = _log_key(stamp)
@@ -368,4 +362,16 @@ class PyTorchJobLauncher:
                 self._out(rest)
 
     def _say(self, line: str) -> None:
-        self._out(f"[pytorchjob] {line}")
+        self._out(f"[{self.job_kind.kind.lower()}] {line}")
+
+
+class PyTorchJobLauncher(ClusterJobLauncher):
+    """A Kubeflow PyTorchJob (kubeflow.org/v1, Training Operator v1.9)."""
+
+    job_kind = PYTORCHJOB
+
+
+class TrainJobLauncher(ClusterJobLauncher):
+    """A Kubeflow TrainJob (trainer.kubeflow.org/v1alpha1, Trainer v2.3)."""
+
+    job_kind = TRAINJOB

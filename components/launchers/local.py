@@ -56,6 +56,9 @@ class LocalLauncher:
         master_port: the rendezvous port of a multi-node job (default a free one).
     """
 
+    kind = "local"
+    """What ran the job (cluster launchers say PyTorchJob or TrainJob): for the run summary."""
+
     def __init__(self, *, scratch: str | Path | None = None, env: dict[str, str] | None = None,
                  node_ranks: Sequence[int] | None = None, master_port: int | None = None):
         self.scratch = Path(scratch) if scratch else None
