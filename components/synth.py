@@ -153,6 +153,8 @@ def synthesize_into(dest: str | Path, spec: SynthSpec = SynthSpec(), *,
     holds a mixture of old and new files. replace only swaps out a folder that holds a dataset
     (data.yaml, images/ or labels/), never an arbitrary one such as a home folder.
     """
+    if not str(dest).strip():
+        raise UserError("no folder given; give the folder to write the dataset to.")
     dest = Path(dest).absolute()
     if dest.exists() and not dest.is_dir():
         raise UserError(f"{dest} is a file; give a folder for the dataset.")

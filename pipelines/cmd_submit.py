@@ -88,6 +88,9 @@ class TokenSource(TokenCredentialsBase):
             except OSError as exc:
                 raise UserError(f"cannot read the API token from {self.origin} "
                                 f"({exc.strerror}); fix the path or mount the token.") from None
+            except UnicodeDecodeError:
+                raise UserError(f"the API token from {self.origin} is not text; write the token "
+                                "there.") from None
         else:
             token = self._environ.get(self._env_var or "", "").strip()
         if not token:

@@ -85,7 +85,7 @@ class RunConfig(BaseModel):
                                  "choice by run length).")
     lr0: float = Field(0.004, gt=0, le=1, description="Initial learning rate (ignored by auto); "
                        "the default suits AdamW from scratch, use 0.01 for SGD.")
-    seed: int = Field(0, ge=0, description="Seed for the split and training.")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed for the split and training.")
     val_fraction: float = Field(0.2, gt=0, lt=1, description="Share of images held out for "
                                 "validation when the dataset has no val split.")
     workers: int = Field(2, ge=0, le=64, description="Dataloader workers per training process.")
@@ -154,6 +154,14 @@ class RunConfig(BaseModel):
         if (value or info.field_name == "storage_secret") and not _DNS_SUBDOMAIN.match(value):
             raise ValueError("not a valid Kubernetes name; use lower-case letters, digits, '-' "
                              "and '.', starting and ending with a letter or digit")
+        return value
+
+    @field_validator("image")
+    @classmethod
+    def _image_is_a_reference(cls, value: str) -> str:
+        if not value or any(c.isspace() for c in value):
+            raise ValueError("give a container image reference such as "
+                             "ghcr.io/kfp-yolo/kfp-yolo:0.1.0")
         return value
 
     @field_validator("name")
@@ -250,6 +258,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     values: dict[str, Any] = {}
     source = "built-in defaults"
     if path is not None:
+        if not str(path).strip():
+            raise UserError("--config is empty; give the config file's path.")
         path = Path(path)
         source = str(path)
         try:

@@ -188,6 +188,22 @@ TRACEBACK_CASES = {
     "compile -o an existing folder": (_existing_dir, "is a folder; give a file name such as"),
     "work folder inside the dataset": (_workdir_in_dataset,
                                        "is inside the dataset folder"),
+    # found by trying
+    "token file that is not text": (
+        lambda t: ["submit", "--host", "http://127.0.0.1:9", "--token-file",
+                   _write(t / "token", b"\xff\xfe")],
+        "the API token from --token-file"),
+    "check an empty path": (lambda t: ["dataset", "check", ""], "no dataset given"),
+    "check data.yaml instead of its folder": (
+        lambda t: ["dataset", "check", str(_dataset(t) / "data.yaml")], "is a file; give the "
+                                                                         "dataset's folder"),
+    "synth into an empty path": (lambda t: ["dataset", "synth", ""], "no folder given"),
+    "empty --config": (lambda t: ["compile", "--config", ""], "--config is empty"),
+    "seed numpy cannot take": (lambda t: ["compile", "--set", f"seed={2**40}"],
+                               "Input should be less than or equal to 4294967295"),
+    "run --workdir a file": (
+        lambda t: ["run", "--workdir", _write(t / "f", "x"), "--set", f"dataset_uri={t}/none"],
+        "Not a directory; check the path"),
 }
 
 

@@ -61,6 +61,9 @@ def fetch(uri: str, dest: Path, *, link: bool = False) -> Path:
     filesystem they are on. ultralytics replaces a file it repairs by renaming a new one over
     it: over a link, that replaces the link in dest, never the source file.
     """
+    if not uri.strip():
+        raise UserError("no dataset given; give a folder with images/ and labels/, or an "
+                        "s3://, minio://, file:// or synthetic:// URI.")
     if urlparse(uri).scheme == "synthetic":
         from kfp_yolo.components.synth import synthesize, synthetic_spec
 
@@ -77,6 +80,9 @@ def fetch(uri: str, dest: Path, *, link: bool = False) -> Path:
     except UserError:
         raise UserError(f"{uri!r}: unknown URI scheme {urlparse(uri).scheme!r}; use s3://, "
                         "minio://, file://, a path, or synthetic://shapes.") from None
+    if source.is_file():
+        raise UserError(f"{uri!r} is a file; give the dataset's folder, the one that holds "
+                        "images/ and labels/.")
     if not source.is_dir():
         raise UserError(f"{uri!r}: dataset folder does not exist; give a folder with images/ "
                         "and labels/.")
