@@ -14,7 +14,7 @@ import yaml
 
 from kfp_yolo.components.errors import UserError
 
-__all__ = ["GPU_MEMORY_LABEL", "Pool", "check_dns_label", "default_pools_path", "load_pools",
+__all__ = ["GPU_MEMORY_LABEL", "Pool", "default_pools_path", "is_dns_label", "load_pools",
            "node_affinity"]
 
 GPU_MEMORY_LABEL = "nvidia.com/gpu.memory"
@@ -58,7 +58,7 @@ _OPERATORS = ("Exists", "Equal")
 _EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
 
-def check_dns_label(value: object) -> bool:
+def is_dns_label(value: object) -> bool:
     """True for a Kubernetes DNS-1123 label: the rule for namespaces and most object names."""
     return isinstance(value, str) and bool(_DNS_LABEL.match(value))
 
@@ -126,7 +126,7 @@ def _pool(entry: object, where: str) -> Pool:
     if isinstance(entry.get("name"), str):
         where = f"{where} ({entry['name']})"
     for key in ("name", "flavor"):
-        if not check_dns_label(entry[key]):
+        if not is_dns_label(entry[key]):
             raise UserError(f"{where}: {key} {entry[key]!r} is not a Kubernetes name; use 1-63 "
                             "lower-case letters, digits or '-'.")
     if not isinstance(entry["gpu_product"], str) or not entry["gpu_product"].strip():

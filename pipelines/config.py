@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.pools import is_dns_label
 from kfp_yolo.components.spec import OPTIMIZERS, PRECISIONS, check_batch_shape
 
 __all__ = ["RunConfig", "check_detection_model", "check_uri", "load_config", "parse_overrides",
@@ -26,7 +27,6 @@ Launcher = Literal["local", "pytorchjob"]
 TrtPrecision = Literal["fp16", "int8", "fp32"]
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 # ultralytics tells a model's task by these suffixes of its YAML or checkpoint name.
 _OTHER_TASKS = {"cls": "classification", "seg": "segmentation", "pose": "pose",
@@ -143,7 +143,7 @@ class RunConfig(BaseModel):
     @field_validator("namespace")
     @classmethod
     def _namespace_is_dns_label(cls, value: str) -> str:
-        if not _DNS_LABEL.match(value):
+        if not is_dns_label(value):
             raise ValueError("not a valid Kubernetes name; a namespace is 1-63 lower-case "
                              "letters, digits or '-', starting and ending with a letter or digit")
         return value
