@@ -1,6 +1,10 @@
-"""The small family of exceptions the CLI turns into exit codes (2 = bad input, 1 = job failed)."""
+"""The small family of exceptions the CLI turns into exit codes (2 = bad input, 1 = a failure).
 
-__all__ = ["UserError", "JobFailed"]
+Every message is one sentence: what, where, and what to do. kfp_yolo.pipelines.cli.main is the
+one place that prints them.
+"""
+
+__all__ = ["Fault", "JobFailed", "UserError"]
 
 
 class UserError(Exception):
@@ -11,5 +15,12 @@ class UserError(Exception):
 
 class JobFailed(Exception):
     """The job ran and failed (training error, gate not met, parity too large). Exit code 1."""
+
+    exit_code = 1
+
+
+class Fault(Exception):
+    """A fault outside the user's control (a service that answers 5xx, a full disk), worth
+    trying again later. Exit code 1."""
 
     exit_code = 1

@@ -6,15 +6,17 @@ k8s/node-pools.yaml in git, shipped inside the package as package data.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import math
+import re
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 
 import yaml
 
 from kfp_yolo.components.errors import UserError
 
-__all__ = ["GPU_MEMORY_LABEL", "Pool", "catalog_json", "default_pools_path", "load_pools",
-           "load_pools_text", "node_affinity", "required_node_affinity"]
+__all__ = ["GPU_MEMORY_LABEL", "Pool", "catalog_json", "default_pools_path", "is_dns_label",
+           "load_pools", "load_pools_text", "node_affinity", "required_node_affinity"]
 
 GPU_MEMORY_LABEL = "nvidia.com/gpu.memory"
 
@@ -49,15 +51,29 @@ def default_pools_path() -> Path:
 
 
 _FIELDS = {name for name in Pool.__dataclass_fields__}
+_REQUIRED = {name for name, f in Pool.__dataclass_fields__.items()
+             if f.default is MISSING and f.default_factory is MISSING}
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_TOLERATION_KEYS = {"key", "operator", "value", "effect", "tolerationSeconds"}
+_OPERATORS = ("Exists", "Equal")
+_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+
+
+def is_dns_label(value: object) -> bool:
+    """True for a Kubernetes DNS-1123 label: the rule for namespaces and most object names."""
+    return isinstance(value, str) and bool(_DNS_LABEL.match(value))
 
 
 def load_pools(path: str | Path | None = None) -> list[Pool]:
     """Reads the catalog file, smallest GPU memory first; a malformed entry is a UserError."""
     path = Path(path) if path else default_pools_path()
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise UserError(f"{path}: cannot read the node-pool catalog ({exc.strerror}).") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: the node-pool catalog is not UTF-8 text; save it as "
+                        "UTF-8.") from None
     return load_pools_text(text, source=str(path))
 
 
@@ -69,7 +85,8 @@ def catalog_json(path: str | Path | None = None) -> str:
     """
     path = Path(path) if path else default_pools_path()
     load_pools(path)
-    return json.dumps(yaml.safe_load(path.read_text()), separators=(",", ":"))
+    return json.dumps(yaml.safe_load(path.read_text(encoding="utf-8-sig")),
+                      separators=(",", ":"))
 
 
 def load_pools_text(text: str, source: str = "the node-pool catalog") -> list[Pool]:
@@ -81,30 +98,100 @@ def load_pools_text(text: str, source: str = "the node-pool catalog") -> list[Po
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise UserError(f"{source}: the node-pool catalog is not valid YAML ({exc}).") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UserError(f"{source}:{where} the node-pool catalog is not valid YAML "
+                        f"({getattr(exc, 'problem', None) or getattr(exc, 'reason', None)}); "
+                        "fix the syntax.") from None
     entries = data.get("pools") if isinstance(data, dict) else None
     if not entries:
         raise UserError(f"{source}: no 'pools:' list; add at least one pool.")
+    if not isinstance(entries, list):
+        raise UserError(f"{source}: 'pools:' must be a list of pools (- name: ...), got "
+                        f"{type(entries).__name__}.")
+    lines = _entry_lines(text)
     pools = []
     for index, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            raise UserError(f"{source}: pool #{index + 1} is not a mapping of KEY: VALUE.")
-        unknown = set(entry) - _FIELDS
-        if unknown:
-            raise UserError(f"{source}: pool #{index + 1} has unknown key(s) {sorted(unknown)}; "
-                            f"known keys are {sorted(_FIELDS)}.")
-        try:
-            pool = Pool(**{**entry, "tolerations": tuple(entry.get("tolerations") or ())})
-        except TypeError as exc:
-            raise UserError(f"{source}: pool #{index + 1} is incomplete ({exc}).") from None
-        if not isinstance(pool.gpu_memory_mib, int) or pool.gpu_memory_mib <= 0:
-            raise UserError(f"{source}: pool {pool.name!r} gpu_memory_mib must be a positive "
-                            f"integer in MiB, got {pool.gpu_memory_mib!r}.")
-        pools.append(pool)
+        line = f":{lines[index]}" if index < len(lines) else ""
+        pools.append(_pool(entry, f"{source}{line}: pool #{index + 1}"))
     names = [p.name for p in pools]
     if len(set(names)) != len(names):
-        raise UserError(f"{source}: pool names must be unique, got {names}.")
+        twice = next(n for n in names if names.count(n) > 1)
+        raise UserError(f"{source}: two pools are named {twice!r}; pool names must be unique.")
     return sorted(pools, key=lambda p: p.gpu_memory_mib)
+
+
+def _entry_lines(text: str) -> list[int]:
+    """The line of each entry of the pools: list, for messages (empty when not found)."""
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return []
+    for key, value in getattr(root, "value", []) if isinstance(root, yaml.MappingNode) else []:
+        if key.value == "pools" and isinstance(value, yaml.SequenceNode):
+            return [item.start_mark.line + 1 for item in value.value]
+    return []
+
+
+def _pool(entry: object, where: str) -> Pool:
+    """One catalog entry, every field checked; where names the file, line and entry."""
+    if not isinstance(entry, dict):
+        raise UserError(f"{where} is {entry!r}, not a mapping; write name:, gpu_product:, "
+                        "gpu_memory_mib:, gpus_per_node:, max_nodes:, flavor: (see "
+                        "k8s/node-pools.yaml).")
+    unknown = sorted(str(k) for k in set(entry) - _FIELDS)
+    if unknown:
+        raise UserError(f"{where} has unknown key(s) {unknown}; known keys are "
+                        f"{sorted(_FIELDS)}.")
+    missing = sorted(_REQUIRED - set(entry))
+    if missing:
+        raise UserError(f"{where} lacks {missing}; every pool needs {sorted(_REQUIRED)}.")
+    if isinstance(entry.get("name"), str):
+        where = f"{where} ({entry['name']})"
+    for key in ("name", "flavor"):
+        if not is_dns_label(entry[key]):
+            raise UserError(f"{where}: {key} {entry[key]!r} is not a Kubernetes name; use 1-63 "
+                            "lower-case letters, digits or '-'.")
+    if not isinstance(entry["gpu_product"], str) or not entry["gpu_product"].strip():
+        raise UserError(f"{where}: gpu_product {entry['gpu_product']!r} must be the GPU's name "
+                        "as GPU Feature Discovery reports it, e.g. NVIDIA-L4.")
+    for key in ("gpu_memory_mib", "gpus_per_node", "max_nodes"):
+        value = entry[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            unit = " in MiB" if key == "gpu_memory_mib" else ""
+            raise UserError(f"{where}: {key} must be a positive integer{unit}, got {value!r}.")
+    price = entry.get("hourly_price")
+    if price is not None and (isinstance(price, bool) or not isinstance(price, int | float)
+                              or not math.isfinite(price) or price < 0):
+        raise UserError(f"{where}: hourly_price must be a number of at least 0 (or left out), "
+                        f"got {price!r}.")
+    tolerations = entry.get("tolerations") or []
+    if not isinstance(tolerations, list):
+        raise UserError(f"{where}: tolerations must be a list of Kubernetes tolerations, got "
+                        f"{tolerations!r}.")
+    for toleration in tolerations:
+        _check_toleration(toleration, where)
+    return Pool(**{**entry, "tolerations": tuple(tolerations)})
+
+
+def _check_toleration(toleration: object, where: str) -> None:
+    fix = ("write e.g. {key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}")
+    if not isinstance(toleration, dict) or set(toleration) - _TOLERATION_KEYS:
+        raise UserError(f"{where}: toleration {toleration!r} is not a Kubernetes toleration; "
+                        f"{fix}.")
+    if toleration.get("operator", "Equal") not in _OPERATORS:
+        raise UserError(f"{where}: toleration operator {toleration['operator']!r} must be one "
+                        f"of {list(_OPERATORS)}.")
+    if "effect" in toleration and toleration["effect"] not in _EFFECTS:
+        raise UserError(f"{where}: toleration effect {toleration['effect']!r} must be one of "
+                        f"{list(_EFFECTS)}.")
+    for key in ("key", "value"):
+        if key in toleration and not isinstance(toleration[key], str):
+            raise UserError(f"{where}: toleration {key} {toleration[key]!r} must be a string; "
+                            f"{fix}.")
+    seconds = toleration.get("tolerationSeconds")
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int)):
+        raise UserError(f"{where}: tolerationSeconds {seconds!r} must be an integer.")
 
 
 def node_affinity(need_mib: int) -> list[dict]:

@@ -6,16 +6,29 @@ The demo's default data. The same seed gives the same bytes on every machine (PN
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, fields
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import yaml
 from PIL import Image, ImageDraw
 
-__all__ = ["CLASS_NAMES", "SynthSpec", "synthesize"]
+from kfp_yolo.components.errors import UserError
+
+__all__ = ["CLASS_NAMES", "SynthSpec", "synthesize", "synthesize_into", "synthetic_spec"]
 
 CLASS_NAMES = ("circle", "square", "triangle")
+# (smallest, largest, what the bound is for) of each integer setting.
+_LIMITS = {
+    "images": (2, 100_000, "one val and one train image at least"),
+    "imgsz": (32, 4096, "the image sizes training takes"),
+    "seed": (0, 2**32 - 1, "a non-negative seed"),
+    "max_objects": (1, 100, "shapes per image"),
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,6 +45,38 @@ class SynthSpec:
     """Most shapes per image (at least one)."""
     val_fraction: float = 0.2
     """Share of images in the val split."""
+
+    def __post_init__(self) -> None:
+        for name, (low, high, why) in _LIMITS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise UserError(f"synthetic dataset: {name}={value!r} is out of range; give an "
+                                f"integer from {low} to {high} ({why}).")
+        if not 0 < self.val_fraction < 1:
+            raise UserError(f"synthetic dataset: val_fraction={self.val_fraction!r} must be "
+                            "between 0 and 1, e.g. 0.2.")
+
+
+def synthetic_spec(uri: str) -> SynthSpec:
+    """The SynthSpec of a synthetic://shapes?images=N&imgsz=N&seed=N&max_objects=N URI."""
+    parsed = urlparse(uri)
+    usage = "e.g. synthetic://shapes?images=64&imgsz=128 (images=, imgsz=, seed=, max_objects=)"
+    if parsed.scheme != "synthetic" or parsed.netloc != "shapes" or parsed.path not in ("", "/"):
+        raise UserError(f"{uri!r}: the synthetic dataset is synthetic://shapes; write {usage}.")
+    try:
+        query = {k: v[-1] for k, v in parse_qs(parsed.query, strict_parsing=bool(parsed.query),
+                                                keep_blank_values=True).items()}
+    except ValueError:
+        raise UserError(f"{uri!r}: malformed query; write {usage}.") from None
+    known = {f.name for f in fields(SynthSpec)} - {"val_fraction"}
+    unknown = sorted(set(query) - known)
+    if unknown:
+        raise UserError(f"{uri!r}: unknown setting {unknown[0]!r}; write {usage}.")
+    try:
+        values = {k: int(v) for k, v in query.items()}
+    except ValueError:
+        raise UserError(f"{uri!r}: settings are integers; write {usage}.") from None
+    return SynthSpec(**values)
 
 
 def _draw_shape(draw: ImageDraw.ImageDraw, cls: int, cx: float, cy: float, half: float,
@@ -73,7 +118,10 @@ def _render(rng: np.random.Generator, spec: SynthSpec) -> tuple[Image.Image, lis
 
 
 def synthesize(root: str | Path, spec: SynthSpec = SynthSpec()) -> Path:
-    """Writes images/{train,val}, labels/{train,val} and data.yaml under root; returns data.yaml."""
+    """Writes images/{train,val}, labels/{train,val} and data.yaml under root; returns data.yaml.
+
+    root is expected to be new or empty: see synthesize_into for a destination that may not be.
+    """
     root = Path(root)
     rng = np.random.default_rng(spec.seed)
     n_val = max(1, round(spec.images * spec.val_fraction))
@@ -91,3 +139,54 @@ def synthesize(root: str | Path, spec: SynthSpec = SynthSpec()) -> Path:
         "names": dict(enumerate(CLASS_NAMES)),
     }, sort_keys=False))
     return data_yaml
+
+
+def _looks_like_dataset(folder: Path) -> bool:
+    return any((folder / name).exists() for name in ("data.yaml", "images", "labels"))
+
+
+def synthesize_into(dest: str | Path, spec: SynthSpec = SynthSpec(), *,
+                    replace: bool = False) -> Path:
+    """Writes the dataset to dest, which must be absent or empty unless replace; returns data.yaml.
+
+    The dataset is built in a temporary folder beside dest and moved into place, so dest never
+    holds a mixture of old and new files. replace only swaps out a folder that holds a dataset
+    (data.yaml, images/ or labels/), never an arbitrary one such as a home folder.
+    """
+    if not str(dest).strip():
+        raise UserError("no folder given; give the folder to write the dataset to.")
+    dest = Path(dest).absolute()
+    if dest.exists() and not dest.is_dir():
+        raise UserError(f"{dest} is a file; give a folder for the dataset.")
+    occupied = dest.is_dir() and any(dest.iterdir())
+    if occupied and not replace:
+        raise UserError(f"{dest} is not empty; give a new folder, or --replace to replace the "
+                        "dataset there.")
+    if occupied and not _looks_like_dataset(dest):
+        raise UserError(f"{dest} holds files but no dataset (no data.yaml, images/ or labels/); "
+                        "--replace only replaces a dataset, give another folder.")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+    except OSError as exc:
+        raise UserError(f"{dest}: cannot write there ({exc.strerror}); give a folder you can "
+                        "write to.") from None
+    aside = None
+    try:
+        synthesize(staging, spec)
+        if occupied:
+            aside = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+            os.replace(dest, aside / "dataset")
+            try:
+                os.replace(staging, dest)
+            except OSError:
+                os.replace(aside / "dataset", dest)  # put the old dataset back
+                raise
+            shutil.rmtree(aside)
+        else:
+            os.replace(staging, dest)  # onto an absent or empty folder: one rename
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if aside is not None and not (aside / "dataset").exists():
+            shutil.rmtree(aside, ignore_errors=True)
+    return dest / "data.yaml"

@@ -1,6 +1,9 @@
-"""The `kfp-yolo` command: parse, dispatch, turn errors into exit codes.
+"""The `kfp-yolo` command: parse, dispatch, and turn every failure into the exit-code contract.
 
-Exit codes: 0 ok, 1 the job failed, 2 bad input or usage.
+Exit codes: 0 ok; 1 a fault outside the user's control (the job failed, a service kept failing,
+an unexpected error); 2 bad input or usage; 130 interrupted. Every failure ends in one sentence
+on stderr, and a traceback is printed only with --debug or KFP_YOLO_DEBUG=1. `main` is the one
+place that decides this: commands raise UserError or JobFailed and never print their own errors.
 
 Each subcommand's work lives in pipelines/cmd_<name>.py (`run(args) -> int`), imported only when
 that subcommand runs, so `kfp-yolo --help` stays fast.
@@ -9,12 +12,38 @@ that subcommand runs, so `kfp-yolo --help` stays fast.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
+import re
 import sys
+import traceback
+from pathlib import Path
+from typing import NoReturn
 
-from kfp_yolo.components.errors import JobFailed, UserError
+from kfp_yolo.components.errors import Fault, JobFailed, UserError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["DEBUG_ENV", "build_parser", "main"]
+
+DEBUG_ENV = "KFP_YOLO_DEBUG"
+"""Set to 1 for a traceback after the one-sentence error, like --debug."""
+_FAULT_ERRNOS = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.ENOMEM, errno.EMFILE, errno.ENFILE}
+_SECRET_ENV = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error raised as one sentence (exit 2) instead of the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{message}; see `{self.prog} --help`.")
+
+
+def _common() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    # SUPPRESS: a subcommand's default must not overwrite a --debug given before it.
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help=f"print the traceback of a failure (or set {DEBUG_ENV}=1)")
+    return common
 
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
@@ -29,24 +58,31 @@ def _pools_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="kfp-yolo", description="Train YOLO detectors as a Kubeflow Pipelines DAG.")
+    parser = _Parser(prog="kfp-yolo",
+                     description="Train YOLO detectors as a Kubeflow Pipelines DAG.")
+    parser.add_argument("--debug", action="store_true",
+                        help=f"print the traceback of a failure (or set {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = [_common()]
 
-    run = sub.add_parser("run", help="run the whole DAG locally (kfp.local)")
+    run = sub.add_parser("run", parents=common, help="run the whole DAG locally (kfp.local)")
     _config_args(run)
     run.add_argument("--workdir", default="runs/local", metavar="DIR",
-                     help="where artifacts, logs and summary.json go (default: runs/local)")
+                     help="where artifacts, run.log and summary.json go (default: runs/local)")
+    run.add_argument("--verbose", action="store_true",
+                     help="also print the steps' logs here (they always go to DIR/run.log)")
     run.set_defaults(module="run")
 
-    compile_ = sub.add_parser("compile", help="write the KFP pipeline YAML for the UI")
+    compile_ = sub.add_parser("compile", parents=common,
+                              help="write the KFP pipeline YAML for the UI")
     _config_args(compile_)
     _pools_arg(compile_)
     compile_.add_argument("-o", "--output", default="pipeline.yaml", metavar="FILE")
     compile_.add_argument("--image", default=None, help="project image for every step")
     compile_.set_defaults(module="compile")
 
-    submit = sub.add_parser("submit", help="submit a run to a KFP endpoint (idempotent per config)")
+    submit = sub.add_parser("submit", parents=common,
+                            help="submit a run to a KFP endpoint (idempotent per config)")
     _config_args(submit)
     _pools_arg(submit)
     submit.add_argument("--host", default=None,
@@ -59,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds --wait follows the run")
     submit.set_defaults(module="submit")
 
-    plan = sub.add_parser("plan", help="predict peak GPU memory and choose a node pool")
+    plan = sub.add_parser("plan", parents=common,
+                          help="predict peak GPU memory and choose a node pool")
     plan.add_argument("--model", default="yolov5l.yaml")
     plan.add_argument("--imgsz", type=int, default=640)
     plan.add_argument("--batch", type=int, default=16, help="batch per GPU; 0 = largest that fits")
@@ -74,20 +111,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     dataset = sub.add_parser("dataset", help="check or synthesize a YOLO dataset")
     dsub = dataset.add_subparsers(dest="dataset_command", required=True, metavar="ACTION")
-    check = dsub.add_parser("check", help="validate a dataset and print its statistics")
+    check = dsub.add_parser("check", parents=common,
+                            help="validate a dataset and print its statistics")
     check.add_argument("uri", metavar="PATH|URI")
     check.add_argument("--json", action="store_true")
     check.set_defaults(module="dataset")
-    synth = dsub.add_parser("synth", help="write the deterministic synthetic shapes dataset")
+    synth = dsub.add_parser("synth", parents=common,
+                            help="write the deterministic synthetic shapes dataset")
     synth.add_argument("dir", metavar="DIR")
     synth.add_argument("--images", type=int, default=256)
     synth.add_argument("--imgsz", type=int, default=128)
     synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--replace", action="store_true",
+                       help="replace what DIR holds (otherwise DIR must be empty or absent)")
     synth.set_defaults(module="dataset")
 
     job = sub.add_parser("job", help="the TrainJob or PyTorchJob the launcher would create")
     jsub = job.add_subparsers(dest="job_command", required=True, metavar="ACTION")
-    render = jsub.add_parser("render", help="print the job manifest (kubectl-appliable)")
+    render = jsub.add_parser("render", parents=common,
+                             help="print the job manifest (kubectl-appliable)")
     _config_args(render)
     _pools_arg(render)
     render.add_argument("--launcher", choices=["trainjob", "pytorchjob"], default=None,
@@ -95,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "one, else trainjob)")
     render.set_defaults(module="job")
 
-    quotas = sub.add_parser("quotas", help="Kueue objects for the node-pool catalog")
+    quotas = sub.add_parser("quotas", parents=common,
+                            help="Kueue objects for the node-pool catalog")
     _pools_arg(quotas)
     quotas.add_argument("-o", "--output", default=None, metavar="DIR",
                         help="write one file per object kind here (default: print)")
@@ -105,24 +148,92 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_args(args: argparse.Namespace) -> None:
+    """Refuses values argparse cannot judge (paths of the wrong kind) before any work is done."""
+    if args.module == "plan":
+        from kfp_yolo.pipelines.config import check_detection_model
+
+        try:
+            check_detection_model(args.model)
+        except ValueError as exc:
+            raise UserError(f"--model {exc}.") from None
+    if args.module == "compile" and Path(args.output).is_dir():
+        raise UserError(f"-o {args.output}: is a folder; give a file name such as "
+                        f"{Path(args.output) / 'pipeline.yaml'}.")
+
+
+def _redact(text: str) -> str:
+    """text without the values of secret-looking environment variables or URL signatures."""
+    for name, value in os.environ.items():
+        if len(value) >= 6 and _SECRET_ENV.search(name):
+            text = text.replace(value, "***")
+    return re.sub(r"(X-Amz-(?:Signature|Credential|Security-Token)=)[^&\s'\"]+", r"\1***", text)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else ""
+    return line[:300] + ("..." if len(line) > 300 else "")
+
+
+def _os_error(exc: OSError) -> tuple[str, int]:
+    """A sentence and exit code for an OSError no command turned into a UserError itself."""
+    reason = exc.strerror or type(exc).__name__
+    where = f"{exc.filename}: " if exc.filename is not None else ""
+    if exc.errno in _FAULT_ERRNOS:
+        return f"{where}{reason}; free the resource (disk space, memory) and run again.", 1
+    if exc.filename is not None:
+        return f"{where}{reason}; check the path and its permissions.", 2
+    return f"{reason} ({type(exc).__name__}); run again, and with --debug if it persists.", 1
+
+
+def _report(exc: BaseException, debug: bool) -> int:
+    """Prints the one-sentence verdict for exc (after its traceback with debug); the exit code."""
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    if isinstance(exc, UserError | JobFailed | Fault):
+        # One line whatever the message holds (a quoted value may carry a newline).
+        sentence = " ".join(str(exc).split())
+        kind = "error" if isinstance(exc, UserError) else "failed"
+        print(f"kfp-yolo: {kind}: {sentence}", file=sys.stderr)
+        return exc.exit_code
+    if isinstance(exc, OSError):
+        sentence, code = _os_error(exc)
+        print(f"kfp-yolo: {'error' if code == 2 else 'failed'}: {_redact(sentence)}",
+              file=sys.stderr)
+        return code
+    if isinstance(exc, MemoryError):
+        print("kfp-yolo: failed: out of memory; use smaller inputs or a larger machine.",
+              file=sys.stderr)
+        return 1
+    hint = "" if debug else f"; rerun with --debug (or {DEBUG_ENV}=1) for the traceback"
+    print(f"kfp-yolo: failed: unexpected {type(exc).__name__}: "
+          f"{_redact(_first_line(exc))}{hint}.", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    """Runs one command; returns its exit code (0, 1, 2 or 130) and never raises."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = os.environ.get(DEBUG_ENV, "") not in ("", "0") or "--debug" in argv
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse exits 2 on usage errors already
-        return int(exc.code or 0)
-    try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:  # --help
+            return int(exc.code or 0)
+        _check_args(args)
         module = importlib.import_module(f"kfp_yolo.pipelines.cmd_{args.module}")
         return int(module.run(args) or 0)
-    except UserError as exc:
-        print(f"kfp-yolo: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except JobFailed as exc:
-        print(f"kfp-yolo: failed: {exc}", file=sys.stderr)
-        return exc.exit_code
     except KeyboardInterrupt:
         print("kfp-yolo: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of our stdout went away (`| head`): nothing more to say to anyone.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the one boundary that turns any failure into a sentence
+        return _report(exc, debug)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`kfp-yolo dataset check PATH|URI [--json]` and `kfp-yolo dataset synth DIR`."""
+"""`kfp-yolo dataset check PATH|URI [--json]` and `kfp-yolo dataset synth DIR [--replace]`."""
 
 from __future__ import annotations
 
@@ -31,10 +31,10 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from kfp_yolo.components.synth import SynthSpec, synthesize
+    from kfp_yolo.components.synth import SynthSpec, synthesize_into
 
-    data_yaml = synthesize(args.dir, SynthSpec(images=args.images, imgsz=args.imgsz,
-                                               seed=args.seed))
+    spec = SynthSpec(images=args.images, imgsz=args.imgsz, seed=args.seed)
+    data_yaml = synthesize_into(args.dir, spec, replace=args.replace)
     print(f"wrote {args.images} synthetic images ({args.imgsz}px, seed {args.seed}) to "
           f"{args.dir}; names and splits in {data_yaml}")
     return 0

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.pools import load_pools
 from kfp_yolo.components.quotas import render_quotas
 
@@ -39,6 +40,14 @@ def _kustomization(files: list[str]) -> str:
     return HEADER + yaml.safe_dump(body, sort_keys=False)
 
 
+def _write(path: Path, text: str) -> None:
+    """Writes text to path under a temporary name first, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    partial.replace(path)
+
+
 def write_quotas(objects: list[dict], directory: Path) -> list[Path]:
     """Writes one file per kind plus kustomizations; returns the files written."""
     by_file: dict[str, list[dict]] = {}
@@ -47,8 +56,7 @@ def write_quotas(objects: list[dict], directory: Path) -> list[Path]:
     written = []
     for name, docs in by_file.items():
         path = directory / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(HEADER + _dump(docs))
+        _write(path, HEADER + _dump(docs))
         written.append(path)
     top = [name for name in by_file if "/" not in name]
     groups = {directory: top}
@@ -58,7 +66,7 @@ def write_quotas(objects: list[dict], directory: Path) -> list[Path]:
             groups.setdefault(directory / sub, []).append(file)
     for folder, files in groups.items():
         path = folder / "kustomization.yaml"
-        path.write_text(_kustomization(files))
+        _write(path, _kustomization(files))
         written.append(path)
     return written
 
@@ -69,6 +77,11 @@ def run(args: argparse.Namespace) -> int:
     if args.output is None:
         sys.stdout.write(HEADER + _dump(objects))
         return 0
+    blocking = [path for path in (Path(args.output), Path(args.output) / "without-kueue")
+                if path.exists() and not path.is_dir()]
+    if blocking:
+        raise UserError(f"-o {args.output}: {blocking[0]} is a file where a folder goes; give "
+                        "another folder or move the file.")
     for path in write_quotas(objects, Path(args.output)):
         print(path)
     return 0

@@ -1,22 +1,96 @@
-"""`kfp-yolo run`: the whole DAG on this machine with kfp.local's SubprocessRunner."""
+"""`kfp-yolo run`: the whole DAG on this machine with kfp.local's SubprocessRunner.
+
+kfp.local prints every step's full output (its executor input, its logs, a traceback when it
+fails). That goes to WORKDIR/run.log; the terminal gets one line per step, the summary, and
+the failed step's own sentence as the last line (--verbose prints the log here too).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
+import re
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
+from urllib.parse import urlparse
 
-from kfp_yolo.components.errors import JobFailed
+from kfp_yolo.components.errors import JobFailed, UserError
 from kfp_yolo.pipelines.config import RunConfig, load_config
-from kfp_yolo.pipelines.summary import collect_summary, format_summary
+from kfp_yolo.pipelines.summary import collect_summary, format_summary, step_failure
 
-__all__ = ["run", "run_local"]
+__all__ = ["LOG_NAME", "run", "run_local"]
+
+LOG_NAME = "run.log"
+"""The steps' output, under the work folder; each run appends to it."""
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_STARTED = re.compile(r"Executing task '([^']+)'")
+_ENDED = re.compile(r"Task '([^']+)' finished with status (\w+)")
 
 
-def run_local(cfg: RunConfig, workdir: str | Path) -> dict:
+class _StepLog(io.TextIOBase):
+    """Where kfp.local's output goes: the log file, plus one line per step on the terminal."""
+
+    def __init__(self, log: TextIO, terminal: TextIO, *, verbose: bool) -> None:
+        self._log, self._terminal, self._verbose = log, terminal, verbose
+        self._pending = ""
+        self._started: dict[str, float] = {}
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._log.write(text)
+        self._log.flush()  # `tail -f run.log` follows a long step
+        if self._verbose:
+            self._terminal.write(text)
+            return len(text)
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            self._progress(_ANSI.sub("", line))
+        return len(text)
+
+    def _progress(self, line: str) -> None:
+        if match := _STARTED.search(line):
+            self._started[match.group(1)] = time.monotonic()
+            print(f"kfp-yolo: {match.group(1)} ...", file=self._terminal, flush=True)
+        elif match := _ENDED.search(line):
+            task, state = match.groups()
+            took = time.monotonic() - self._started.get(task, time.monotonic())
+            verdict = {"SUCCESS": "succeeded", "FAILURE": "failed"}.get(state, state.lower())
+            print(f"kfp-yolo: {task} {verdict} ({took:.0f} s)", file=self._terminal, flush=True)
+
+
+@contextlib.contextmanager
+def _steps_logged(log_path: Path, *, verbose: bool) -> Iterator[None]:
+    """Sends what kfp.local prints (stdout, its logging, the steps' output) to log_path."""
+    terminal = sys.stderr
+    with open(log_path, "a", encoding="utf-8", errors="replace") as log:
+        log.write(f"\n===== kfp-yolo run, {time.strftime('%Y-%m-%d %H:%M:%S')} =====\n")
+        sink = _StepLog(log, terminal, verbose=verbose)
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            yield
+
+
+def _check_workdir(cfg: RunConfig, workdir: Path) -> None:
+    """Refuses a work folder inside a local dataset: preparing would copy it into itself."""
+    parsed = urlparse(cfg.dataset_uri)
+    if parsed.scheme not in ("", "file"):
+        return
+    source = Path(parsed.path if parsed.scheme == "file" else cfg.dataset_uri).expanduser()
+    if source.is_dir() and workdir.resolve().is_relative_to(source.resolve()):
+        raise UserError(f"the work folder {workdir} is inside the dataset folder {source}, which "
+                        "would copy the dataset into itself; give --workdir a folder outside "
+                        "the dataset.")
+
+
+def run_local(cfg: RunConfig, workdir: str | Path, *, verbose: bool = False) -> dict:
     """Runs the DAG for cfg under workdir; returns the summary (also written to summary.json)."""
     from kfp import local
 
@@ -24,6 +98,7 @@ def run_local(cfg: RunConfig, workdir: str | Path) -> dict:
     from kfp_yolo.pipelines.training import build_pipeline
 
     workdir = Path(workdir).resolve()
+    _check_workdir(cfg, workdir)
     pipeline_root = workdir / "pipeline_root"
     pipeline_root.mkdir(parents=True, exist_ok=True)
     # Every step runs in a subprocess of this environment and inherits these settings.
@@ -31,15 +106,25 @@ def run_local(cfg: RunConfig, workdir: str | Path) -> dict:
     if not cfg.checkpoint_uri:
         cfg = cfg.model_copy(update={"checkpoint_uri": str(workdir / "checkpoints")})
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
-               raise_on_error=False)
+    log_path = workdir / LOG_NAME
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    print(f"kfp-yolo: running the DAG; the steps' logs go to {log_path}", file=sys.stderr)
     before = set(pipeline_root.iterdir())
     started = time.monotonic()
-    build_pipeline(cfg)()
+    with _steps_logged(log_path, verbose=verbose):
+        local.init(runner=local.SubprocessRunner(use_venv=False),
+                   pipeline_root=str(pipeline_root), raise_on_error=False)
+        build_pipeline(cfg)()
     elapsed = time.monotonic() - started
+    with open(log_path, encoding="utf-8", errors="replace") as log:
+        log.seek(offset)
+        failure = step_failure(log.read())
     runs = sorted(set(pipeline_root.iterdir()) - before, key=lambda p: p.stat().st_mtime)
     run_dir = runs[-1] if runs else None
-    summary = collect_summary(run_dir, cfg, elapsed_s=elapsed)
+    summary = collect_summary(run_dir, cfg, elapsed_s=elapsed, failure=failure)
+    summary["log"] = str(log_path)
+    summary["failure"] = ({"step": failure.task, "message": failure.message,
+                           "exit_code": failure.exit_code} if failure is not None else None)
     partial = workdir / ".summary.json.partial"
     partial.write_text(json.dumps(summary, indent=2))
     partial.replace(workdir / "summary.json")
@@ -48,9 +133,12 @@ def run_local(cfg: RunConfig, workdir: str | Path) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
-    summary = run_local(cfg, args.workdir)
+    summary = run_local(cfg, args.workdir, verbose=args.verbose)
     print(format_summary(summary), file=sys.stderr)
     print(f"summary: {Path(args.workdir).resolve() / 'summary.json'}", file=sys.stderr)
-    if summary["status"] != "succeeded":
-        raise JobFailed(summary["reason"])
-    return 0
+    if summary["status"] == "succeeded":
+        return 0
+    failure = summary["failure"]
+    if failure is not None and failure["exit_code"] == 2:
+        raise UserError(failure["message"])  # a step refused its input: its sentence is the verdict
+    raise JobFailed(f"{summary['reason'].rstrip('.')}; its log is {summary['log']}.")

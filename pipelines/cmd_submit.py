@@ -26,19 +26,24 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from kfp.client.token_credentials_base import TokenCredentialsBase
 
-from kfp_yolo.components.errors import JobFailed, UserError
+from kfp_yolo.components.errors import Fault, JobFailed, UserError
 from kfp_yolo.pipelines.config import RunConfig, load_config
 
 if TYPE_CHECKING:
     import kfp
 
-__all__ = ["TokenSource", "config_digest", "run", "run_name"]
+__all__ = ["TokenSource", "check_api", "config_digest", "run", "run_name"]
 
 ENDPOINT_ENV = "KF_PIPELINES_ENDPOINT"
 SA_TOKEN_PATH_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
 TOKEN_ENV = "KF_PIPELINES_TOKEN"
 POLL_S = 10.0
 """Seconds between polls of a followed run."""
+PROBE_TIMEOUT_S = 15.0
+"""Seconds the first request (is this the KFP API?) may take."""
+HEALTHZ = "/apis/v2beta1/healthz"
+FOLLOW_MISSES = 6
+"""Failed polls in a row after which --wait gives up (the run goes on on the cluster)."""
 FINAL_STATES = {"SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"}
 T = TypeVar("T")
 
@@ -83,6 +88,9 @@ class TokenSource(TokenCredentialsBase):
             except OSError as exc:
                 raise UserError(f"cannot read the API token from {self.origin} "
                                 f"({exc.strerror}); fix the path or mount the token.") from None
+            except UnicodeDecodeError:
+                raise UserError(f"the API token from {self.origin} is not text; write the token "
+                                "there.") from None
         else:
             token = self._environ.get(self._env_var or "", "").strip()
         if not token:
@@ -124,6 +132,68 @@ def _resolve_host(host: str | None) -> str:
     return host.rstrip("/")
 
 
+def _describe(status: int, content_type: str, body: bytes) -> str:
+    """What answered, in words, when it was not the KFP API."""
+    head = body.lstrip()[:200].lower()
+    if "html" in content_type or head.startswith((b"<!doctype", b"<html", b"<")):
+        return f"an HTML page (HTTP {status}; a login page or an auth proxy?)"
+    try:
+        json.loads(body)
+        return f"JSON that is not a KFP health answer (HTTP {status})"
+    except ValueError:
+        return f"HTTP {status} with a {content_type or 'non-JSON'} body"
+
+
+def check_api(host: str, source: TokenSource | None) -> None:
+    """Refuses a host that does not answer GET /apis/v2beta1/healthz as the KFP API does.
+
+    kfp.Client turns any 200 into empty objects, so a login page in front of KFP would read as
+    "submitted run ...: None"; one plain request first says what really answered.
+    """
+    import urllib3
+
+    try:
+        import certifi
+
+        pool = urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=certifi.where())
+    except ImportError:
+        pool = urllib3.PoolManager()
+    url = host + HEALTHZ
+    fix = f"check --host or {ENDPOINT_ENV} (the KFP API URL, e.g. http://localhost:8080)"
+    scrub = source.scrub if source is not None else (lambda text: text)
+    for attempt in (1, 2):
+        headers = {"Accept": "application/json"}
+        if source is not None:
+            headers["Authorization"] = f"Bearer {source.read()}"
+        try:
+            response = pool.request("GET", url, headers=headers, retries=urllib3.Retry(
+                total=None, connect=0, read=0, redirect=5, status=0),
+                timeout=urllib3.Timeout(connect=5.0, read=PROBE_TIMEOUT_S))
+        except urllib3.exceptions.HTTPError as exc:
+            reason = getattr(exc, "reason", None) or exc
+            raise UserError(scrub(f"cannot reach the KFP API at {host} ({type(reason).__name__}"
+                                  f"); {fix}.")) from None
+        status = response.status
+        if status == 401 and attempt == 1 and source is not None:
+            continue  # the token may have rotated: the retry reads it again
+        if status in (401, 403):
+            raise UserError(scrub(_Api.refusal(host, source, "check the API", status)))
+        if status >= 500:
+            raise Fault(f"the KFP API at {host} answered HTTP {status} to {HEALTHZ}; it is "
+                        "failing, try again later.")
+        content_type = response.headers.get("Content-Type", "")
+        try:
+            answer = json.loads(response.data) if status == 200 else None
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            where = getattr(response, "url", None) or url
+            raise UserError(scrub(f"{host} does not speak the KFP API: GET {where} answered "
+                                  f"{_describe(status, content_type, response.data)}; {fix}."))
+        return
+    raise AssertionError("unreachable")
+
+
 class _Api:
     """kfp.Client calls with one retry after a 401 and errors turned into clean sentences."""
 
@@ -131,6 +201,7 @@ class _Api:
         import kfp
 
         self.host, self.source = host, source
+        self.reached = False
         with warnings.catch_warnings():  # kfp warns on every construction that it needs KFP v2
             warnings.simplefilter("ignore", FutureWarning)
             # An explicit namespace also skips kfp's healthz probe (5 tries, 5 s apart) in
@@ -144,27 +215,45 @@ class _Api:
 
         for attempt in (1, 2):
             try:
-                return method(*args, **kwargs)
+                result = method(*args, **kwargs)
+                self.reached = True
+                return result
             except kfp_server_api.ApiException as exc:
                 if exc.status == 401 and attempt == 1 and self.source is not None:
                     continue  # the token may have rotated: the retry reads it again
+                if exc.status and exc.status >= 500:
+                    raise Fault(self._scrub(self._api_error(what, exc).rstrip(".")
+                                            + "; try again later.")) from None
                 raise UserError(self._scrub(self._api_error(what, exc))) from None
+            except kfp_server_api.OpenApiException as exc:  # an answer of the wrong shape
+                raise UserError(self._scrub(
+                    f"the KFP API at {self.host} gave an answer of the wrong shape to {what} "
+                    f"({type(exc).__name__}); check --host or {ENDPOINT_ENV}.")) from None
             except HTTPError as exc:
+                if self.reached:  # it answered before: a dropped connection is not the input
+                    raise Fault(self._scrub(
+                        f"lost the KFP API at {self.host} while trying to {what} "
+                        f"({type(exc).__name__}); try again later.")) from None
                 raise UserError(self._scrub(
                     f"cannot reach the KFP API at {self.host} to {what} "
                     f"({type(exc).__name__}); check --host or {ENDPOINT_ENV}.")) from None
         raise AssertionError("unreachable")
 
-    def _api_error(self, what: str, exc: Any) -> str:
+    @staticmethod
+    def refusal(host: str, source: TokenSource | None, what: str, status: int) -> str:
+        """The sentence for a 401 or 403 answer."""
         fix = f"give a valid token with --token-file, {SA_TOKEN_PATH_ENV} or {TOKEN_ENV}"
-        if exc.status == 401 and self.source is None:
-            return f"the KFP API at {self.host} needs a token (HTTP 401) to {what}; {fix}."
-        if exc.status == 401:
-            return (f"the KFP API at {self.host} refused the token from {self.source.origin} "
+        if status == 401 and source is None:
+            return f"the KFP API at {host} needs a token (HTTP 401) to {what}; {fix}."
+        if status == 401:
+            return (f"the KFP API at {host} refused the token from {source.origin} "
                     f"(HTTP 401) to {what}, also after reading it again; {fix}.")
-        if exc.status == 403:
-            return (f"the KFP API at {self.host} denied the request to {what} (HTTP 403); give "
-                    "this identity access to the namespace.")
+        return (f"the KFP API at {host} denied the request to {what} (HTTP 403); give "
+                "this identity access to the namespace.")
+
+    def _api_error(self, what: str, exc: Any) -> str:
+        if exc.status in (401, 403):
+            return self.refusal(self.host, self.source, what, exc.status)
         try:  # KFP answers errors as {"error": ..., "message": ...}
             body = json.loads(exc.body or b"{}")
             message = str(body.get("message") or body.get("error") or "")[:300]
@@ -190,8 +279,17 @@ def _existing_run(api: _Api, experiment_id: str, name: str) -> Any | None:
 def _follow(api: _Api, run_id: str, timeout_s: float) -> str:
     """Polls the run until it ends; its final state."""
     deadline = time.monotonic() + timeout_s
+    misses = 0
     while True:
-        state = str(api.call("get the run", api.client.get_run, run_id).state or "")
+        try:
+            state = str(api.call("get the run", api.client.get_run, run_id).state or "")
+            misses = 0
+        except Fault:
+            misses += 1  # a restarting API server or a dropped port-forward: poll again
+            if misses >= FOLLOW_MISSES or time.monotonic() >= deadline:
+                raise
+            time.sleep(POLL_S)
+            continue
         if state in FINAL_STATES:
             return state
         if time.monotonic() >= deadline:
@@ -208,8 +306,9 @@ def run(args: argparse.Namespace) -> int:
     if source is not None:
         source.read()  # fail on a missing or empty token before talking to the server
     try:
+        check_api(host, source)
         return _submit(args, cfg, host, source)
-    except (UserError, JobFailed):
+    except (UserError, JobFailed, Fault):
         raise
     except Exception as exc:
         # Last line of defence: nothing on the way out may carry the token.
@@ -228,6 +327,9 @@ def _submit(args: argparse.Namespace, cfg: RunConfig, host: str,
     experiment = api.call(f"get or create the experiment {args.experiment!r}",
                           api.client.create_experiment, name=args.experiment,
                           namespace=cfg.namespace)
+    if not experiment.experiment_id:
+        raise UserError(f"the KFP API at {host} answered without an experiment id; check "
+                        f"--host or {ENDPOINT_ENV}.")
     existing = _existing_run(api, experiment.experiment_id, name)
     if existing is not None:
         run_id = existing.run_id
@@ -243,6 +345,9 @@ def _submit(args: argparse.Namespace, cfg: RunConfig, host: str,
                                # every step pod runs as this account; None = the namespace's
                                service_account=cfg.service_account or None)
         run_id = created.run_id
+        if not run_id:
+            raise UserError(f"the KFP API at {host} answered the new run without a run id; "
+                            f"nothing can be followed, check --host or {ENDPOINT_ENV}.")
         print(f"submitted run {name}: {run_id}")
     if not args.wait:
         return 0

@@ -5,9 +5,11 @@ Validated once at the edge (CLI, file, UI parameters) and passed down as a froze
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlparse
 
 import yaml
 from pydantic import (
@@ -21,10 +23,12 @@ from pydantic import (
 )
 
 from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.pools import is_dns_label
 from kfp_yolo.components.quotas import PRIORITY_CLASSES
 from kfp_yolo.components.spec import OPTIMIZERS, PRECISIONS, check_batch_shape
 
-__all__ = ["RunConfig", "load_config", "parse_overrides", "parameter_specs"]
+__all__ = ["RunConfig", "check_detection_model", "check_uri", "load_config", "parse_overrides",
+           "parameter_specs"]
 
 Precision = Literal[PRECISIONS]
 Optimizer = Literal[OPTIMIZERS]
@@ -36,12 +40,46 @@ _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
 _K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$")
 _CPU = re.compile(r"^([0-9]+m|[0-9]+(\.[0-9]{1,3})?)$")
 _MEMORY = re.compile(r"^[0-9]+(Ki|Mi|Gi|Ti|Pi|Ei|M|G|T|P|E)?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+# ultralytics tells a model's task by these suffixes of its YAML or checkpoint name.
+_OTHER_TASKS = {"cls": "classification", "seg": "segmentation", "pose": "pose",
+                "obb": "oriented-box"}
+_STORE_SCHEMES = ("s3", "minio", "file")
+_URI_FORMS = "s3://BUCKET/PREFIX, minio://BUCKET/PREFIX, file:///PATH or a path"
+
+
+def check_uri(value: str, *, synthetic: bool = False) -> None:
+    """Refuses a URI whose scheme no step can read or write; ValueError says which and why."""
+    parsed = urlparse(value)
+    forms = _URI_FORMS + (" or synthetic://shapes" if synthetic else "")
+    drive = len(parsed.scheme) == 1 and value[1:3] in (":\\", ":/")  # C:\data parses as a scheme
+    if "\0" in value:
+        raise ValueError("contains a NUL character")
+    if parsed.scheme in ("", *(("synthetic",) if synthetic else ())) or drive:
+        if parsed.scheme == "synthetic":
+            from kfp_yolo.components.synth import synthetic_spec
+
+            synthetic_spec(value)  # raises UserError, turned into a ValueError by the caller
+        return
+    if parsed.scheme not in _STORE_SCHEMES:
+        raise ValueError(f"unsupported scheme {parsed.scheme!r}; use {forms}")
+    if parsed.scheme == "file" and (parsed.netloc not in ("", "localhost") or not parsed.path):
+        raise ValueError("a file URI is file:///ABSOLUTE/PATH (three slashes)")
+    if parsed.scheme != "file" and not parsed.netloc:
+        raise ValueError(f"no bucket; write {parsed.scheme}://BUCKET/PREFIX")
+
+
+def check_detection_model(value: str) -> None:
+    """Refuses a model of another task (yolov8n-cls.yaml): kfp-yolo trains detectors."""
+    stem = Path(value).stem.lower()
+    for suffix, task in _OTHER_TASKS.items():
+        if re.search(rf"-{suffix}(\b|$)", stem):
+            raise ValueError(f"{value!r} is a {task} model, and kfp-yolo trains object detectors; "
+                             f"use a detection model such as {stem.split('-' + suffix)[0]}.yaml")
 
 
 class RunConfig(BaseModel):
     """Everything one training run needs; each field is a pipeline parameter of the same name."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
     name: str = Field("demo", description="Run name: lower-case letters, digits and '-'; "
                       "names the model in the registry and the PyTorchJob.")
@@ -60,7 +98,7 @@ class RunConfig(BaseModel):
                                  "choice by run length).")
     lr0: float = Field(0.004, gt=0, le=1, description="Initial learning rate (ignored by auto); "
                        "the default suits AdamW from scratch, use 0.01 for SGD.")
-    seed: int = Field(0, ge=0, description="Seed for the split and training.")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed for the split and training.")
     val_fraction: float = Field(0.2, gt=0, lt=1, description="Share of images held out for "
                                 "validation when the dataset has no val split.")
     workers: int = Field(2, ge=0, le=64, description="Dataloader workers per training process.")
@@ -104,6 +142,57 @@ class RunConfig(BaseModel):
                                "once started (activeDeadlineSeconds), in seconds.")
     queue_timeout_s: int = Field(0, ge=0, description="Longest wait for Kueue to admit the "
                                  "training job, in seconds; 0 = as long as the queue takes.")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
+                              allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _booleans_are_not_numbers(cls, value: Any, info: Any) -> Any:
+        annotation = cls.model_fields[info.field_name].annotation
+        if isinstance(value, bool) and annotation in (int, float):
+            raise ValueError(f"{value} is a boolean; give a number")
+        if annotation is bool and not isinstance(value, bool):
+            raise ValueError("give true or false")
+        if isinstance(value, float) and annotation in (int, float) and not math.isfinite(value):
+            raise ValueError("give a finite number")
+        return value
+
+    @field_validator("dataset_uri")
+    @classmethod
+    def _dataset_uri_scheme(cls, value: str) -> str:
+        if not value:
+            raise ValueError(f"give the dataset: {_URI_FORMS} or synthetic://shapes")
+        return _uri(value, synthetic=True)
+
+    @field_validator("checkpoint_uri", "registry_uri")
+    @classmethod
+    def _store_uri_scheme(cls, value: str) -> str:
+        return _uri(value) if value else value
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_is_dns_label(cls, value: str) -> str:
+        if not is_dns_label(value):
+            raise ValueError("not a valid Kubernetes name; a namespace is 1-63 lower-case "
+                             "letters, digits or '-', starting and ending with a letter or digit")
+        return value
+
+    @field_validator("queue", "storage_secret")
+    @classmethod
+    def _object_name(cls, value: str, info: Any) -> str:
+        if (value or info.field_name == "storage_secret") and not _DNS_SUBDOMAIN.match(value):
+            raise ValueError("not a valid Kubernetes name; use lower-case letters, digits, '-' "
+                             "and '.', starting and ending with a letter or digit")
+        return value
+
+    @field_validator("image")
+    @classmethod
+    def _image_is_a_reference(cls, value: str) -> str:
+        if not value or any(c.isspace() for c in value):
+            raise ValueError("give a container image reference such as "
+                             "ghcr.io/kfp-yolo/kfp-yolo:0.1.0")
+        return value
 
     @field_validator("name")
     @classmethod
@@ -167,6 +256,7 @@ class RunConfig(BaseModel):
     def _model_is_yaml_or_pt(cls, value: str) -> str:
         if not value.endswith((".yaml", ".yml", ".pt")):
             raise ValueError("must be a model YAML such as yolov5l.yaml or a .pt checkpoint")
+        check_detection_model(value)
         return value
 
     @model_validator(mode="after")
@@ -184,6 +274,14 @@ class RunConfig(BaseModel):
         return self.nodes * self.procs_per_node
 
 
+def _uri(value: str, *, synthetic: bool = False) -> str:
+    try:
+        check_uri(value, synthetic=synthetic)
+    except UserError as exc:  # the synthetic:// parser's sentence, without its own URI prefix
+        raise ValueError(str(exc).split(": ", 1)[-1].rstrip(".")) from None
+    return value
+
+
 def parameter_specs() -> list[tuple[str, type, Any, str]]:
     """(name, python type, default, description) of every pipeline parameter, in order."""
     specs = []
@@ -199,10 +297,11 @@ def _format_error(err: ValidationError, source: str) -> str:
     if first["type"] == "extra_forbidden":
         known = ", ".join(RunConfig.model_fields)
         return f"{source}: unknown key {key!r}; known keys are: {known}."
-    value = first.get("input")
+    value = repr(first.get("input"))
+    value = value if len(value) <= 80 else value[:77] + "..."
     message = first["msg"].removeprefix("Value error, ")
     if first["loc"]:
-        return f"{source}: {key}={value!r} is invalid: {message}."
+        return f"{source}: {key}={value} is invalid: {message}."
     return f"{source}: {message}."
 
 
@@ -230,24 +329,35 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     values: dict[str, Any] = {}
     source = "built-in defaults"
     if path is not None:
+        if not str(path).strip():
+            raise UserError("--config is empty; give the config file's path.")
         path = Path(path)
         source = str(path)
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8-sig")
         except OSError as exc:
             raise UserError(f"{path}: cannot read the config file ({exc.strerror}).") from None
+        except UnicodeDecodeError as exc:
+            line = path.read_bytes()[:exc.start].count(b"\n") + 1
+            raise UserError(f"{path}: line {line} is not UTF-8 text; save the config file as "
+                            "UTF-8.") from None
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark else ""
-            raise UserError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)}); "
-                            "fix the syntax.") from None
+            problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or exc
+            raise UserError(f"{path}:{where} is not valid YAML ({' '.join(str(problem).split())})"
+                            "; fix the syntax.") from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
             raise UserError(f"{path}: a config file must be a mapping of KEY: VALUE, "
                             f"got {type(loaded).__name__}.")
+        for key in loaded:
+            if not isinstance(key, str):
+                raise UserError(f"{path}: key {key!r} is not a name; keys are the names of "
+                                f"config settings, e.g. epochs: 3.")
         values.update(loaded)
     set_values = parse_overrides(overrides or [])
     values.update(set_values)
@@ -263,7 +373,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def _locate_key(path: Path, key: str) -> str:
     """'file:LINE' of a top-level key in a YAML file, or just the file when it is not found."""
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         if re.match(rf"^{re.escape(key)}\s*:", line):
             return f"{path}:{number}"
     return str(path)

@@ -1,13 +1,21 @@
-"""The end-of-run summary of a local DAG run, read from each task's executor_output.json."""
+"""The end-of-run summary of a local DAG run, read from each task's executor_output.json.
+
+A failed step leaves no executor output; why it failed is the last exception line of its log,
+which `step_failure` finds in kfp.local's output (the step's traceback is in that log only).
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
+from kfp_yolo.components.errors import JobFailed, UserError
 from kfp_yolo.pipelines.config import RunConfig
 
-__all__ = ["TASKS", "collect_summary", "format_summary"]
+__all__ = ["TASKS", "StepFailure", "collect_summary", "format_summary", "step_failure"]
 
 # Task folder names kfp.local uses (the component function names, dashed), in DAG order.
 TASKS = {
@@ -19,6 +27,68 @@ TASKS = {
     "tensorrt": "build-tensorrt-component",
     "publish": "publish-component",
 }
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_FAILED_TASK = re.compile(r"Task '([^']+)' finished with status FAILURE")
+_EXCEPTION = re.compile(r"^(?P<indent>\s*)(?P<cls>(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*): (?P<msg>.+)$")
+
+
+@dataclass(frozen=True)
+class StepFailure:
+    """Why a step of a local run failed, as its log tells."""
+
+    task: str
+    """kfp.local's task name, e.g. prepare-dataset-component."""
+    message: str
+    """The step's one sentence (its exception's message), or what is known without one."""
+    exit_code: int
+    """2 when the step refused bad input (a UserError), else 1."""
+
+
+def _exit_code(cls_path: str) -> int | None:
+    """2 for a UserError (or subclass), 1 for JobFailed, None for anything else or unknown."""
+    module, _, name = cls_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name) if module else None
+    except (ImportError, AttributeError, ValueError):
+        cls = None
+    if not isinstance(cls, type):
+        return {"UserError": 2, "JobFailed": 1}.get(name)
+    if issubclass(cls, UserError):
+        return 2
+    return 1 if issubclass(cls, JobFailed) else None
+
+
+def step_failure(log: str) -> StepFailure | None:
+    """The task that failed in kfp.local's output and the last exception line of its log."""
+    lines = [_ANSI.sub("", line) for line in log.splitlines()]
+    failed = [m.group(1) for line in lines if (m := _FAILED_TASK.search(line))]
+    if not failed:
+        return None
+    task = failed[-1]
+    end = max(i for i, line in enumerate(lines) if _FAILED_TASK.search(line))
+    start = max((i for i, line in enumerate(lines[:end]) if f"Executing task '{task}'" in line),
+                default=0)
+    segment = lines[start:end]
+    tracebacks = [i for i, line in enumerate(segment) if line.strip() == "Traceback (most "
+                  "recent call last):"]
+    if not tracebacks:
+        return StepFailure(task, "it ended without an error message (killed, or out of "
+                                 "memory?)", 1)
+    indent = len(segment[tracebacks[-1]]) - len(segment[tracebacks[-1]].lstrip())
+    found = None
+    for line in segment[tracebacks[-1] + 1:]:
+        match = _EXCEPTION.match(line)
+        if match and len(match.group("indent")) == indent:
+            found = match
+    if found is None:
+        return StepFailure(task, "it ended in a traceback without a message", 1)
+    code = _exit_code(found.group("cls"))
+    if code is None:  # not one of ours: name the exception, it is a fault or a bug
+        cls = found.group("cls").rpartition(".")[2]
+        return StepFailure(task, f"{cls}: {found.group('msg').strip()}", 1)
+    return StepFailure(task, found.group("msg").strip(), code)
 
 
 def _executor_output(run_dir: Path | None, task: str) -> dict | None:
@@ -39,8 +109,12 @@ def _params(output: dict | None) -> dict:
     return (output or {}).get("parameterValues", {})
 
 
-def collect_summary(run_dir: Path | None, cfg: RunConfig, *, elapsed_s: float) -> dict:
-    """status, reason, per-step status, metrics, gate, artifact paths, parity, tensorrt."""
+def collect_summary(run_dir: Path | None, cfg: RunConfig, *, elapsed_s: float,
+                    failure: StepFailure | None = None) -> dict:
+    """status, reason, per-step status, metrics, gate, artifact paths, parity, tensorrt.
+
+    failure: what the run's log says about a failed step (step_failure), for the reason.
+    """
     outputs = {task: _executor_output(run_dir, task) for task in TASKS}
     steps = {task: ("succeeded" if out is not None else "not run") for task, out in outputs.items()}
     metrics = _artifact(outputs["evaluate"], "metrics").get("metadata", {})
@@ -56,10 +130,15 @@ def collect_summary(run_dir: Path | None, cfg: RunConfig, *, elapsed_s: float) -
         status = "failed"
         verdict = _artifact(outputs["evaluate"], "report").get("metadata", {}).get("verdict")
         reason = f"quality gate not met: {verdict}"
-    elif failed is not None:
-        steps[failed] = "failed"
+    elif failure is not None or failed is not None:
+        by_task = {name: task for task, name in TASKS.items()}
+        failed = by_task.get(failure.task, failed) if failure is not None else failed
+        if failed is not None:
+            steps[failed] = "failed"
         status = "failed"
-        reason = f"step {TASKS[failed]!r} failed; its log is above"
+        name = failure.task if failure is not None else TASKS[failed]
+        reason = (f"step {name!r} failed: {failure.message}" if failure is not None
+                  else f"step {name!r} failed")
     else:
         status, reason = "succeeded", ""
     if trt.get("status") == "skipped":

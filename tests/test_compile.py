@@ -223,5 +223,5 @@ def test_a_bad_catalog_fails_the_compile(tmp_path, capsys):
     pools = tmp_path / "pools.yaml"
     pools.write_text("pools:\n  - name: x\n    gpu_memory_mib: 8192\n")
     assert main(["compile", "-o", str(tmp_path / "p.yaml"), "--pools", str(pools)]) == 2
-    assert f"{pools}: pool #1 is incomplete" in capsys.readouterr().err
+    assert f"{pools}:2: pool #1 lacks" in capsys.readouterr().err
     assert not (tmp_path / "p.yaml").exists()

@@ -1,5 +1,6 @@
 """Config: one typed set of keys from a file, --set, and the pipeline's parameters."""
 
+import re
 import subprocess
 import sys
 
@@ -185,3 +186,56 @@ def test_cluster_examples_let_the_cluster_choose_the_launcher():
         cfg = load_config(path)
         assert cfg.launcher == "auto", path
         assert cfg.service_account and cfg.workload_priority_class, path
+@pytest.mark.parametrize("override, fragment", [
+    ("epochs=true", "epochs=True is invalid: True is a boolean; give a number"),
+    ("lr0=false", "lr0=False is invalid: False is a boolean"),
+    ("onnx_dynamic=1", "onnx_dynamic=1 is invalid: give true or false"),
+    ("onnx_tolerance=.inf", "onnx_tolerance=inf is invalid: give a finite number"),
+    ("onnx_tolerance=.nan", "onnx_tolerance=nan is invalid: give a finite number"),
+    ("registry_uri=https://models.example.com/reg", "unsupported scheme 'https'"),
+    ("checkpoint_uri=gs://bucket/ckpt", "unsupported scheme 'gs'"),
+    ("dataset_uri=ftp://host/data", "unsupported scheme 'ftp'"),
+    ("registry_uri=s3:///no-bucket", "no bucket; write s3://BUCKET/PREFIX"),
+    ("dataset_uri=file://relative/path", "a file URI is file:///ABSOLUTE/PATH"),
+    ("dataset_uri=synthetic://shapes?images=0", "images=0 is out of range"),
+    ("namespace=Bad_NS!", "namespace='Bad_NS!' is invalid: not a valid Kubernetes name; a "
+                          "namespace is 1-63 lower-case"),
+    ("queue=Team Queue", "queue='Team Queue' is invalid: not a valid Kubernetes name"),
+    ("model=yolov8n-cls.yaml", "is a classification model, and kfp-yolo trains object "
+                               "detectors; use a detection model such as yolov8n.yaml"),
+    ("model=yolo11s-seg.pt", "is a segmentation model"),
+])
+def test_values_of_the_wrong_kind_are_refused(override, fragment):
+    with pytest.raises(UserError, match=re.escape(fragment)):
+        load_config(None, [override])
+
+
+@pytest.mark.parametrize("value", ["s3://bucket/reg", "minio://bucket", "file:///srv/reg",
+                                   "/srv/reg", "relative/reg", ""])
+def test_every_store_uri_form_is_accepted(value):
+    assert load_config(None, [f"registry_uri={value}"]).registry_uri == value
+
+
+def test_config_key_that_is_not_a_string(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("epochs: 3\n1: 4\n")
+    with pytest.raises(UserError, match=re.escape(f"{path}: key 1 is not a name")):
+        load_config(path)
+
+
+def test_config_file_that_is_not_utf8(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_bytes(b"epochs: 3\nname: caf\xe9\n")
+    with pytest.raises(UserError, match=re.escape(f"{path}: line 2 is not UTF-8 text")):
+        load_config(path)
+
+
+def test_bad_value_in_file_names_its_line_and_truncates_long_values(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("epochs: 3\nonnx_tolerance: .inf\n")
+    with pytest.raises(UserError, match=re.escape(f"{path}:2: onnx_tolerance=inf is invalid")):
+        load_config(path)
+    path.write_text(f"epochs: [{', '.join(['1'] * 200)}]\n")
+    with pytest.raises(UserError) as err:
+        load_config(path)
+    assert len(str(err.value)) < len(str(path)) + 150 and "1, 1..." in str(err.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -110,7 +111,53 @@ def _no_names_anywhere(root: Path) -> None:
     (root / "data.yaml").unlink()
 
 
+def _link_loop(root: Path) -> None:
+    (root / "images" / "train" / "loop").symlink_to("..")
+
+
+def _broken_link(root: Path) -> None:
+    (root / "images" / "train" / "gone.png").symlink_to(root / "nowhere.png")
+
+
+def _labels_under_images(root: Path) -> None:
+    """Every label file beside its image under images/, where ultralytics never looks."""
+    for label in sorted((root / "labels").rglob("*.txt")):
+        label.rename(root / "images" / label.parent.name / label.name)
+    shutil.rmtree(root / "labels")
+
+
+def _copy_of_train_in_val(root: Path) -> None:
+    source = root / "images" / "train" / "shape_00004.png"
+    (root / "images" / "val" / "copy.png").write_bytes(source.read_bytes())
+
+
+def _train_folder_as_val(root: Path) -> None:
+    _yaml(train="images/train", val="images/train")(root)
+
+
 BAD_INPUTS = {
+    "symlink loop": (_link_loop, "images/train/loop: symbolic link loop"),
+    "broken symlink": (_broken_link, "images/train/gone.png: broken symbolic link"),
+    "labels under images": (
+        _labels_under_images,
+        "the dataset has no boxes: its 8 .txt files sit among the images (e.g. "
+        "images/train/shape_00002.txt), where ultralytics does not read labels; labels go in "
+        "labels/ mirroring images/"),
+    "same bytes in train and val": (
+        _copy_of_train_in_val,
+        "images/train/shape_00004.png (train) and images/val/copy.png (val) are the same image"),
+    "same folder for train and val": (
+        _train_folder_as_val, "images/train/shape_00002.png is in both train and val"),
+    "duplicate names": (_yaml(names=["circle", "square", "circle"]),
+                        "data.yaml: classes 0 and 2 are both named 'circle'"),
+    "empty name": (_yaml(names=["circle", " ", "triangle"]),
+                   "data.yaml: names: class 1 is ' '; every class needs a name"),
+    "name that is a list": (_yaml(names=["circle", ["a"], "triangle"]),
+                            "data.yaml: names: class 1 is ['a']"),
+    "NUL in a folder name": (_yaml(train="images/\0train"),
+                             "data.yaml: train: 'images/\\x00train' is not a folder"),
+    "overlapping train folders": (_yaml(train=["images/train", "images/train"]),
+                                  "data.yaml: train: lists folders that overlap"),
     "corrupt image": (_corrupt_png, "images/train/shape_00003.png: corrupt or truncated image"),
     "truncated jpeg": (_truncated_jpeg, "images/train/photo.jpg: corrupt or truncated image"),
     "not an image": (_not_an_image, "images/train/fake.jpg: not an image Pillow can read"),
@@ -155,7 +202,7 @@ def test_bad_input_names_the_file_and_leaves_the_source_alone(tmp_path, case):
     with pytest.raises(UserError) as info:
         check_dataset(str(root))
     assert expected in str(info.value)
-    with pytest.raises(UserError, match=expected.split(":")[0].replace(".", r"\.")):
+    with pytest.raises(UserError, match=re.escape(expected.split(":")[0])):
         prepare_dataset(str(root), tmp_path / "out")
     assert not (tmp_path / "out" / "data.yaml").exists()
     assert not (tmp_path / "out" / ".source").exists()
@@ -176,6 +223,40 @@ def test_unknown_scheme(tmp_path):
         check_dataset("gs://bucket/data")
     with pytest.raises(UserError, match="val_fraction 1.5 must be between 0 and 1"):
         prepare_dataset(str(tmp_path), tmp_path / "out", val_fraction=1.5)
+
+
+def test_work_folder_inside_the_dataset_is_refused(tmp_path):
+    root = _synth(tmp_path / "source")
+    before = _digest(root)
+    with pytest.raises(UserError, match="is inside the dataset folder .* put the work folder"):
+        prepare_dataset(str(root), root / "runs" / "dataset")
+    assert not (root / "runs").exists()  # refused before anything was written
+    assert _digest(root) == before
+
+
+def test_check_reads_in_place_without_copying(tmp_path, monkeypatch):
+    """On another filesystem hard links fail (EXDEV): the check must still copy nothing."""
+    import errno
+    import os
+
+    root = _synth(tmp_path / "source")
+    with open(root / "video.mp4", "wb") as video:  # an unrelated big file beside the dataset
+        video.truncate(1 << 30)  # sparse: costs no disk here, 1 GiB to any copy
+    copies = []
+
+    def no_link(src, dst, **kwargs):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    real_copyfile = shutil.copyfile
+    monkeypatch.setattr(os, "link", no_link)
+    monkeypatch.setattr(shutil, "copyfile", lambda src, dst, **kw: (
+        copies.append(src), real_copyfile(src, dst, **kw))[1])
+
+    result = check_dataset(str(root))
+
+    assert copies == []
+    assert result["stats"]["images"] == 8
+    assert "video.mp4: not an image or label file; ignored." not in result["warnings"]
 
 
 # ----------------------------------------------------------------------------- not errors
@@ -263,7 +344,8 @@ def test_classes_txt_and_roboflow_layout(tmp_path):
     root = tmp_path / "robo"
     for split in ("train", "valid"):
         for index in range(2):
-            _image(root / split / "images" / f"{split}{index}.jpg", fmt="JPEG")
+            _image(root / split / "images" / f"{split}{index}.jpg", fmt="JPEG",
+                   colour=40 * index + (120 if split == "train" else 0))
             (root / split / "labels").mkdir(parents=True, exist_ok=True)
             (root / split / "labels" / f"{split}{index}.txt").write_text("0 0.5 0.5 0.4 0.4\n")
     (root / "data.yaml").write_text(yaml.safe_dump(
@@ -280,7 +362,8 @@ def test_labels_beside_images_and_val_without_train(tmp_path):
     root = tmp_path / "beside"
     for split in ("train", "val"):
         for index in range(2):
-            _image(root / "pics" / split / f"{split}{index}.png")
+            _image(root / "pics" / split / f"{split}{index}.png",
+                   colour=40 * index + (120 if split == "train" else 0))
             (root / "pics" / split / f"{split}{index}.txt").write_text("2 0.5 0.5 0.4 0.4\n")
     (root / "data.yaml").write_text(yaml.safe_dump(
         {"train": "pics/train", "val": "pics/val", "names": NAMES}))

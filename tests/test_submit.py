@@ -38,6 +38,8 @@ class FakeKfp:
         self.states: list[str] = ["SUCCEEDED"]  # what successive GET run answers report
         self.requests: list[tuple[str, str, str]] = []  # (method, path, Authorization)
         self.lock = threading.Lock()
+        self.login_page = False  # answer everything as an auth proxy does: 302 to an HTML page
+        self.run_status = 200  # what GET runs/<id> answers with (503: a failing API server)
 
     def created_runs(self) -> list[dict]:
         return list(self.runs.values())
@@ -81,8 +83,27 @@ def _handler(state: FakeKfp) -> type[BaseHTTPRequestHandler]:
                               "message": "token is not valid"})
             return False
 
+        def _login(self) -> bool:
+            if not state.login_page:
+                return False
+            with state.lock:
+                state.requests.append((self.command, self.path, ""))
+            if self.path != "/oauth2/sign_in":
+                self.send_response(302)
+                self.send_header("Location", "/oauth2/sign_in")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return True
+            page = b"<!DOCTYPE html><html><body><form>Sign in</form></body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+            return True
+
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            if not self._authorized():
+            if self._login() or not self._authorized():
                 return
             url = urlparse(self.path)
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
@@ -100,6 +121,8 @@ def _handler(state: FakeKfp) -> type[BaseHTTPRequestHandler]:
                 return self._reply(200, {"runs": found, "total_size": len(found)} if found else {})
             if url.path.startswith(f"{API}/runs/"):
                 run = state.runs.get(url.path.rsplit("/", 1)[1])
+                if state.run_status != 200:
+                    return self._reply(state.run_status, {"error": "unavailable", "code": 14})
                 if run is None:
                     return self._reply(404, {"error": "not found", "code": 5})
                 run["state"] = state.states.pop(0) if len(state.states) > 1 else state.states[0]
@@ -107,7 +130,7 @@ def _handler(state: FakeKfp) -> type[BaseHTTPRequestHandler]:
             self._reply(404, {"error": f"no route {url.path}", "code": 5})
 
         def do_POST(self) -> None:  # noqa: N802
-            if not self._authorized():
+            if self._login() or not self._authorized():
                 return
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             url = urlparse(self.path)
@@ -238,7 +261,7 @@ def test_no_token_in_any_output(kfp_server, config_file, tmp_path, monkeypatch, 
         assert OLD_TOKEN not in text
 
 
-def test_token_scrubbed_from_unexpected_errors(kfp_server, config_file, monkeypatch):
+def test_token_scrubbed_from_unexpected_errors(kfp_server, config_file, monkeypatch, capfd):
     state, host = kfp_server
     monkeypatch.setenv("KF_PIPELINES_TOKEN", NEW_TOKEN)
 
@@ -246,11 +269,12 @@ def test_token_scrubbed_from_unexpected_errors(kfp_server, config_file, monkeypa
         raise ValueError(f"server said: bad header Bearer {NEW_TOKEN}")
 
     monkeypatch.setattr(cmd_submit, "_existing_run", leaky)
-    with pytest.raises(RuntimeError) as caught:
-        main(["submit", "--config", str(config_file), "--host", host])
-    assert NEW_TOKEN not in str(caught.value) and "***" in str(caught.value)
-    assert caught.value.__cause__ is None and caught.value.__context__ is not None
-    assert NEW_TOKEN not in repr(caught.value.args)
+    for debug in ([], ["--debug"]):  # the sentence, and with --debug the traceback too
+        assert main(["submit", "--config", str(config_file), "--host", host, *debug]) == 1
+        err = capfd.readouterr().err
+        assert NEW_TOKEN not in err and "***" in err
+        assert err.splitlines()[-1].startswith("kfp-yolo: failed: unexpected RuntimeError")
+        assert ("Traceback" in err) == bool(debug)
 
 
 def test_missing_host_is_a_usage_error(kfp_server, config_file, capsys):
@@ -284,3 +308,41 @@ def test_server_wanting_a_token_when_none_is_set(kfp_server, config_file, capsys
     _, host = kfp_server
     assert main(["submit", "--config", str(config_file), "--host", host]) == 2
     assert "needs a token (HTTP 401)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("wait", [[], ["--wait"]])
+def test_a_login_page_is_not_the_kfp_api(kfp_server, config_file, monkeypatch, capfd, wait):
+    """An auth proxy answers 200 with HTML: nothing is reported submitted, exit 2, no traceback."""
+    state, host = kfp_server
+    state.login_page = True
+    monkeypatch.setenv("KF_PIPELINES_TOKEN", NEW_TOKEN)
+
+    code = main(["submit", "--config", str(config_file), "--host", host, *wait])
+
+    out, err = capfd.readouterr()
+    assert code == 2
+    assert "submitted" not in out and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"kfp-yolo: error: {host} does not speak the KFP API")
+    assert "an HTML page (HTTP 200; a login page or an auth proxy?)" in lines[0]
+    assert "/oauth2/sign_in" in lines[0]  # the page the redirect ended on
+    assert not state.created_runs() and not state.experiments
+
+
+def test_kfp_api_failing_during_wait_is_a_fault(kfp_server, config_file, monkeypatch, capfd):
+    state, host = kfp_server
+    monkeypatch.setenv("KF_PIPELINES_TOKEN", NEW_TOKEN)
+    state.run_status = 503
+
+    code = main(["submit", "--config", str(config_file), "--host", host, "--wait"])
+
+    err = capfd.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(
+        f"kfp-yolo: failed: the KFP API at {host} failed to get the run (HTTP 503")
+    assert "try again later" in err
+    polls = [path for method, path, _ in state.requests
+             if method == "GET" and path.startswith(f"{API}/runs/")]
+    assert len(polls) == cmd_submit.FOLLOW_MISSES  # retried, then given up
+    assert len(state.created_runs()) == 1

@@ -16,7 +16,7 @@ from kfp_yolo.components.data.layout import Layout, Sample, rel_path
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.runtime import usable_cpus
 
-__all__ = ["COORD_TOLERANCE", "Checked", "validate"]
+__all__ = ["COORD_TOLERANCE", "Checked", "check_boxes", "check_leaks", "validate"]
 
 COORD_TOLERANCE = 0.01
 """ultralytics accepts coordinates up to 1% outside [0, 1] and clips them; so do we."""
@@ -182,3 +182,36 @@ def validate(layout: Layout) -> dict[Path, Checked]:
             raise
     layout.warnings.extend(c.warning for c in checked.values() if c.warning)
     return checked
+
+
+# ------------------------------------------------------------------------ dataset-wide checks
+
+
+def check_boxes(layout: Layout, checked: dict[Path, Checked]) -> None:
+    """Refuses a dataset without a single box: training on it learns nothing, silently."""
+    if any(item.rows for item in checked.values()):
+        return
+    where = ("labels go in labels/ mirroring images/ (images/train/a.jpg -> "
+             "labels/train/a.txt)")
+    if layout.misplaced_labels:
+        count = len(layout.misplaced_labels)
+        raise UserError(f"the dataset has no boxes: its {count} .txt file"
+                        f"{'s sit' if count > 1 else ' sits'} among the images (e.g. "
+                        f"{layout.misplaced_labels[0]}), where ultralytics does not read labels; "
+                        f"{where}.")
+    raise UserError(f"the dataset has no boxes: none of its {len(checked)} images has a label "
+                    f"row; {where}, one row 'class x_center y_center width height' per box.")
+
+
+def check_leaks(splits: dict[str, list[Checked]], root: Path) -> None:
+    """Refuses an image whose bytes are in train and in val: val metrics would flatter it."""
+    train = {item.digest: item for item in splits["train"]}
+    for item in splits["val"]:
+        twin = train.get(item.digest)
+        if twin is not None:
+            first, second = rel_path(twin.sample.image, root), rel_path(item.sample.image, root)
+            if first == second:
+                raise UserError(f"{first} is in both train and val, which leaks it into the "
+                                "validation; list it in one split only.")
+            raise UserError(f"{first} (train) and {second} (val) are the same image, which leaks "
+                            "it into the validation; remove one of them.")

@@ -5,11 +5,14 @@ working folder; `discover` finds its layout there (see data.prepare for the layo
 accepted) and refuses, in one sentence naming the file, what cannot be a dataset.
 """
 
+import errno
 import os
 import shutil
-from dataclasses import dataclass
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import urlparse
 
 import yaml
 
@@ -43,6 +46,8 @@ class Layout:
     train: list[Sample]
     val: list[Sample]
     warnings: list[str]
+    misplaced_labels: list[str] = field(default_factory=list)
+    """.txt files among the images that ultralytics would not read as labels."""
 
 
 # ------------------------------------------------------------------------------------- fetching
@@ -51,20 +56,18 @@ class Layout:
 def fetch(uri: str, dest: Path, *, link: bool = False) -> Path:
     """Brings the dataset at uri into dest; returns dest.
 
-    link: hard-link local files instead of copying (for a read-only check); ultralytics replaces
-    a file it repairs by renaming a new one over it, which never writes through a link.
+    link: for a read-only check of a local dataset, dest gets the source's folders and a
+    symbolic link per file instead of a copy, so the files are read in place whatever
+    filesystem they are on. ultralytics replaces a file it repairs by renaming a new one over
+    it: over a link, that replaces the link in dest, never the source file.
     """
-    parsed = urlparse(uri)
-    if parsed.scheme == "synthetic":
-        from kfp_yolo.components.synth import SynthSpec, synthesize
+    if not uri.strip():
+        raise UserError("no dataset given; give a folder with images/ and labels/, or an "
+                        "s3://, minio://, file:// or synthetic:// URI.")
+    if urlparse(uri).scheme == "synthetic":
+        from kfp_yolo.components.synth import synthesize, synthetic_spec
 
-        query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
-        try:
-            spec = SynthSpec(**{k: int(v) for k, v in query.items()})
-        except (TypeError, ValueError):
-            raise UserError(f"{uri!r}: synthetic:// takes images=, imgsz=, seed=, max_objects= "
-                            "as integers, e.g. synthetic://shapes?images=64&imgsz=128.") from None
-        synthesize(dest, spec)
+        synthesize(dest, synthetic_spec(uri))
         return dest
     if storage.is_remote(uri):
         storage.download(uri, dest)
@@ -75,20 +78,80 @@ def fetch(uri: str, dest: Path, *, link: bool = False) -> Path:
     try:
         source = storage.local_path(uri).expanduser()
     except UserError:
-        raise UserError(f"{uri!r}: unknown URI scheme {parsed.scheme!r}; use s3://, minio://, "
-                        "file://, a path, or synthetic://shapes.") from None
+        raise UserError(f"{uri!r}: unknown URI scheme {urlparse(uri).scheme!r}; use s3://, "
+                        "minio://, file://, a path, or synthetic://shapes.") from None
+    if source.is_file():
+        raise UserError(f"{uri!r} is a file; give the dataset's folder, the one that holds "
+                        "images/ and labels/.")
     if not source.is_dir():
         raise UserError(f"{uri!r}: dataset folder does not exist; give a folder with images/ "
                         "and labels/.")
-    copy = shutil.copy2
-    if link:
-        def copy(src: str, dst: str) -> None:
-            try:
-                os.link(src, dst)
-            except OSError:  # another filesystem, or links not allowed
-                shutil.copy2(src, dst)
-    shutil.copytree(source, dest, copy_function=copy, dirs_exist_ok=True)
+    if not link and dest.resolve().is_relative_to(source.resolve()):
+        raise UserError(f"{dest.parent}, where the prepared dataset goes, is inside the dataset "
+                        f"folder {source}, which would copy the dataset into itself; put the "
+                        "work folder (--workdir) outside the dataset.")
+    _mirror(source, dest, _symlink if link else shutil.copy2)
     return dest
+
+
+def _symlink(source: Path, dest: Path) -> None:
+    os.symlink(source.absolute(), dest)
+
+
+def _mirror(source: Path, dest: Path, place: Callable[[Path, Path], object]) -> None:
+    """Recreates source's folders under dest, placing each regular file with place(src, dst).
+
+    Links to folders are followed; a link loop or a broken link is refused with its path.
+    Other special files (sockets, pipes, devices) are never read. A dest inside source (a
+    scratch folder of a check of `/`) is skipped.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    skip = _identity(dest)
+
+    def walk(folder: Path, target: Path, chain: tuple[tuple[int, int], ...]) -> None:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            raise UserError(f"{_shown(folder, source)}: cannot list the folder "
+                            f"({exc.strerror}); fix its permissions.") from None
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                info = path.stat()
+            except OSError as exc:
+                raise UserError(_unreadable(path, source, exc)) from None
+            if stat.S_ISDIR(info.st_mode):
+                identity = (info.st_dev, info.st_ino)
+                if identity in chain:
+                    raise UserError(f"{_shown(path, source)}: symbolic link loop (it leads back "
+                                    "to a folder that contains it); remove the link.")
+                if identity == skip:
+                    continue
+                (target / entry.name).mkdir()
+                walk(path, target / entry.name, (*chain, identity))
+            elif stat.S_ISREG(info.st_mode):
+                place(path, target / entry.name)
+
+    walk(source, dest, (_identity(source),))
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    info = path.stat()
+    return info.st_dev, info.st_ino
+
+
+def _shown(path: Path, source: Path) -> str:
+    return path.relative_to(source).as_posix() if path != source else str(source)
+
+
+def _unreadable(path: Path, source: Path, exc: OSError) -> str:
+    shown = _shown(path, source)
+    if exc.errno == errno.ELOOP:
+        return f"{shown}: symbolic link loop; remove the link."
+    if path.is_symlink():
+        return (f"{shown}: broken symbolic link (to {os.readlink(path)}); fix the link or "
+                "remove it.")
+    return f"{shown}: cannot be read ({exc.strerror}); fix its permissions or remove it."
 
 
 # ------------------------------------------------------------------------------------ discovery
@@ -124,11 +187,14 @@ def _read_names(root: Path) -> tuple[list[str], dict, str]:
         return _names_from_yaml(data, chosen.name), data, chosen.name
     classes = root / "classes.txt"
     if classes.is_file():
-        names = [line.strip() for line in classes.read_text(encoding="utf-8-sig").splitlines()]
-        names = [n for n in names if n]
+        try:
+            lines = classes.read_text(encoding="utf-8-sig").splitlines()
+        except UnicodeDecodeError:
+            raise UserError("classes.txt: not UTF-8 text; save it as UTF-8.") from None
+        names = [n for n in (line.strip() for line in lines) if n]
         if not names:
             raise UserError("classes.txt is empty; list one class name a line.")
-        return names, {}, "classes.txt"
+        return _checked_names(names, "classes.txt"), {}, "classes.txt"
     raise UserError("the dataset has no data.yaml and no classes.txt, so its class names are "
                     "unknown; add data.yaml with names: [...].")
 
@@ -148,9 +214,25 @@ def _names_from_yaml(data: dict, yaml_name: str) -> list[str]:
         raise UserError(f"{yaml_name}: 'names' is missing or empty; list the class names, e.g. "
                         "names: [cat, dog].")
     if "nc" in data and data["nc"] != len(names):
-        raise UserError(f"{yaml_name}: nc is {data['nc']} but names lists {len(names)} classes; "
-                        "make them agree.")
-    return [str(n) for n in names]
+        raise UserError(f"{yaml_name}: nc is {data['nc']!r} but names lists {len(names)} "
+                        "classes; make them agree.")
+    for index, name in enumerate(names):
+        scalar = isinstance(name, str | int | float) and not isinstance(name, bool)
+        if not scalar or not str(name).strip():
+            raise UserError(f"{yaml_name}: names: class {index} is {name!r}; every class needs a "
+                            "name of its own (a non-empty string).")
+    return _checked_names([str(n).strip() for n in names], yaml_name)
+
+
+def _checked_names(names: list[str], names_file: str) -> list[str]:
+    """names, refused when two classes share one (their boxes and statistics would merge)."""
+    first: dict[str, int] = {}
+    for index, name in enumerate(names):
+        if name in first:
+            raise UserError(f"{names_file}: classes {first[name]} and {index} are both named "
+                            f"{name!r}; give every class a name of its own.")
+        first[name] = index
+    return names
 
 
 def _yaml_dirs(root: Path, data: dict, key: str, yaml_name: str) -> list[Path] | None:
@@ -174,18 +256,23 @@ def _yaml_dirs(root: Path, data: dict, key: str, yaml_name: str) -> list[Path] |
                             "to the folder holding the YAML file.")
         if entry.endswith(".txt"):
             raise UserError(f"{yaml_name}: {key}: {entry!r} is an image list; give folders.")
-        folder = (root / candidate).resolve()
-        # Roboflow exports write '../train/images' next to data.yaml: read it as 'train/images'.
-        if not folder.is_dir() and candidate.parts and candidate.parts[0] == "..":
-            folder = (root / Path(*[p for p in candidate.parts if p != ".."])).resolve()
-        if not folder.is_relative_to(root.resolve()) or not folder.is_dir():
+        try:
+            folder = (root / candidate).resolve()
+            # Roboflow exports write '../train/images' beside data.yaml: read it as train/images.
+            if not folder.is_dir() and candidate.parts and candidate.parts[0] == "..":
+                folder = (root / Path(*[p for p in candidate.parts if p != ".."])).resolve()
+            found = folder.is_relative_to(root.resolve()) and folder.is_dir()
+        except (ValueError, OSError):  # a NUL byte, a name too long
+            found = False
+        if not found:
             raise UserError(f"{yaml_name}: {key}: {entry!r} is not a folder of the dataset; fix "
                             "the path or add the folder.")
         folders.append(folder)
     return folders
 
 
-def _scan(folders: list[Path], root: Path, warnings: list[str]) -> list[Sample]:
+def _scan(folders: list[Path], root: Path, warnings: list[str],
+          misplaced: list[str]) -> list[Sample]:
     """Images under folders (recursively), in path order; other files are warned about."""
     samples = []
     for index, folder in enumerate(folders):
@@ -196,6 +283,8 @@ def _scan(folders: list[Path], root: Path, warnings: list[str]) -> list[Sample]:
                 # A .txt beside images is their label when no 'images' folder is in the path.
                 if path.suffix != ".txt" or label_path(path.with_suffix(".jpg")) != path:
                     warnings.append(f"{rel_path(path, root)}: not an image or label file; ignored.")
+                    if path.suffix == ".txt":
+                        misplaced.append(rel_path(path, root))
                 continue
             rel = path.relative_to(folder).as_posix()
             samples.append(Sample(path, label_path(path),
@@ -220,19 +309,21 @@ def discover(root: Path) -> Layout:
         else:
             train_dirs = [images]
     resolved = [d.resolve() for d in train_dirs]
-    train = _scan(resolved, root.resolve(), warnings)
-    val = _scan([d.resolve() for d in val_dirs], root.resolve(), warnings) if val_dirs else []
+    misplaced: list[str] = []
+    train = _scan(resolved, root.resolve(), warnings, misplaced)
+    val = (_scan([d.resolve() for d in val_dirs], root.resolve(), warnings, misplaced)
+           if val_dirs else [])
     _check_pairs(root.resolve(), train + val, resolved + [d.resolve() for d in val_dirs or []],
                  warnings)
     if not train and not val:
         raise UserError("the dataset is empty: no images found under "
                         f"{', '.join(rel_path(d, root.resolve()) or '.' for d in resolved)}; add "
                         "images.")
-    shared = {s.image for s in train} & {s.image for s in val}
-    if shared:
-        warnings.append(f"train and val share {len(shared)} images; the val metrics will "
-                        "flatter the model.")
-    return Layout(root.resolve(), names, yaml_name, train, val, warnings)
+    for split, samples in (("train", train), ("val", val)):
+        if len({s.image for s in samples}) != len(samples):
+            raise UserError(f"{yaml_name}: {split}: lists folders that overlap, so images would "
+                            "count twice; list each folder once.")
+    return Layout(root.resolve(), names, yaml_name, train, val, warnings, misplaced)
 
 
 def _check_pairs(root: Path, samples: list[Sample], image_dirs: list[Path],

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import yaml
 
-from kfp_yolo.components.data.checks import Checked, validate
+from kfp_yolo.components.data.checks import Checked, check_boxes, check_leaks, validate
 from kfp_yolo.components.data.layout import Layout, discover, fetch, label_path
 from kfp_yolo.components.errors import UserError
 
@@ -144,10 +144,13 @@ def _inspect(root: Path, seed: int, val_fraction: float
              ) -> tuple[Layout, dict[str, list[Checked]], dict, str]:
     layout = discover(root)
     checked = validate(layout)
+    check_boxes(layout, checked)
     if not layout.val:
         layout.warnings.append(f"no val split: {round(val_fraction * 100)}% of train taken as "
                                f"val (seed {seed}, stratified by class).")
     splits = _split(layout, checked, seed, val_fraction)
+    if layout.val:  # a seeded split of train keeps byte-identical copies wherever they fall
+        check_leaks(splits, layout.root)
     for warning in layout.warnings:
         log.warning("%s", warning)
     return layout, splits, _statistics(layout.names, splits), _content_hash(layout.names, splits)
@@ -202,16 +205,11 @@ def prepare_dataset(uri: str, out_dir: str | Path, *, seed: int = 0,
 
 def _publish(out_dir: Path, splits: dict[str, list[Checked]]) -> None:
     """Moves the checked images into the YOLO layout and writes their cleaned labels."""
-    placed: dict[Path, Path] = {}
-    for split in SPLITS:
+    for split in SPLITS:  # an image listed in both splits was refused (check_leaks)
         for item in splits[split]:
             image = out_dir / "images" / split / item.sample.rel
             image.parent.mkdir(parents=True, exist_ok=True)
-            if item.sample.image in placed:  # listed in both splits
-                shutil.copy2(placed[item.sample.image], image)
-            else:
-                os.replace(item.sample.image, image)
-                placed[item.sample.image] = image
+            os.replace(item.sample.image, image)
             if item.rows:
                 label = label_path(image)
                 label.parent.mkdir(parents=True, exist_ok=True)
