@@ -7,8 +7,9 @@ Side by side, in this one run, on one synthetic dataset (--images PNGs at --synt
 letterboxed to 640), each side in a fresh process:
 1. plain ultralytics at its defaults: `YOLO(model).train(batch=16, workers=8)` (SGD, seed 0);
 2. kfp-yolo with `batch: 0`: the batch from `planner.plan(..., batch=0)` for a pool that is
-   this GPU, workers and cache chosen by the worker (training/inputs.py), through the local
-   launcher (torchrun, the training worker) as `kfp-yolo run` does;
+   this GPU, workers chosen by the worker (training/inputs.py) and the disk cache it chooses
+   for a pipeline's (downloaded) dataset, through the local launcher (torchrun, the training
+   worker) as `kfp-yolo run` does;
 3. the ceiling: the same trainer step (ultralytics' model, loss, GradScaler, accumulation,
    optimizer step and EMA, and the loop's per-iteration loss logging) with one batch already on
    the GPU, at kfp-yolo's batch and at 16, and a torch.profiler table of the batch-16 step;
@@ -83,6 +84,9 @@ def _ours(args: argparse.Namespace, dataset: Path, work: Path, batch: int) -> di
                      imgsz=args.imgsz, epochs=args.epochs, batch=batch,
                      precision="fp32" if args.dry_run else "amp", optimizer="SGD", lr0=0.01,
                      seed=0, workers=0, nodes=1, procs_per_node=1,
+                     # what auto picks in a pipeline, where the dataset is the job's downloaded
+                     # copy; this local folder (auto: none) is the script's own
+                     cache="disk",
                      checkpoint_uri=str(work / "ours" / "checkpoints"),
                      output_uri=str(work / "ours" / "output"),
                      device="cpu" if args.dry_run else "cuda")

@@ -8,14 +8,17 @@ the decoded dataset is. The rules:
   by its training processes, less one CPU for each process's own training loop; at least 1, at
   most MAX_WORKERS, and no more than the pod's memory holds (each worker keeps a mosaic buffer
   and prefetched batches, WORKER_BYTES plus images).
-- Image cache (spec.cache auto | ram | disk | none; anything but auto is kept as given):
-  `ram` only for one process per node when the decoded images (n x imgsz x imgsz x 3 bytes)
-  fit twice over in what the pod's memory leaves after the processes and their workers;
-  several processes on a node get `disk` instead (.npy beside the images, shared through the
-  page cache), because ultralytics' `cache=ram` holds a copy per DDP rank and runs hosts out of
-  memory (ultralytics issues #22307, #22944). `disk` needs the dataset folder to be the job's
-  own copy (a downloaded dataset, never a user's folder) and at most DISK_SHARE of its free
-  space; otherwise `none`.
+- Image cache (spec.cache auto | ram | disk | none; anything but auto is kept as given): auto
+  is `disk` (.npy files beside the images) when the dataset folder is the job's own copy (a
+  downloaded dataset, never a user's folder) and the files take at most DISK_SHARE of its free
+  space; otherwise `none`. Never `ram` on its own: `disk` gives the very pixels decoding gives
+  (np.save of the decoded image), read through the page cache that every process of the pod
+  shares, as fast as `ram` in benchmarks/dataloader.py; `ram` holds a copy per DDP rank and runs
+  hosts out of memory (ultralytics issues #22307, #22944), and it changes the training data:
+  with it, mosaic draws its partner images from the whole dataset instead of the recent-image
+  buffer (ultralytics data/augment.py, `buffer_enabled = dataset.cache != "ram"`). A `ram` the
+  user sets must fit twice (ultralytics' own margin) in what the pod's memory leaves after the
+  processes and their workers; ultralytics checks the node's memory, not the pod's limit.
 """
 
 from __future__ import annotations
@@ -80,6 +83,9 @@ def choose_input_pipeline(*, cpus: int, mem_bytes: int, procs_per_node: int, n_i
         batch_per_proc: batch of each process (sizes the workers' buffers).
         workers_override: spec.workers; 0 = choose.
         cache_override: spec.cache; "auto" = choose.
+
+    Raises:
+        UserError: a bad setting, or a `ram` cache the pod's memory cannot hold.
         disk_bytes: the images decoded at their own size (what `disk` writes); None = at imgsz.
         disk_free_bytes: free space beside the images; 0 = `disk` is not allowed there.
     """
@@ -106,35 +112,33 @@ def choose_input_pipeline(*, cpus: int, mem_bytes: int, procs_per_node: int, n_i
                        f" / {procs} process"
                        f"{'es' if procs > 1 else ''}, one CPU left for each training loop; "
                        f"limited by {limit})")
+    left = mem_bytes - procs * (PROCESS_BYTES + workers * per_worker)
+    if cache_override == "ram" and 2 * procs * n_images * image > left:
+        raise UserError(
+            f"cache ram needs {procs} x {n_images * image / _GIB:.1f} GiB ({n_images} images at "
+            f"imgsz {imgsz}, a copy per process) twice over, but the pod's "
+            f"{mem_bytes / _GIB:.1f} GiB leave {max(0, left) / _GIB:.1f} GiB after the "
+            "processes and their workers; use cache disk (shared by the processes) or auto.")
     cache, why_cache = _choose_cache(
-        procs=procs, n_images=n_images, ram_bytes=n_images * image,
-        disk_bytes=n_images * image if disk_bytes is None else disk_bytes,
-        left_bytes=mem_bytes - procs * (PROCESS_BYTES + workers * per_worker),
+        n_images=n_images, disk_bytes=n_images * image if disk_bytes is None else disk_bytes,
         disk_free_bytes=disk_free_bytes, override=cache_override)
     return InputPipeline(workers=workers, cache=cache, reason=f"{why_workers}; {why_cache}")
 
 
-def _choose_cache(*, procs: int, n_images: int, ram_bytes: int, disk_bytes: int,
-                  left_bytes: int, disk_free_bytes: int, override: str) -> tuple[str, str]:
+def _choose_cache(*, n_images: int, disk_bytes: int, disk_free_bytes: int, override: str
+                  ) -> tuple[str, str]:
     if override != "auto":
         return override, f"cache {override} (set)"
     if n_images == 0:
         return "none", "cache none (no images)"
-    size = f"{n_images} images decoded {ram_bytes / _GIB:.1f} GiB at imgsz"
-    if procs == 1 and 2 * ram_bytes <= left_bytes:
-        return "ram", f"cache ram ({size}; twice that fits in the {left_bytes / _GIB:.1f} GiB " \
-                      "the pod's memory leaves)"
-    why_not_ram = (f"{procs} processes share the pod and ram would hold a copy in each "
-                   "(ultralytics #22307, #22944)" if procs > 1 else
-                   f"{size}; twice that does not fit in the {max(0, left_bytes) / _GIB:.1f} "
-                   "GiB the pod's memory leaves")
     if disk_free_bytes <= 0:
-        return "none", f"cache none ({why_not_ram}; disk caching writes .npy files beside the " \
-                       "images, and the dataset folder is not this job's copy)"
+        return "none", ("cache none (a disk cache writes .npy files beside the images, and the "
+                        "dataset folder is not this job's copy)")
     if disk_bytes > DISK_SHARE * disk_free_bytes:
-        return "none", f"cache none ({why_not_ram}; the .npy files would take " \
-                       f"{disk_bytes / _GIB:.1f} GiB of {disk_free_bytes / _GIB:.1f} GiB free)"
-    return "disk", f"cache disk ({why_not_ram})"
+        return "none", (f"cache none (the .npy files would take {disk_bytes / _GIB:.1f} GiB of "
+                        f"{disk_free_bytes / _GIB:.1f} GiB free)")
+    return "disk", (f"cache disk ({n_images} images, {disk_bytes / _GIB:.1f} GiB of .npy shared "
+                    "by the pod's processes through the page cache; the same pixels as decoding)")
 
 
 def decoded_bytes(images: Iterable[Path]) -> tuple[int, int]:

@@ -96,7 +96,8 @@ def _fetch_dataset(spec: TrainSpec, env: DistEnv, scratch: Path, procs_per_host:
     # .npy files land beside the images: only in this job's own copy of a remote dataset.
     pipeline = from_main(_input_pipeline(spec, env, data_yaml, procs_per_host,
                                          folder if remote else None) if env.is_main else None)
-    log.info("input pipeline: %s", pipeline.reason)
+    if env.is_main:
+        log.info("input pipeline: %s", pipeline.reason)
     if env.world_size > 1:
         # Ultralytics writes a missing .cache (and .npy) under torch_distributed_zero_first(
         # LOCAL_RANK): one writer per node, so nodes sharing a folder would write at once.
