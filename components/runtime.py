@@ -1,5 +1,5 @@
 """Process-boundary settings: ultralytics offline, no downloads, a writable config folder; and
-how many CPUs this process really has.
+how many CPUs and how much memory this process really has.
 
 Call `offline_environment()` once at the start of a process, before `import ultralytics`
 (it reads its settings at import time).
@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["offline_environment", "usable_cpus"]
+__all__ = ["offline_environment", "usable_cpus", "usable_memory_bytes"]
 
 _FONT_NAMES = ("Arial.ttf", "Arial.Unicode.ttf")
 
@@ -64,6 +64,27 @@ def _cpu_quota(root: Path) -> float | None:
         return quota_us / period_us if quota_us > 0 and period_us > 0 else None
     except (OSError, ValueError):
         return None
+
+
+def usable_memory_bytes(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """Memory this process's container may use: physical memory, capped by a cgroup limit.
+
+    In a pod, /proc/meminfo shows the node; `limits.memory` is the cgroup's `memory.max` (v2) or
+    `memory/memory.limit_in_bytes` (v1, where "unlimited" is a huge number).
+    """
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for name in ("memory.max", "memory/memory.limit_in_bytes"):
+        try:
+            text = (cgroup_root / name).read_text().strip()
+        except OSError:
+            continue
+        if text == "max":
+            return physical
+        try:
+            return max(1, min(physical, int(text)))
+        except ValueError:
+            continue
+    return physical
 
 
 def _seed_fonts(config_dir: Path) -> None:

@@ -13,13 +13,17 @@ from dataclasses import asdict, dataclass, fields
 
 from kfp_yolo.components.errors import UserError
 
-__all__ = ["OPTIMIZERS", "PRECISIONS", "TrainSpec", "check_batch_shape", "canonical_optimizer"]
+__all__ = ["CACHES", "OPTIMIZERS", "PRECISIONS", "TrainSpec", "check_batch_shape",
+           "canonical_optimizer"]
 
 PRECISIONS = ("amp", "fp32", "bf16")
 """Training precisions: amp (fp16 autocast), fp32, bf16 (CUDA only; CPU always trains fp32)."""
 OPTIMIZERS = ("auto", "SGD", "Adam", "AdamW")
 """Optimizers as ultralytics names them."""
 _OPTIMIZER_NAMES = {name.lower(): name for name in OPTIMIZERS}
+CACHES = ("auto", "ram", "disk", "none")
+"""Image caching: auto (chosen from the pod's memory, the dataset and the processes per node;
+see training/inputs.py), ram, disk (.npy beside the images) or none."""
 
 
 def canonical_optimizer(name: str) -> str:
@@ -63,6 +67,8 @@ class TrainSpec:
     lr0: float
     seed: int
     workers: int
+    """Dataloader workers per training process; 0 = chosen from the pod's CPUs and memory
+    (training/inputs.py)."""
     nodes: int
     procs_per_node: int
     checkpoint_uri: str
@@ -73,6 +79,8 @@ class TrainSpec:
     """auto (cuda when there is one), cpu or cuda."""
     init_timeout_s: int = 300
     """Seconds a rendezvous or process-group init may take before failing."""
+    cache: str = "auto"
+    """Image cache, one of CACHES; auto = chosen per run (training/inputs.py)."""
 
     @property
     def world_size(self) -> int:

@@ -115,9 +115,15 @@ def _assert_both_ranks_trained(scratch: Path, spec: TrainSpec) -> None:
         for epoch in record["epochs"]:
             assert epoch["images"] == TRAIN_IMAGES // 2
             assert epoch["batches"] == -(-TRAIN_IMAGES // 2 // (spec.batch // 2))
+        # chosen by rank 0 for all; on CPU ultralytics loads in the training process
+        assert record["input_pipeline"] == progress[0]["input_pipeline"]
+        assert record["workers"] == 0 and record["batch_per_process"] == spec.batch // 2
+        assert all(e["images_per_s"] > 0 for e in record["epochs"])
     output = Path(spec.output_uri)
     assert {p.name for p in output.iterdir()} >= {"best.pt", "last.pt", "results.csv"}
     assert _results_epochs(output / "results.csv") == [1, 2]
+    # upstream's final_eval merge: best.pt carries the whole run's results table
+    assert _checkpoint(output / "best.pt")["train_results"]["epoch"] == [1, 2]
     # Only rank 0 wrote weights: no other rank's folder holds any.
     assert not [p for p in scratch.glob("node*/runs/rank*/**/*.pt")]
 
@@ -128,6 +134,11 @@ def test_two_processes_on_one_node_share_the_batch(tmp_path, dataset):
     LocalLauncher(scratch=tmp_path / "scratch").launch(spec)
     _assert_both_ranks_trained(tmp_path / "scratch", spec)
     assert _checkpoint(tmp_path / "checkpoints" / "run" / "last.pt")["epoch"] == 1
+    # two ranks on one node, and the dataset is the user's folder: no .npy written into it
+    record = _progress(tmp_path / "scratch")[0]
+    assert record["input_pipeline"]["cache"] == record["cache"] == "none"
+    assert "not this job's copy" in record["input_pipeline"]["reason"]
+    assert not list(dataset.rglob("*.npy"))
 
 
 @pytest.mark.timeout(300)
@@ -142,7 +153,11 @@ def test_two_nodes_train_from_object_storage(tmp_path, dataset, s3_env, s3_bucke
     LocalLauncher(scratch=tmp_path / "scratch").launch(spec)
     _assert_both_ranks_trained(tmp_path / "scratch", spec)
     for node in ("node0", "node1"):  # each node downloaded and cached its own copy
-        assert (tmp_path / "scratch" / node / "dataset" / "labels" / "train.cache").exists()
+        copy = tmp_path / "scratch" / node / "dataset"
+        assert (copy / "labels" / "train.cache").exists()
+        # two processes share this machine: images cached on disk in the copy, not in RAM
+        assert len(list(copy.rglob("*.npy"))) == len(list(copy.rglob("*.png"))) == 32
+    assert {r["cache"] for r in _progress(tmp_path / "scratch").values()} == {"disk"}
     assert storage.exists(f"{prefix}/checkpoints/run/last.pt")
 
 

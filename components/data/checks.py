@@ -15,6 +15,7 @@ from pathlib import Path
 from kfp_yolo.components.data.layout import Layout, Sample, rel_path
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.runtime import usable_cpus
+from kfp_yolo.components.ultralytics_patches import original_image_open, verify_image_label
 
 __all__ = ["COORD_TOLERANCE", "Checked", "check_boxes", "check_leaks", "validate"]
 
@@ -129,8 +130,7 @@ def _decode(path: Path, rel: str, open_image: Callable) -> None:
         raise UserError(f"{rel}: corrupt or truncated image ({exc}); replace the file.") from None
 
 
-def _check_sample(sample: Sample, layout: Layout, verify: Callable, open_image: Callable
-                  ) -> Checked:
+def _check_sample(sample: Sample, layout: Layout, open_image: Callable) -> Checked:
     """Validates one image and its label; raises UserError naming the file (and line)."""
     image_rel = rel_path(sample.image, layout.root)
     _decode(sample.image, image_rel, open_image)
@@ -139,11 +139,10 @@ def _check_sample(sample: Sample, layout: Layout, verify: Callable, open_image: 
         rows, classes, boxes, duplicates = _parse_label(
             sample.label, rel_path(sample.label, layout.root), len(layout.names), layout.names_file)
     # ultralytics' own check is the last word: whatever it rejects, training would drop.
-    result = verify((str(sample.image), str(sample.label), "", False, len(layout.names), 0, 0,
-                     False))
-    if result[8]:
-        reason = str(result[9]).split("ignoring corrupt image/label: ", 1)[-1]
-        raise UserError(f"{image_rel}: ultralytics rejects it ({reason}); fix or remove it.")
+    verdict = verify_image_label(sample.image, sample.label, len(layout.names))
+    if verdict.corrupt:
+        raise UserError(f"{image_rel}: ultralytics rejects it ({verdict.reason}); fix or remove "
+                        "it.")
     warning = ""
     if duplicates:
         lines = ", ".join(map(str, duplicates))
@@ -151,7 +150,8 @@ def _check_sample(sample: Sample, layout: Layout, verify: Callable, open_image: 
                    f"{'s' if len(duplicates) > 1 else ''} {lines}).")
     # Hashed after ultralytics' check, which may have rewritten a damaged JPEG (in the copy).
     digest = hashlib.sha256(sample.image.read_bytes()).hexdigest()
-    return Checked(sample, rows, classes, boxes, tuple(result[2]), digest, warning)
+    assert verdict.shape is not None  # a pair that is not corrupt has a shape
+    return Checked(sample, rows, classes, boxes, verdict.shape, digest, warning)
 
 
 def validate(layout: Layout) -> dict[Path, Checked]:
@@ -159,21 +159,12 @@ def validate(layout: Layout) -> dict[Path, Checked]:
     from kfp_yolo.components.runtime import offline_environment
 
     offline_environment()  # before ultralytics is imported: it must not download anything
-    from ultralytics.data.utils import verify_image_label
-    from ultralytics.utils import patches
-
-    # ultralytics patches Image.open to pip-install a HEIF plugin on unknown files; the original
-    # gives a plain UnidentifiedImageError instead.
-    open_image = getattr(patches, "_image_open", None)
-    if open_image is None:
-        from PIL import Image
-
-        open_image = Image.open
+    # Pillow's own Image.open: it raises UnidentifiedImageError where ultralytics' would install
+    open_image = original_image_open()
     samples = list({s.image: s for s in layout.train + layout.val}.values())
     workers = min(32, 2 * usable_cpus())  # Pillow and hashing release the GIL
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(_check_sample, s, layout, verify_image_label, open_image)
-                   for s in samples]
+        futures = [pool.submit(_check_sample, s, layout, open_image) for s in samples]
         try:
             checked = {s.image: f.result() for s, f in zip(samples, futures, strict=True)}
         except BaseException:

@@ -4,7 +4,10 @@ What it runs, for nodes=2 and procs_per_node=2 (node 0; node 1 has --node-rank=1
     python -m torch.distributed.run --nnodes=2 --node-rank=0 --master-addr=127.0.0.1 \
         --master-port=P --rdzv-conf=timeout=INIT_TIMEOUT_S --nproc-per-node=2 \
         --max-restarts=0 -m kfp_yolo.components.training.worker \
-        --spec @SCRATCH/spec.json --scratch SCRATCH/node0
+        --spec @SCRATCH/spec.json --scratch SCRATCH/node0 --procs-per-host=4
+
+Every node runs on this machine, so the workers size their dataloaders (training/inputs.py) from
+its CPUs and memory shared by all the processes started here (--procs-per-host).
 """
 
 from __future__ import annotations
@@ -66,8 +69,9 @@ class LocalLauncher:
         self.node_ranks = list(node_ranks) if node_ranks is not None else None
         self.master_port = master_port
 
-    def command(self, spec: TrainSpec, node_rank: int, port: int, scratch: Path) -> list[str]:
-        """The torchrun command line of one node."""
+    def command(self, spec: TrainSpec, node_rank: int, port: int, scratch: Path,
+                procs_per_host: int | None = None) -> list[str]:
+        """The torchrun command line of one node; `procs_per_host`: processes started here."""
         rdzv = (["--standalone"] if spec.nodes == 1 else
                 [f"--nnodes={spec.nodes}", f"--node-rank={node_rank}",
                  "--master-addr=127.0.0.1", f"--master-port={port}",
@@ -76,7 +80,8 @@ class LocalLauncher:
         return [sys.executable, "-m", "torch.distributed.run", *rdzv,
                 f"--nproc-per-node={spec.procs_per_node}", "--max-restarts=0",
                 "-m", "kfp_yolo.components.training.worker", "--spec", f"@{scratch / 'spec.json'}",
-                "--scratch", str(scratch / f"node{node_rank}")]
+                "--scratch", str(scratch / f"node{node_rank}"),
+                f"--procs-per-host={procs_per_host or spec.procs_per_node}"]
 
     def launch(self, spec: TrainSpec) -> None:
         """Runs the job to its end, streaming logs; raises JobFailed with the worker's error.
@@ -112,15 +117,16 @@ class LocalLauncher:
         errors.mkdir()
         port = self.master_port or _free_port()
         base = {k: v for k, v in os.environ.items() if k not in _TORCHRUN_VARS}
+        procs_here = len(node_ranks) * spec.procs_per_node
         # torchrun gives each process 1 thread when it starts several; share the cores instead.
-        threads = max(1, usable_cpus() // (len(node_ranks) * spec.procs_per_node))
+        threads = max(1, usable_cpus() // procs_here)
         base.setdefault("OMP_NUM_THREADS", str(threads))
         nodes = []
         for node_rank in node_ranks:
             env = {**base, **self.env,
                    "TORCHELASTIC_ERROR_FILE": str(errors / f"node{node_rank}.json")}
             proc = subprocess.Popen(
-                self.command(spec, node_rank, port, scratch), env=env,
+                self.command(spec, node_rank, port, scratch, procs_here), env=env,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
                 start_new_session=True)
             nodes.append(_Node(node_rank, proc, "" if spec.nodes == 1 else f"[node{node_rank}] "))

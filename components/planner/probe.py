@@ -109,8 +109,9 @@ def build_model(model: str, nc: int):
 
     offline_environment()  # before ultralytics is imported: it reads its settings then
     import torch
-    from ultralytics.cfg import get_cfg
     from ultralytics.nn.tasks import DetectionModel
+
+    from kfp_yolo.components.ultralytics_patches import prepare_for_loss
 
     torch.manual_seed(0)  # deterministic weights: the assigner's foreground count follows them
     cfg = model
@@ -123,9 +124,7 @@ def build_model(model: str, nc: int):
         raise UserError(f"model {model!r} cannot be built ({type(exc).__name__}: {exc}); give an "
                         "ultralytics model YAML such as 'yolov5l.yaml' or a detection .pt "
                         "checkpoint.") from None
-    net.args = get_cfg()  # the loss reads its box/cls/dfl gains from here
-    net.train()
-    net.criterion = net.init_criterion()  # outside the probe: its tensors persist across steps
+    prepare_for_loss(net)  # the criterion is built here, outside the probe: it persists
     return net
 
 

@@ -18,6 +18,11 @@ every rank records its own throughput in SCRATCH/progress/rank<R>.json.
 
 Checkpoints (kfp_yolo.components.training.checkpoints): rank 0 uploads them every epoch; a job
 started again with the same run id resumes.
+
+Dataloader workers and image cache are chosen per run from the pod's CPUs and memory, the
+processes sharing it and the dataset (kfp_yolo.components.training.inputs), unless the spec sets
+them; `--procs-per-host` says how many processes share the machine when it is more than this
+node's (the local launcher runs several nodes on one machine).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from pathlib import Path
 
 from kfp_yolo.components import storage
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.runtime import offline_environment
+from kfp_yolo.components.runtime import offline_environment, usable_cpus, usable_memory_bytes
 from kfp_yolo.components.spec import TrainSpec, check_batch_shape
 from kfp_yolo.components.training.checkpoints import (
     Checkpoint,
@@ -46,7 +51,14 @@ from kfp_yolo.components.training.dist import (
     check_gpu,
     destroy,
     device_type_of,
+    from_main,
     init_distributed,
+)
+from kfp_yolo.components.training.inputs import (
+    InputPipeline,
+    choose_input_pipeline,
+    decoded_bytes,
+    split_images,
 )
 from kfp_yolo.components.training.trainer import Progress, make_trainer
 
@@ -55,8 +67,10 @@ __all__ = ["COLLECTIVE_TIMEOUT_S", "DistEnv", "main", "run_worker"]
 log = logging.getLogger("kfp_yolo.worker")
 
 
-def _fetch_dataset(spec: TrainSpec, env: DistEnv, scratch: Path) -> Path:
-    """This node's data.yaml, with the label caches built by exactly one writer per folder.
+def _fetch_dataset(spec: TrainSpec, env: DistEnv, scratch: Path, procs_per_host: int
+                   ) -> tuple[Path, InputPipeline]:
+    """This node's data.yaml and input pipeline, with the label caches (and a disk image cache)
+    built by exactly one writer per folder.
 
     A remote dataset is downloaded once per node by local rank 0 into the node's scratch folder;
     a local one is shared by every process (and node), so global rank 0 builds its caches.
@@ -77,13 +91,36 @@ def _fetch_dataset(spec: TrainSpec, env: DistEnv, scratch: Path) -> Path:
         raise UserError(f"{spec.dataset_uri!r} has no data.yaml; give the prepared Dataset "
                         "artifact's folder.")
     data_yaml = _localised_data_yaml(folder / "data.yaml", folder, scratch, env)
+    # Rank 0 decides for every rank: the pods of a job are alike, and the processes of a node
+    # must agree on the disk cache they share.
+    # .npy files land beside the images: only in this job's own copy of a remote dataset.
+    pipeline = from_main(_input_pipeline(spec, env, data_yaml, procs_per_host,
+                                         folder if remote else None) if env.is_main else None)
+    if env.is_main:
+        log.info("input pipeline: %s", pipeline.reason)
     if env.world_size > 1:
-        # Ultralytics writes a missing .cache under torch_distributed_zero_first(LOCAL_RANK):
-        # one writer per node, so nodes sharing a folder would write the same file at once.
+        # Ultralytics writes a missing .cache (and .npy) under torch_distributed_zero_first(
+        # LOCAL_RANK): one writer per node, so nodes sharing a folder would write at once.
         if (env.local_rank == 0) if remote else env.is_main:
-            _build_label_caches(data_yaml, spec.imgsz)
+            _build_label_caches(data_yaml, spec.imgsz, disk_cache=pipeline.cache == "disk")
         barrier()
-    return data_yaml
+    return data_yaml, pipeline
+
+
+def _input_pipeline(spec: TrainSpec, env: DistEnv, data_yaml: Path, procs_per_host: int,
+                    own_copy: Path | None) -> InputPipeline:
+    """Workers and cache from this pod's CPUs and memory and the dataset's decoded size; a disk
+    cache only in `own_copy`, the job's own copy of the dataset."""
+    from ultralytics.data.utils import check_det_dataset
+
+    data = check_det_dataset(str(data_yaml))
+    images = [p for split in ("train", "val") for p in split_images(data[split])]
+    count, original = decoded_bytes(images)
+    return choose_input_pipeline(
+        cpus=usable_cpus(), mem_bytes=usable_memory_bytes(), procs_per_node=procs_per_host,
+        n_images=count, imgsz=spec.imgsz, batch_per_proc=max(1, spec.batch // env.world_size),
+        workers_override=spec.workers, cache_override=spec.cache, disk_bytes=original,
+        disk_free_bytes=shutil.disk_usage(own_copy).free if own_copy else 0)
 
 
 def _localised_data_yaml(data_yaml: Path, folder: Path, scratch: Path, env: DistEnv) -> Path:
@@ -99,14 +136,14 @@ def _localised_data_yaml(data_yaml: Path, folder: Path, scratch: Path, env: Dist
     return local
 
 
-def _build_label_caches(data_yaml: Path, imgsz: int) -> None:
-    """Builds (or checks) the train and val label caches, as the trainer would."""
+def _build_label_caches(data_yaml: Path, imgsz: int, disk_cache: bool) -> None:
+    """Builds (or checks) the train and val label caches and .npy images, as the trainer would."""
     from ultralytics.cfg import get_cfg
     from ultralytics.data import build_yolo_dataset
     from ultralytics.data.utils import check_det_dataset
 
     data = check_det_dataset(str(data_yaml))
-    cfg = get_cfg(overrides={"imgsz": imgsz})
+    cfg = get_cfg(overrides={"imgsz": imgsz, "cache": "disk" if disk_cache else False})
     for split in ("train", "val"):
         build_yolo_dataset(cfg, data[split], 1, data, mode="val")
 
@@ -125,19 +162,23 @@ def _publish(files: dict[str, Path], output_uri: str, scratch: Path) -> Path:
 
 def _finish_from_checkpoint(checkpoint: Checkpoint, spec: TrainSpec, scratch: Path) -> Path:
     """The run had trained every epoch before it stopped: publish what its checkpoint holds."""
-    from ultralytics.utils.torch_utils import strip_optimizer
+    from kfp_yolo.components.ultralytics_patches import finalize_weights
 
     final = scratch / "final"
     final.mkdir(parents=True, exist_ok=True)
-    strip_optimizer(checkpoint.last, str(final / "last.pt"))
-    strip_optimizer(checkpoint.best or checkpoint.last, str(final / "best.pt"))
+    finalize_weights(checkpoint.last, checkpoint.best or checkpoint.last,
+                     out_last=final / "last.pt", out_best=final / "best.pt")
     write_results_csv(checkpoint.results, final / "results.csv")
     return _publish({name: final / name for name in ("best.pt", "last.pt", "results.csv")},
                     spec.output_uri, scratch)
 
 
-def run_worker(spec: TrainSpec, env: DistEnv, scratch: Path | None = None) -> Path | None:
+def run_worker(spec: TrainSpec, env: DistEnv, scratch: Path | None = None,
+               procs_per_host: int | None = None) -> Path | None:
     """Trains per spec in this process; returns best.pt on rank 0 (None on other ranks).
+
+    `procs_per_host`: training processes sharing this machine's CPUs and memory (default this
+    node's, LOCAL_WORLD_SIZE).
 
     Raises:
         UserError: the spec cannot work here (batch not divisible, no data.yaml, no CUDA).
@@ -159,7 +200,8 @@ def run_worker(spec: TrainSpec, env: DistEnv, scratch: Path | None = None) -> Pa
         # torch_distributed_zero_first) once the group exists: every rank imports it here.
         import ultralytics  # noqa: F401
 
-        data_yaml = _fetch_dataset(spec, env, scratch)
+        data_yaml, pipeline = _fetch_dataset(spec, env, scratch,
+                                             procs_per_host or env.local_world_size)
         checkpoint = fetch_checkpoint(spec, env, scratch)
         if checkpoint is not None and checkpoint.epoch + 1 >= spec.epochs:
             log.info("run %s finished all %d epochs before it stopped; publishing its "
@@ -168,8 +210,9 @@ def run_worker(spec: TrainSpec, env: DistEnv, scratch: Path | None = None) -> Pa
         if checkpoint is not None:
             log.info("run %s resumes after epoch %d of %d", spec.run_id, checkpoint.epoch + 1,
                      spec.epochs)
-        trainer = make_trainer(spec, env, device_type, data_yaml, scratch, checkpoint)
-        progress = Progress(scratch / "progress" / f"rank{env.rank}.json", env, device_type)
+        trainer = make_trainer(spec, env, device_type, data_yaml, scratch, checkpoint, pipeline)
+        progress = Progress(scratch / "progress" / f"rank{env.rank}.json", env, device_type,
+                            pipeline)
         trainer.add_callback("on_train_epoch_start", progress.epoch_start)
         trainer.add_callback("on_train_batch_end", progress.batch_end)
         trainer.add_callback("on_train_epoch_end", progress.epoch_end)
@@ -185,16 +228,19 @@ def run_worker(spec: TrainSpec, env: DistEnv, scratch: Path | None = None) -> Pa
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m kfp_yolo.components.training.worker --spec JSON|@FILE [--scratch DIR]`."""
+    """`python -m kfp_yolo.components.training.worker --spec JSON|@FILE [--scratch DIR]
+    [--procs-per-host N]`."""
     parser = argparse.ArgumentParser(prog="python -m kfp_yolo.components.training.worker")
     parser.add_argument("--spec", required=True, help="TrainSpec as JSON, or @FILE")
     parser.add_argument("--scratch", default=None, help="node-local work folder")
+    parser.add_argument("--procs-per-host", type=int, default=None,
+                        help="training processes sharing this machine (default: this node's)")
     args = parser.parse_args(argv)
     text = Path(args.spec[1:]).read_text() if args.spec.startswith("@") else args.spec
     spec = TrainSpec.from_json(text)
     env = DistEnv.from_environ()
     logging.basicConfig(level=logging.INFO, format=f"[rank{env.rank}] %(message)s")
-    run_worker(spec, env, Path(args.scratch) if args.scratch else None)
+    run_worker(spec, env, Path(args.scratch) if args.scratch else None, args.procs_per_host)
     return 0
 
 
