@@ -95,6 +95,7 @@ def train_component(
     lr0: float,
     seed: int,
     workers: int,
+    cache: str,
     nodes: int,
     procs_per_node: int,
     launcher: str,
@@ -111,7 +112,12 @@ def train_component(
     tolerations: list,
     weights: Output[Model],
 ):
-    """KFP step: trains through the launcher; best.pt, last.pt, results.csv into `weights`."""
+    """KFP step: trains through the launcher; best.pt, last.pt, results.csv into `weights`.
+
+    The weights' metadata says which launcher ran the job (auto resolves to one) and the
+    training's shape and speed (nodes x processes, batch per GPU, workers, cache, images/s).
+    """
+    import json
     import os
 
     from kfp_yolo.components import storage
@@ -125,7 +131,8 @@ def train_component(
     spec = TrainSpec(
         run_id=run_id, dataset_uri=dataset.uri if remote else dataset.path, model=model,
         imgsz=imgsz, epochs=epochs, batch=batch, precision=precision, optimizer=optimizer,
-        lr0=lr0, seed=seed, workers=workers, nodes=nodes, procs_per_node=procs_per_node,
+        lr0=lr0, seed=seed, workers=workers, cache=cache, nodes=nodes,
+        procs_per_node=procs_per_node,
         checkpoint_uri=checkpoint_uri or os.path.join(os.path.dirname(weights.path), "checkpoints"),
         output_uri=output_uri)
     # The pods require the planner's need (Gt need-1 MiB) and tolerate the chosen pool, as
@@ -137,10 +144,16 @@ def train_component(
         "queue_timeout_s": queue_timeout_s,
         "node_affinity": tuple(node_affinity(min_gpu_memory_mib)),
         "tolerations": tuple(tolerations)}
-    get_launcher(launcher, **settings).launch(spec)
+    backend = get_launcher(launcher, **settings)
+    backend.launch(spec)
     if remote:
         storage.download(output_uri, weights.path)
-    weights.metadata.update({"run_id": run_id, "epochs": epochs, "imgsz": imgsz, "batch": batch})
+    weights.metadata.update({"run_id": run_id, "epochs": epochs, "imgsz": imgsz, "batch": batch,
+                             "launcher": backend.kind})
+    shape = os.path.join(weights.path, "training.json")
+    if os.path.exists(shape):  # absent when a finished run was published from its checkpoint
+        with open(shape) as handle:
+            weights.metadata["training"] = json.load(handle)
 
 
 def evaluate_component(

@@ -25,7 +25,7 @@ from pydantic import (
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.pools import is_dns_label
 from kfp_yolo.components.quotas import PRIORITY_CLASSES
-from kfp_yolo.components.spec import OPTIMIZERS, PRECISIONS, check_batch_shape
+from kfp_yolo.components.spec import CACHES, OPTIMIZERS, PRECISIONS, check_batch_shape
 
 __all__ = ["RunConfig", "check_detection_model", "check_uri", "load_config", "parse_overrides",
            "parameter_specs"]
@@ -34,6 +34,7 @@ Precision = Literal[PRECISIONS]
 Optimizer = Literal[OPTIMIZERS]
 Launcher = Literal["local", "pytorchjob", "trainjob", "auto"]
 TrtPrecision = Literal["fp16", "int8", "fp32"]
+Cache = Literal[CACHES]
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
 # Kubernetes names and the resource quantities both KFP and Kubernetes accept.
@@ -101,7 +102,13 @@ class RunConfig(BaseModel):
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed for the split and training.")
     val_fraction: float = Field(0.2, gt=0, lt=1, description="Share of images held out for "
                                 "validation when the dataset has no val split.")
-    workers: int = Field(2, ge=0, le=64, description="Dataloader workers per training process.")
+    workers: int = Field(0, ge=0, le=64, description="Dataloader workers per training process; "
+                         "0 = from the CPUs the training pod really has (its CPU limit) divided "
+                         "by its processes.")
+    cache: Cache = Field("auto", description="Image cache of the training dataloader: disk "
+                         "(decoded .npy files beside the images), ram (per process), none, or "
+                         "auto (disk for the job's own copy of the dataset when it fits, else "
+                         "none).")
     nodes: int = Field(1, ge=1, le=1024, description="Training nodes (PyTorchJob Master + Workers; "
                        "locally, torchrun node groups on loopback).")
     procs_per_node: int = Field(1, ge=1, le=64, description="GPUs per node on a cluster; "

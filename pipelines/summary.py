@@ -109,6 +109,25 @@ def _params(output: dict | None) -> dict:
     return (output or {}).get("parameterValues", {})
 
 
+def _training(output: dict | None) -> dict | None:
+    """The launcher and the training's shape and speed, from the weights' metadata."""
+    metadata = _artifact(output, "weights").get("metadata", {})
+    if not metadata:
+        return None
+    return {"launcher": metadata.get("launcher"), **(metadata.get("training") or {})}
+
+
+def _format_training(training: dict) -> str:
+    """'TrainJob: 2 nodes x 4 processes (world_size 8), batch 8 per GPU, ...' for the table."""
+    parts = [f"{training.get('launcher') or '?'}"]
+    if "world_size" in training:
+        parts.append(f"{training['nodes']} node(s) x {training['procs_per_node']} process(es) "
+                     f"(world_size {training['world_size']}, {training['device']}), batch "
+                     f"{training['batch_per_gpu']} per GPU, {training['workers']} dataloader "
+                     f"workers, cache {training['cache']}, {training['images_per_s']} images/s")
+    return ": ".join(parts)
+
+
 def collect_summary(run_dir: Path | None, cfg: RunConfig, *, elapsed_s: float,
                     failure: StepFailure | None = None) -> dict:
     """status, reason, per-step status, metrics, gate, artifact paths, parity, tensorrt.
@@ -164,6 +183,7 @@ def collect_summary(run_dir: Path | None, cfg: RunConfig, *, elapsed_s: float,
                         "tolerance": cfg.onnx_tolerance} if parity else None,
         "tensorrt": {"status": trt.get("status", "not run"), "reason": trt.get("reason", "")},
         "plan": _params(outputs["plan"]) or None,
+        "training": _training(outputs["train"]),
         "run_dir": str(run_dir) if run_dir else None,
         "config": cfg.model_dump(),
     }
@@ -178,6 +198,11 @@ def format_summary(summary: dict) -> str:
     if plan:
         rows.append(("plan", f"batch {plan.get('batch')}, peak {plan.get('peak_mib')} MiB per "
                              f"GPU, pool {plan.get('pool')}"))
+        if plan.get("batch_rule"):
+            rows.append(("batch rule", plan["batch_rule"]))
+    training = summary.get("training")
+    if training:
+        rows.append(("training", _format_training(training)))
     for key in ("mAP50-95", "mAP50", "precision", "recall"):
         if key in summary["metrics"]:
             rows.append((key, f"{summary['metrics'][key]:.4f}"))

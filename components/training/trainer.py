@@ -17,7 +17,7 @@ from kfp_yolo.components.training.checkpoints import Checkpoint, write_results_c
 from kfp_yolo.components.training.dist import DistEnv
 from kfp_yolo.components.training.inputs import InputPipeline
 
-__all__ = ["Progress", "make_trainer"]
+__all__ = ["Progress", "job_summary", "make_trainer"]
 
 
 class Progress:
@@ -67,6 +67,26 @@ class Progress:
         partial = self.path.with_suffix(".partial")
         partial.write_text(json.dumps(self.record, indent=1))
         os.replace(partial, self.path)
+
+
+def job_summary(record: dict[str, Any], spec: TrainSpec) -> dict[str, Any]:
+    """The job's training shape and speed from rank 0's progress record, for the run summary.
+
+    Every rank trains an equal share of each epoch, so the job's images/s is rank 0's times
+    the world size; the first epoch (dataloader start, caches, cuDNN tuning) is left out when
+    there are later ones.
+    """
+    epochs = record.get("epochs", [])
+    timed = epochs[1:] or epochs
+    seconds = sum(e["seconds"] for e in timed)
+    world = record.get("world_size", spec.world_size)
+    per_rank = sum(e["images"] for e in timed) / seconds if seconds else 0.0
+    return {"nodes": spec.nodes, "procs_per_node": spec.procs_per_node, "world_size": world,
+            "device": record.get("device", ""), "batch": spec.batch,
+            "batch_per_gpu": record.get("batch_per_process", spec.batch // world),
+            "workers": record.get("workers"), "cache": record.get("cache"),
+            "input_reason": record.get("input_pipeline", {}).get("reason", ""),
+            "epochs_timed": len(timed), "images_per_s": round(per_rank * world, 1)}
 
 
 def _amp_setting(spec: TrainSpec, device_type: str) -> bool | str:

@@ -28,6 +28,7 @@ node's (the local launcher runs several nodes on one machine).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shutil
 import sys
@@ -60,7 +61,7 @@ from kfp_yolo.components.training.inputs import (
     decoded_bytes,
     split_images,
 )
-from kfp_yolo.components.training.trainer import Progress, make_trainer
+from kfp_yolo.components.training.trainer import Progress, job_summary, make_trainer
 
 __all__ = ["COLLECTIVE_TIMEOUT_S", "DistEnv", "main", "run_worker"]
 
@@ -149,7 +150,7 @@ def _build_label_caches(data_yaml: Path, imgsz: int, disk_cache: bool) -> None:
 
 
 def _publish(files: dict[str, Path], output_uri: str, scratch: Path) -> Path:
-    """Uploads best.pt, last.pt, results.csv to output_uri; returns the local best.pt."""
+    """Uploads best.pt, last.pt, results.csv (and training.json) to output_uri; returns best.pt."""
     outputs = scratch / "outputs"
     shutil.rmtree(outputs, ignore_errors=True)
     outputs.mkdir(parents=True)
@@ -221,8 +222,11 @@ def run_worker(spec: TrainSpec, env: DistEnv, scratch: Path | None = None,
         trainer.train()
         if not env.is_main:
             return None
+        shape = scratch / "training.json"  # the shape and speed the run summary shows
+        shape.write_text(json.dumps(job_summary(progress.record, spec), indent=1))
         return _publish({"best.pt": trainer.best, "last.pt": trainer.last,
-                         "results.csv": trainer.csv}, spec.output_uri, scratch)
+                         "results.csv": trainer.csv, "training.json": shape},
+                        spec.output_uri, scratch)
     finally:
         destroy()
 
