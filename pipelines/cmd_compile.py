@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
+from kfp_yolo.components.atomic import staged
 from kfp_yolo.pipelines.config import RunConfig, load_config
 
 __all__ = ["compile_pipeline", "placement_for", "run"]
@@ -34,14 +33,9 @@ def compile_pipeline(cfg: RunConfig, output: str | Path,
 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    fd, partial = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".yaml", dir=output.parent)
-    os.close(fd)
-    try:
-        compiler.Compiler().compile(build_pipeline(cfg, placement_for(cfg, pools_path)), partial)
-        os.replace(partial, output)
-    finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
+    with staged(output, suffix=".yaml") as partial:  # the compiler insists on the extension
+        compiler.Compiler().compile(build_pipeline(cfg, placement_for(cfg, pools_path)),
+                                    str(partial))
     return output
 
 

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from kfp_yolo.components.atomic import write_atomic
 from kfp_yolo.components.errors import JobFailed
 from kfp_yolo.pipelines.config import RunConfig, load_config
 from kfp_yolo.pipelines.summary import collect_summary, format_summary
@@ -40,9 +41,7 @@ def run_local(cfg: RunConfig, workdir: str | Path) -> dict:
     runs = sorted(set(pipeline_root.iterdir()) - before, key=lambda p: p.stat().st_mtime)
     run_dir = runs[-1] if runs else None
     summary = collect_summary(run_dir, cfg, elapsed_s=elapsed)
-    partial = workdir / ".summary.json.partial"
-    partial.write_text(json.dumps(summary, indent=2))
-    partial.replace(workdir / "summary.json")
+    write_atomic(workdir / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 

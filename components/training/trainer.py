@@ -6,12 +6,12 @@ Also the per-rank progress record (batches, images, seconds and peak memory per 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+from kfp_yolo.components.atomic import write_atomic
 from kfp_yolo.components.spec import TrainSpec
 from kfp_yolo.components.training.checkpoints import Checkpoint, write_results_csv
 from kfp_yolo.components.training.dist import DistEnv
@@ -52,9 +52,7 @@ class Progress:
                               self.batches * trainer.train_loader.batch_size)
         self.record["epochs"].append(entry)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_suffix(".partial")
-        partial.write_text(json.dumps(self.record, indent=1))
-        os.replace(partial, self.path)
+        write_atomic(self.path, json.dumps(self.record, indent=1))
 
 
 def _amp_setting(spec: TrainSpec, device_type: str) -> bool | str:
