@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO / "tests"))  # the SeaweedFS helper the tests use
 from s3server import SeaweedS3  # noqa: E402
 
 from kfp_yolo.components import storage  # noqa: E402
+from kfp_yolo.components.storage.settings import make_client  # noqa: E402
 
 COCO8 = REPO.parent / "shared" / "datasets" / "coco8"
 
@@ -94,7 +95,7 @@ def main() -> None:
         with SeaweedS3(scratch / "seaweed") as server:
             settings = storage.S3Settings(endpoint=server.endpoint, access_key=server.access_key,
                                           secret_key=server.secret_key)
-            client = storage._client(settings, server.endpoint)
+            client = make_client(settings, server.endpoint)
             client.make_bucket("bench")
 
             small = scratch / "small"

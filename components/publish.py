@@ -6,10 +6,13 @@ Layout under registry_uri (s3://, minio://, file:// or a path):
                      README.md (the model card)
     <name>/latest    {"name", "version", "uri", "published_at", "metrics"}
 
-A version folder is uploaded whole (storage writes its manifest last, or renames a local folder
-into place) and never overwritten; `latest` moves only after the version is complete, so a
-reader that follows `latest` never sees a half-published model, and a failed publish leaves it
-on the previous version.
+Publishing is complete or absent. A version folder is uploaded whole: on an object store its
+files first and storage's `_manifest.json` last, the marker that it is complete; locally a
+folder renamed into place. `storage.finished` checks that marker: a finished version is never
+overwritten, and one that a failed publish left half-uploaded is not published, so a retry
+replaces it. `latest` moves only after the version is complete, and `read_latest` checks the
+marker of the version it names, so a reader never sees a half-published model and a failed
+publish leaves `latest` on the previous version.
 
 (No `from __future__ import annotations` in component modules: KFP reads the annotations.)
 """
@@ -17,6 +20,7 @@ on the previous version.
 import datetime
 import hashlib
 import json
+import logging
 import re
 import shutil
 import tempfile
@@ -28,6 +32,8 @@ from kfp_yolo.components.errors import UserError
 
 __all__ = ["LATEST", "default_version", "publish", "read_latest",
            "render_model_card"]
+
+log = logging.getLogger(__name__)
 
 LATEST = "latest"
 CARD = "README.md"
@@ -133,9 +139,13 @@ def publish(*, registry_uri: str, name: str, version: str, files: dict[str, Path
     version = version or default_version({n: d for n, (_, d) in described.items()})
     model_uri = f"{registry_uri.rstrip('/')}/{name}"
     version_uri = f"{model_uri}/{version}"
-    if storage.exists(version_uri):
+    if storage.finished(version_uri):
         raise UserError(f"{version_uri} is already published; versions are never overwritten, "
                         "give another version.")
+    if storage.exists(version_uri):
+        # Files of a publish that failed midway: never visible (no manifest), so start afresh.
+        log.warning("%s holds part of an unfinished publish; replacing it.", version_uri)
+        storage.remove(version_uri)
     with tempfile.TemporaryDirectory(prefix="kfp-yolo-publish-") as tmp:
         stage = Path(tmp) / version
         stage.mkdir()
@@ -164,4 +174,7 @@ def read_latest(registry_uri: str, name: str) -> dict | None:
     if not isinstance(pointer, dict) or "uri" not in pointer or "version" not in pointer:
         raise UserError(f"{uri} does not name a version (needs 'version' and 'uri'); publish "
                         "again to rewrite it.")
+    if not storage.finished(str(pointer["uri"])):
+        raise UserError(f"{uri} names {pointer['uri']}, which is absent or only partly "
+                        f"uploaded; publish again to move {LATEST}.")
     return pointer

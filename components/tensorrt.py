@@ -120,11 +120,9 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, imgsz: int,
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise RuntimeError("TensorRT failed to build the engine; see its log above.")
-    engine_path = Path(engine_path)
-    partial = engine_path.with_suffix(".partial")
-    partial.write_bytes(bytes(plan))
-    partial.replace(engine_path)
-    return engine_path
+    from kfp_yolo.components.atomic import write_atomic
+
+    return write_atomic(engine_path, bytes(plan))
 
 
 def measure_latency(engine_path: str | Path, *, imgsz: int, batch: int, iterations: int = 100,

@@ -8,11 +8,10 @@ from the node-pool catalog compiled in here as the `node_pools` parameter's defa
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
+from kfp_yolo.components.atomic import staged
 from kfp_yolo.pipelines.config import RunConfig, load_config
 
 __all__ = ["compile_pipeline", "run"]
@@ -30,14 +29,8 @@ def compile_pipeline(cfg: RunConfig, output: str | Path,
     pipeline = build_pipeline(cfg, node_pools=catalog_json(pools_path), cluster=True)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    fd, partial = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".yaml", dir=output.parent)
-    os.close(fd)
-    try:
-        compiler.Compiler().compile(pipeline, partial)
-        os.replace(partial, output)
-    finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
+    with staged(output, suffix=".yaml") as partial:  # the compiler insists on the extension
+        compiler.Compiler().compile(pipeline, str(partial))
     return output
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from kfp_yolo.components.atomic import write_atomic
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.pools import load_pools
 from kfp_yolo.components.quotas import render_quotas
@@ -43,9 +44,7 @@ def _kustomization(files: list[str]) -> str:
 def _write(path: Path, text: str) -> None:
     """Writes text to path under a temporary name first, so a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text)
-    partial.replace(path)
+    write_atomic(path, text)
 
 
 def write_quotas(objects: list[dict], directory: Path) -> list[Path]:

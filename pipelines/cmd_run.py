@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlparse
 
+from kfp_yolo.components.atomic import write_atomic
 from kfp_yolo.components.errors import JobFailed, UserError
 from kfp_yolo.pipelines.config import RunConfig, load_config
 from kfp_yolo.pipelines.summary import collect_summary, format_summary, step_failure
@@ -125,9 +126,7 @@ def run_local(cfg: RunConfig, workdir: str | Path, *, verbose: bool = False) -> 
     summary["log"] = str(log_path)
     summary["failure"] = ({"step": failure.task, "message": failure.message,
                            "exit_code": failure.exit_code} if failure is not None else None)
-    partial = workdir / ".summary.json.partial"
-    partial.write_text(json.dumps(summary, indent=2))
-    partial.replace(workdir / "summary.json")
+    write_atomic(workdir / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 

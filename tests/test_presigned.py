@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from faults import SilentServer
 from s3server import free_port
 
 from kfp_yolo.components.storage.presigned import MAX_MISSES, PresignedGetter
@@ -111,3 +112,35 @@ def test_close_closes_connections_of_every_thread(server):
     assert getter.hits == 3 and len(getter._open) == 3
     getter.close()
     assert getter._open == []
+
+
+def test_a_stall_raises_for_the_callers_retry_instead_of_a_miss():
+    with SilentServer() as server:
+        getter = PresignedGetter(lambda key: f"{server.endpoint}/{key}?X-Amz-Signature=abc",
+                                 ca_file=None, connect_timeout_s=0.5, read_timeout_s=0.3)
+        with getter, pytest.raises(TimeoutError):
+            getter.get("ok", len(BODY))
+        assert server.accepted == 1  # no second wait on a fresh connection
+    assert getter.misses == 0
+
+
+def test_abort_wakes_a_request_blocked_in_another_thread():
+    with SilentServer() as server:
+        getter = PresignedGetter(lambda key: f"{server.endpoint}/{key}?X-Amz-Signature=abc",
+                                 ca_file=None, connect_timeout_s=0.5, read_timeout_s=30.0)
+        results: list[object] = []
+
+        def fetch() -> None:
+            try:
+                results.append(getter.get("ok", len(BODY)))
+            except TimeoutError as exc:
+                results.append(exc)
+
+        thread = threading.Thread(target=fetch)
+        thread.start()
+        while not getter._open or getter._open[0].sock is None:  # the request is on its way
+            thread.join(0.01)
+        getter.abort()
+        thread.join(10)
+        assert results == [None] and getter.get("ok", len(BODY)) is None
+        getter.close()

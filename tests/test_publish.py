@@ -11,7 +11,7 @@ import pytest
 
 from kfp_yolo.components import storage
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.publish import default_version, publish, read_latest
+from kfp_yolo.components.publish import LATEST, default_version, publish, read_latest
 from kfp_yolo.components.steps import publish_component
 
 
@@ -175,3 +175,85 @@ def test_publish_to_s3_and_read_latest(s3_env, s3_bucket, tmp_path):
     assert "model.engine" in storage.list_prefix(uri)
     storage.download(uri, tmp_path / "fetched")
     assert (tmp_path / "fetched" / "best.pt").read_bytes() == b"weights-b"
+
+
+def test_interrupted_s3_publish_stays_invisible_and_a_retry_replaces_it(s3_env, s3_bucket,
+                                                                      tmp_path, monkeypatch):
+    from minio import Minio
+
+    from kfp_yolo.components.storage import errors as s3errors
+    from kfp_yolo.components.storage.errors import StorageFault
+
+    monkeypatch.setattr(s3errors, "BACKOFF_S", 0.0)
+    registry = f"s3://{s3_bucket}/interrupted-{tmp_path.name}"
+    publish(registry_uri=registry, name="m", version="v1", files=_inputs(tmp_path / "a"),
+            metadata=METADATA)
+    real_put = Minio.fput_object
+    landed: list[str] = []
+
+    def connection_drops_after_two_files(self, bucket, key, path, **kwargs):
+        if len(landed) >= 2:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        landed.append(key)
+        return real_put(self, bucket, key, path, **kwargs)
+
+    monkeypatch.setattr(Minio, "fput_object", connection_drops_after_two_files)
+    version_uri = f"{registry}/m/v2"
+    with pytest.raises(StorageFault, match="kept dropping"):
+        publish(registry_uri=registry, name="m", version="v2",
+                files=_inputs(tmp_path / "b", tag="b"), metadata=METADATA)
+
+    assert len(landed) == 2 and storage.exists(version_uri)  # part of it is there ...
+    assert not storage.finished(version_uri)  # ... and it is not published
+    assert read_latest(registry, "m")["version"] == "v1"
+    # A pointer to the partial version (a hand edit, another tool) is refused, not followed.
+    latest_uri = f"{registry}/m/{LATEST}"
+    good_pointer = storage.read_bytes(latest_uri)
+    storage.write_bytes(latest_uri, json.dumps({"version": "v2", "uri": version_uri}).encode())
+    with pytest.raises(UserError, match="absent or only partly uploaded"):
+        read_latest(registry, "m")
+    storage.write_bytes(latest_uri, good_pointer)
+
+    monkeypatch.setattr(Minio, "fput_object", real_put)
+    uri = publish(registry_uri=registry, name="m", version="v2",
+                  files=_inputs(tmp_path / "c", tag="c", engine=False), metadata=METADATA)
+
+    assert uri == version_uri and read_latest(registry, "m")["version"] == "v2"
+    assert storage.list_prefix(uri) == [  # replaced: no model.engine left from the first try
+        "README.md", storage.MANIFEST_NAME, "best.pt", "data.yaml", "metrics.json", "model.onnx"]
+    storage.download(uri, tmp_path / "fetched")
+    assert (tmp_path / "fetched" / "best.pt").read_bytes() == b"weights-c"
+    with pytest.raises(UserError, match="already published"):
+        publish(registry_uri=registry, name="m", version="v2", files=_inputs(tmp_path / "c"),
+                metadata=METADATA)
+
+
+def test_interrupted_local_publish_leaves_nothing_and_a_retry_succeeds(tmp_path, monkeypatch):
+    import shutil
+
+    registry = tmp_path / "registry"
+    publish(registry_uri=str(registry), name="m", version="v1", files=_inputs(tmp_path / "a"),
+            metadata=METADATA)
+    real_copytree, real_copy2 = shutil.copytree, shutil.copy2
+    copied: list[str] = []
+
+    def disk_fills_after_two_files(source, dest, **kwargs):
+        if len(copied) >= 2:
+            raise OSError(28, "No space left on device")
+        copied.append(dest)
+        return real_copy2(source, dest, **kwargs)
+
+    monkeypatch.setattr(shutil, "copytree", lambda source, dest, **kwargs: real_copytree(
+        source, dest, copy_function=disk_fills_after_two_files))
+    with pytest.raises(OSError, match="No space left"):
+        publish(registry_uri=str(registry), name="m", version="v2",
+                files=_inputs(tmp_path / "b", tag="b"), metadata=METADATA)
+
+    assert len(copied) == 2
+    assert sorted(p.name for p in (registry / "m").iterdir()) == ["latest", "v1"]  # no leftovers
+    assert read_latest(str(registry), "m")["version"] == "v1"
+    monkeypatch.setattr(shutil, "copytree", real_copytree)
+    publish(registry_uri=str(registry), name="m", version="v2",
+            files=_inputs(tmp_path / "b", tag="b"), metadata=METADATA)
+    assert read_latest(str(registry), "m")["version"] == "v2"
+    assert (registry / "m" / "v2" / "best.pt").read_bytes() == b"weights-b"

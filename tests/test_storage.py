@@ -18,6 +18,7 @@ from kfp_yolo.components import storage
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.runtime import usable_cpus
 from kfp_yolo.components.storage import errors as s3errors
+from kfp_yolo.components.storage import s3 as s3_backend
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -65,7 +66,7 @@ def test_small_objects_skip_the_sdk_and_refused_ones_fall_back(s3, s3_bucket, tm
     assert "; 1 through the SDK" in caplog.text  # big.bin only: over DIRECT_MAX_BYTES
 
     # A signature the server refuses (a proxy rewriting URLs, say): the SDK path takes over.
-    opened = storage._Remote.presigned_getter
+    opened = s3_backend.S3Backend.presigned_getter
 
     def tampered(remote):
         getter = opened(remote)
@@ -73,7 +74,7 @@ def test_small_objects_skip_the_sdk_and_refused_ones_fall_back(s3, s3_bucket, tm
         getter._presign = lambda key: sign(key).replace("X-Amz-Signature=", "X-Amz-Signature=0")
         return getter
 
-    monkeypatch.setattr(storage._Remote, "presigned_getter", tampered)
+    monkeypatch.setattr(s3_backend.S3Backend, "presigned_getter", tampered)
     caplog.clear()
     out = storage.download(uri, tmp_path / "again", settings=s3.settings())
     assert _tree(out) == _tree(source)
@@ -81,16 +82,17 @@ def test_small_objects_skip_the_sdk_and_refused_ones_fall_back(s3, s3_bucket, tm
 
 
 def test_large_object_comes_in_parallel_ranges(s3, s3_bucket, tmp_path, monkeypatch):
-    monkeypatch.setattr(storage, "RANGE_MIN_BYTES", 1 << 20)  # 12 MiB: ranges of >= 1 MiB
+    monkeypatch.setattr(s3_backend, "RANGE_MIN_BYTES", 1 << 20)  # 12 MiB: ranges of >= 1 MiB
     source = _sample_folder(tmp_path / "source") / "big.bin"
     uri = f"s3://{s3_bucket}/ranges/big.bin"
     storage.upload(source, uri, settings=s3.settings())
     calls = []
-    original = storage._get_ranges
-    monkeypatch.setattr(storage, "_get_ranges", lambda *a: calls.append(a) or original(*a))
+    original = s3_backend.S3Backend.get_ranges
+    monkeypatch.setattr(s3_backend.S3Backend, "get_ranges",
+                        lambda *a: calls.append(a) or original(*a))
     out = storage.download(uri, tmp_path / "big.bin", settings=s3.settings())
     assert calls and out.read_bytes() == source.read_bytes()
-    assert calls[0][-1] == min(storage.RANGE_WORKERS, 2 * usable_cpus())  # streams
+    assert calls[0][-1] == min(s3_backend.RANGE_WORKERS, 2 * usable_cpus())  # streams
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
 
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import weakref
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
+from kfp_yolo.components.atomic import write_atomic
 from kfp_yolo.components.errors import UserError
 
 __all__ = ["BOXES_PER_IMAGE", "Probe", "build_model", "measure"]
@@ -213,9 +213,8 @@ def measure(model: str, nc: int, low_precision: bool, cache_dir: str | None) -> 
     )
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_text(json.dumps({**probe.__dict__, "hull": [list(p) for p in probe.hull]}))
-        partial.replace(path)  # atomic: concurrent planners never read half a file
+        # Atomic: concurrent planners never read half a file.
+        write_atomic(path, json.dumps({**probe.__dict__, "hull": [list(p) for p in probe.hull]}))
     return probe
 
 

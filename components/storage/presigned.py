@@ -9,15 +9,17 @@ fget_object loop through the SDK, 3.5x this way, on 2 cores shared with the S3 s
 
 minio still signs every request (`presigned_get_object`, SigV4 in the query string); only the
 transport is lighter. This path handles the common case only: anything but a complete 200
-answer returns None, and the caller fetches that object through the SDK, which retries transient
-failures and raises the typed S3 errors. When the first few requests all miss, the direct path
-switches itself off for the rest of the transfer. URLs are never logged (their query string
-carries a signature).
+answer returns None, and the caller fetches that object through the SDK, which raises the typed
+S3 errors. A stall (no byte for read_timeout_s) is the exception: it raises TimeoutError for the
+caller's retry (storage.errors.retry), since sending a frozen endpoint's object to the SDK would
+only wait a second time. When the first few requests all miss, the direct path switches itself
+off for the rest of the transfer. URLs are never logged (their query string carries a signature).
 """
 
 from __future__ import annotations
 
 import http.client
+import socket
 import ssl
 import threading
 from collections.abc import Callable
@@ -46,6 +48,7 @@ class PresignedGetter:
         self._lock = threading.Lock()
         self._open: list[http.client.HTTPConnection] = []
         self._tls: ssl.SSLContext | None = None
+        self._aborted = False
         self.hits = 0
         self.misses = 0
 
@@ -62,8 +65,13 @@ class PresignedGetter:
         return self.hits > 0 or self.misses < MAX_MISSES
 
     def get(self, key: str, size: int) -> bytes | None:
-        """The object's bytes when a 200 answer brings all size of them; None otherwise."""
-        if not self.enabled:
+        """The object's bytes when a 200 answer brings all size of them; None otherwise.
+
+        Raises:
+            TimeoutError: the server stopped sending for read_timeout_s (or did not accept the
+                connection within connect_timeout_s).
+        """
+        if not self.enabled or self._aborted:
             return None
         parts = urlsplit(self._presign(key))
         target = f"{parts.path}?{parts.query}"
@@ -77,8 +85,13 @@ class PresignedGetter:
                 connection.request("GET", target)
                 response = connection.getresponse()
                 body = response.read()
+            except TimeoutError:
+                self._drop(host)
+                raise
             except (OSError, http.client.HTTPException):
                 self._drop(host)
+                if self._aborted:
+                    return None
                 if reused and attempt == 0:
                     continue  # the server closed a kept-alive connection: once more, fresh
                 break
@@ -92,6 +105,22 @@ class PresignedGetter:
         with self._lock:
             self.misses += 1
         return None
+
+    def abort(self) -> None:
+        """Ends every request in flight, in any thread (each returns None), and all later ones.
+
+        Shutting a socket down wakes a thread blocked reading it, which closing does not.
+        """
+        self._aborted = True
+        with self._lock:
+            connections = list(self._open)
+        for connection in connections:
+            sock = connection.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def close(self) -> None:
         """Closes every connection this getter opened, in any thread."""

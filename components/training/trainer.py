@@ -6,12 +6,12 @@ record (batches, images, seconds, images/s and peak memory per epoch; workers an
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+from kfp_yolo.components.atomic import write_atomic
 from kfp_yolo.components.spec import TrainSpec
 from kfp_yolo.components.training.checkpoints import Checkpoint, write_results_csv
 from kfp_yolo.components.training.dist import DistEnv
@@ -64,9 +64,7 @@ class Progress:
         entry["images_per_s"] = entry["images"] / entry["seconds"] if entry["seconds"] else 0.0
         self.record["epochs"].append(entry)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_suffix(".partial")
-        partial.write_text(json.dumps(self.record, indent=1))
-        os.replace(partial, self.path)
+        write_atomic(self.path, json.dumps(self.record, indent=1))
 
 
 def job_summary(record: dict[str, Any], spec: TrainSpec) -> dict[str, Any]:

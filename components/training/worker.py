@@ -36,6 +36,7 @@ import tempfile
 from pathlib import Path
 
 from kfp_yolo.components import storage
+from kfp_yolo.components.atomic import staged_dir
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.runtime import offline_environment, usable_cpus, usable_memory_bytes
 from kfp_yolo.components.spec import TrainSpec, check_batch_shape
@@ -81,10 +82,8 @@ def _fetch_dataset(spec: TrainSpec, env: DistEnv, scratch: Path, procs_per_host:
         folder = scratch / "dataset"
         if env.local_rank == 0 and not folder.exists():
             # Downloaded under another name, so a restarted container never sees half of it.
-            partial = scratch / "dataset.partial"
-            shutil.rmtree(partial, ignore_errors=True)
-            storage.download(spec.dataset_uri, partial)
-            partial.rename(folder)
+            with staged_dir(folder) as partial:
+                storage.download(spec.dataset_uri, partial)
         barrier()
     else:
         folder = storage.local_path(spec.dataset_uri).resolve()
