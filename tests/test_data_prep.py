@@ -421,9 +421,10 @@ def test_same_rules_as_ultralytics():
 def test_component_writes_artifact_metadata_and_report(tmp_path):
     dataset = SimpleNamespace(path=str(tmp_path / "dataset"), metadata={})
     report = SimpleNamespace(path=str(tmp_path / "report.md"))
-    content_hash = prepare_dataset_component("synthetic://shapes?images=10&imgsz=32&seed=2", 0,
-                                             0.2, dataset, report)
-    assert dataset.metadata["content_hash"] == content_hash
+    outputs = prepare_dataset_component("synthetic://shapes?images=10&imgsz=32&seed=2", 0, 0.2,
+                                        dataset, report)
+    assert dataset.metadata["content_hash"] == outputs.content_hash
+    assert outputs.nc == 3
     assert dataset.metadata["images"] == 10
     assert (tmp_path / "report.md").read_text().startswith("# Dataset")
 

@@ -106,7 +106,7 @@ def test_the_cluster_settings_reach_the_launcher(tmp_path, monkeypatch):
         train_component(
             dataset=Dataset(name="dataset", uri="minio://mlpipeline/run/dataset", metadata={}),
             run_id="run-1", model="yolov5n.yaml", imgsz=64, epochs=1, batch=8,
-            precision="amp", optimizer="SGD", lr0=0.01, seed=0, workers=0, nodes=1,
+            precision="amp", optimizer="SGD", lr0=0.01, seed=0, workers=0, cache="auto", nodes=1,
             procs_per_node=1, launcher="pytorchjob", checkpoint_uri="minio://ck/run",
             image="registry.example/kfp-yolo:1", namespace="team-a", queue="kfp-yolo",
             storage_secret="team-s3", workload_priority_class="kfp-yolo-retraining",
