@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 WORKDIR ?= runs/demo
 
-.PHONY: demo test lint checkov compile clean
+.PHONY: demo test test-fast lint checkov compile clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 2; }
@@ -17,9 +17,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/kfp-yolo run --workdir $(WORKDIR)
 
+# Everything: the unit lane, then the integration lane (real torchrun, kfp.local, SeaweedFS S3,
+# training on small data, the wheel in a fresh virtualenv).
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra tests/unit tests/integration
+
+# The unit lane: pure logic, no torchrun, no S3 server, no training (about a minute here).
+test-fast: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -ra tests/unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

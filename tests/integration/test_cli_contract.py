@@ -304,7 +304,7 @@ def test_a_step_that_fails_on_a_fault_is_exit_1(tmp_path):
 
 def test_the_readme_exit_code_table_is_true(tmp_path, capfd, monkeypatch):
     """Each row of README.md's table, produced by a real case, with its last line's prefix."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     rows = {}
     for line in readme.split("Exit codes:", 1)[1].split("\n\n", 2)[1].splitlines()[2:]:
         code, _, last = (cell.strip() for cell in line.strip("|").split("|"))

@@ -13,7 +13,7 @@ from kfp_yolo.pipelines.cli import main
 from kfp_yolo.pipelines.config import RunConfig
 from kfp_yolo.pipelines.training import NODE_POOLS
 
-GITOPS_CONFIG = Path(__file__).resolve().parents[1] / "k8s" / "gitops" / "train.yaml"
+GITOPS_CONFIG = Path(__file__).resolve().parents[2] / "k8s" / "gitops" / "train.yaml"
 
 
 def _load(output):

@@ -93,7 +93,7 @@ def test_cli_bad_input_is_one_sentence_and_exit_2(tmp_path):
 def test_example_configs_load():
     from pathlib import Path
 
-    examples = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml"))
+    examples = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
     assert examples
     for path in examples:
         cfg = load_config(path)
@@ -159,7 +159,7 @@ def test_priority_classes_are_those_kfp_yolo_quotas_generates():
 
     import yaml
 
-    generated = Path(__file__).resolve().parents[1] / "k8s" / "quotas" / \
+    generated = Path(__file__).resolve().parents[2] / "k8s" / "quotas" / \
         "workloadpriorityclasses.yaml"
     names = [doc["metadata"]["name"] for doc in yaml.safe_load_all(generated.read_text())]
     for name in names:
@@ -181,7 +181,7 @@ def test_a_bad_cluster_setting_in_a_file_names_its_line_and_exits_2(tmp_path):
 def test_cluster_examples_let_the_cluster_choose_the_launcher():
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     for path in [*sorted((root / "examples").glob("*.yaml")), root / "k8s/gitops/train.yaml"]:
         cfg = load_config(path)
         assert cfg.launcher == "auto", path

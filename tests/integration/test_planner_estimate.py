@@ -26,7 +26,7 @@ from kfp_yolo.components.planner import (
 from kfp_yolo.components.pools import load_pools
 from kfp_yolo.pipelines.cli import main as cli_main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GIB = 1024
 
 # Measured on one NVIDIA H200 (torch 2.11 cu130, 2026-11-29): yolov5l.yaml 640, batch 16, SGD,

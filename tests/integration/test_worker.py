@@ -20,7 +20,7 @@ from kfp_yolo.components.spec import TrainSpec
 from kfp_yolo.components.synth import SynthSpec, synthesize
 from kfp_yolo.components.training.worker import DistEnv, run_worker
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TRAIN_IMAGES = 26  # SynthSpec(images=32): a fifth (6) goes to val
 
 

@@ -196,9 +196,9 @@ def test_the_shipped_runtime_is_the_one_the_job_names(runtime):
         "node"]
 
 
-GOLDEN = Path(__file__).resolve().parents[1] / "k8s" / "examples" / "trainjob.yaml"
+GOLDEN = Path(__file__).resolve().parents[2] / "k8s" / "examples" / "trainjob.yaml"
 GOLDEN_HEADER = ("# Example: the TrainJob of a 2-node x 4-GPU run in a Kueue queue.\n"
-                 "# Golden file of tests/test_trainjob.py: regenerate on purpose with\n"
+                 "# Golden file of tests/unit/test_trainjob.py: regenerate on purpose with\n"
                  "# KFP_YOLO_UPDATE_GOLDEN=1.\n")
 
 

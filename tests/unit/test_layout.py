@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = {"kfp_yolo.components": ROOT / "components", "kfp_yolo.pipelines": ROOT / "pipelines"}
 MAX_LINES = 400
 

