@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from kfp_yolo.components.errors import Fault, JobFailed, UserError
+from kfp_yolo.components.spec import OPTIMIZERS, PRECISIONS
 
 __all__ = ["DEBUG_ENV", "build_parser", "main"]
 
@@ -99,9 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="predict peak GPU memory and choose a node pool")
     plan.add_argument("--model", default="yolov5l.yaml")
     plan.add_argument("--imgsz", type=int, default=640)
-    plan.add_argument("--batch", type=int, default=16, help="batch per GPU; 0 = largest that fits")
-    plan.add_argument("--precision", choices=["amp", "fp32", "bf16"], default="amp")
-    plan.add_argument("--optimizer", choices=["SGD", "Adam", "AdamW", "auto"], default="SGD")
+    plan.add_argument("--batch", type=int, default=16,
+                      help="batch per GPU; 0 = auto: the largest of 64/32/16/... in total that "
+                           "fits (ultralytics' nominal batch 64)")
+    plan.add_argument("--precision", choices=list(PRECISIONS), default="amp")
+    plan.add_argument("--optimizer", choices=list(OPTIMIZERS), default="SGD")
     plan.add_argument("--nc", type=int, default=80, help="number of classes")
     plan.add_argument("--gpus", type=int, default=1,
                       help="GPUs in the job (global batch = batch x gpus)")

@@ -91,8 +91,9 @@ class RunConfig(BaseModel):
     imgsz: int = Field(128, ge=32, le=4096, description="Training and export image size in pixels "
                        "(a multiple of 32).")
     epochs: int = Field(20, ge=1, le=10000, description="Training epochs.")
-    batch: int = Field(16, ge=0, description="Global batch size over all GPUs/processes; 0 = the "
-                       "largest that fits the chosen GPU pool (from the memory planner).")
+    batch: int = Field(16, ge=0, description="Global batch size over all GPUs/processes; 0 = "
+                       "auto: the largest of 64, 32, 16, ... in total that fits the GPU memory "
+                       "(ultralytics' nominal batch 64, so the same optimisation).")
     precision: Precision = Field("amp", description="amp (fp16 autocast + GradScaler), fp32 or "
                                  "bf16; on a CPU training runs in fp32 whatever is set.")
     optimizer: Optimizer = Field("AdamW", description="SGD, Adam, AdamW, or auto (ultralytics' "

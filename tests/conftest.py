@@ -98,3 +98,43 @@ def coco8(tmp_path: Path) -> Path:
              for line in data_yaml.read_text().splitlines()]
     data_yaml.write_text("\n".join(lines) + "\n")
     return copy
+
+
+# ---- the planner's tests: one probe cache for the session --------------------------------------
+
+
+@pytest.fixture(scope="session")
+def config_dir(tmp_path_factory: pytest.TempPathFactory):
+    """ultralytics' config folder, where `kfp-yolo plan` keeps its probe cache.
+
+    One folder for the session, shared by the planner's tests: each probe runs once.
+    """
+    path = tmp_path_factory.getbasetemp() / "planner-yolo-config"
+    path.mkdir(exist_ok=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("YOLO_CONFIG_DIR", str(path))
+        yield path
+
+
+@pytest.fixture(scope="session")
+def probe_cache(config_dir: Path) -> Path:
+    """The same cache folder the CLI uses, so in-process calls and the CLI share one probe."""
+    return config_dir / "memory-probes"
+
+
+def v5l_peak(cache: Path, batch: int, precision: str, imgsz: int = 640, **kw):
+    """The planner's estimate for yolov5l.yaml, from the probe cache."""
+    from kfp_yolo.components.planner import estimate_peak
+
+    return estimate_peak("yolov5l.yaml", imgsz=imgsz, batch=batch, precision=precision,
+                         cache_dir=cache, **kw)
+
+
+def plan_json(capsys: pytest.CaptureFixture, *argv: str) -> dict:
+    """`kfp-yolo plan ... --json`, in process, parsed."""
+    import json
+
+    from kfp_yolo.pipelines.cli import main as cli_main
+
+    assert cli_main(["plan", *argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import plan_json, v5l_peak
 
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.planner import (
@@ -24,7 +25,6 @@ from kfp_yolo.components.planner import (
     probe,
 )
 from kfp_yolo.components.pools import load_pools
-from kfp_yolo.pipelines.cli import main as cli_main
 
 ROOT = Path(__file__).resolve().parents[2]
 GIB = 1024
@@ -42,35 +42,6 @@ UNDER, OVER = -0.02, 0.03
 _NOT_ALLOCATED = ("allocator_overhead", "nccl", "cuda_context")
 
 
-@pytest.fixture(scope="module")
-def config_dir(tmp_path_factory: pytest.TempPathFactory):
-    """ultralytics' config folder, where `kfp-yolo plan` keeps its probe cache.
-
-    One folder for the session, shared with test_planner_plan.py: the probes run once.
-    """
-    path = tmp_path_factory.getbasetemp() / "planner-yolo-config"
-    path.mkdir(exist_ok=True)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("YOLO_CONFIG_DIR", str(path))
-        yield path
-
-
-@pytest.fixture(scope="module")
-def cache(config_dir: Path) -> Path:
-    """The same cache folder the CLI uses, so in-process calls and the CLI share one probe."""
-    return config_dir / "memory-probes"
-
-
-def _v5l(cache: Path, batch: int, precision: str, imgsz: int = 640, **kw):
-    return estimate_peak("yolov5l.yaml", imgsz=imgsz, batch=batch, precision=precision,
-                         cache_dir=cache, **kw)
-
-
-def _plan_json(capsys, *argv: str) -> dict:
-    assert cli_main(["plan", *argv, "--json"]) == 0
-    return json.loads(capsys.readouterr().out)
-
-
 # ---- calibration against the H200 -----------------------------------------------------------
 
 
@@ -84,10 +55,10 @@ def test_constants_are_the_h200_measurements():
 
 
 @pytest.mark.parametrize("precision", ["amp", "fp32"])
-def test_yolov5l_batch16_prediction_is_within_minus2_plus3_percent_of_the_h200(cache,
+def test_yolov5l_batch16_prediction_is_within_minus2_plus3_percent_of_the_h200(probe_cache,
                                                                               precision):
     measured = H200_YOLOV5L_640_B16[precision]
-    est = _v5l(cache, 16, precision)
+    est = v5l_peak(probe_cache, 16, precision)
     parts = est.breakdown_mib
     allocated = sum(mib for part, mib in parts.items() if part not in _NOT_ALLOCATED)
     reserved = allocated + parts["allocator_overhead"]
@@ -102,20 +73,20 @@ def test_yolov5l_batch16_prediction_is_within_minus2_plus3_percent_of_the_h200(c
 # ---- Done when ------------------------------------------------------------------------------
 
 
-def test_yolov5l_fp32_batch16_peak_is_14_to_22_gib(cache, capsys):
-    out = _plan_json(capsys, "--model", "yolov5l.yaml", "--imgsz", "640", "--batch", "16",
+def test_yolov5l_fp32_batch16_peak_is_14_to_22_gib(probe_cache, capsys):
+    out = plan_json(capsys, "--model", "yolov5l.yaml", "--imgsz", "640", "--batch", "16",
                      "--precision", "fp32")
     assert {"peak_mib", "breakdown_mib", "pool", "max_batch"} <= set(out)
     assert 14 * GIB <= out["peak_mib"] <= 22 * GIB
     assert sum(out["breakdown_mib"].values()) == out["peak_mib"]
     assert out["pool"] in {p.name for p in load_pools()}
-    assert out["peak_mib"] == _v5l(cache, 16, "fp32").peak_mib  # CLI and API agree
+    assert out["peak_mib"] == v5l_peak(probe_cache, 16, "fp32").peak_mib  # CLI and API agree
 
 
 def test_yolov5l_amp_batch16_via_subprocess_is_7_to_12_gib_and_cuts_30_to_55_percent(
-        cache, config_dir):
+        probe_cache, config_dir):
     env = {**os.environ, "YOLO_CONFIG_DIR": str(config_dir)}
-    _v5l(cache, 16, "amp")  # warms the disk cache the subprocess reads
+    v5l_peak(probe_cache, 16, "amp")  # warms the disk probe_cache the subprocess reads
     proc = subprocess.run(
         [sys.executable, "-m", "kfp_yolo.pipelines.cli", "plan", "--model", "yolov5l",
          "--imgsz", "640",
@@ -123,42 +94,45 @@ def test_yolov5l_amp_batch16_via_subprocess_is_7_to_12_gib_and_cuts_30_to_55_per
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     amp = json.loads(proc.stdout)["peak_mib"]
-    fp32 = _v5l(cache, 16, "fp32").peak_mib
+    fp32 = v5l_peak(probe_cache, 16, "fp32").peak_mib
     assert 7 * GIB <= amp <= 12 * GIB
     assert 0.30 <= 1 - amp / fp32 <= 0.55
 
 
-def test_saved_activations_match_the_cpu_reference(cache):
+def test_saved_activations_match_the_cpu_reference(probe_cache):
     """Reference measured on CPU: 0.91 GiB/image fp32 and 0.46 GiB with bf16 autocast."""
     for precision, reference in (("fp32", 0.91), ("amp", 0.46)):
-        per_image = (_v5l(cache, 16, precision).breakdown_mib["activations"]
-                     - _v5l(cache, 8, precision).breakdown_mib["activations"]) / 8 / GIB
+        per_image = (v5l_peak(probe_cache, 16, precision).breakdown_mib["activations"]
+                     - v5l_peak(probe_cache, 8, precision).breakdown_mib["activations"]) / 8 / GIB
         assert reference <= per_image <= reference * 1.15, precision
 
 
-def test_predictions_grow_with_batch_and_imgsz_and_amp_is_below_fp32(cache):
+def test_predictions_grow_with_batch_and_imgsz_and_amp_is_below_fp32(probe_cache):
     for precision in ("fp32", "amp"):
-        by_batch = [_v5l(cache, b, precision).peak_mib for b in (1, 2, 4, 8, 16)]
+        by_batch = [v5l_peak(probe_cache, b, precision).peak_mib for b in (1, 2, 4, 8, 16)]
         assert by_batch == sorted(set(by_batch))
-        by_size = [_v5l(cache, 8, precision, imgsz=s).peak_mib for s in (320, 480, 640, 960)]
+        by_size = [v5l_peak(probe_cache, 8, precision, imgsz=s).peak_mib
+                   for s in (320, 480, 640, 960)]
         assert by_size == sorted(set(by_size))
     for batch in (1, 4, 16):
-        assert _v5l(cache, batch, "amp").peak_mib < _v5l(cache, batch, "fp32").peak_mib
+        amp, fp32 = (v5l_peak(probe_cache, batch, p).peak_mib for p in ("amp", "fp32"))
+        assert amp < fp32
     # bf16 stores the same 2-byte activations as fp16 autocast
-    assert _v5l(cache, 8, "bf16") == _v5l(cache, 8, "amp")
+    assert v5l_peak(probe_cache, 8, "bf16") == v5l_peak(probe_cache, 8, "amp")
     # ultralytics rounds imgsz up to the stride: 630 trains at 640
-    assert _v5l(cache, 8, "amp", imgsz=630) == _v5l(cache, 8, "amp")
+    assert v5l_peak(probe_cache, 8, "amp", imgsz=630) == v5l_peak(probe_cache, 8, "amp")
 
 
-def test_breakdown_parts_follow_optimizer_and_gpus(cache):
-    sgd = _v5l(cache, 8, "amp").breakdown_mib
-    assert sgd["autocast_weights"] > 0 and _v5l(cache, 8, "fp32").breakdown_mib[
+def test_breakdown_parts_follow_optimizer_and_gpus(probe_cache):
+    sgd = v5l_peak(probe_cache, 8, "amp").breakdown_mib
+    assert sgd["autocast_weights"] > 0 and v5l_peak(probe_cache, 8, "fp32").breakdown_mib[
         "autocast_weights"] == 0
     assert sgd["ema"] == sgd["weights"] and sgd["optimizer_state"] == sgd["gradients"]
-    adamw = _v5l(cache, 8, "amp", optimizer="AdamW").breakdown_mib
+    adamw = v5l_peak(probe_cache, 8, "amp", optimizer="AdamW").breakdown_mib
     assert adamw["optimizer_state"] == 2 * sgd["gradients"]
-    assert _v5l(cache, 8, "amp", optimizer="auto") == _v5l(cache, 8, "amp", optimizer="adamw")
-    ddp = _v5l(cache, 8, "amp", world_size=4).breakdown_mib
+    assert (v5l_peak(probe_cache, 8, "amp", optimizer="auto")
+            == v5l_peak(probe_cache, 8, "amp", optimizer="adamw"))
+    ddp = v5l_peak(probe_cache, 8, "amp", world_size=4).breakdown_mib
     assert ddp["ddp_buckets"] == sgd["gradients"] and ddp["nccl"] > 0
     assert sgd["ddp_buckets"] == sgd["nccl"] == 0
 
@@ -179,7 +153,7 @@ def test_api_rejects_bad_values():
 
 
 def test_probe_is_deterministic_and_round_trips_the_disk_cache(tmp_path):
-    fresh = probe.measure.__wrapped__  # bypass the in-memory cache
+    fresh = probe.measure.__wrapped__  # bypass the in-memory probe_cache
     first = fresh("yolov5n.yaml", 3, True, str(tmp_path))
     assert len(list(tmp_path.glob("*.json"))) == 1
     assert fresh("yolov5n.yaml", 3, True, str(tmp_path)) == first  # read back from disk

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import plan_json, v5l_peak
 
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.planner import (
@@ -39,38 +40,9 @@ POOLS = [_pool("g8", 8192), _pool("g16", 15360), _pool("g24", 23034, gpus=4),
          _pool("g80", 81559, gpus=8, nodes=2)]
 
 
-@pytest.fixture(scope="module")
-def config_dir(tmp_path_factory: pytest.TempPathFactory):
-    """ultralytics' config folder, where `kfp-yolo plan` keeps its probe cache.
-
-    One folder for the session, shared with test_planner_estimate.py: the probes run once.
-    """
-    path = tmp_path_factory.getbasetemp() / "planner-yolo-config"
-    path.mkdir(exist_ok=True)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("YOLO_CONFIG_DIR", str(path))
-        yield path
-
-
-@pytest.fixture(scope="module")
-def cache(config_dir: Path) -> Path:
-    """The same cache folder the CLI uses, so in-process calls and the CLI share one probe."""
-    return config_dir / "memory-probes"
-
-
-def _v5l(cache: Path, batch: int, precision: str, imgsz: int = 640, **kw):
-    return estimate_peak("yolov5l.yaml", imgsz=imgsz, batch=batch, precision=precision,
-                         cache_dir=cache, **kw)
-
-
-def _plan_json(capsys, *argv: str) -> dict:
-    assert cli_main(["plan", *argv, "--json"]) == 0
-    return json.loads(capsys.readouterr().out)
-
-
-def _fits(cache: Path, model: str, per_gpu: int, pool: Pool, **kw) -> bool:
+def _fits(probe_cache: Path, model: str, per_gpu: int, pool: Pool, **kw) -> bool:
     """The planner's own numbers: predicted peak / headroom within the pool's GPU memory."""
-    peak = estimate_peak(model, imgsz=640, batch=per_gpu, cache_dir=cache, **kw).peak_mib
+    peak = estimate_peak(model, imgsz=640, batch=per_gpu, cache_dir=probe_cache, **kw).peak_mib
     return min_gpu_memory_mib(peak) <= pool.gpu_memory_mib
 
 
@@ -92,10 +64,10 @@ def test_auto_batch_keeps_the_nominal_64_split_evenly():
     ("yolov5l.yaml", "amp", 1), ("yolov5l.yaml", "fp32", 1), ("yolov5l.yaml", "amp", 2),
     ("yolov5n.yaml", "amp", 1), ("yolov5n.yaml", "amp", 8),
 ])
-def test_batch_0_on_the_catalog_is_the_largest_fitting_of_64_32_16(cache, capsys, model,
+def test_batch_0_on_the_catalog_is_the_largest_fitting_of_64_32_16(probe_cache, capsys, model,
                                                                     precision, gpus):
     pools = load_pools()
-    out = _plan_json(capsys, "--model", model, "--batch", "0", "--precision", precision,
+    out = plan_json(capsys, "--model", model, "--batch", "0", "--precision", precision,
                      "--gpus", str(gpus))
     assert set(out["auto_batch"]) == {p.name for p in pools}
     kw = dict(precision=precision, world_size=gpus)
@@ -104,9 +76,10 @@ def test_batch_0_on_the_catalog_is_the_largest_fitting_of_64_32_16(cache, capsys
         assert total <= NOMINAL_BATCH and total % gpus == 0
         assert total in (0, *(b for b in (64, 32, 16, 8, 4, 2, 1) if b >= gpus))
         if total:  # never an OOM by the planner's own numbers
-            assert _fits(cache, model, total // gpus, pool, **kw), pool.name
+            assert _fits(probe_cache, model, total // gpus, pool, **kw), pool.name
         if total < NOMINAL_BATCH:  # and the next candidate up does not fit
-            assert not _fits(cache, model, max(2 * total, gpus) // gpus, pool, **kw), pool.name
+            bigger = max(2 * total, gpus) // gpus
+            assert not _fits(probe_cache, model, bigger, pool, **kw), pool.name
     # the smallest pool (of those with enough GPUs) with the largest of those totals
     shaped = [p for p in pools if p.gpus_per_node * p.max_nodes >= gpus]
     best = max(out["auto_batch"][p.name] for p in shaped)
@@ -119,15 +92,15 @@ def test_batch_0_on_the_catalog_is_the_largest_fitting_of_64_32_16(cache, capsys
         chosen.gpu_memory_mib
 
 
-def test_batch_0_below_64_says_what_64_needs(cache):
+def test_batch_0_below_64_says_what_64_needs(probe_cache):
     # an 8 GiB and a 16 GiB pool hold 8 and 16 images of yolov5l at 640 AMP, not 32
-    result = plan("yolov5l", imgsz=640, batch=0, pools=POOLS[:2], cache_dir=cache)
+    result = plan("yolov5l", imgsz=640, batch=0, pools=POOLS[:2], cache_dir=probe_cache)
     assert (result.pool.name, result.batch, result.accumulate) == ("g16", 16, 4)
     assert result.auto_batch == {"g8": 8, "g16": 16}
-    need = min_gpu_memory_mib(_v5l(cache, 32, "amp").peak_mib)
+    need = min_gpu_memory_mib(v5l_peak(probe_cache, 32, "amp").peak_mib)
     assert f"32 needs {need} MiB per GPU" in result.batch_rule
     # 3 GPUs split none of 64/32/16 evenly: the largest multiple of 3 that fits
-    odd = plan("yolov5l", imgsz=640, batch=0, world_size=3, pools=POOLS, cache_dir=cache)
+    odd = plan("yolov5l", imgsz=640, batch=0, world_size=3, pools=POOLS, cache_dir=probe_cache)
     assert odd.batch % 3 == 0 and odd.batch <= 63 and "multiples of 3" in odd.batch_rule
     assert odd.auto_batch == {name: 3 * min(21, fits) for name, fits in odd.max_batch.items()}
     assert odd.auto_batch["g16"] < 63  # so g24, the smallest pool that holds 21 per GPU
@@ -135,16 +108,16 @@ def test_batch_0_below_64_says_what_64_needs(cache):
     with pytest.raises(UserError, match="batch 0 keeps the global batch at most 64, which does "
                                         "not split over 128 GPUs; give an explicit batch"):
         plan("yolov5n", imgsz=640, batch=0, world_size=128, pools=[_pool("big", 81559, 8, 16)],
-             cache_dir=cache)
+             cache_dir=probe_cache)
     # nothing fits one image: choose_pool names the largest pool and the fix
     with pytest.raises(UserError, match="largest node pool, 'tiny'"):
-        plan("yolov5l", imgsz=640, batch=0, pools=[_pool("tiny", 1024)], cache_dir=cache)
+        plan("yolov5l", imgsz=640, batch=0, pools=[_pool("tiny", 1024)], cache_dir=probe_cache)
 
 
-def test_an_explicit_batch_is_kept_as_given(cache):
+def test_an_explicit_batch_is_kept_as_given(probe_cache):
     for batch, gpus, acc in ((16, 1, 4), (24, 2, 3), (96, 1, 1), (8, 8, 8)):
         result = plan("yolov5l", imgsz=640, batch=batch, world_size=gpus, pools=POOLS,
-                      cache_dir=cache)
+                      cache_dir=probe_cache)
         assert (result.batch, result.batch_per_gpu, result.accumulate) == (batch, batch // gpus,
                                                                             acc)
         assert result.batch_rule.startswith(f"given: batch {batch} as configured")
@@ -157,24 +130,25 @@ def test_an_explicit_batch_is_kept_as_given(cache):
 # ---- fit_batch, choose_pool, affinity, plan ---------------------------------------------------
 
 
-def test_yolov5l_amp_batch8_fits_an_8_gib_pool_and_batch16_does_not(cache):
+def test_yolov5l_amp_batch8_fits_an_8_gib_pool_and_batch16_does_not(probe_cache):
     small = plan("yolov5l.yaml", imgsz=640, batch=8, precision="amp", pools=POOLS,
-                 cache_dir=cache)
+                 cache_dir=probe_cache)
     assert small.pool.gpu_memory_mib == 8192
     large = plan("yolov5l.yaml", imgsz=640, batch=16, precision="amp", pools=POOLS,
-                 cache_dir=cache)
+                 cache_dir=probe_cache)
     assert large.pool.gpu_memory_mib > 8192
     assert 8 <= large.max_batch["g8"] < 16
     # the catalog holds such an 8 GiB class, and the plan lands there
-    catalog = plan("yolov5l.yaml", imgsz=640, batch=8, precision="amp", cache_dir=cache)
+    catalog = plan("yolov5l.yaml", imgsz=640, batch=8, precision="amp", cache_dir=probe_cache)
     assert catalog.pool.gpu_memory_mib == 8192
 
 
-def test_fit_batch_is_the_largest_batch_under_the_headroom(cache):
-    kw = dict(imgsz=640, precision="amp", optimizer="SGD", nc=80, cache_dir=cache)
+def test_fit_batch_is_the_largest_batch_under_the_headroom(probe_cache):
+    kw = dict(imgsz=640, precision="amp", optimizer="SGD", nc=80, cache_dir=probe_cache)
     best = fit_batch("yolov5l.yaml", gpu_memory_mib=23034, **kw)
     assert best > 0
-    assert _v5l(cache, best, "amp").peak_mib <= 0.9 * 23034 < _v5l(cache, best + 1, "amp").peak_mib
+    assert (v5l_peak(probe_cache, best, "amp").peak_mib <= 0.9 * 23034
+            < v5l_peak(probe_cache, best + 1, "amp").peak_mib)
     assert fit_batch("yolov5l.yaml", gpu_memory_mib=23034, headroom=1.0, **kw) >= best
     assert fit_batch("yolov5l.yaml", gpu_memory_mib=2048, **kw) == 0
 
@@ -199,38 +173,38 @@ def test_node_affinity_is_gt_need_minus_one():
         node_affinity(0)
 
 
-def test_plan_with_global_batch_splits_it_over_gpus(cache):
+def test_plan_with_global_batch_splits_it_over_gpus(probe_cache):
     result = plan("yolov5l", imgsz=640, batch=64, world_size=8, precision="amp", pools=POOLS,
-                  cache_dir=cache)
+                  cache_dir=probe_cache)
     assert (result.batch, result.batch_per_gpu) == (64, 8)
     assert result.pool.name == "g24"  # g8 and g16 have only 4 GPUs in all
     assert result.min_gpu_memory_mib >= result.peak_mib
     assert result.affinity == node_affinity(result.min_gpu_memory_mib)
-    assert result.peak_mib == _v5l(cache, 8, "amp", world_size=8).peak_mib
+    assert result.peak_mib == v5l_peak(probe_cache, 8, "amp", world_size=8).peak_mib
     data = json.loads(json.dumps(result.to_dict()))
     assert data["pool"] == "g24" and set(data["max_batch"]) == {p.name for p in POOLS}
     with pytest.raises(UserError, match="does not split over 4 GPUs; use a multiple of 4 such"):
-        plan("yolov5l", imgsz=640, batch=10, world_size=4, pools=POOLS, cache_dir=cache)
+        plan("yolov5l", imgsz=640, batch=10, world_size=4, pools=POOLS, cache_dir=probe_cache)
     with pytest.raises(UserError, match="no node pool has 64 GPUs"):
-        plan("yolov5l", imgsz=640, batch=64, world_size=64, pools=POOLS, cache_dir=cache)
+        plan("yolov5l", imgsz=640, batch=64, world_size=64, pools=POOLS, cache_dir=probe_cache)
 
 
-def test_plan_fits_the_job_shape_gpus_per_node_and_nodes(cache):
+def test_plan_fits_the_job_shape_gpus_per_node_and_nodes(probe_cache):
     # 4 GPUs: g8 and g16 have 4 in all, but on 1-GPU nodes; a pod needs 4 GPUs on one node.
-    loose = plan("yolov5n", imgsz=320, batch=16, world_size=4, pools=POOLS, cache_dir=cache)
+    loose = plan("yolov5n", imgsz=320, batch=16, world_size=4, pools=POOLS, cache_dir=probe_cache)
     assert loose.pool.name == "g8"
     shaped = plan("yolov5n", imgsz=320, batch=16, world_size=4, procs_per_node=4, pools=POOLS,
-                  cache_dir=cache)
+                  cache_dir=probe_cache)
     assert shaped.pool.name == "g24"
     with pytest.raises(UserError, match="no node pool has 1 node"):
         plan("yolov5n", imgsz=320, batch=16, world_size=16, procs_per_node=16, pools=POOLS,
-             cache_dir=cache)
+             cache_dir=probe_cache)
 
 
 # ---- CLI and KFP -----------------------------------------------------------------------------
 
 
-def test_plan_table_shows_breakdown_pools_and_prices(cache, capsys):
+def test_plan_table_shows_breakdown_pools_and_prices(probe_cache, capsys):
     assert cli_main(["plan", "--model", "yolov5l", "--batch", "16", "--precision", "fp32"]) == 0
     out = capsys.readouterr().out
     for text in ("activations", "ema", "cuda_context", "total", "rtx4000-8g", "0.53",
@@ -241,10 +215,10 @@ def test_plan_table_shows_breakdown_pools_and_prices(cache, capsys):
     assert len(chosen) == 1
 
 
-def test_plan_table_with_batch_0_shows_the_auto_batch_per_pool(cache, capsys):
+def test_plan_table_with_batch_0_shows_the_auto_batch_per_pool(probe_cache, capsys):
     assert cli_main(["plan", "--model", "yolov5l", "--batch", "0"]) == 0
     table = capsys.readouterr().out
-    data = _plan_json(capsys, "--model", "yolov5l", "--batch", "0")
+    data = plan_json(capsys, "--model", "yolov5l", "--batch", "0")
     assert data["batch_rule"] in table
     names = set(data["auto_batch"])
     shown = {}
@@ -264,7 +238,7 @@ def test_plan_table_with_batch_0_shows_the_auto_batch_per_pool(cache, capsys):
     (["--nc", "0"], "nc (number of classes) must be a positive integer"),
     (["--batch", "100000"], "largest node pool"),
 ])
-def test_plan_bad_input_exits_2_with_one_sentence(cache, capsys, argv, message):
+def test_plan_bad_input_exits_2_with_one_sentence(probe_cache, capsys, argv, message):
     assert cli_main(["plan", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
