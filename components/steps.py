@@ -22,12 +22,14 @@ def prepare_dataset_component(
     val_fraction: float,
     dataset: Output[Dataset],
     report: Output[Markdown],
-) -> NamedTuple("PrepareOutputs", [("content_hash", str), ("nc", int)]):
+) -> NamedTuple("PrepareOutputs", [("content_hash", str), ("nc", int),
+                                   ("train_images", int)]):
     """KFP step: prepares the dataset into the Dataset artifact.
 
     Returns:
-        content_hash of the prepared dataset and nc, its number of classes (the planner's
-        input: the detection head and the loss grow with it).
+        content_hash of the prepared dataset; nc, its number of classes, and train_images, the
+        size of its training split (the planner's inputs: the detection head and the loss grow
+        with nc; an auto batch keeps enough batches per epoch).
     """
     from collections import namedtuple
 
@@ -37,13 +39,13 @@ def prepare_dataset_component(
     dataset.metadata.update({"content_hash": prepared.content_hash, **prepared.stats})
     with open(report.path, "w") as handle:
         handle.write(render_report(prepared))
-    outputs = namedtuple("PrepareOutputs", ["content_hash", "nc"])
-    return outputs(prepared.content_hash, len(prepared.names))
+    outputs = namedtuple("PrepareOutputs", ["content_hash", "nc", "train_images"])
+    return outputs(prepared.content_hash, len(prepared.names), prepared.stats["train_images"])
 
 
 def plan_resources_component(
     model: str, imgsz: int, batch: int, nodes: int, procs_per_node: int, precision: str,
-    optimizer: str, nc: int, node_pools: str,
+    optimizer: str, nc: int, node_pools: str, train_images: int = 0,
 ) -> NamedTuple("PlanOutputs", [("batch", int), ("peak_mib", int), ("pool", str),
                                 ("min_gpu_memory_mib", int), ("node_affinity", dict),
                                 ("tolerations", list), ("batch_rule", str),
@@ -52,6 +54,7 @@ def plan_resources_component(
 
     Args:
         nc: number of classes, from the prepare step.
+        train_images: the training split's size, from the prepare step (0 = unknown).
         node_pools: the catalog's text (YAML or JSON), a pipeline parameter, so a pool added
             in git needs no new image.
 
@@ -70,7 +73,7 @@ def plan_resources_component(
     pools = load_pools_text(node_pools, source="the node_pools parameter")
     result = plan(model, imgsz=imgsz, batch=batch, world_size=nodes * procs_per_node,
                   precision=precision, optimizer=optimizer, nc=nc, pools=pools,
-                  procs_per_node=procs_per_node)
+                  procs_per_node=procs_per_node, train_images=train_images or None)
     print(f"plan: {result.peak_mib} MiB per GPU at batch {result.batch_per_gpu} per GPU "
           f"(global {result.batch}, {nc} classes) -> pool {result.pool.name}; "
           f"{result.batch_rule}")

@@ -95,6 +95,7 @@ def _wire(c: dict[str, Callable], p: dict, cfg: RunConfig, *, cluster: bool) -> 
     plan = c["plan"](model=p["model"], imgsz=p["imgsz"], batch=p["batch"], nodes=p["nodes"],
                      procs_per_node=p["procs_per_node"], precision=p["precision"],
                      optimizer=p["optimizer"], nc=prepare.outputs["nc"],
+                     train_images=prepare.outputs["train_images"],
                      node_pools=p[NODE_POOLS]).set_display_name("plan-resources")
     train = c["train"](
         dataset=prepare.outputs["dataset"], run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,

@@ -37,12 +37,20 @@ from kfp_yolo.components.planner.estimate import (
     min_gpu_memory_mib,
     resolve_model,
 )
-from kfp_yolo.components.planner.plan import NOMINAL_BATCH, Plan, auto_batch, choose_pool, plan
+from kfp_yolo.components.planner.plan import (
+    MIN_BATCHES_PER_EPOCH,
+    NOMINAL_BATCH,
+    Plan,
+    auto_batch,
+    batch_limit,
+    choose_pool,
+    plan,
+)
 from kfp_yolo.components.planner.probe import BOXES_PER_IMAGE
 from kfp_yolo.components.pools import node_affinity
 from kfp_yolo.components.spec import OPTIMIZERS, PRECISIONS
 
 __all__ = ["BOXES_PER_IMAGE", "CUDA_CONTEXT_MIB", "FRAGMENTATION", "HEADROOM", "NCCL_MIB",
-           "NOMINAL_BATCH", "OPTIMIZERS", "PRECISIONS", "MemoryEstimate", "Plan", "auto_batch",
-           "choose_pool", "estimate_peak", "fit_batch", "min_gpu_memory_mib", "node_affinity",
-           "plan", "resolve_model"]
+           "MIN_BATCHES_PER_EPOCH", "NOMINAL_BATCH", "OPTIMIZERS", "PRECISIONS", "MemoryEstimate",
+           "Plan", "auto_batch", "batch_limit", "choose_pool", "estimate_peak", "fit_batch",
+           "min_gpu_memory_mib", "node_affinity", "plan", "resolve_model"]

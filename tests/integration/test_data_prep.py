@@ -424,7 +424,7 @@ def test_component_writes_artifact_metadata_and_report(tmp_path):
     outputs = prepare_dataset_component("synthetic://shapes?images=10&imgsz=32&seed=2", 0, 0.2,
                                         dataset, report)
     assert dataset.metadata["content_hash"] == outputs.content_hash
-    assert outputs.nc == 3
+    assert outputs.nc == 3 and outputs.train_images == dataset.metadata["train_images"] == 8
     assert dataset.metadata["images"] == 10
     assert (tmp_path / "report.md").read_text().startswith("# Dataset")
 

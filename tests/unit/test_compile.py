@@ -123,8 +123,9 @@ def test_plan_outputs_place_every_gpu_task_at_run_time(tmp_path):
 def test_the_plan_step_takes_the_class_count_from_the_prepare_step(tmp_path):
     document = _load(_compile(tmp_path))[0]
     plan_inputs = document["root"]["dag"]["tasks"]["plan-resources-component"]["inputs"]
-    assert plan_inputs["parameters"]["nc"] == {"taskOutputParameter": {
-        "producerTask": "prepare-dataset-component", "outputParameterKey": "nc"}}
+    for key in ("nc", "train_images"):  # what the planner learns from the prepared dataset
+        assert plan_inputs["parameters"][key] == {"taskOutputParameter": {
+            "producerTask": "prepare-dataset-component", "outputParameterKey": key}}
 
 
 def test_a_batch_edit_changes_nothing_but_the_batch_default(tmp_path):

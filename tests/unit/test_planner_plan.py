@@ -14,8 +14,10 @@ from conftest import plan_json, v5l_peak
 
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.planner import (
+    MIN_BATCHES_PER_EPOCH,
     NOMINAL_BATCH,
     auto_batch,
+    batch_limit,
     choose_pool,
     estimate_peak,
     fit_batch,
@@ -264,3 +266,29 @@ def test_kfp_component_outputs(tmp_path):
     assert result.pool in {p.name for p in load_pools()}
     assert result.min_gpu_memory_mib >= result.peak_mib > 0
     assert result.batch_rule.startswith("auto:") and result.accumulate == 64 // result.batch
+
+
+# ---- a small dataset caps the auto batch ------------------------------------------------------
+
+
+@pytest.mark.parametrize("train_images, world_size, expected", [
+    (None, 1, 64), (100_000, 1, 64), (512, 1, 64), (511, 1, 32), (205, 1, 16), (64, 1, 8),
+    (7, 1, 1), (205, 8, 16), (20, 8, 8), (100, 3, 12),
+])
+def test_auto_keeps_enough_batches_per_epoch(train_images, world_size, expected):
+    # BatchNorm's running statistics and ultralytics' warmup move once per batch: auto never
+    # makes an epoch shorter than MIN_BATCHES_PER_EPOCH batches (at least 1 image per GPU)
+    assert auto_batch(1000, world_size, batch_limit(train_images)) == expected
+    if train_images and expected > world_size:
+        assert train_images // expected >= MIN_BATCHES_PER_EPOCH
+
+
+def test_the_demo_dataset_gets_batch_16_and_says_why(probe_cache):
+    # the shapes demo: 205 training images; batch 64 there gave mAP50-95 0.06 vs 0.64 at 16
+    result = plan("yolov5n.yaml", imgsz=128, batch=0, cache_dir=probe_cache, train_images=205)
+    assert result.batch == 16 and result.accumulate == 4
+    assert "205 training images: at most 25 per batch" in result.batch_rule
+    big = plan("yolov5n.yaml", imgsz=128, batch=0, cache_dir=probe_cache, train_images=100_000)
+    assert big.batch == 64 and "training images" not in big.batch_rule
+    given = plan("yolov5n.yaml", imgsz=128, batch=64, cache_dir=probe_cache, train_images=205)
+    assert given.batch == 64  # an explicit batch is kept
