@@ -26,7 +26,7 @@ from kfp_yolo.components.spec import TrainSpec
 
 __all__ = ["build_env", "build_metadata", "build_resources", "build_volumes",
            "container_security_context", "pod_labels", "pod_security_context",
-           "required_node_affinity", "torchrun_args", "volume_mounts"]
+           "place", "required_node_affinity", "torchrun_args", "volume_mounts"]
 
 UID = 10001  # the image's user (Dockerfile); not root
 
@@ -110,6 +110,19 @@ def required_node_affinity(cluster: ClusterSettings) -> dict | None:
         return None
     return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
         "nodeSelectorTerms": [{"matchExpressions": [dict(e) for e in cluster.node_affinity]}]}}}
+
+
+def place(pod: dict, cluster: ClusterSettings) -> dict:
+    """Adds the service account, the planner's node affinity and the pool's tolerations to a
+    pod spec (or a TrainJob's pod patch); returns it."""
+    if cluster.service_account:
+        pod["serviceAccountName"] = cluster.service_account
+    affinity = required_node_affinity(cluster)
+    if affinity:
+        pod["affinity"] = affinity
+    if cluster.tolerations:
+        pod["tolerations"] = [dict(t) for t in cluster.tolerations]
+    return pod
 
 
 def torchrun_args(spec: TrainSpec, *, master_addr: str, master_port: str) -> list[str]:

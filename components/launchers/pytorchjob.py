@@ -18,9 +18,9 @@ from kfp_yolo.components.launchers.pod import (
     build_resources,
     build_volumes,
     container_security_context,
+    place,
     pod_labels,
     pod_security_context,
-    required_node_affinity,
     torchrun_args,
     volume_mounts,
 )
@@ -80,16 +80,9 @@ def _build_pod(spec: TrainSpec, cluster: ClusterSettings) -> dict:
         "containers": [_build_container(spec, cluster)],
         "volumes": build_volumes(cluster),
     }
-    if cluster.service_account:
-        pod["serviceAccountName"] = cluster.service_account
     if cluster.priority_class:
         pod["priorityClassName"] = cluster.priority_class
-    affinity = required_node_affinity(cluster)
-    if affinity:
-        pod["affinity"] = affinity
-    if cluster.tolerations:
-        pod["tolerations"] = [dict(t) for t in cluster.tolerations]
-    return pod
+    return place(pod, cluster)
 
 
 def _build_container(spec: TrainSpec, cluster: ClusterSettings) -> dict:

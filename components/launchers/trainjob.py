@@ -48,9 +48,9 @@ from kfp_yolo.components.launchers.pod import (
     build_resources,
     build_volumes,
     container_security_context,
+    place,
     pod_labels,
     pod_security_context,
-    required_node_affinity,
     torchrun_args,
     volume_mounts,
 )
@@ -113,13 +113,7 @@ def _build_runtime_patch(spec: TrainSpec, cluster: ClusterSettings) -> dict:
                         "volumeMounts": volume_mounts()}],
         "volumes": build_volumes(cluster),
     }
-    if cluster.service_account:
-        pod["serviceAccountName"] = cluster.service_account
-    affinity = required_node_affinity(cluster)
-    if affinity:
-        pod["affinity"] = affinity
-    if cluster.tolerations:
-        pod["tolerations"] = [dict(t) for t in cluster.tolerations]
+    place(pod, cluster)
     template = {"metadata": {"labels": pod_labels(spec)}, "spec": pod}
     return {
         "manager": PATCH_MANAGER,
