@@ -18,13 +18,9 @@ the workers' private memory (USS), which training/inputs.py's WORKER_BYTES budge
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def _loader(data_yaml: Path, imgsz: int, batch: int, workers: int, cache: bool | str):

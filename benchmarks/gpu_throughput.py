@@ -26,33 +26,13 @@ import os
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from gpu_train_check import _dataset, _NvmlSampler  # noqa: E402
-
-PLAIN = textwrap.dedent("""
-    import json, sys, time
-    from kfp_yolo.components.runtime import offline_environment
-    offline_environment(sys.argv[2] + "/yolo_config")
-    from ultralytics import YOLO
-    settings = json.loads(sys.argv[3])
-    epochs, started = [], {}
-    def epoch_start(trainer):
-        started["t"] = time.perf_counter()
-    def epoch_end(trainer):
-        epochs.append({"seconds": time.perf_counter() - started["t"],
-                       "images": len(trainer.train_loader.sampler),
-                       "workers": trainer.train_loader.num_workers})
-    model = YOLO(settings.pop("model"))
-    model.add_callback("on_train_epoch_start", epoch_start)
-    model.add_callback("on_train_epoch_end", epoch_end)
-    model.train(**settings, project=sys.argv[2], name="train", exist_ok=True)
-    print("RESULT " + json.dumps(epochs))
-""")
+from trainer import PLAIN  # noqa: E402
 
 
 def _steady(epochs: list[dict]) -> float:
@@ -265,8 +245,6 @@ def main(argv: list[str] | None = None) -> int:
                   predicted_peak_mib=planned.peak_mib, status="ok")
     print(f"{result['device']} ({gpu_mib} MiB): plan(batch=0) -> batch {planned.batch}, "
           f"predicted peak {planned.peak_mib} MiB", flush=True)
-    if planned.batch > 64:  # issue 14's rule keeps ultralytics' nominal batch: at most 64
-        print("note: this planner's batch-0 rule is older than issue 14's (at most 64)")
     result["plain"] = _plain(args, data_yaml, work)
     print(f"plain done ({time.perf_counter() - started:.0f} s)", flush=True)
     result["kfp_yolo"] = _ours(args, dataset, work, batch)

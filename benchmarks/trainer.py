@@ -22,8 +22,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
+# Plain ultralytics `YOLO.train()` with a per-epoch record; benchmarks/gpu_throughput.py uses
+# it too. argv: _, work folder, settings as JSON.
 PLAIN = textwrap.dedent("""
     import json, sys, time
     from kfp_yolo.components.runtime import offline_environment
@@ -35,7 +36,8 @@ PLAIN = textwrap.dedent("""
         started["t"] = time.perf_counter()
     def epoch_end(trainer):
         epochs.append({"epoch": trainer.epoch + 1, "seconds": time.perf_counter() - started["t"],
-                       "images": len(trainer.train_loader.sampler)})
+                       "images": len(trainer.train_loader.sampler),
+                       "workers": trainer.train_loader.num_workers})
     model = YOLO(settings.pop("model"))
     model.add_callback("on_train_epoch_start", epoch_start)
     model.add_callback("on_train_epoch_end", epoch_end)

@@ -64,16 +64,21 @@ def is_dns_label(value: object) -> bool:
     return isinstance(value, str) and bool(_DNS_LABEL.match(value))
 
 
-def load_pools(path: str | Path | None = None) -> list[Pool]:
-    """Reads the catalog file, smallest GPU memory first; a malformed entry is a UserError."""
+def _read_catalog(path: str | Path | None) -> tuple[Path, str]:
+    """The catalog file (default: the package's) and its text; unreadable is a UserError."""
     path = Path(path) if path else default_pools_path()
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        return path, path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise UserError(f"{path}: cannot read the node-pool catalog ({exc.strerror}).") from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: the node-pool catalog is not UTF-8 text; save it as "
                         "UTF-8.") from None
+
+
+def load_pools(path: str | Path | None = None) -> list[Pool]:
+    """Reads the catalog file, smallest GPU memory first; a malformed entry is a UserError."""
+    path, text = _read_catalog(path)
     return load_pools_text(text, source=str(path))
 
 
@@ -83,10 +88,9 @@ def catalog_json(path: str | Path | None = None) -> str:
     One line because KFP repeats parameter defaults in a comment block of the compiled YAML,
     which a multi-line default would break.
     """
-    path = Path(path) if path else default_pools_path()
-    load_pools(path)
-    return json.dumps(yaml.safe_load(path.read_text(encoding="utf-8-sig")),
-                      separators=(",", ":"))
+    path, text = _read_catalog(path)
+    load_pools_text(text, source=str(path))  # checked: a bad catalog fails the compile
+    return json.dumps(yaml.safe_load(text), separators=(",", ":"))
 
 
 def load_pools_text(text: str, source: str = "the node-pool catalog") -> list[Pool]:

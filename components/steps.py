@@ -125,7 +125,7 @@ def train_component(
 
     from kfp_yolo.components import storage
     from kfp_yolo.components.launchers import get_launcher
-    from kfp_yolo.components.planner import node_affinity
+    from kfp_yolo.components.pools import node_affinity
     from kfp_yolo.components.spec import TrainSpec
 
     remote = launcher != "local"

@@ -3,8 +3,8 @@
 Written against ultralytics 8.4.190 (pyproject pins it). Each patch is scoped: a context manager
 that puts back what it replaced, an override in the trainer subclass, or an adapter that keeps a
 private layout in one function. Each says why it exists and which upstream change would retire
-it. tests/test_ultralytics_contract.py holds one test per patch, named after it, that fails when
-the installed ultralytics moves what the patch relies on.
+it. tests/unit/test_ultralytics_contract.py holds one test per patch, named after it, that
+fails when the installed ultralytics moves what the patch relies on.
 
 | patch                      | kind                          | used by                   |
 |----------------------------|-------------------------------|---------------------------|
@@ -103,8 +103,12 @@ def finalize_weights(last: Path, best: Path | None, *, out_last: Path | None = N
     """
     from ultralytics.utils.torch_utils import strip_optimizer
 
+    from kfp_yolo.components.atomic import temporary_name
+
     def strip(source: Path, dest: Path, updates: dict | None = None) -> dict:
-        partial = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
+        # not atomic.staged: strip_optimizer writes nothing for a file it cannot read, and
+        # then dest must stay as it is rather than fail the move
+        partial = temporary_name(dest)
         stripped = strip_optimizer(source, str(partial), updates=updates)
         if partial.exists():
             os.replace(partial, dest)

@@ -13,7 +13,7 @@ import sys
 
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.planner import HEADROOM, Plan, plan, resolve_model
-from kfp_yolo.components.pools import load_pools
+from kfp_yolo.components.pools import Pool, load_pools
 from kfp_yolo.components.runtime import offline_environment
 
 __all__ = ["run"]
@@ -40,11 +40,11 @@ def run(args: argparse.Namespace) -> int:
                           "optimizer": args.optimizer, "nc": args.nc, "headroom": HEADROOM,
                           **result.to_dict()}, indent=2))
     else:
-        print(_table(result, model, args))
+        print(_table(result, model, args, pools))
     return 0
 
 
-def _table(result: Plan, model: str, args: argparse.Namespace) -> str:
+def _table(result: Plan, model: str, args: argparse.Namespace, pools: list[Pool]) -> str:
     lines = [
         f"model {model}  imgsz {args.imgsz}  precision {args.precision}  "
         f"optimizer {args.optimizer}  nc {args.nc}",
@@ -64,7 +64,7 @@ def _table(result: Plan, model: str, args: argparse.Namespace) -> str:
         f"   {'pool':<12}{'GPU':<24}{'MiB':>8}{'max batch/GPU':>15}{'auto batch':>12}"
         f"{'$/node-hour':>13}",
     ]
-    for pool in load_pools(args.pools):
+    for pool in pools:
         mark = "*" if pool.name == result.pool.name else " "
         price = f"{pool.hourly_price:.2f}" if pool.hourly_price is not None else "-"
         lines.append(f" {mark} {pool.name:<12}{pool.gpu_product[:23]:<24}"

@@ -12,7 +12,6 @@ import contextlib
 import io
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Iterator
@@ -23,15 +22,19 @@ from urllib.parse import urlparse
 from kfp_yolo.components.atomic import write_atomic
 from kfp_yolo.components.errors import JobFailed, UserError
 from kfp_yolo.pipelines.config import RunConfig, load_config
-from kfp_yolo.pipelines.summary import collect_summary, format_summary, step_failure
+from kfp_yolo.pipelines.summary import (
+    ANSI,
+    TASK_ENDED,
+    TASK_STARTED,
+    collect_summary,
+    format_summary,
+    step_failure,
+)
 
 __all__ = ["LOG_NAME", "run", "run_local"]
 
 LOG_NAME = "run.log"
 """The steps' output, under the work folder; each run appends to it."""
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_STARTED = re.compile(r"Executing task '([^']+)'")
-_ENDED = re.compile(r"Task '([^']+)' finished with status (\w+)")
 
 
 class _StepLog(io.TextIOBase):
@@ -54,14 +57,14 @@ class _StepLog(io.TextIOBase):
         self._pending += text
         *lines, self._pending = self._pending.split("\n")
         for line in lines:
-            self._progress(_ANSI.sub("", line))
+            self._progress(ANSI.sub("", line))
         return len(text)
 
     def _progress(self, line: str) -> None:
-        if match := _STARTED.search(line):
+        if match := TASK_STARTED.search(line):
             self._started[match.group(1)] = time.monotonic()
             print(f"kfp-yolo: {match.group(1)} ...", file=self._terminal, flush=True)
-        elif match := _ENDED.search(line):
+        elif match := TASK_ENDED.search(line):
             task, state = match.groups()
             took = time.monotonic() - self._started.get(task, time.monotonic())
             verdict = {"SUCCESS": "succeeded", "FAILURE": "failed"}.get(state, state.lower())
@@ -80,15 +83,15 @@ def _steps_logged(log_path: Path, *, verbose: bool) -> Iterator[None]:
 
 
 def _check_workdir(cfg: RunConfig, workdir: Path) -> None:
-    """Refuses a work folder inside a local dataset: preparing would copy it into itself."""
-    parsed = urlparse(cfg.dataset_uri)
-    if parsed.scheme not in ("", "file"):
+    """Refuses a work folder inside a local dataset before any step runs."""
+    from kfp_yolo.components import storage
+    from kfp_yolo.components.data.layout import refuse_inside
+
+    if urlparse(cfg.dataset_uri).scheme not in ("", "file"):
         return
-    source = Path(parsed.path if parsed.scheme == "file" else cfg.dataset_uri).expanduser()
-    if source.is_dir() and workdir.resolve().is_relative_to(source.resolve()):
-        raise UserError(f"the work folder {workdir} is inside the dataset folder {source}, which "
-                        "would copy the dataset into itself; give --workdir a folder outside "
-                        "the dataset.")
+    source = storage.local_path(cfg.dataset_uri).expanduser()
+    if source.is_dir():
+        refuse_inside(workdir, source, what="the work folder,")
 
 
 def run_local(cfg: RunConfig, workdir: str | Path, *, verbose: bool = False) -> dict:

@@ -150,14 +150,10 @@ def check_api(host: str, source: TokenSource | None) -> None:
     kfp.Client turns any 200 into empty objects, so a login page in front of KFP would read as
     "submitted run ...: None"; one plain request first says what really answered.
     """
+    import certifi  # minio's dependency: the same CA bundle the storage client uses
     import urllib3
 
-    try:
-        import certifi
-
-        pool = urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=certifi.where())
-    except ImportError:
-        pool = urllib3.PoolManager()
+    pool = urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=certifi.where())
     url = host + HEALTHZ
     fix = f"check --host or {ENDPOINT_ENV} (the KFP API URL, e.g. http://localhost:8080)"
     scrub = source.scrub if source is not None else (lambda text: text)

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.launchers import LAUNCHERS
 from kfp_yolo.components.pools import is_dns_label
 from kfp_yolo.components.quotas import PRIORITY_CLASSES
 from kfp_yolo.components.spec import CACHES, OPTIMIZERS, PRECISIONS, check_batch_shape
@@ -32,7 +33,7 @@ __all__ = ["RunConfig", "check_detection_model", "check_uri", "load_config", "pa
 
 Precision = Literal[PRECISIONS]
 Optimizer = Literal[OPTIMIZERS]
-Launcher = Literal["local", "pytorchjob", "trainjob", "auto"]
+Launcher = Literal[LAUNCHERS]
 TrtPrecision = Literal["fp16", "int8", "fp32"]
 Cache = Literal[CACHES]
 

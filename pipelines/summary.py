@@ -15,7 +15,8 @@ from pathlib import Path
 from kfp_yolo.components.errors import JobFailed, UserError
 from kfp_yolo.pipelines.config import RunConfig
 
-__all__ = ["TASKS", "StepFailure", "collect_summary", "format_summary", "step_failure"]
+__all__ = ["ANSI", "TASKS", "TASK_ENDED", "TASK_STARTED", "StepFailure", "collect_summary",
+           "format_summary", "step_failure"]
 
 # Task folder names kfp.local uses (the component function names, dashed), in DAG order.
 TASKS = {
@@ -29,7 +30,10 @@ TASKS = {
 }
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# What kfp.local prints around each task (cmd_run follows the same lines for its progress).
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+TASK_STARTED = re.compile(r"Executing task '([^']+)'")
+TASK_ENDED = re.compile(r"Task '([^']+)' finished with status (\w+)")
 _FAILED_TASK = re.compile(r"Task '([^']+)' finished with status FAILURE")
 _EXCEPTION = re.compile(r"^(?P<indent>\s*)(?P<cls>(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*): (?P<msg>.+)$")
 
@@ -49,10 +53,14 @@ class StepFailure:
 def _exit_code(cls_path: str) -> int | None:
     """2 for a UserError (or subclass), 1 for JobFailed, None for anything else or unknown."""
     module, _, name = cls_path.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module), name) if module else None
-    except (ImportError, AttributeError, ValueError):
-        cls = None
+    cls = None
+    # only our own modules: importing whatever a step's last line names could load torch or
+    # ultralytics into this process for nothing
+    if module.startswith("kfp_yolo."):
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError, ValueError):
+            cls = None
     if not isinstance(cls, type):
         return {"UserError": 2, "JobFailed": 1}.get(name)
     if issubclass(cls, UserError):
@@ -62,7 +70,7 @@ def _exit_code(cls_path: str) -> int | None:
 
 def step_failure(log: str) -> StepFailure | None:
     """The task that failed in kfp.local's output and the last exception line of its log."""
-    lines = [_ANSI.sub("", line) for line in log.splitlines()]
+    lines = [ANSI.sub("", line) for line in log.splitlines()]
     failed = [m.group(1) for line in lines if (m := _FAILED_TASK.search(line))]
     if not failed:
         return None

@@ -14,11 +14,11 @@ changed in the Kubeflow UI re-places every GPU task, not only the training job.
 from __future__ import annotations
 
 import inspect
-import typing
 from collections.abc import Callable
 
 from kfp import dsl, kubernetes
 
+from kfp_yolo.components.launchers.cluster import SECRET_KEYS
 from kfp_yolo.components.steps import (
     build_tensorrt_component,
     evaluate_component,
@@ -35,8 +35,7 @@ __all__ = ["NODE_POOLS", "PIPELINE_NAME", "build_pipeline"]
 PIPELINE_NAME = "kfp-yolo-training"
 NODE_POOLS = "node_pools"
 """The pipeline parameter that carries the node-pool catalog's text."""
-STORAGE_ENV = {name: name for name in
-               ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+STORAGE_ENV = {name: name for name in SECRET_KEYS}
 GPU_STEP_CPU, GPU_STEP_MEMORY = "4", "16Gi"
 """Requests of a pod that holds a GPU (evaluate, build-tensorrt, train with launcher local)."""
 
@@ -66,9 +65,7 @@ def _on_cluster(task: dsl.PipelineTask, p: dict, *, timeout_s: int, retries: int
 def _components(image: str) -> dict[str, Callable]:
     """The step functions as KFP components on the project image (nothing pip-installed)."""
     def wrap(func: Callable) -> Callable:
-        # KFP reads real annotations; a module with postponed annotations has strings there.
-        func.__annotations__ = typing.get_type_hints(
-            func, globalns={**vars(dsl), **func.__globals__}, include_extras=True)
+        # steps.py keeps real annotations (no postponed annotations there): KFP reads them
         return dsl.component(base_image=image, install_kfp_package=False)(func)
 
     return {

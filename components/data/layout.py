@@ -19,7 +19,8 @@ import yaml
 from kfp_yolo.components import storage
 from kfp_yolo.components.errors import UserError
 
-__all__ = ["IMAGE_SUFFIXES", "Layout", "Sample", "discover", "fetch", "label_path", "rel_path"]
+__all__ = ["IMAGE_SUFFIXES", "Layout", "Sample", "discover", "fetch", "label_path", "refuse_inside",
+           "rel_path"]
 
 # ultralytics.data.utils.IMG_FORMATS (a test keeps them equal); importing ultralytics costs
 # seconds, too many for finding files or refusing a bad URI.
@@ -51,6 +52,14 @@ class Layout:
 
 
 # ------------------------------------------------------------------------------------- fetching
+
+
+def refuse_inside(folder: Path, source: Path, *, what: str) -> None:
+    """Refuses a work folder inside the dataset folder: preparing would copy it into itself."""
+    if folder.resolve().is_relative_to(source.resolve()):
+        raise UserError(f"{folder}, {what} is inside the dataset folder {source}, which would "
+                        "copy the dataset into itself; put the work folder (--workdir) outside "
+                        "the dataset.")
 
 
 def fetch(uri: str, dest: Path, *, link: bool = False) -> Path:
@@ -86,10 +95,8 @@ def fetch(uri: str, dest: Path, *, link: bool = False) -> Path:
     if not source.is_dir():
         raise UserError(f"{uri!r}: dataset folder does not exist; give a folder with images/ "
                         "and labels/.")
-    if not link and dest.resolve().is_relative_to(source.resolve()):
-        raise UserError(f"{dest.parent}, where the prepared dataset goes, is inside the dataset "
-                        f"folder {source}, which would copy the dataset into itself; put the "
-                        "work folder (--workdir) outside the dataset.")
+    if not link:
+        refuse_inside(dest.parent, source, what="where the prepared dataset goes,")
     _mirror(source, dest, _symlink if link else shutil.copy2)
     return dest
 

@@ -70,7 +70,7 @@ class LocalLauncher:
         self.master_port = master_port
 
     def command(self, spec: TrainSpec, node_rank: int, port: int, scratch: Path,
-                procs_per_host: int | None = None) -> list[str]:
+                procs_per_host: int) -> list[str]:
         """The torchrun command line of one node; `procs_per_host`: processes started here."""
         rdzv = (["--standalone"] if spec.nodes == 1 else
                 [f"--nnodes={spec.nodes}", f"--node-rank={node_rank}",
@@ -81,7 +81,7 @@ class LocalLauncher:
                 f"--nproc-per-node={spec.procs_per_node}", "--max-restarts=0",
                 "-m", "kfp_yolo.components.training.worker", "--spec", f"@{scratch / 'spec.json'}",
                 "--scratch", str(scratch / f"node{node_rank}"),
-                f"--procs-per-host={procs_per_host or spec.procs_per_node}"]
+                f"--procs-per-host={procs_per_host}"]
 
     def launch(self, spec: TrainSpec) -> None:
         """Runs the job to its end, streaming logs; raises JobFailed with the worker's error.

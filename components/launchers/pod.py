@@ -22,11 +22,12 @@ from kfp_yolo.components.launchers.cluster import (
     job_name,
     owner_reference,
 )
+from kfp_yolo.components.pools import required_node_affinity
 from kfp_yolo.components.spec import TrainSpec
 
 __all__ = ["build_env", "build_metadata", "build_resources", "build_volumes",
            "container_security_context", "pod_labels", "pod_security_context",
-           "place", "required_node_affinity", "torchrun_args", "volume_mounts"]
+           "place", "torchrun_args", "volume_mounts"]
 
 UID = 10001  # the image's user (Dockerfile); not root
 
@@ -104,22 +105,13 @@ def build_resources(spec: TrainSpec, cluster: ClusterSettings) -> dict:
     return {"requests": {"cpu": cluster.cpu, "memory": cluster.memory}, "limits": limits}
 
 
-def required_node_affinity(cluster: ClusterSettings) -> dict | None:
-    """The planner's required node affinity (GPU memory Gt need-1), or None."""
-    if not cluster.node_affinity:
-        return None
-    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-        "nodeSelectorTerms": [{"matchExpressions": [dict(e) for e in cluster.node_affinity]}]}}}
-
-
 def place(pod: dict, cluster: ClusterSettings) -> dict:
     """Adds the service account, the planner's node affinity and the pool's tolerations to a
     pod spec (or a TrainJob's pod patch); returns it."""
     if cluster.service_account:
         pod["serviceAccountName"] = cluster.service_account
-    affinity = required_node_affinity(cluster)
-    if affinity:
-        pod["affinity"] = affinity
+    if cluster.node_affinity:
+        pod["affinity"] = {"nodeAffinity": required_node_affinity(cluster.node_affinity)}
     if cluster.tolerations:
         pod["tolerations"] = [dict(t) for t in cluster.tolerations]
     return pod

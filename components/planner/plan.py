@@ -54,10 +54,13 @@ class Plan:
     """Node affinity match expressions every GPU task of the run requests."""
     auto_batch: dict[str, int]
     """Global batch ``batch: 0`` takes on each pool of the catalog (0 = not one image fits)."""
-    accumulate: int
-    """Batches ultralytics accumulates before each optimizer step at this global batch."""
     batch_rule: str
     """How the batch was chosen and why, one line (starts with ``auto:`` or ``given:``)."""
+
+    @property
+    def accumulate(self) -> int:
+        """Batches ultralytics accumulates before each optimizer step at this global batch."""
+        return accumulate(self.batch)
 
     @property
     def effective_batch(self) -> int:
@@ -192,7 +195,7 @@ def plan(model: str, *, imgsz: int, batch: int, world_size: int = 1, precision: 
     return Plan(batch=total, batch_per_gpu=per_gpu, world_size=world_size,
                 peak_mib=estimate.peak_mib, min_gpu_memory_mib=need,
                 breakdown_mib=estimate.breakdown_mib, pool=pool, max_batch=max_batch,
-                affinity=node_affinity(need), auto_batch=auto, accumulate=accumulate(total),
+                affinity=node_affinity(need), auto_batch=auto,
                 batch_rule=rule)
 
 

@@ -64,7 +64,7 @@ class DistEnv:
             # A PyTorchJob sets RANK (the node rank) and WORLD_SIZE in every pod; torchrun
             # replaces them for its workers and adds LOCAL_RANK.
             raise ValueError(f"LOCAL_RANK is not set while WORLD_SIZE is {world}; start the "
-                             "worker with torchrun (see components/worker.py).")
+                             "worker with torchrun (see kfp_yolo.components.training.worker).")
         env = cls(rank=read("RANK", 0), local_rank=read("LOCAL_RANK", 0), world_size=world,
                   local_world_size=read("LOCAL_WORLD_SIZE", 1 if world == 1 else world),
                   master_addr=environ.get("MASTER_ADDR", "127.0.0.1"),

@@ -159,16 +159,17 @@ def decoded_bytes(images: Iterable[Path]) -> tuple[int, int]:
 
 
 def split_images(source: str | list) -> list[Path]:
-    """The image files of a data.yaml split: folders (searched) and .txt lists."""
+    """The image files of a data.yaml split, by ultralytics' rules (BaseDataset.get_img_files,
+    which also times reads, so it is not called here): folders searched, .txt lists with
+    `./` lines relative to the list, image suffixes only."""
     from ultralytics.data.utils import IMG_FORMATS
 
     files: list[Path] = []
     for entry in source if isinstance(source, list) else [source]:
         path = Path(entry)
         if path.is_dir():
-            files += [p for p in path.rglob("*") if p.suffix[1:].lower() in IMG_FORMATS]
-        elif path.suffix == ".txt" and path.is_file():
-            lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
-            files += [(path.parent / ln) if not Path(ln).is_absolute() else Path(ln)
-                      for ln in lines]
-    return files
+            files += path.rglob("*.*")
+        elif path.is_file():
+            lines = path.read_text(encoding="utf-8-sig").strip().splitlines()
+            files += [path.parent / ln[2:] if ln.startswith("./") else Path(ln) for ln in lines]
+    return [p for p in files if p.suffix[1:].lower() in IMG_FORMATS]

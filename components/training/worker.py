@@ -115,7 +115,10 @@ def _input_pipeline(spec: TrainSpec, env: DistEnv, data_yaml: Path, procs_per_ho
 
     data = check_det_dataset(str(data_yaml))
     images = [p for split in ("train", "val") for p in split_images(data[split])]
-    count, original = decoded_bytes(images)
+    # Reading every image's header only pays where auto may choose a disk cache: the job's
+    # own copy of the dataset.
+    count, original = (decoded_bytes(images) if own_copy and spec.cache == "auto"
+                       else (len(images), None))
     return choose_input_pipeline(
         cpus=usable_cpus(), mem_bytes=usable_memory_bytes(), procs_per_node=procs_per_host,
         n_images=count, imgsz=spec.imgsz, batch_per_proc=max(1, spec.batch // env.world_size),

@@ -235,7 +235,8 @@ def test_work_folder_inside_the_dataset_is_refused(tmp_path):
 
 
 def test_check_reads_in_place_without_copying(tmp_path, monkeypatch):
-    """On another filesystem hard links fail (EXDEV): the check must still copy nothing."""
+    """The check reads the source through symbolic links and copies nothing; hard links fail
+    here as on another filesystem (EXDEV), so a mirror that used them would be caught."""
     import errno
     import os
 
@@ -302,7 +303,7 @@ def test_repairable_jpeg_is_repaired_in_the_copy_only(tmp_path):
     photo.write_bytes(photo.read_bytes() + b"\0\0garbage")
     _label(root, "photo").write_text("0 0.5 0.5 0.5 0.5\n")
     before = photo.read_bytes()
-    check_dataset(str(root))  # hard links in a scratch folder: a repair must not write through
+    check_dataset(str(root))  # links in a scratch folder: a repair must not write through
     assert photo.read_bytes() == before
     prepare_dataset(str(root), tmp_path / "out")
     assert photo.read_bytes() == before

@@ -89,7 +89,7 @@ def _user_folder(tmp_path: Path, shadow: bool) -> Path:
     folder = tmp_path / ("with-own-packages" if shadow else "empty")
     folder.mkdir()
     if shadow:
-        for package in ("components", "pipelines", "kfp_yolo_probe_marker"):
+        for package in ("components", "pipelines"):
             (folder / package).mkdir()
             (folder / package / "__init__.py").write_text(
                 "raise ImportError('the user\\'s own package was imported')\n")

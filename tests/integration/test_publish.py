@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from kfp_yolo.components import storage
+from kfp_yolo.components.atomic import PART_SUFFIX
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.publish import LATEST, default_version, publish, read_latest
 from kfp_yolo.components.steps import publish_component
@@ -48,7 +49,7 @@ def test_layout_and_model_card(tmp_path):
     assert latest["version"] == "v1" and latest["uri"] == uri
     assert latest["metrics"]["mAP50-95"] == 0.612345
     assert read_latest(str(registry), "shapes") == latest
-    assert not [p for p in (registry / "shapes").iterdir() if p.name.endswith(".partial")]
+    assert not list((registry / "shapes").rglob(f"*{PART_SUFFIX}*"))  # no temporary file is left
 
 
 def test_latest_is_written_last(tmp_path, monkeypatch):

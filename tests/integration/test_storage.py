@@ -15,6 +15,7 @@ from minio.error import S3Error
 from s3server import free_port
 
 from kfp_yolo.components import storage
+from kfp_yolo.components.atomic import PART_SUFFIX
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.runtime import usable_cpus
 from kfp_yolo.components.storage import errors as s3errors
@@ -264,6 +265,6 @@ def test_local_paths_and_file_uris(tmp_path):
     storage.write_bytes(str(tmp_path / "ptr" / "latest"), b"v1")
     assert storage.read_bytes(str(tmp_path / "ptr" / "latest")) == b"v1"
     assert storage.list_prefix(str(tmp_path / "ptr")) == ["latest"]
-    assert not [p for p in tmp_path.rglob("*partial*")]
+    assert not [p for p in tmp_path.rglob(f"*{PART_SUFFIX}*")]  # no temporary file is left
     with pytest.raises(UserError, match="does not exist"):
         storage.download(str(tmp_path / "absent"), tmp_path / "o")

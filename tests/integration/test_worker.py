@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kfp_yolo.components.atomic import PART_SUFFIX
 from kfp_yolo.components.errors import JobFailed, UserError
 from kfp_yolo.components.launchers.local import LocalLauncher
 from kfp_yolo.components.spec import TrainSpec
@@ -201,7 +202,7 @@ def test_killed_run_resumes_at_the_next_epoch(tmp_path, dataset):
     assert _results_epochs(tmp_path / "output" / "results.csv") == [1, 2, 3]
     assert _checkpoint(last)["epoch"] == 2
     assert _checkpoint(tmp_path / "output" / "best.pt")["train_args"]["epochs"] == 3
-    assert not list(last.parent.glob(".*partial"))
+    assert not list(last.parent.glob(f".*{PART_SUFFIX}*"))  # no temporary file is left
 
 
 # ---------------------------------------------------------------------------- bounded waits

@@ -21,7 +21,6 @@ from kfp_yolo.components.pools import (
     default_pools_path,
     load_pools,
     node_affinity,
-    required_node_affinity,
 )
 from kfp_yolo.components.steps import (
     plan_resources_component,
@@ -75,8 +74,10 @@ def test_a_pool_added_in_git_reaches_the_plan_step(tmp_path):
 
     assert outputs.pool == "edge-2g"  # the smallest pool that fits the tiny run
     assert outputs.tolerations == [EDGE_TOLERATION]
-    assert outputs.node_affinity == required_node_affinity(
-        node_affinity(outputs.min_gpu_memory_mib))
+    need = outputs.min_gpu_memory_mib  # the NodeAffinity KFP's driver puts on the pods, as is
+    assert outputs.node_affinity == {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "nvidia.com/gpu.memory", "operator": "Gt", "values": [str(need - 1)]}]}]}}
     for value in (outputs.node_affinity, outputs.tolerations):  # KFP passes them as JSON
         assert json.loads(json.dumps(value)) == value
 

@@ -23,6 +23,7 @@ from test_pytorchjob import (
     ScriptedHTTP,
     full_settings,
     make_spec,
+    render,
     status_error,
 )
 
@@ -444,14 +445,6 @@ def test_an_api_without_trainjobs_says_what_to_install():
 
 
 # ---- kfp-yolo job render --launcher trainjob ------------------------------------------------
-
-
-def render(capsys, *argv: str) -> tuple[str, dict]:
-    from kfp_yolo.pipelines.cli import main
-
-    assert main(["job", "render", *argv]) == 0
-    out = capsys.readouterr().out
-    return out, yaml.safe_load(out)
 
 
 def test_job_render_prints_an_appliable_trainjob(capsys, trainjob_schema, runtime):
