@@ -63,9 +63,11 @@ def job_kind_name(cfg: RunConfig, launcher: str | None) -> str:
 
 def _cluster_fields(cfg: RunConfig) -> dict:
     # The config keys that are ClusterSettings fields (image, namespace, queue, ...) pass through
-    # by name, as the train step passes them; placement comes from the planner here.
+    # by name, as the train step passes them; placement comes from the planner here. The job's
+    # deadline is the one key named differently (as in steps.train_component).
     names = {f.name for f in fields(ClusterSettings)} - {"node_affinity", "tolerations", "owner"}
-    return {name: getattr(cfg, name) for name in sorted(names) if hasattr(cfg, name)}
+    settings = {name: getattr(cfg, name) for name in sorted(names) if hasattr(cfg, name)}
+    return {**settings, "active_deadline_s": cfg.job_timeout_s}
 
 
 def render_job(cfg: RunConfig, *, pools_path: str | None = None,

@@ -179,7 +179,7 @@ def test_pool_setting_gives_affinity_and_tolerations_from_the_catalog():
 
 
 def test_the_planners_need_wins_over_the_pools_size_and_keeps_its_tolerations():
-    from kfp_yolo.components.planner import node_affinity
+    from kfp_yolo.components.pools import node_affinity
 
     # What train_component passes: the pool and the plan's need (12,645 MiB for yolov5l amp).
     launcher = PyTorchJobLauncher(api_client=object(), pool="l4-24g", namespace=NS, owner=None,
@@ -488,6 +488,15 @@ def test_job_render_places_the_job_where_the_planner_says(capsys):
                     "model=yolov5l.yaml", "--set", "imgsz=640")
     pod = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
     assert TrainSpec.from_json(pod["containers"][0]["args"][-1].replace("$$", "$")).batch > 0
+
+
+@pytest.mark.parametrize("launcher", ["pytorchjob", "trainjob"])
+def test_job_render_sets_the_configs_job_timeout(capsys, launcher):
+    # the train step passes job_timeout_s as the job's deadline; the rendered job does too
+    _, job = render(capsys, "--launcher", launcher, "--set", "job_timeout_s=3600")
+    deadline = (job["spec"]["runPolicy"]["activeDeadlineSeconds"] if launcher == "pytorchjob"
+                else job["spec"]["activeDeadlineSeconds"])
+    assert deadline == 3600
 
 
 def test_job_render_reports_a_bad_config_as_usage_error(capsys):
