@@ -12,6 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/ holds helpers (s3server) beside tests
 
+from mlflowserver import MLflowServer, mlflow_binary  # noqa: E402
 from s3server import SeaweedS3, weed_binary  # noqa: E402
 
 COCO8 = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "coco8"
@@ -84,6 +85,28 @@ def s3_env(s3: S3, monkeypatch: pytest.MonkeyPatch) -> S3:
     monkeypatch.delenv("AWS_REGION", raising=False)
     monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
     return s3
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real `mlflow server` (sqlite store) on a free loopback port for the session."""
+    if mlflow_binary() is None:
+        pytest.skip("mlflow is not installed; pip install -e '.[dev]' brings the server")
+    server = MLflowServer(tmp_path_factory.mktemp("mlflow"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def mlflow_env(mlflow_server: MLflowServer, monkeypatch: pytest.MonkeyPatch) -> MLflowServer:
+    """MLFLOW_TRACKING_URI pointing at the test server, and no run or experiment of KFP's."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
+    for key in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+        monkeypatch.delenv(key, raising=False)
+    return mlflow_server
 
 
 @pytest.fixture
