@@ -203,7 +203,8 @@ def _read_names(root: Path) -> tuple[list[str], dict, str]:
             raise UserError("classes.txt is empty; list one class name a line.")
         return _checked_names(names, "classes.txt"), {}, "classes.txt"
     raise UserError("the dataset has no data.yaml and no classes.txt, so its class names are "
-                    "unknown; add data.yaml with names: [...].")
+                    "unknown, and no COCO JSON, NDJSON or Pascal VOC export was found; add "
+                    "data.yaml with names: [...].")
 
 
 def _names_from_yaml(data: dict, yaml_name: str) -> list[str]:

@@ -1,0 +1,259 @@
+"""COCO JSON exports (CVAT, the COCO release, Roboflow, Label Studio) read into YOLO rows.
+
+Layouts, detected from the files:
+- `annotations/instances_<subset>.json` with images in `images/<subset>/`, `images/`,
+  `<subset>/` (CVAT "COCO 1.0"; the COCO release, `instances_train2017.json` + `train2017/`);
+- `<subset>/_annotations.coco.json` beside its images (Roboflow; `valid` is val);
+- `result.json` with `images/` (Label Studio's COCO export; file names start with images/);
+- else JSON files in `annotations/`, or the one JSON file at the top.
+
+Why not ultralytics' `convert_coco`: it maps the 91 COCO ids to 80 by default and otherwise
+takes `category_id - 1` (so ids must start at 1 and have no gaps: CVAT's do, Label Studio's
+start at 0), copies no images, loads each file whole, and silently skips what it cannot use (a
+box of zero size, an annotation of an unknown image). Here classes are the categories sorted by
+id, remapped to 0..n-1 (the mapping kept in data.yaml and the report), the files are read one
+annotation at a time (`jsonstream`), and every broken case is one sentence naming the file, line
+and annotation. What is read: the JSON files, each image's existence, and an image's header
+only when the JSON leaves its size out; never pixels.
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kfp_yolo.components.data.formats.common import (
+    Conversion,
+    Item,
+    box_row,
+    check_suffix,
+    find_image,
+    image_size,
+)
+from kfp_yolo.components.data.formats.jsonstream import members
+from kfp_yolo.components.errors import UserError
+
+__all__ = ["find_coco", "read_coco"]
+
+ROBOFLOW = "_annotations.coco.json"
+
+
+def find_coco(root: Path) -> tuple[str, list[tuple[Path, str, list[Path]]]] | None:
+    """(layout, [(JSON file, subset, folders its images may be in)]) or None."""
+    roboflow = sorted(root.glob(f"*/{ROBOFLOW}")) + sorted(root.glob(ROBOFLOW))
+    if roboflow:
+        return "roboflow", [(p, p.parent.name if p.parent != root else "default",
+                             [p.parent, p.parent / "images"]) for p in roboflow]
+    annotations = root / "annotations"
+    found = sorted(annotations.glob("instances_*.json")) or sorted(annotations.glob("*.json"))
+    if found:
+        files = []
+        for path in found:
+            subset = path.stem.removeprefix("instances_")
+            files.append((path, subset, [root / "images" / subset, root / subset,
+                                         root / "images", root]))
+        # The release keeps train2017/ at the top; CVAT writes images/<subset>/ or images/.
+        release = any((root / s).is_dir() for _, s, _ in files)
+        return ("coco" if release else "cvat"), files
+    if (root / "result.json").is_file():
+        return "label-studio", [(root / "result.json", "default", [root, root / "images"])]
+    top = sorted(p for p in root.glob("*.json") if p.is_file())
+    if len(top) == 1:
+        return "coco", [(top[0], "default", [root, root / "images"])]
+    return None
+
+
+@dataclass
+class _File:
+    """One annotation file's images and boxes, compact: 200,000 boxes take a few MB."""
+
+    shown: str
+    subset: str
+    index: dict[int, int] = field(default_factory=dict)
+    """image id -> position in the lists below."""
+    names: list[str] = field(default_factory=list)
+    paths: list[Path] = field(default_factory=list)
+    rels: list[str] = field(default_factory=list)
+    sizes: list[tuple[float, float]] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    # one entry per annotation
+    ann_ids: list = field(default_factory=list)
+    ann_lines: array = field(default_factory=lambda: array("q"))
+    image_ids: list = field(default_factory=list)
+    category_ids: list = field(default_factory=list)
+    boxes: array = field(default_factory=lambda: array("d"))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _shown(folder: Path, root: Path) -> str:
+    rel = folder.relative_to(root).as_posix()
+    return "the top folder" if rel == "." else f"{rel}/"
+
+
+def _image(record: object, line: int, data: _File, bases: list[Path], root: Path) -> None:
+    where = f"{data.shown} line {line}"
+    if not isinstance(record, dict):
+        raise UserError(f"{where}: an entry of images is not an object; export again.")
+    image_id, name = record.get("id"), record.get("file_name")
+    if not _is_int(image_id):
+        raise UserError(f"{where}: image id {image_id!r} is not an integer; every image needs "
+                        "an integer id.")
+    if not isinstance(name, str) or not name.strip():
+        raise UserError(f"{where}: image id {image_id} has no file_name; give its file name.")
+    if image_id in data.index:
+        first = data.index[image_id]
+        raise UserError(f"{where}: image id {image_id} ({name!r}) is listed twice (first on line "
+                        f"{data.lines[first]}, {data.names[first]!r}); give every image its own "
+                        "id.")
+    check_suffix(name, f"{where} (image id {image_id})")
+    found = find_image(name, bases)
+    if found is None:
+        looked = ", ".join(_shown(b, root) for b in bases if b.is_dir()) or "the export's folders"
+        raise UserError(f"{where}: image id {image_id} {name!r} is listed but missing (looked in "
+                        f"{looked}); add the image or remove its entry.")
+    width, height = record.get("width"), record.get("height")
+    if not (_number(width) and _number(height) and width > 0 and height > 0):
+        width, height = image_size(found[0], f"{where} (image id {image_id} {name!r})")
+    data.index[image_id] = len(data.names)
+    data.names.append(name)
+    data.paths.append(found[0])
+    data.rels.append(found[1])
+    data.sizes.append((float(width), float(height)))
+    data.lines.append(line)
+
+
+def _annotation(record: object, line: int, data: _File, conversion: Conversion) -> None:
+    where = f"{data.shown} line {line}"
+    if not isinstance(record, dict):
+        raise UserError(f"{where}: an entry of annotations is not an object; export again.")
+    ann_id = record.get("id", f"#{len(data.ann_ids) + 1}")
+    if record.get("iscrowd"):
+        conversion.count("skipped_crowd")  # a crowd region is not one object's box
+        return
+    bbox = record.get("bbox")
+    if not bbox:  # polygon-only: the polygon's box
+        bbox = _polygon_box(record.get("segmentation"), f"{where} (annotation id {ann_id})")
+        conversion.count("polygon_boxes")
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(map(_number, bbox))):
+        raise UserError(f"{where}: annotation id {ann_id} has bbox {bbox!r}; a COCO bbox is "
+                        "[x, y, width, height] in pixels.")
+    data.ann_ids.append(ann_id)
+    data.ann_lines.append(line)
+    data.image_ids.append(record.get("image_id"))
+    data.category_ids.append(record.get("category_id"))
+    data.boxes.extend(float(v) for v in bbox)
+
+
+def _polygon_box(segmentation: object, where: str) -> list[float]:
+    if isinstance(segmentation, list) and segmentation and all(
+            isinstance(p, list) and len(p) >= 6 and all(map(_number, p)) for p in segmentation):
+        xs = [v for p in segmentation for v in p[0::2]]
+        ys = [v for p in segmentation for v in p[1::2]]
+        return [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
+    kind = "an RLE mask" if isinstance(segmentation, dict) else "no polygon"
+    raise UserError(f"{where}: no bbox and {kind}; export the annotation with its box.")
+
+
+def _categories(value: object, line: int, shown: str, known: dict[int, tuple[str, str, str]]
+                ) -> None:
+    if not isinstance(value, list):
+        raise UserError(f"{shown} line {line}: categories is not a list; export again.")
+    for category in value:
+        if not isinstance(category, dict) or not _is_int(category.get("id")) or not isinstance(
+                category.get("name"), str) or not category["name"].strip():
+            raise UserError(f"{shown} line {line}: category {category!r} needs an integer id and "
+                            "a name.")
+        name = category["name"].strip()
+        entry = (name, str(category.get("supercategory", "")), shown)
+        previous = known.setdefault(category["id"], entry)
+        if previous[0] != name:
+            raise UserError(f"{shown}: category id {category['id']} is {name!r} here but "
+                            f"{previous[0]!r} in {previous[2]}; export every subset with the same "
+                            "categories.")
+
+
+def read_coco(root: Path, layout: str, files: list[tuple[Path, str, list[Path]]]
+              ) -> tuple[list[Item], Conversion]:
+    """Reads every annotation file of the export; raises UserError on the first broken case."""
+    shown = [path.relative_to(root).as_posix() for path, _, _ in files]
+    conversion = Conversion("coco", layout, shown, [])
+    categories: dict[int, tuple[str, str, str]] = {}
+    read: list[_File] = []
+    for (path, subset, bases), name in zip(files, shown, strict=True):
+        data = _File(name, subset)
+        seen = set()
+        for key, value, line in members(path, name, {"images", "annotations"}):
+            seen.add(key)
+            if key == "images":
+                _image(value, line, data, bases, root)
+            elif key == "annotations":
+                _annotation(value, line, data, conversion)
+            elif key == "categories":
+                _categories(value, line, name, categories)
+        if "images" not in seen or "categories" not in seen:
+            missing = "images" if "images" not in seen else "categories"
+            raise UserError(f"{name}: no {missing!r} list, so it is not a COCO annotation file; "
+                            "export the dataset as COCO JSON.")
+        read.append(data)
+    ids = _class_ids(categories, read, layout, conversion)
+    conversion.names = [categories[i][0] for i in ids]
+    conversion.source_ids = ids
+    _unique_names(conversion.names, ids, shown[0])
+    return [item for data in read for item in _items(data, {c: k for k, c in enumerate(ids)},
+                                                     conversion)], conversion
+
+
+def _class_ids(categories: dict[int, tuple[str, str, str]], read: list[_File], layout: str,
+               conversion: Conversion) -> list[int]:
+    """Category ids sorted; Roboflow's placeholder category 0 (the project, the supercategory of
+    every class, never used by a box) left out."""
+    ids = sorted(categories)
+    if not ids:
+        raise UserError(f"{read[0].shown}: categories is empty; export with the label classes.")
+    used = {c for data in read for c in data.category_ids}
+    first = categories[ids[0]]
+    if layout == "roboflow" and len(ids) > 1 and ids[0] not in used and all(
+            categories[i][1] == first[0] for i in ids[1:]):
+        conversion.warnings.append(f"category {ids[0]} {first[0]!r} (Roboflow's project "
+                                   "category, the supercategory of every class, no boxes) left "
+                                   "out.")
+        ids = ids[1:]
+    return ids
+
+
+def _unique_names(names: list[str], ids: list[int], shown: str) -> None:
+    first: dict[str, int] = {}
+    for name, cid in zip(names, ids, strict=True):
+        if name in first:
+            raise UserError(f"{shown}: categories {first[name]} and {cid} are both named {name!r}; "
+                            "give every category a name of its own.")
+        first[name] = cid
+
+
+def _items(data: _File, classes: dict[int, int], conversion: Conversion) -> list[Item]:
+    rows: list[list[str]] = [[] for _ in data.names]
+    known = ", ".join(map(str, list(classes)[:20])) + (", ..." if len(classes) > 20 else "")
+    for k, ann_id in enumerate(data.ann_ids):
+        where = f"{data.shown} line {data.ann_lines[k]} (annotation id {ann_id})"
+        position = data.index.get(data.image_ids[k]) if _is_int(data.image_ids[k]) else None
+        if position is None:
+            raise UserError(f"{where}: image_id {data.image_ids[k]!r} is not in images; fix the "
+                            "annotation or export again with its image.")
+        cls = classes.get(data.category_ids[k]) if _is_int(data.category_ids[k]) else None
+        if cls is None:
+            raise UserError(f"{where}: category_id {data.category_ids[k]!r} is not in categories "
+                            f"(ids {known}); fix the annotation or add the category.")
+        x, y, w, h = data.boxes[4 * k: 4 * k + 4]
+        width, height = data.sizes[position]
+        rows[position].append(box_row(cls, x, y, w, h, width, height,
+                                      f"{where}, image {data.names[position]!r}", conversion))
+    return [Item(path, rel, data.subset, r)
+            for path, rel, r in zip(data.paths, data.rels, rows, strict=True)]

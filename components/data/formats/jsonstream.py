@@ -1,0 +1,158 @@
+"""A JSON object read member by member, its large arrays one element at a time.
+
+A COCO export of 200,000 annotations is a 40 MB document that `json.load` turns into about
+half a gigabyte of dicts; a converter needs one annotation at a time. `members` walks the top
+level of the object itself and hands each element of the arrays it is asked to stream to the
+caller with the line it starts on, decoding each element with the standard library's
+`JSONDecoder.raw_decode` over a window of the file: memory stays at the window plus what the
+caller keeps. Invalid JSON is one sentence naming the file and line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from kfp_yolo.components.errors import UserError
+
+__all__ = ["invalid_json", "members"]
+
+_CHUNK = 1 << 20
+_WHITESPACE = " \t\n\r"
+_DECODER = json.JSONDecoder()
+
+
+def invalid_json(shown: str, line: int, reason: str) -> UserError:
+    """The one sentence for a file that is not valid JSON."""
+    return UserError(f"{shown} line {line}: not valid JSON ({reason}); fix the file or export "
+                     "it again.")
+
+
+class _Reader:
+    """A window over a text file: buf[pos:] is unread; lines counted up to pos."""
+
+    def __init__(self, handle: Any, shown: str) -> None:
+        self.handle, self.shown = handle, shown
+        self.buf, self.pos, self.eof = "", 0, False
+        self.line, self._counted = 1, 0  # line of buf[_counted]
+
+    def fill(self) -> bool:
+        """Reads one more chunk; False at the end of the file."""
+        if self.eof:
+            return False
+        chunk = self.handle.read(_CHUNK)
+        if not chunk:
+            self.eof = True
+            return False
+        if self.pos > _CHUNK:  # drop what was read, counting its lines first
+            self.line_at(self.pos)
+            self.buf, self._counted, self.pos = self.buf[self.pos:], 0, 0
+        self.buf += chunk
+        return True
+
+    def line_at(self, pos: int) -> int:
+        """The line number of buf[pos] (pos at or after the last position asked)."""
+        self.line += self.buf.count("\n", self._counted, pos)
+        self._counted = pos
+        return self.line
+
+    def peek(self) -> str:
+        """The next character that is not whitespace ('' at the end of the file)."""
+        while True:
+            while self.pos < len(self.buf) and self.buf[self.pos] in _WHITESPACE:
+                self.pos += 1
+            if self.pos < len(self.buf) or not self.fill():
+                return self.buf[self.pos: self.pos + 1]
+
+    def expect(self, chars: str, what: str) -> str:
+        char = self.peek()
+        if not char or char not in chars:
+            found = repr(char) if char else "the end of the file"
+            raise invalid_json(self.shown, self.line_at(self.pos),
+                               f"expected {what}, found {found}")
+        self.pos += 1
+        return char
+
+    def value(self) -> Any:
+        """Decodes the value at pos; a value cut by the window's end is read again, whole."""
+        self.peek()
+        while True:
+            try:
+                value, end = _DECODER.raw_decode(self.buf, self.pos)
+            except json.JSONDecodeError as exc:
+                if self.fill():
+                    continue
+                raise invalid_json(self.shown, self.line_at(self.pos) + self.buf.count(
+                    "\n", self.pos, exc.pos), exc.msg) from None
+            # A number at the window's end may go on in the next chunk.
+            if end == len(self.buf) and self.fill():
+                continue
+            self.pos = end
+            return value
+
+
+def members(path: Path, shown: str, stream: frozenset[str] | set[str]
+            ) -> Iterator[tuple[str, Any, int]]:
+    """(key, value, line) for each member of the JSON object in path.
+
+    Args:
+        path: the file; its top level must be an object.
+        shown: the file's name in messages.
+        stream: keys whose value is an array: each element is yielded as (key, element, line)
+            instead of the whole array.
+    """
+    try:
+        handle = path.open(encoding="utf-8-sig")
+    except OSError as exc:
+        raise UserError(f"{shown}: cannot be read ({exc.strerror}); fix its permissions.") from None
+    with handle:
+        reader = _Reader(handle, shown)
+        try:
+            yield from _object(reader, stream)
+        except UnicodeDecodeError:
+            raise UserError(f"{shown}: not UTF-8 text; export the annotations again as UTF-8 "
+                            "JSON.") from None
+
+
+def _object(reader: _Reader, stream: frozenset[str] | set[str]) -> Iterator[tuple[str, Any, int]]:
+    if reader.peek() != "{":
+        found = reader.peek()
+        raise UserError(f"{reader.shown}: expected a JSON object ({{...}}), found "
+                        f"{repr(found) if found else 'an empty file'}; give the export's "
+                        "annotation file.")
+    reader.pos += 1
+    if reader.peek() == "}":
+        reader.pos += 1
+    else:
+        while True:
+            line = reader.line_at(reader.pos)
+            key = reader.value()
+            if not isinstance(key, str):
+                raise invalid_json(reader.shown, line, "expected a member name in quotes")
+            reader.expect(":", "':'")
+            if key in stream:
+                yield from _array(reader, key)
+            else:
+                yield key, reader.value(), reader.line_at(reader.pos)
+            if reader.expect(",}", "',' or '}'") == "}":
+                break
+    if reader.peek():
+        raise invalid_json(reader.shown, reader.line_at(reader.pos),
+                           "extra data after the top-level object")
+
+
+def _array(reader: _Reader, key: str) -> Iterator[tuple[str, Any, int]]:
+    if reader.peek() != "[":
+        raise UserError(f"{reader.shown} line {reader.line_at(reader.pos)}: {key!r} is not a "
+                        "list; export the annotations again.")
+    reader.pos += 1
+    if reader.peek() == "]":
+        reader.pos += 1
+        return
+    while True:
+        line = reader.line_at(reader.pos)
+        yield key, reader.value(), line
+        if reader.expect(",]", "',' or ']'") == "]":
+            return
