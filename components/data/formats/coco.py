@@ -89,8 +89,11 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+_NUMERIC = (int, float)
+
+
 def _number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return type(value) in _NUMERIC  # not bool, which is an int
 
 
 def _shown(folder: Path, root: Path) -> str:
@@ -116,7 +119,7 @@ def _image(record: object, line: int, data: _File, bases: list[Path], root: Path
     check_suffix(name, f"{where} (image id {image_id})")
     found = find_image(name, bases)
     if found is None:
-        looked = ", ".join(_shown(b, root) for b in bases if b.is_dir()) or "the export's folders"
+        looked = ", ".join(_shown(b, root) for b in bases) or "the export's folders"
         raise UserError(f"{where}: image id {image_id} {name!r} is listed but missing (looked in "
                         f"{looked}); add the image or remove its entry.")
     width, height = record.get("width"), record.get("height")
@@ -142,14 +145,19 @@ def _annotation(record: object, line: int, data: _File, conversion: Conversion) 
     if not bbox:  # polygon-only: the polygon's box
         bbox = _polygon_box(record.get("segmentation"), f"{where} (annotation id {ann_id})")
         conversion.count("polygon_boxes")
-    if not (isinstance(bbox, list) and len(bbox) == 4 and all(map(_number, bbox))):
+    try:
+        x, y, w, h = bbox
+        if not (type(x) in _NUMERIC and type(y) in _NUMERIC and type(w) in _NUMERIC
+                and type(h) in _NUMERIC):
+            raise TypeError
+    except (TypeError, ValueError):
         raise UserError(f"{where}: annotation id {ann_id} has bbox {bbox!r}; a COCO bbox is "
-                        "[x, y, width, height] in pixels.")
+                        "[x, y, width, height] in pixels.") from None
     data.ann_ids.append(ann_id)
     data.ann_lines.append(line)
     data.image_ids.append(record.get("image_id"))
     data.category_ids.append(record.get("category_id"))
-    data.boxes.extend(float(v) for v in bbox)
+    data.boxes.extend((x, y, w, h))
 
 
 def _polygon_box(segmentation: object, where: str) -> list[float]:
@@ -189,6 +197,7 @@ def read_coco(root: Path, layout: str, files: list[tuple[Path, str, list[Path]]]
     read: list[_File] = []
     for (path, subset, bases), name in zip(files, shown, strict=True):
         data = _File(name, subset)
+        bases = [base for base in bases if base.is_dir()]
         seen = set()
         for key, value, line in members(path, name, {"images", "annotations"}):
             seen.add(key)
@@ -238,22 +247,28 @@ def _unique_names(names: list[str], ids: list[int], shown: str) -> None:
         first[name] = cid
 
 
+def _where(data: _File, k: int) -> str:
+    return f"{data.shown} line {data.ann_lines[k]} (annotation id {data.ann_ids[k]})"
+
+
 def _items(data: _File, classes: dict[int, int], conversion: Conversion) -> list[Item]:
     rows: list[list[str]] = [[] for _ in data.names]
     known = ", ".join(map(str, list(classes)[:20])) + (", ..." if len(classes) > 20 else "")
-    for k, ann_id in enumerate(data.ann_ids):
-        where = f"{data.shown} line {data.ann_lines[k]} (annotation id {ann_id})"
-        position = data.index.get(data.image_ids[k]) if _is_int(data.image_ids[k]) else None
+    boxes, index, sizes = data.boxes, data.index, data.sizes
+    for k, (image_id, category_id) in enumerate(zip(data.image_ids, data.category_ids,
+                                                    strict=True)):
+        position = index.get(image_id) if type(image_id) is int else None
         if position is None:
-            raise UserError(f"{where}: image_id {data.image_ids[k]!r} is not in images; fix the "
+            raise UserError(f"{_where(data, k)}: image_id {image_id!r} is not in images; fix the "
                             "annotation or export again with its image.")
-        cls = classes.get(data.category_ids[k]) if _is_int(data.category_ids[k]) else None
+        cls = classes.get(category_id) if type(category_id) is int else None
         if cls is None:
-            raise UserError(f"{where}: category_id {data.category_ids[k]!r} is not in categories "
-                            f"(ids {known}); fix the annotation or add the category.")
-        x, y, w, h = data.boxes[4 * k: 4 * k + 4]
-        width, height = data.sizes[position]
-        rows[position].append(box_row(cls, x, y, w, h, width, height,
-                                      f"{where}, image {data.names[position]!r}", conversion))
+            raise UserError(f"{_where(data, k)}: category_id {category_id!r} is not in "
+                            f"categories (ids {known}); fix the annotation or add the category.")
+        width, height = sizes[position]
+        j = 4 * k
+        rows[position].append(box_row(
+            cls, boxes[j], boxes[j + 1], boxes[j + 2], boxes[j + 3], width, height,
+            lambda k=k, p=position: f"{_where(data, k)}, image {data.names[p]!r}", conversion))
     return [Item(path, rel, data.subset, r)
             for path, rel, r in zip(data.paths, data.rels, rows, strict=True)]

@@ -12,7 +12,7 @@ import errno
 import math
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,31 +79,39 @@ class Conversion:
 
 
 def box_row(cls: int, x: float, y: float, w: float, h: float, width: float, height: float,
-            where: str, conversion: Conversion) -> str:
+            where: str | Callable[[], str], conversion: Conversion) -> str:
     """A YOLO row for a pixel box (x, y = top-left corner) in an image of width x height.
+
+    Args:
+        where: the culprit for a message (file, line, annotation), or a function that makes it:
+            only a broken box pays for the sentence.
 
     Raises:
         UserError: a box with a zero, negative or non-finite side, or outside its image by more
-            than a pixel (within a pixel it is clipped and counted). where names the culprit.
+            than a pixel (within a pixel it is clipped and counted).
     """
+    x1, y1 = x + w, y + h
+    # One comparison chain for the common case; NaN fails every comparison, so lands below.
+    if 0 <= x < x1 <= width and 0 <= y < y1 <= height and w > 0 and h > 0:
+        return (f"{cls} {(x + x1) / 2 / width:.6f} {(y + y1) / 2 / height:.6f} "
+                f"{w / width:.6f} {h / height:.6f}")
+    culprit = where() if callable(where) else where
     for side, value in (("width", w), ("height", h)):
         if not math.isfinite(value) or value <= 0:
-            raise UserError(f"{where}: the box {side} is {value!r}; every box needs a positive, "
-                            "finite width and height; fix or delete the annotation.")
-    if not all(math.isfinite(v) for v in (x, y)):
-        raise UserError(f"{where}: the box corner ({x!r}, {y!r}) is not a finite number; fix or "
-                        "delete the annotation.")
-    x1, y1 = x + w, y + h
+            raise UserError(f"{culprit}: the box {side} is {value!r}; every box needs a "
+                            "positive, finite width and height; fix or delete the annotation.")
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise UserError(f"{culprit}: the box corner ({x!r}, {y!r}) is not a finite number; fix "
+                        "or delete the annotation.")
     if x < -PIXEL or y < -PIXEL or x1 > width + PIXEL or y1 > height + PIXEL:
-        raise UserError(f"{where}: the box [{x:g}, {y:g}, {w:g}, {h:g}] (x, y, width, height) "
+        raise UserError(f"{culprit}: the box [{x:g}, {y:g}, {w:g}, {h:g}] (x, y, width, height) "
                         f"leaves its {width:g}x{height:g} image by more than a pixel; fix the box "
                         "or the image size.")
-    if x < 0 or y < 0 or x1 > width or y1 > height:
-        x, y, x1, y1 = max(x, 0.0), max(y, 0.0), min(x1, width), min(y1, height)
-        if x1 <= x or y1 <= y:
-            raise UserError(f"{where}: the box lies on its image's edge and has no area inside "
-                            "it; fix or delete the annotation.")
-        conversion.count("clipped")
+    x, y, x1, y1 = max(x, 0.0), max(y, 0.0), min(x1, width), min(y1, height)
+    if x1 <= x or y1 <= y:
+        raise UserError(f"{culprit}: the box lies on its image's edge and has no area inside "
+                        "it; fix or delete the annotation.")
+    conversion.count("clipped")
     return (f"{cls} {(x + x1) / 2 / width:.6f} {(y + y1) / 2 / height:.6f} "
             f"{(x1 - x) / width:.6f} {(y1 - y) / height:.6f}")
 
@@ -128,7 +136,7 @@ def find_image(name: str, bases: list[Path]) -> tuple[Path, str] | None:
 
     Tools write the name relative to different folders (images/, the JSON's folder, the export
     root) and sometimes as an absolute path of the annotation server: the name as given is
-    tried under each base, then its last part alone.
+    tried under each base, then its last part alone. Give only bases that exist.
     """
     clean = name.replace("\\", "/")
     parts = [p for p in clean.split("/") if p not in ("", ".")]
@@ -137,11 +145,12 @@ def find_image(name: str, bases: list[Path]) -> tuple[Path, str] | None:
     for candidate in tries:  # no '..' part: every try stays inside its base
         if not candidate:
             continue
+        joined = "/".join(candidate)
         for base in bases:
-            path = base.joinpath(*candidate)
-            if path.is_file():
+            path = os.path.join(base, joined)
+            if os.path.isfile(path):
                 inner = candidate[0] == "images" and len(candidate) > 1
-                return path, "/".join(candidate[1:] if inner else candidate)
+                return Path(path), "/".join(candidate[1:]) if inner else joined
     return None
 
 
@@ -189,7 +198,7 @@ def _assign(items: list[Item], conversion: Conversion) -> dict[str, list[Item]]:
 # ----------------------------------------------------------------------------------- writing
 
 
-def _place(source: Path, dest: Path, mode: LinkMode) -> None:
+def _place(source: str, dest: str, mode: LinkMode) -> None:
     if mode == "symbolic":
         os.symlink(os.path.abspath(source), dest)
         return
@@ -212,25 +221,31 @@ def write_yolo(items: Iterable[Item], conversion: Conversion, dest: Path, mode: 
     """
     items = list(items)
     splits = _assign(items, conversion)
-    owners: dict[Path, Item] = {}
+    owners: dict[str, Item] = {}
+    made: set[str] = set()
     prefix = len({item.subset for group in splits.values() for item in group}) > 1
     for split, group in splits.items():
+        folder = os.path.join(dest, "images", split) if split else os.path.join(dest, "images")
         for item in group:
             rel = item.rel
             if prefix and (split == "" or split_of(item.subset) is None):
                 rel = f"{item.subset}/{rel}"  # two subsets may hold the same file name
-            image = dest / "images" / split / rel if split else dest / "images" / rel
-            other = owners.setdefault(label_path(image), item)
+            image = os.path.join(folder, rel)
+            label = str(label_path(Path(image)))  # ultralytics' rule, whatever rel holds
+            other = owners.setdefault(label, item)
             if other is not item:
                 raise UserError(f"{other.image.name} and {item.image.name} would share the label "
-                                f"file {label_path(image).relative_to(dest)} (same folder and "
-                                "name, another extension); rename one of the images.")
-            image.parent.mkdir(parents=True, exist_ok=True)
-            _place(item.image, image, mode)
+                                f"file {os.path.relpath(label, dest)} (same folder and name, "
+                                "another extension); rename one of the images.")
+            for path in (image, label) if item.rows else (image,):
+                parent = os.path.dirname(path)
+                if parent not in made:
+                    os.makedirs(parent, exist_ok=True)
+                    made.add(parent)
+            _place(str(item.image), image, mode)
             if item.rows:
-                label = label_path(image)
-                label.parent.mkdir(parents=True, exist_ok=True)
-                label.write_text("\n".join(item.rows) + "\n")
+                with open(label, "w") as handle:
+                    handle.write("\n".join(item.rows) + "\n")
             else:
                 conversion.count("background_images")
     data: dict = {"names": dict(enumerate(conversion.names))}

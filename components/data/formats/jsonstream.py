@@ -11,6 +11,7 @@ caller keeps. Invalid JSON is one sentence naming the file and line.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ from kfp_yolo.components.errors import UserError
 __all__ = ["invalid_json", "members"]
 
 _CHUNK = 1 << 20
-_WHITESPACE = " \t\n\r"
+_SKIP = re.compile(r"[ \t\n\r]*").match
+_NUMBER = frozenset("0123456789+-.eE")
 _DECODER = json.JSONDecoder()
 
 
@@ -61,8 +63,7 @@ class _Reader:
     def peek(self) -> str:
         """The next character that is not whitespace ('' at the end of the file)."""
         while True:
-            while self.pos < len(self.buf) and self.buf[self.pos] in _WHITESPACE:
-                self.pos += 1
+            self.pos = _SKIP(self.buf, self.pos).end()
             if self.pos < len(self.buf) or not self.fill():
                 return self.buf[self.pos: self.pos + 1]
 
@@ -86,8 +87,9 @@ class _Reader:
                     continue
                 raise invalid_json(self.shown, self.line_at(self.pos) + self.buf.count(
                     "\n", self.pos, exc.pos), exc.msg) from None
-            # A number at the window's end may go on in the next chunk.
-            if end == len(self.buf) and self.fill():
+            # A number cut by the window's end ('1' of '12', '0' of '0.5') goes on in the next
+            # chunk; in valid JSON no value is followed by a number's character.
+            if (end == len(self.buf) or self.buf[end] in _NUMBER) and self.fill():
                 continue
             self.pos = end
             return value
@@ -127,6 +129,7 @@ def _object(reader: _Reader, stream: frozenset[str] | set[str]) -> Iterator[tupl
         reader.pos += 1
     else:
         while True:
+            reader.peek()
             line = reader.line_at(reader.pos)
             key = reader.value()
             if not isinstance(key, str):
@@ -135,7 +138,9 @@ def _object(reader: _Reader, stream: frozenset[str] | set[str]) -> Iterator[tupl
             if key in stream:
                 yield from _array(reader, key)
             else:
-                yield key, reader.value(), reader.line_at(reader.pos)
+                reader.peek()
+                line = reader.line_at(reader.pos)
+                yield key, reader.value(), line
             if reader.expect(",}", "',' or '}'") == "}":
                 break
     if reader.peek():
@@ -152,6 +157,7 @@ def _array(reader: _Reader, key: str) -> Iterator[tuple[str, Any, int]]:
         reader.pos += 1
         return
     while True:
+        reader.peek()  # the element's own line, not the comma's
         line = reader.line_at(reader.pos)
         yield key, reader.value(), line
         if reader.expect(",]", "',' or ']'") == "]":
