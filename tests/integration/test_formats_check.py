@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from exports import WRITERS, read_yolo
+
 from kfp_yolo.components import storage
 from kfp_yolo.components.data.prepare import prepare_dataset, render_report
 from kfp_yolo.components.synth import SynthSpec, synthesize

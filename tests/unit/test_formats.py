@@ -57,77 +57,88 @@ def _labels(dest: Path) -> dict[str, list[str]]:
     return {p.stem: p.read_text().split("\n")[:-1] for p in sorted(dest.rglob("labels/**/*.txt"))}
 
 
-def _refused(root: Path, tmp_path: Path) -> str:
-    before = _digest(root)
-    with pytest.raises(UserError) as caught:
-        formats.convert(root, tmp_path / "out")
-    assert _digest(root) == before, "the source was modified"
-    message = str(caught.value)
-    assert "\n" not in message and message.endswith("."), message
-    return message
+@pytest.fixture
+def refused(tmp_path, capsys):
+    """`kfp-yolo dataset convert SRC DST` on a broken export: exit 2, one sentence on stderr,
+    nothing written, the source untouched; returns the sentence."""
+
+    def run(root: Path) -> str:
+        before = _digest(root)
+        capsys.readouterr()
+        assert main(["dataset", "convert", str(root), str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("kfp-yolo: error: "), err
+        assert _digest(root) == before, "the source was modified"
+        assert not (tmp_path / "out").exists()
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no partial
+        message = err[0].removeprefix("kfp-yolo: error: ")
+        assert message.endswith("."), message
+        return message
+
+    return run
 
 
 # ----------------------------------------------------------------------------- broken exports
 
 
-def test_invalid_json_names_the_file_and_line(tmp_path):
+def test_invalid_json_names_the_file_and_line(tmp_path, refused):
     root = _coco(tmp_path / "src")
     path = root / JSON
     lines = path.read_text().splitlines()
     target = next(i for i, line in enumerate(lines) if '"bbox"' in line)
     lines[target] = lines[target].replace("[", "[,", 1)
     path.write_text("\n".join(lines))
-    message = _refused(root, tmp_path)
+    message = refused(root)
     assert message.startswith(f"{JSON} line {target + 1}: not valid JSON"), message
 
 
-def test_truncated_json_names_the_last_line(tmp_path):
+def test_truncated_json_names_the_last_line(tmp_path, refused):
     root = _coco(tmp_path / "src")
     text = (root / JSON).read_text()
     (root / JSON).write_text(text[: len(text) // 2])
-    message = _refused(root, tmp_path)
+    message = refused(root)
     assert f"{JSON} line " in message and "not valid JSON" in message
 
 
-def test_image_listed_but_missing(tmp_path):
+def test_image_listed_but_missing(tmp_path, refused):
     root = _coco(tmp_path / "src")
     (root / "images" / "b.png").unlink()
-    message = _refused(root, tmp_path)
+    message = refused(root)
     assert "image id 2 'b.png' is listed but missing" in message and JSON in message
 
 
-def test_annotation_of_an_unknown_image(tmp_path):
+def test_annotation_of_an_unknown_image(tmp_path, refused):
     root = _coco(tmp_path / "src", annotations=[
         {"id": 7, "image_id": 99, "category_id": 1, "bbox": [1, 1, 5, 5]}])
-    message = _refused(root, tmp_path)
+    message = refused(root)
     assert "(annotation id 7): image_id 99 is not in images" in message and JSON in message
 
 
-def test_unknown_category_id(tmp_path):
+def test_unknown_category_id(tmp_path, refused):
     root = _coco(tmp_path / "src", annotations=[
         {"id": 8, "image_id": 1, "category_id": 5, "bbox": [1, 1, 5, 5]}])
-    message = _refused(root, tmp_path)
+    message = refused(root)
     assert "(annotation id 8): category_id 5 is not in categories (ids 1, 2)" in message
 
 
 @pytest.mark.parametrize("bbox, culprit", [
     ([1, 1, 0, 5], "width is 0"), ([1, 1, 5, -2], "height is -2"),
     ([1, 1, "NaN", 5], "width is nan"), ([1, 1, 5, "Infinity"], "height is inf")])
-def test_box_without_a_positive_finite_size(tmp_path, bbox, culprit):
+def test_box_without_a_positive_finite_size(tmp_path, bbox, culprit, refused):
     root = _coco(tmp_path / "src", annotations=[
         {"id": 9, "image_id": 2, "category_id": 1, "bbox": [1, 1, 1, 1]}])
     text = (root / JSON).read_text().replace("1,\n    1,\n    1,\n    1\n",
                                              ",".join(map(str, bbox)).replace("'", ""))
     text = text.replace('"NaN"', "NaN").replace('"Infinity"', "Infinity")
     (root / JSON).write_text(text)
-    message = _refused(root, tmp_path)
+    message = refused(root)
     assert "(annotation id 9), image 'b.png': the box " + culprit in message, message
 
 
-def test_box_outside_its_image_by_more_than_a_pixel(tmp_path):
+def test_box_outside_its_image_by_more_than_a_pixel(tmp_path, refused):
     root = _coco(tmp_path / "src", annotations=[
         {"id": 3, "image_id": 1, "category_id": 1, "bbox": [90, 10, 11.5, 5]}])
-    message = _refused(root, tmp_path)
+    message = refused(root)
     assert "(annotation id 3), image 'a.png': the box [90, 10, 11.5, 5]" in message
     assert "leaves its 100x80 image by more than a pixel" in message
 
@@ -140,30 +151,30 @@ def test_box_within_a_pixel_is_clipped_and_counted(tmp_path):
     assert _labels(tmp_path / "out") == {"a": ["0 0.500000 0.156250 1.000000 0.062500"]}
 
 
-def test_duplicate_image_ids(tmp_path):
+def test_duplicate_image_ids(tmp_path, refused):
     root = _coco(tmp_path / "src", images=[
         {"id": 4, "file_name": "a.png", "width": 100, "height": 80},
         {"id": 4, "file_name": "b.png", "width": 100, "height": 80}], annotations=[])
-    message = _refused(root, tmp_path)
+    message = refused(root)
     assert "image id 4 ('b.png') is listed twice (first on line" in message and "'a.png'" in message
 
 
-def test_category_named_twice(tmp_path):
+def test_category_named_twice(tmp_path, refused):
     root = _coco(tmp_path / "src", categories=[{"id": 1, "name": "cat"}, {"id": 2, "name": "cat"}])
-    assert "categories 1 and 2 are both named 'cat'" in _refused(root, tmp_path)
+    assert "categories 1 and 2 are both named 'cat'" in refused(root)
 
 
-def test_invalid_xml_names_the_file_and_line(tmp_path):
+def test_invalid_xml_names_the_file_and_line(tmp_path, refused):
     root = tmp_path / "voc"
     _png(root / "JPEGImages" / "a.png")
     (root / "Annotations").mkdir()
     (root / "Annotations" / "a.xml").write_text(
         "<annotation>\n<filename>a.png</filename>\n<object><name>cat</name>\n</annotation>\n")
-    message = _refused(root, tmp_path)
+    message = refused(root)
     assert message.startswith("Annotations/a.xml line 4: not valid XML (mismatched tag"), message
 
 
-def test_voc_box_outside_names_the_object(tmp_path):
+def test_voc_box_outside_names_the_object(tmp_path, refused):
     root = tmp_path / "voc"
     _png(root / "JPEGImages" / "a.png")
     (root / "Annotations").mkdir()
@@ -171,37 +182,48 @@ def test_voc_box_outside_names_the_object(tmp_path):
         "<annotation><filename>a.png</filename><size><width>100</width><height>80</height>"
         "</size><object><name>cat</name><bndbox><xmin>5</xmin><ymin>5</ymin><xmax>200</xmax>"
         "<ymax>20</ymax></bndbox></object></annotation>")
-    message = _refused(root, tmp_path)
+    message = refused(root)
     assert message.startswith("Annotations/a.xml: object 1 ('cat'): the box"), message
 
 
-def test_invalid_ndjson_line(tmp_path):
+def test_invalid_ndjson_line(tmp_path, refused):
     root = tmp_path / "nd"
     _png(root / "images" / "train" / "a.png")
     root.joinpath("d.ndjson").write_text(
         '{"type": "dataset", "task": "detect", "class_names": {"0": "cat"}}\n'
         '{"type": "image", "file": "a.png", "split": "train", "annotations": {"boxes": [[0, 0.5, '
         '0.5, 0.2, 0.2]]}}\n{"type": "image", "file": \n')
-    assert _refused(root, tmp_path).startswith("d.ndjson line 3: not valid JSON")
+    assert refused(root).startswith("d.ndjson line 3: not valid JSON")
 
 
-def test_ndjson_remote_image_is_named_with_its_url(tmp_path):
+def test_ndjson_remote_image_is_named_with_its_url(tmp_path, refused):
     root = tmp_path / "nd"
     root.mkdir()
     root.joinpath("d.ndjson").write_text(
         '{"type": "dataset", "class_names": {"0": "cat"}}\n'
         '{"file": "z.jpg", "split": "val", "url": "https://example.invalid/z.jpg"}\n')
-    message = _refused(root, tmp_path)
+    message = refused(root)
     assert message.startswith("d.ndjson line 2 ('z.jpg'): the image is missing (only at https:")
 
 
-def test_cli_convert_refuses_with_exit_2_and_writes_nothing(tmp_path, capsys):
+def test_an_image_listed_twice(tmp_path, refused):
+    root = _coco(tmp_path / "src", images=[
+        {"id": 1, "file_name": "a.png", "width": 100, "height": 80},
+        {"id": 2, "file_name": "a.png", "width": 100, "height": 80}], annotations=[])
+    message = refused(root)
+    assert message.startswith(f"{JSON} line ") and f"and {JSON} line " in message
+    assert "would share the label file labels/a.txt (one image listed twice" in message
+
+
+def test_a_late_failure_leaves_no_partial_output(tmp_path, refused, monkeypatch):
+    from kfp_yolo.components.data.formats import common
+
+    def full_disk(*args):
+        raise UserError("the disk is full; free some space.")
+
     root = _coco(tmp_path / "src")
-    (root / "images" / "a.png").unlink()
-    assert main(["dataset", "convert", str(root), str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith(f"kfp-yolo: error: {JSON} line ") and "'a.png'" in err[-1]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]  # no partial output left
+    monkeypatch.setattr(common, "_place", full_disk)  # fails while dest is being filled
+    assert refused(root) == "the disk is full; free some space."
 
 
 # ------------------------------------------------------------------ what is derived and counted
@@ -281,3 +303,12 @@ def test_stream_equals_json_load_at_any_window(tmp_path, monkeypatch, chunk):
     text = path.read_text().splitlines()
     assert [text[n - 1].strip() for n in lines[:2]] == ["{", "{"]
     assert text[lines[0]].strip() == '"id": 0,'
+
+
+def test_dataset_check_refuses_a_broken_export_with_the_same_sentence(tmp_path, capsys):
+    root = _coco(tmp_path / "src", annotations=[
+        {"id": 8, "image_id": 1, "category_id": 5, "bbox": [1, 1, 5, 5]}])
+    assert main(["dataset", "check", str(root)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"kfp-yolo: error: {JSON} line 29 (annotation id 8): category_id 5 is not in "
+                   "categories (ids 1, 2); fix the annotation or add the category."]

@@ -270,5 +270,5 @@ def _items(data: _File, classes: dict[int, int], conversion: Conversion) -> list
         rows[position].append(box_row(
             cls, boxes[j], boxes[j + 1], boxes[j + 2], boxes[j + 3], width, height,
             lambda k=k, p=position: f"{_where(data, k)}, image {data.names[p]!r}", conversion))
-    return [Item(path, rel, data.subset, r)
-            for path, rel, r in zip(data.paths, data.rels, rows, strict=True)]
+    return [Item(path, rel, data.subset, r, f"{data.shown} line {line}")
+            for path, rel, r, line in zip(data.paths, data.rels, rows, data.lines, strict=True)]

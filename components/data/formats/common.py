@@ -42,6 +42,8 @@ class Item:
     subset: str
     """The export's own subset ('train', 'valid', 'default', ...)."""
     rows: list[str]
+    origin: str = ""
+    """Where the export lists it ('annotations/x.json line 12'), for messages."""
 
 
 @dataclass
@@ -234,9 +236,10 @@ def write_yolo(items: Iterable[Item], conversion: Conversion, dest: Path, mode: 
             label = str(label_path(Path(image)))  # ultralytics' rule, whatever rel holds
             other = owners.setdefault(label, item)
             if other is not item:
-                raise UserError(f"{other.image.name} and {item.image.name} would share the label "
-                                f"file {os.path.relpath(label, dest)} (same folder and name, "
-                                "another extension); rename one of the images.")
+                raise UserError(f"{other.origin} ({other.image.name}) and {item.origin} "
+                                f"({item.image.name}) would share the label file "
+                                f"{os.path.relpath(label, dest)} (one image listed twice, or two "
+                                "that differ only in extension); list each image once.")
             for path in (image, label) if item.rows else (image,):
                 parent = os.path.dirname(path)
                 if parent not in made:

@@ -159,4 +159,4 @@ def _item(record: object, shown: str, number: int, names: list[str], task: str, 
             conversion.count("polygon_boxes")
         rows.append(box_row(int(cls), x * width, y * height, w * width, h * height, width,
                             height, culprit, conversion))
-    return Item(found[0], found[1], split, rows)
+    return Item(found[0], found[1], split, rows, f"{shown} line {number}")

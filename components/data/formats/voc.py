@@ -154,4 +154,5 @@ def _item(shown: str, stem: str, element: ET.Element, images: Path, classes: dic
         xmin, ymin, xmax, ymax = (_number(box, t, where) for t in ("xmin", "ymin", "xmax", "ymax"))
         rows.append(box_row(classes[label], xmin - 1, ymin - 1, xmax - xmin, ymax - ymin, width,
                             height, where, conversion))
-    return Item(found[0], found[1], subsets.get(stem, "default") if subsets else "default", rows)
+    return Item(found[0], found[1], subsets.get(stem, "default") if subsets else "default", rows,
+                shown)
