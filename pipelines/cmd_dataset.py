@@ -26,7 +26,8 @@ def _check(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
         return 0
     described = PreparedDataset(data_yaml=None, names=result["names"], stats=result["stats"],
-                                content_hash=result["content_hash"], warnings=result["warnings"])
+                                content_hash=result["content_hash"], warnings=result["warnings"],
+                                conversion=result["conversion"])
     print(render_report(described).rstrip())
     print(f"\n{args.uri}: ok, {result['stats']['images']} images, "
           f"{len(result['names'])} classes.")

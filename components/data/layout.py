@@ -91,7 +91,8 @@ def fetch(uri: str, dest: Path, *, link: bool = False) -> Path:
                         "minio://, file://, a path, or synthetic://shapes.") from None
     if source.is_file():
         raise UserError(f"{uri!r} is a file; give the dataset's folder, the one that holds "
-                        "images/ and labels/.")
+                        "images/ and labels/ (for an export: its top folder, which holds the "
+                        "annotation file and the images).")
     if not source.is_dir():
         raise UserError(f"{uri!r}: dataset folder does not exist; give a folder with images/ "
                         "and labels/.")

@@ -6,10 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from kfp_yolo.components.data import formats
@@ -312,3 +315,42 @@ def test_dataset_check_refuses_a_broken_export_with_the_same_sentence(tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"kfp-yolo: error: {JSON} line 29 (annotation id 8): category_id 5 is not in "
                    "categories (ids 1, 2); fix the annotation or add the category."]
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner,
+                                                                 max_size=4), max_leaves=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_JSON, max_size=6), _JSON, st.integers(1, 40), st.booleans())
+def test_stream_equals_json_loads_for_any_document(elements, other, chunk, indent):
+    doc = {"a": other, "images": elements, "z": other}
+    text = json.dumps(doc, indent=1 if indent else None, ensure_ascii=False)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "d.json"
+        path.write_text(text, encoding="utf-8")
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(jsonstream, "_CHUNK", chunk)
+            got = list(jsonstream.members(path, "d.json", {"images"}))
+    assert [v for k, v, _ in got if k == "images"] == elements
+    assert [(k, v) for k, v, _ in got if k != "images"] == [("a", other), ("z", other)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_JSON, max_size=4), st.integers(0, 10_000), st.integers(1, 40))
+def test_a_damaged_document_is_one_user_error(elements, cut, chunk):
+    text = json.dumps({"images": elements, "categories": []}, indent=1)
+    damaged = text[: cut % (len(text) - 1)] if cut % 2 else text.replace(",", ";", 1)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "d.json"
+        path.write_text(damaged)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(jsonstream, "_CHUNK", chunk)
+            try:
+                list(jsonstream.members(path, "d.json", {"images"}))
+            except UserError as error:
+                assert str(error).startswith("d.json"), error
+            else:
+                assert json.loads(damaged) is not None  # only a document still valid passes

@@ -78,10 +78,12 @@ class _File:
     sizes: list[tuple[float, float]] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
     # one entry per annotation
-    ann_ids: list = field(default_factory=list)
+    ann_ids: array = field(default_factory=lambda: array("q"))
+    other_ids: dict[int, object] = field(default_factory=dict)
+    """Annotation ids that are not integers (or missing), by position."""
     ann_lines: array = field(default_factory=lambda: array("q"))
-    image_ids: list = field(default_factory=list)
-    category_ids: list = field(default_factory=list)
+    image_ids: array = field(default_factory=lambda: array("q"))
+    category_ids: array = field(default_factory=lambda: array("q"))
     boxes: array = field(default_factory=lambda: array("d"))
 
 
@@ -153,10 +155,24 @@ def _annotation(record: object, line: int, data: _File, conversion: Conversion) 
     except (TypeError, ValueError):
         raise UserError(f"{where}: annotation id {ann_id} has bbox {bbox!r}; a COCO bbox is "
                         "[x, y, width, height] in pixels.") from None
-    data.ann_ids.append(ann_id)
+    image_id, category_id = record.get("image_id"), record.get("category_id")
+    for name, value, where_not in (("image_id", image_id, "images"),
+                                   ("category_id", category_id, "categories")):
+        if type(value) is not int:  # ids are integers: a string or null matches nothing
+            raise UserError(f"{where} (annotation id {ann_id}): {name} {value!r} is not in "
+                            f"{where_not}; give the integer id of one of its entries.")
+    try:
+        data.image_ids.append(image_id)
+        data.category_ids.append(category_id)
+    except OverflowError:  # more than 64 bits: no such entry either
+        raise UserError(f"{where} (annotation id {ann_id}): image_id {image_id} or category_id "
+                        f"{category_id} is out of range; export again.") from None
+    if type(ann_id) is int and -(2**63) <= ann_id < 2**63:
+        data.ann_ids.append(ann_id)
+    else:
+        data.other_ids[len(data.ann_ids)] = ann_id
+        data.ann_ids.append(0)
     data.ann_lines.append(line)
-    data.image_ids.append(record.get("image_id"))
-    data.category_ids.append(record.get("category_id"))
     data.boxes.extend((x, y, w, h))
 
 
@@ -248,7 +264,8 @@ def _unique_names(names: list[str], ids: list[int], shown: str) -> None:
 
 
 def _where(data: _File, k: int) -> str:
-    return f"{data.shown} line {data.ann_lines[k]} (annotation id {data.ann_ids[k]})"
+    ann_id = data.other_ids.get(k, data.ann_ids[k])
+    return f"{data.shown} line {data.ann_lines[k]} (annotation id {ann_id})"
 
 
 def _items(data: _File, classes: dict[int, int], conversion: Conversion) -> list[Item]:
@@ -257,11 +274,11 @@ def _items(data: _File, classes: dict[int, int], conversion: Conversion) -> list
     boxes, index, sizes = data.boxes, data.index, data.sizes
     for k, (image_id, category_id) in enumerate(zip(data.image_ids, data.category_ids,
                                                     strict=True)):
-        position = index.get(image_id) if type(image_id) is int else None
+        position = index.get(image_id)
         if position is None:
             raise UserError(f"{_where(data, k)}: image_id {image_id!r} is not in images; fix the "
                             "annotation or export again with its image.")
-        cls = classes.get(category_id) if type(category_id) is int else None
+        cls = classes.get(category_id)
         if cls is None:
             raise UserError(f"{_where(data, k)}: category_id {category_id!r} is not in "
                             f"categories (ids {known}); fix the annotation or add the category.")

@@ -156,9 +156,25 @@ def _array(reader: _Reader, key: str) -> Iterator[tuple[str, Any, int]]:
     if reader.peek() == "]":
         reader.pos += 1
         return
+    decode = _DECODER.raw_decode
     while True:
         reader.peek()  # the element's own line, not the comma's
-        line = reader.line_at(reader.pos)
+        buf, pos = reader.buf, reader.pos
+        # Fast path, nearly every element: whole in the window and followed by ',' or ']'.
+        try:
+            value, end = decode(buf, pos)
+            after = _SKIP(buf, end).end()
+            delimiter = buf[after] if after < len(buf) else ""
+        except json.JSONDecodeError:
+            delimiter = ""
+        if delimiter in (",", "]"):
+            line = reader.line_at(pos)
+            reader.pos = after + 1
+            yield key, value, line
+            if delimiter == "]":
+                return
+            continue
+        line = reader.line_at(pos)
         yield key, reader.value(), line
         if reader.expect(",]", "',' or ']'") == "]":
             return
