@@ -111,6 +111,10 @@ def main() -> None:
               f"{r['rss_after_imports_mib']:14.0f} "
               f"{r['rss_peak_mib'] - r['rss_after_imports_mib']:7.0f}")
     ours, theirs = results["kfp-yolo"], results["ultralytics"]
+    for which, r in results.items():
+        growth = (r["rss_peak_mib"] - r["rss_after_imports_mib"]) * 2**20
+        print(f"{which}: {growth / args.boxes:.0f} bytes of peak RSS per box; "
+              f"{args.boxes / r['seconds']:,.0f} boxes/s")
     print(f"label files: kfp-yolo {ours['label_files']:,}, ultralytics "
           f"{theirs['label_files']:,}; time ratio (ultralytics / kfp-yolo) "
           f"{theirs['seconds'] / ours['seconds']:.2f}")

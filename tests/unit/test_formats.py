@@ -354,3 +354,18 @@ def test_a_damaged_document_is_one_user_error(elements, cut, chunk):
                 assert str(error).startswith("d.json"), error
             else:
                 assert json.loads(damaged) is not None  # only a document still valid passes
+
+
+def test_images_are_copied_where_hard_links_fail(tmp_path, monkeypatch):
+    import errno
+
+    def other_filesystem(source, dest):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    root = _coco(tmp_path / "src")
+    monkeypatch.setattr(os, "link", other_filesystem)
+    formats.convert(root, tmp_path / "out")
+    copied = tmp_path / "out" / "images" / "a.png"
+    assert not copied.is_symlink() and copied.stat().st_ino != (root / "images" / "a.png").stat(
+        ).st_ino
+    assert copied.read_bytes() == (root / "images" / "a.png").read_bytes()
