@@ -252,7 +252,7 @@ def test_crowd_polygon_background_and_links(tmp_path):
     assert image.stat().st_ino == (root / "images" / "a.png").stat().st_ino  # a hard link
     assert (tmp_path / "out" / "images" / "sub" / "c.png").is_file()
     data = yaml.safe_load((tmp_path / "out" / "data.yaml").read_text())
-    assert data["names"] == {0: "cat", 1: "dog"} and "train" not in data
+    assert data["names"] == {0: "cat", 1: "dog"} and data["train"] == "images" and "val" not in data
     assert data["source"]["source_class_ids"] == {0: 1, 1: 2}
     assert _digest(root) == source
 
@@ -369,3 +369,41 @@ def test_images_are_copied_where_hard_links_fail(tmp_path, monkeypatch):
     assert not copied.is_symlink() and copied.stat().st_ino != (root / "images" / "a.png").stat(
         ).st_ino
     assert copied.read_bytes() == (root / "images" / "a.png").read_bytes()
+
+
+def test_subsets_without_val_are_one_pool_whatever_their_names(tmp_path):
+    from kfp_yolo.components.data.layout import discover
+
+    root = tmp_path / "cvat"
+    for subset, names in (("train", ["a.png", "train/b.png"]), ("default", ["a.png"])):
+        doc = {"categories": [{"id": 1, "name": "cat"}],
+               "images": [{"id": i, "file_name": n, "width": 100, "height": 80}
+                          for i, n in enumerate(names)],
+               "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [1, 1, 9, 9]}
+                               for i in range(len(names))]}
+        (root / "annotations").mkdir(parents=True, exist_ok=True)
+        (root / "annotations" / f"instances_{subset}.json").write_text(json.dumps(doc))
+        for name in names:
+            _png(root / "images" / subset / name)
+    conversion = formats.convert(root, tmp_path / "out")
+    assert conversion.splits == "val_fraction" and conversion.layout == "cvat"
+    layout = discover(tmp_path / "out")
+    assert sorted(s.rel for s in layout.train) == ["default/a.png", "train/a.png",
+                                                   "train/train/b.png"]
+    assert not layout.val
+
+
+def test_voc_filename_without_extension_and_difficult_objects(tmp_path):
+    root = tmp_path / "VOCdevkit" / "VOC2012"
+    _png(root / "JPEGImages" / "2008_000001.jpg")
+    (root / "Annotations").mkdir(parents=True)
+    (root / "Annotations" / "2008_000001.xml").write_text(
+        "<annotation><filename>2008_000001</filename><object><name>dog</name><difficult>1"
+        "</difficult><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox>"
+        "</object><object><name>cat</name><bndbox><xmin>11</xmin><ymin>11</ymin><xmax>31</xmax>"
+        "<ymax>41</ymax></bndbox></object></annotation>")
+    conversion = formats.convert(tmp_path, tmp_path / "out")
+    assert conversion.names == ["cat", "dog"] and conversion.counts == {"skipped_difficult": 1}
+    assert conversion.files == ["VOCdevkit/VOC2012/Annotations"]
+    # 1-based corners (11..31 of a 100 px wide image): x 10..30, read from the image's header
+    assert _labels(tmp_path / "out") == {"2008_000001": ["0 0.200000 0.312500 0.200000 0.375000"]}

@@ -19,6 +19,7 @@ only when the JSON leaves its size out; never pixels.
 
 from __future__ import annotations
 
+import math
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,8 +54,9 @@ def find_coco(root: Path) -> tuple[str, list[tuple[Path, str, list[Path]]]] | No
             subset = path.stem.removeprefix("instances_")
             files.append((path, subset, [root / "images" / subset, root / subset,
                                          root / "images", root]))
-        # The release keeps train2017/ at the top; CVAT writes images/<subset>/ or images/.
-        release = any((root / s).is_dir() for _, s, _ in files)
+        # The release names subsets by year (train2017/ at the top or in images/); CVAT's are
+        # named by the user (default, train, ...).
+        release = any((root / s).is_dir() or s[-4:].isdigit() for _, s, _ in files)
         return ("coco" if release else "cvat"), files
     if (root / "result.json").is_file():
         return "label-studio", [(root / "result.json", "default", [root, root / "images"])]
@@ -66,7 +68,7 @@ def find_coco(root: Path) -> tuple[str, list[tuple[Path, str, list[Path]]]] | No
 
 @dataclass
 class _File:
-    """One annotation file's images and boxes, compact: 200,000 boxes take a few MB."""
+    """One annotation file's images and boxes, compact: 64 bytes a box in arrays."""
 
     shown: str
     subset: str
@@ -125,7 +127,8 @@ def _image(record: object, line: int, data: _File, bases: list[Path], root: Path
         raise UserError(f"{where}: image id {image_id} {name!r} is listed but missing (looked in "
                         f"{looked}); add the image or remove its entry.")
     width, height = record.get("width"), record.get("height")
-    if not (_number(width) and _number(height) and width > 0 and height > 0):
+    if not (_number(width) and _number(height) and 0 < width < math.inf
+            and 0 < height < math.inf):
         width, height = image_size(found[0], f"{where} (image id {image_id} {name!r})")
     data.index[image_id] = len(data.names)
     data.names.append(name)

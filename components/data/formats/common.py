@@ -252,8 +252,11 @@ def write_yolo(items: Iterable[Item], conversion: Conversion, dest: Path, mode: 
             else:
                 conversion.count("background_images")
     data: dict = {"names": dict(enumerate(conversion.names))}
+    # Named explicitly: a subset or a file name called train/ must not pass for a split.
     if "train" in splits:
         data.update(train="images/train", val="images/val")
+    else:
+        data.update(train="images")
     data["source"] = conversion.report()
     data_yaml = dest / "data.yaml"
     data_yaml.write_text(yaml.safe_dump(data, sort_keys=False))

@@ -133,7 +133,7 @@ def _item(record: object, shown: str, number: int, names: list[str], task: str, 
         raise UserError(f"{where}: the image is missing{hint}; put it at images/{split}/{name} "
                         "beside the NDJSON file.")
     width, height = record.get("width"), record.get("height")
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and 0 < v < math.inf
                for v in (width, height)):
         width, height = image_size(found[0], where)
     rows = []

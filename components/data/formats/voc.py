@@ -11,6 +11,7 @@ has no size.
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -110,7 +111,7 @@ def read_voc(root: Path, voc: Path) -> tuple[list[Item], Conversion]:
         shown = path.relative_to(root).as_posix()
         parsed.append((shown, stem, _parse(path, shown)))
     names = _labelmap(voc) or sorted({_text(o, "name") or "" for _, _, r in parsed
-                                      for o in r.iter("object")} - {""})
+                                      for o in r.findall("object")} - {""})
     if not names:
         raise UserError(f"{conversion.files[0]}: no object has a <name>; label the images.")
     classes = {name: index for index, name in enumerate(names)}
@@ -125,22 +126,22 @@ def _item(shown: str, stem: str, element: ET.Element, images: Path, classes: dic
           subsets: dict[str, str] | None, conversion: Conversion) -> Item:
     name = _text(element, "filename")
     found = None
-    if name:
+    if name and Path(name).suffix:
         check_suffix(name, shown)
         found = find_image(name, [images])
-    else:  # no <filename>: the image with the XML's name
+    else:  # no <filename>, or one without its extension: the image of that name
         for suffix in sorted(IMAGE_SUFFIXES):
-            found = found or find_image(stem + suffix, [images])
+            found = found or find_image(Path(name or stem).name + suffix, [images])
     if found is None:
         raise UserError(f"{shown}: its image {name or stem + '.*'!r} is missing from "
                         "JPEGImages/; add the image or remove the XML file.")
     size = element.find("size")
     width = _number(size, "width", shown) if size is not None else 0.0
     height = _number(size, "height", shown) if size is not None else 0.0
-    if not (width > 0 and height > 0):
+    if not (0 < width < math.inf and 0 < height < math.inf):
         width, height = image_size(found[0], f"{shown} ({found[1]!r})")
     rows = []
-    for index, obj in enumerate(element.iter("object"), 1):
+    for index, obj in enumerate(element.findall("object"), 1):
         label = _text(obj, "name") or ""
         where = f"{shown}: object {index} ({label!r})"
         if label not in classes:
