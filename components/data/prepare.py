@@ -276,22 +276,27 @@ def render_report(prepared: PreparedDataset) -> str:
         lines += ["", f"Image sizes (h x w): {s['image_size']['min_hw']} to "
                       f"{s['image_size']['max_hw']}."]
     if prepared.conversion:
-        lines += ["", *_source_lines(prepared.conversion)]
+        lines += ["", *_source_lines(prepared.conversion, prepared.names)]
     if prepared.warnings:
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in prepared.warnings]
     return "\n".join(lines) + "\n"
 
 
-def _source_lines(source: dict) -> list[str]:
+_FORMATS = {"coco": "COCO JSON", "ndjson": "ultralytics NDJSON", "voc": "Pascal VOC"}
+
+
+def _source_lines(source: dict, names: list[str]) -> list[str]:
     """The report's account of a conversion: format, files, class ids, what was changed."""
     ids = source.get("source_class_ids") or {}
     splits = "the export's own" if source["splits"] == "export" else "by val_fraction"
     lines = ["## Source", "",
-             f"Converted from a {source['format']} export ({source['layout']} layout): "
+             f"Converted from a {_FORMATS.get(source['format'], source['format'])} export "
+             f"({source['layout']} layout): "
              f"{', '.join(f'`{f}`' for f in source['files'])}; splits: {splits}."]
     if ids:
-        lines += ["", "| class | id in the export |", "|---|---|"]
-        lines += [f"| {index} | {source_id} |" for index, source_id in ids.items()]
+        lines += ["", "| class | name | id in the export |", "|---|---|---|"]
+        lines += [f"| {index} | {names[int(index)]} | {source_id} |"
+                  for index, source_id in ids.items()]
     changed = {**source.get("counts", {}), **{f"left out ({k})": v
                                               for k, v in source.get("left_out", {}).items()}}
     if changed:

@@ -103,7 +103,8 @@ def test_prepare_keeps_the_mapping_in_data_yaml_and_report(shapes, tmp_path):
     assert data["source"]["layout"] == "roboflow"
     assert data["source"]["source_class_ids"] == {0: 1, 1: 2, 2: 3}
     report = render_report(prepared)
-    assert "## Source" in report and "| 0 | 1 |" in report and "`valid/_annotations" in report
+    assert "## Source" in report and "| 0 | circle | 1 |" in report
+    assert "`valid/_annotations.coco.json`" in report
     assert any("Roboflow's project category" in w for w in prepared.warnings)
     assert sorted(p.name for p in (tmp_path / "prepared").iterdir()) == [
         "data.yaml", "images", "labels"]  # scratch folders removed
