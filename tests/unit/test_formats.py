@@ -92,7 +92,20 @@ def test_invalid_json_names_the_file_and_line(tmp_path, refused):
     lines[target] = lines[target].replace("[", "[,", 1)
     path.write_text("\n".join(lines))
     message = refused(root)
-    assert message.startswith(f"{JSON} line {target + 1}: not valid JSON"), message
+    column = lines[target].index("[,") + 2
+    assert message.startswith(f"{JSON} line {target + 1} column {column}: not valid JSON"), message
+
+
+def test_invalid_json_on_one_line_names_the_column(tmp_path, refused, monkeypatch):
+    monkeypatch.setattr(jsonstream, "_CHUNK", 16)  # the window has moved past the line's start
+    root = _coco(tmp_path / "src")
+    text = json.dumps(json.loads((root / JSON).read_text()))
+    broken = text.replace('"category_id": 2', '"category_id": 2,,')
+    (root / JSON).write_text(broken)
+    message = refused(root)
+    assert message.startswith(f"{JSON} line 1: not valid JSON (Expecting property name"), message
+    monkeypatch.setattr(jsonstream, "_CHUNK", 1 << 20)
+    assert refused(root).startswith(f"{JSON} line 1 column {broken.index(',,') + 2}: ")
 
 
 def test_truncated_json_names_the_last_line(tmp_path, refused):
@@ -196,7 +209,7 @@ def test_invalid_ndjson_line(tmp_path, refused):
         '{"type": "dataset", "task": "detect", "class_names": {"0": "cat"}}\n'
         '{"type": "image", "file": "a.png", "split": "train", "annotations": {"boxes": [[0, 0.5, '
         '0.5, 0.2, 0.2]]}}\n{"type": "image", "file": \n')
-    assert refused(root).startswith("d.ndjson line 3: not valid JSON")
+    assert refused(root).startswith("d.ndjson line 3 column 27: not valid JSON")
 
 
 def test_ndjson_remote_image_is_named_with_its_url(tmp_path, refused):

@@ -26,10 +26,12 @@ _NUMBER = frozenset("0123456789+-.eE")
 _DECODER = json.JSONDecoder()
 
 
-def invalid_json(shown: str, line: int, reason: str) -> UserError:
-    """The one sentence for a file that is not valid JSON."""
-    return UserError(f"{shown} line {line}: not valid JSON ({reason}); fix the file or export "
-                     "it again.")
+def invalid_json(shown: str, line: int, reason: str, column: int | None = None) -> UserError:
+    """The one sentence for a file that is not valid JSON (the column helps in a file written
+    on one line)."""
+    where = f"line {line}" + (f" column {column}" if column else "")
+    return UserError(f"{shown} {where}: not valid JSON ({reason}); fix the file or export it "
+                     "again.")
 
 
 class _Reader:
@@ -39,6 +41,7 @@ class _Reader:
         self.handle, self.shown = handle, shown
         self.buf, self.pos, self.eof = "", 0, False
         self.line, self._counted = 1, 0  # line of buf[_counted]
+        self._start = 0  # position in the file of buf[0]
 
     def fill(self) -> bool:
         """Reads one more chunk; False at the end of the file."""
@@ -50,6 +53,7 @@ class _Reader:
             return False
         if self.pos > _CHUNK:  # drop what was read, counting its lines first
             self.line_at(self.pos)
+            self._start += self.pos
             self.buf, self._counted, self.pos = self.buf[self.pos:], 0, 0
         self.buf += chunk
         return True
@@ -59,6 +63,17 @@ class _Reader:
         self.line += self.buf.count("\n", self._counted, pos)
         self._counted = pos
         return self.line
+
+    def column(self, pos: int) -> int | None:
+        """The column of buf[pos], when the window still holds the start of its line."""
+        newline = self.buf.rfind("\n", 0, pos)
+        if newline < 0 and self._start:
+            return None
+        return pos - newline
+
+    def error(self, pos: int, reason: str) -> UserError:
+        line = self.line_at(self.pos) + self.buf.count("\n", self.pos, pos)
+        return invalid_json(self.shown, line, reason, self.column(pos))
 
     def peek(self) -> str:
         """The next character that is not whitespace ('' at the end of the file)."""
@@ -71,8 +86,7 @@ class _Reader:
         char = self.peek()
         if not char or char not in chars:
             found = repr(char) if char else "the end of the file"
-            raise invalid_json(self.shown, self.line_at(self.pos),
-                               f"expected {what}, found {found}")
+            raise self.error(self.pos, f"expected {what}, found {found}")
         self.pos += 1
         return char
 
@@ -85,8 +99,7 @@ class _Reader:
             except json.JSONDecodeError as exc:
                 if self.fill():
                     continue
-                raise invalid_json(self.shown, self.line_at(self.pos) + self.buf.count(
-                    "\n", self.pos, exc.pos), exc.msg) from None
+                raise self.error(exc.pos, exc.msg) from None
             # A number cut by the window's end ('1' of '12', '0' of '0.5') goes on in the next
             # chunk; in valid JSON no value is followed by a number's character.
             if (end == len(self.buf) or self.buf[end] in _NUMBER) and self.fill():
@@ -144,8 +157,7 @@ def _object(reader: _Reader, stream: frozenset[str] | set[str]) -> Iterator[tupl
             if reader.expect(",}", "',' or '}'") == "}":
                 break
     if reader.peek():
-        raise invalid_json(reader.shown, reader.line_at(reader.pos),
-                           "extra data after the top-level object")
+        raise reader.error(reader.pos, "extra data after the top-level object")
 
 
 def _array(reader: _Reader, key: str) -> Iterator[tuple[str, Any, int]]:

@@ -91,7 +91,8 @@ def read_ndjson(root: Path, path: Path) -> tuple[list[Item], Conversion]:
             try:
                 record = json.loads(text)
             except json.JSONDecodeError as exc:
-                raise invalid_json(shown, number, exc.msg) from None
+                column = min(exc.pos, len(text.rstrip("\r\n"))) + 1  # not past the line's end
+                raise invalid_json(shown, number, exc.msg, column) from None
             except UnicodeDecodeError:
                 raise UserError(f"{shown}: not UTF-8 text; export again as UTF-8.") from None
             if not names:
