@@ -152,3 +152,21 @@ def test_the_dag_trains_on_a_coco_export(tmp_path):
     prepared = yaml.safe_load((Path(summary["artifacts"]["dataset"]) / "data.yaml").read_text())
     assert prepared["source"]["layout"] == "label-studio"
     assert prepared["names"] == dict(enumerate(names))
+
+
+def test_what_ultralytics_convert_coco_would_have_done(shapes, tmp_path):
+    """The README's reasons, pinned: ids taken as category_id - 1 (Label Studio's 0 becomes
+    -1), the 91-to-80 table by default (id 0 crashes it); labels only, no images."""
+    from ultralytics.data.converter import convert_coco
+
+    _, names, images = shapes
+    export = WRITERS["label-studio"](tmp_path / "ls", names, images)
+    (export / "annotations").mkdir()
+    (export / "result.json").rename(export / "annotations" / "instances_default.json")
+    convert_coco(str(export / "annotations"), str(tmp_path / "plain"), cls91to80=False)
+    classes = {line.split()[0] for p in (tmp_path / "plain").rglob("*.txt")
+               for line in p.read_text().splitlines()}
+    assert "-1" in classes  # category 0: a class id no dataset has
+    assert not [p for p in (tmp_path / "plain").rglob("*") if p.suffix == ".png"]
+    with pytest.raises(TypeError):  # the default 91-to-80 table has no class for id 0
+        convert_coco(str(export / "annotations"), str(tmp_path / "mapped"))
