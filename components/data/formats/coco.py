@@ -7,13 +7,14 @@ Layouts, detected from the files:
 - `result.json` with `images/` (Label Studio's COCO export; file names start with images/);
 - else JSON files in `annotations/`, or the one JSON file at the top.
 
-Why not ultralytics' `convert_coco`: it maps the 91 COCO ids to 80 by default and otherwise
-takes `category_id - 1` (so ids must start at 1 and have no gaps: CVAT's do, Label Studio's
-start at 0), copies no images, loads each file whole, and silently skips what it cannot use (a
-box of zero size, an annotation of an unknown image). Here classes are the categories sorted by
-id, remapped to 0..n-1 (the mapping kept in data.yaml and the report), the files are read one
-annotation at a time (`jsonstream`), and every broken case is one sentence naming the file, line
-and annotation. What is read: the JSON files, each image's existence, and an image's header
+Why not ultralytics' `convert_coco`: it maps the 91 COCO ids to 80 by default (id 0 then
+stops it with a TypeError) and otherwise takes `category_id - 1` (ids must start at 1 with no
+gaps: CVAT's do; Label Studio's start at 0, which becomes class -1), copies no images, loads
+each file whole, skips a box of zero size silently and stops with a KeyError on an annotation
+of an unknown image. Here classes are the categories sorted by id, remapped to 0..n-1 (the
+mapping kept in data.yaml and the report), the files are read one annotation at a time
+(`jsonstream`), and every broken case is one sentence naming the file, line and annotation.
+What is read: the JSON files, each image's existence, and an image's header
 only when the JSON leaves its size out; never pixels.
 """
 
