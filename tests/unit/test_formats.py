@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -420,3 +421,24 @@ def test_voc_filename_without_extension_and_difficult_objects(tmp_path):
     assert conversion.files == ["VOCdevkit/VOC2012/Annotations"]
     # 1-based corners (11..31 of a 100 px wide image): x 10..30, read from the image's header
     assert _labels(tmp_path / "out") == {"2008_000001": ["0 0.200000 0.312500 0.200000 0.375000"]}
+
+
+def test_voc_labelmap_orders_the_classes_and_refuses_others(tmp_path, refused):
+    root = tmp_path / "voc"
+    _png(root / "JPEGImages" / "a.png")
+    (root / "Annotations").mkdir()
+    (root / "labelmap.txt").write_text("# label:color_rgb:parts:actions\nbackground:0,0,0::\n"
+                                       "dog:1,2,3::\ncat:4,5,6::\n")
+    box = "<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>11</xmax><ymax>11</ymax></bndbox>"
+    (root / "Annotations" / "a.xml").write_text(
+        f"<annotation><filename>a.png</filename><object><name>cat</name>{box}</object>"
+        "</annotation>")
+    conversion = formats.convert(root, tmp_path / "out")
+    assert conversion.names == ["dog", "cat"]
+    assert _labels(tmp_path / "out") == {"a": ["1 0.050000 0.062500 0.100000 0.125000"]}
+    (root / "Annotations" / "a.xml").write_text(
+        f"<annotation><filename>a.png</filename><object><name>cow</name>{box}</object>"
+        "</annotation>")
+    shutil.rmtree(tmp_path / "out")
+    assert refused(root) == ("Annotations/a.xml: object 1 ('cow'): the class is not in "
+                             "labelmap.txt; add it there.")

@@ -102,28 +102,32 @@ def read_voc(root: Path, voc: Path) -> tuple[list[Item], Conversion]:
                             [(voc / "Annotations").relative_to(root).as_posix()], [])
     subsets = _subsets(voc, root)
     images = voc / "JPEGImages"
-    parsed = []
+    labelmap = _labelmap(voc)
+    # Without labelmap.txt, classes are numbered as met, then renumbered in name order: one
+    # pass, and no XML tree kept.
+    classes = {name: index for index, name in enumerate(labelmap or [])}
+    items = []
     for path in sorted((voc / "Annotations").glob("*.xml")):
         stem = path.stem
         if subsets is not None and stem not in subsets:
             conversion.left_out["unlisted"] = conversion.left_out.get("unlisted", 0) + 1
             continue
         shown = path.relative_to(root).as_posix()
-        parsed.append((shown, stem, _parse(path, shown)))
-    names = _labelmap(voc) or sorted({_text(o, "name") or "" for _, _, r in parsed
-                                      for o in r.findall("object")} - {""})
-    if not names:
+        items.append(_item(shown, stem, _parse(path, shown), images, classes,
+                           labelmap is None, subsets, conversion))
+    if not classes:
         raise UserError(f"{conversion.files[0]}: no object has a <name>; label the images.")
-    classes = {name: index for index, name in enumerate(names)}
-    items = []
-    for shown, stem, element in parsed:
-        items.append(_item(shown, stem, element, images, classes, subsets, conversion))
-    conversion.names = names
+    conversion.names = labelmap or sorted(classes)
+    if labelmap is None:
+        order = {classes[name]: str(index) for index, name in enumerate(conversion.names)}
+        for item in items:
+            item.rows = [order[int(cls)] + " " + rest
+                         for cls, rest in (row.split(" ", 1) for row in item.rows)]
     return items, conversion
 
 
 def _item(shown: str, stem: str, element: ET.Element, images: Path, classes: dict[str, int],
-          subsets: dict[str, str] | None, conversion: Conversion) -> Item:
+          grow: bool, subsets: dict[str, str] | None, conversion: Conversion) -> Item:
     name = _text(element, "filename")
     found = None
     if name and Path(name).suffix:
@@ -144,8 +148,12 @@ def _item(shown: str, stem: str, element: ET.Element, images: Path, classes: dic
     for index, obj in enumerate(element.findall("object"), 1):
         label = _text(obj, "name") or ""
         where = f"{shown}: object {index} ({label!r})"
+        if not label:
+            raise UserError(f"{where}: the object has no <name>; give it its class.")
         if label not in classes:
-            raise UserError(f"{where}: the class is not in labelmap.txt; add it there.")
+            if not grow:
+                raise UserError(f"{where}: the class is not in labelmap.txt; add it there.")
+            classes[label] = len(classes)
         if _text(obj, "difficult") == "1":
             conversion.count("skipped_difficult")  # as ultralytics' VOC.yaml does
             continue
