@@ -46,8 +46,10 @@ def _convert(args: argparse.Namespace) -> int:
     for warning in conversion.warnings:
         print(f"warning: {warning}")
     counts = "".join(f", {k.replace('_', ' ')} {v}" for k, v in report["counts"].items())
+    splits = ("train and val from the export" if report["splits"] == "export" else
+              "no val subset, so one images/ folder that kfp-yolo splits by val_fraction")
     print(f"{args.src}: {conversion.format} export ({conversion.layout}) converted to {args.dst}: "
-          f"{len(conversion.names)} classes{counts}; splits: {report['splits']}. Check it with "
+          f"{len(conversion.names)} classes{counts}; {splits}. Check it with "
           f"`kfp-yolo dataset check {args.dst}`.")
     return 0
 

@@ -77,7 +77,7 @@ def test_convert_writes_what_check_reads_and_ultralytics_trains_on(shapes, tmp_p
     export = WRITERS["coco-release"](tmp_path / "coco", names, images)
     assert main(["dataset", "convert", str(export), str(tmp_path / "yolo")]) == 0
     out = capsys.readouterr().out
-    assert "coco export (coco) converted to" in out and "splits: export" in out
+    assert "coco export (coco) converted to" in out and "train and val from the export" in out
     data = yaml.safe_load((tmp_path / "yolo" / "data.yaml").read_text())
     assert data["names"] == dict(enumerate(names))
     assert data["source"]["source_class_ids"] == {0: 2, 1: 5, 2: 9}
