@@ -442,3 +442,29 @@ def test_voc_labelmap_orders_the_classes_and_refuses_others(tmp_path, refused):
     shutil.rmtree(tmp_path / "out")
     assert refused(root) == ("Annotations/a.xml: object 1 ('cow'): the class is not in "
                              "labelmap.txt; add it there.")
+
+
+def test_ndjson_segments_gaps_sizes_and_test_split(tmp_path):
+    root = tmp_path / "nd"
+    _png(root / "images" / "train" / "a.png")
+    _png(root / "images" / "val" / "b.png")
+    _png(root / "pictures" / "c.png")
+    lines = [{"type": "dataset", "task": "segment", "class_names": {"0": "cat", "2": "dog"}},
+             {"file": "a.png", "split": "train", "annotations": {"segments": [
+                 [2, 0.1, 0.1, 0.3, 0.1, 0.3, 0.5]]}},
+             {"file": "b.png", "split": "val", "width": 100, "height": 80},
+             {"file": "c.png", "split": "test", "url": "pictures/c.png"}]
+    (root / "d.ndjson").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    conversion = formats.convert(root, tmp_path / "out")
+    assert conversion.names == ["cat", "class1", "dog"]  # ultralytics' name for a gap
+    assert conversion.counts == {"polygon_boxes": 1, "background_images": 1}
+    assert conversion.left_out == {"test": 1} and conversion.splits == "export"
+    assert _labels(tmp_path / "out") == {"a": ["2 0.200000 0.300000 0.200000 0.400000"]}
+
+
+@pytest.mark.parametrize("name", ["anim.gif", "notes.txt"])
+def test_an_image_type_ultralytics_cannot_read(tmp_path, refused, name):
+    root = _coco(tmp_path / "src", images=[
+        {"id": 1, "file_name": name, "width": 10, "height": 10}], annotations=[], files=False)
+    message = refused(root)
+    assert f"(image id 1): '{name}' is not an image type ultralytics reads" in message
