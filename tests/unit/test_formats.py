@@ -468,3 +468,13 @@ def test_an_image_type_ultralytics_cannot_read(tmp_path, refused, name):
         {"id": 1, "file_name": name, "width": 10, "height": 10}], annotations=[], files=False)
     message = refused(root)
     assert f"(image id 1): '{name}' is not an image type ultralytics reads" in message
+
+
+def test_a_json_file_that_is_not_coco(tmp_path, refused):
+    root = tmp_path / "ls"
+    _png(root / "images" / "a.png")
+    root.mkdir(exist_ok=True)
+    (root / "result.json").write_text('[{"image": "a.png", "annotations": []}]')  # JSON-MIN
+    assert refused(root) == ("result.json: not a COCO annotation file (its top level is a list, "
+                             "not an object with images, annotations and categories); export "
+                             "the dataset as COCO JSON.")

@@ -134,9 +134,11 @@ def members(path: Path, shown: str, stream: frozenset[str] | set[str]
 def _object(reader: _Reader, stream: frozenset[str] | set[str]) -> Iterator[tuple[str, Any, int]]:
     if reader.peek() != "{":
         found = reader.peek()
-        raise UserError(f"{reader.shown}: expected a JSON object ({{...}}), found "
-                        f"{repr(found) if found else 'an empty file'}; give the export's "
-                        "annotation file.")
+        what = {"": "the file is empty", "[": "its top level is a list"}.get(
+            found, f"it starts with {found!r}")
+        raise UserError(f"{reader.shown}: not a COCO annotation file ({what}, not an object "
+                        "with images, annotations and categories); export the dataset as COCO "
+                        "JSON.")
     reader.pos += 1
     if reader.peek() == "}":
         reader.pos += 1
