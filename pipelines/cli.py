@@ -112,13 +112,20 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--json", action="store_true", help="machine-readable output")
     plan.set_defaults(module="plan")
 
-    dataset = sub.add_parser("dataset", help="check or synthesize a YOLO dataset")
+    dataset = sub.add_parser("dataset", help="check, convert or synthesize a dataset")
     dsub = dataset.add_subparsers(dest="dataset_command", required=True, metavar="ACTION")
     check = dsub.add_parser("check", parents=common,
                             help="validate a dataset and print its statistics")
     check.add_argument("uri", metavar="PATH|URI")
     check.add_argument("--json", action="store_true")
     check.set_defaults(module="dataset")
+    convert = dsub.add_parser("convert", parents=common,
+                              help="write a COCO JSON, NDJSON or Pascal VOC export as the YOLO "
+                                   "layout (images linked, not copied)")
+    convert.add_argument("src", metavar="SRC", help="the export: a folder, file://, s3://, minio://")
+    convert.add_argument("dst", metavar="DST", help="a new (or empty) folder")
+    convert.add_argument("--json", action="store_true")
+    convert.set_defaults(module="dataset")
     synth = dsub.add_parser("synth", parents=common,
                             help="write the deterministic synthetic shapes dataset")
     synth.add_argument("dir", metavar="DIR")

@@ -85,8 +85,10 @@ class RunConfig(BaseModel):
 
     name: str = Field("demo", description="Run name: lower-case letters, digits and '-'; "
                       "names the model in the registry and the PyTorchJob.")
-    dataset_uri: str = Field("synthetic://shapes", description="YOLO dataset: s3://bucket/prefix, "
-                             "minio://bucket/prefix, file:///path, a path, or synthetic://shapes.")
+    dataset_uri: str = Field("synthetic://shapes", description="YOLO dataset, or a COCO JSON, "
+                             "NDJSON or Pascal VOC export (detected from its files): "
+                             "s3://bucket/prefix, minio://bucket/prefix, file:///path, a path, "
+                             "or synthetic://shapes.")
     model: str = Field("yolov5n.yaml", description="Ultralytics model YAML (e.g. yolov5l.yaml, "
                        "trained from scratch) or a .pt checkpoint path or URI.")
     imgsz: int = Field(128, ge=32, le=4096, description="Training and export image size in pixels "

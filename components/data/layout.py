@@ -91,7 +91,8 @@ def fetch(uri: str, dest: Path, *, link: bool = False) -> Path:
                         "minio://, file://, a path, or synthetic://shapes.") from None
     if source.is_file():
         raise UserError(f"{uri!r} is a file; give the dataset's folder, the one that holds "
-                        "images/ and labels/.")
+                        "images/ and labels/ (for an export: its top folder, which holds the "
+                        "annotation file and the images).")
     if not source.is_dir():
         raise UserError(f"{uri!r}: dataset folder does not exist; give a folder with images/ "
                         "and labels/.")
@@ -203,7 +204,8 @@ def _read_names(root: Path) -> tuple[list[str], dict, str]:
             raise UserError("classes.txt is empty; list one class name a line.")
         return _checked_names(names, "classes.txt"), {}, "classes.txt"
     raise UserError("the dataset has no data.yaml and no classes.txt, so its class names are "
-                    "unknown; add data.yaml with names: [...].")
+                    "unknown, and no COCO JSON, NDJSON or Pascal VOC export was found; add "
+                    "data.yaml with names: [...].")
 
 
 def _names_from_yaml(data: dict, yaml_name: str) -> list[str]:

@@ -7,6 +7,8 @@ Accepted layouts (from a path, file://, s3://, minio:// or synthetic://shapes):
 - images/{train,val} or a flat images/; labels mirror images (ultralytics' rule: the last
   `images` folder of the image's path becomes `labels`, the suffix becomes .txt).
 - no val split: a seeded split of train, stratified by each image's rarest class.
+- an annotation tool's export (COCO JSON, ultralytics NDJSON, Pascal VOC), detected from its
+  files and converted first by data.formats, the code of `kfp-yolo dataset convert`.
 
 Validation fails fast with one sentence naming the file (and line). Images are checked by
 decoding them and by ultralytics' own `verify_image_label`; that function re-saves some JPEGs in
@@ -31,6 +33,7 @@ from pathlib import Path
 
 import yaml
 
+from kfp_yolo.components.data import formats
 from kfp_yolo.components.data.checks import Checked, check_boxes, check_leaks, validate
 from kfp_yolo.components.data.layout import Layout, discover, fetch, label_path
 from kfp_yolo.components.errors import UserError
@@ -52,6 +55,8 @@ class PreparedDataset:
     stats: dict = field(default_factory=dict)
     content_hash: str = ""
     warnings: list[str] = field(default_factory=list)
+    conversion: dict | None = None
+    """How an export was converted (formats.Conversion.report()); None for the YOLO layout."""
 
 
 # ------------------------------------------------------------------------- splitting, statistics
@@ -156,6 +161,23 @@ def _inspect(root: Path, seed: int, val_fraction: float
     return layout, splits, _statistics(layout.names, splits), _content_hash(layout.names, splits)
 
 
+def _converted(root: Path, dest: Path, mode: str) -> tuple[Path, formats.Conversion | None]:
+    """root itself when it is in the YOLO layout, else dest holding its conversion."""
+    if formats.detect(root) == "yolo":
+        return root, None
+    conversion = formats.convert(root, dest, mode)
+    for warning in conversion.warnings:
+        log.warning("%s", warning)
+    return dest, conversion
+
+
+def _with_conversion(layout: Layout, conversion: formats.Conversion | None) -> dict | None:
+    if conversion is None:
+        return None
+    layout.warnings[:0] = conversion.warnings
+    return conversion.report()
+
+
 # ------------------------------------------------------------------------------------ public API
 
 
@@ -163,15 +185,17 @@ def check_dataset(uri: str, *, seed: int = 0, val_fraction: float = 0.2) -> dict
     """Validates the dataset at uri and describes it, writing nothing outside a temporary folder.
 
     Returns:
-        {"uri", "names", "stats", "content_hash", "warnings"}; the hash equals what
-        prepare_dataset would give with the same seed and val_fraction.
+        {"uri", "names", "stats", "content_hash", "warnings", "conversion"}; the hash equals
+        what prepare_dataset would give with the same seed and val_fraction; conversion says
+        how an export was read (None for the YOLO layout).
     """
     _check_fraction(val_fraction)
     with tempfile.TemporaryDirectory(prefix="kfp-yolo-check-") as scratch:
         root = fetch(uri, Path(scratch) / "source", link=True)
+        root, conversion = _converted(root, Path(scratch) / "converted", "symbolic")
         layout, _, stats, content_hash = _inspect(root, seed, val_fraction)
     return {"uri": uri, "names": layout.names, "stats": stats, "content_hash": content_hash,
-            "warnings": layout.warnings}
+            "warnings": layout.warnings, "conversion": _with_conversion(layout, conversion)}
 
 
 def prepare_dataset(uri: str, out_dir: str | Path, *, seed: int = 0,
@@ -187,20 +211,26 @@ def prepare_dataset(uri: str, out_dir: str | Path, *, seed: int = 0,
     if any((out_dir / name).exists() for name in ("images", "labels", "data.yaml")):
         raise UserError(f"{out_dir} already holds a dataset; give an empty folder.")
     staging = out_dir / ".source"  # on out_dir's filesystem, so files move instead of copying
-    shutil.rmtree(staging, ignore_errors=True)
+    converted = out_dir / ".converted"  # hard links into staging: no second copy
+    for folder in (staging, converted):
+        shutil.rmtree(folder, ignore_errors=True)
     try:
         root = fetch(uri, staging)
+        root, conversion = _converted(root, converted, "hard")
         layout, splits, stats, content_hash = _inspect(root, seed, val_fraction)
         _publish(out_dir, splits)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        for folder in (staging, converted):
+            shutil.rmtree(folder, ignore_errors=True)
+    source = _with_conversion(layout, conversion)
     data_yaml = out_dir / "data.yaml"
     data_yaml.write_text(yaml.safe_dump({
         "path": str(out_dir), "train": "images/train", "val": "images/val",
         "nc": len(layout.names), "names": dict(enumerate(layout.names)),
+        **({"source": source} if source else {}),
     }, sort_keys=False))
     return PreparedDataset(data_yaml=data_yaml, names=layout.names, stats=stats,
-                           content_hash=content_hash, warnings=layout.warnings)
+                           content_hash=content_hash, warnings=layout.warnings, conversion=source)
 
 
 def _publish(out_dir: Path, splits: dict[str, list[Checked]]) -> None:
@@ -245,6 +275,30 @@ def render_report(prepared: PreparedDataset) -> str:
     if "image_size" in s:
         lines += ["", f"Image sizes (h x w): {s['image_size']['min_hw']} to "
                       f"{s['image_size']['max_hw']}."]
+    if prepared.conversion:
+        lines += ["", *_source_lines(prepared.conversion, prepared.names)]
     if prepared.warnings:
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in prepared.warnings]
     return "\n".join(lines) + "\n"
+
+
+_FORMATS = {"coco": "COCO JSON", "ndjson": "ultralytics NDJSON", "voc": "Pascal VOC"}
+
+
+def _source_lines(source: dict, names: list[str]) -> list[str]:
+    """The report's account of a conversion: format, files, class ids, what was changed."""
+    ids = source.get("source_class_ids") or {}
+    splits = "the export's own" if source["splits"] == "export" else "by val_fraction"
+    lines = ["## Source", "",
+             f"Converted from a {_FORMATS.get(source['format'], source['format'])} export "
+             f"({source['layout']} layout): "
+             f"{', '.join(f'`{f}`' for f in source['files'])}; splits: {splits}."]
+    if ids:
+        lines += ["", "| class | name | id in the export |", "|---|---|---|"]
+        lines += [f"| {index} | {names[int(index)]} | {source_id} |"
+                  for index, source_id in ids.items()]
+    changed = {**source.get("counts", {}), **{f"left out ({k})": v
+                                              for k, v in source.get("left_out", {}).items()}}
+    if changed:
+        lines += ["", "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in changed.items()) + "."]
+    return lines
