@@ -1,4 +1,4 @@
-"""`kfp-yolo promote --config FILE [--set KEY=VALUE] VERSION`: roll back (or forward) in one command.
+"""`kfp-yolo promote --config FILE [--set KEY=VALUE] VERSION`: a rollback in one command.
 
 Points the registries' champion (MLflow's alias when MLFLOW_TRACKING_URI is set, the Model
 Registry's when model_registry_address is) and then `latest` at VERSION, an earlier finished
