@@ -129,10 +129,13 @@ def _artifact(kind, path: Path, **metadata):
     return artifact
 
 
-def test_component_collects_artifacts_and_skips_unbuilt_engine(tmp_path):
+def test_component_collects_artifacts_and_skips_unbuilt_engine(tmp_path, monkeypatch):
     from kfp.dsl import Dataset, Metrics, Model
+    from test_triton_repository import export, parse_config
 
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     inputs = _inputs(tmp_path / "src", engine=False)
+    inputs["model.onnx"] = export(tmp_path / "export")  # the Triton config reads the real graph
     weights = _artifact(Model, tmp_path / "weights", epochs=3)
     onnx = _artifact(Model, tmp_path / "onnx", opset=17)
     engine = _artifact(Model, tmp_path / "engine", status="skipped")
@@ -148,7 +151,11 @@ def test_component_collects_artifacts_and_skips_unbuilt_engine(tmp_path):
 
     assert uri == f"{registry}/m/v3"
     published = {p.name for p in (registry / "m" / "v3").iterdir()}
-    assert published == {"README.md", "best.pt", "data.yaml", "metrics.json", "model.onnx"}
+    assert published == {"README.md", "best.pt", "data.yaml", "metrics.json", "model.onnx",
+                         "triton"}
+    (model,) = (registry / "m" / "v3" / "triton").iterdir()  # no TensorRT model: none built
+    assert parse_config(model / "config.pbtxt").name == "m" == model.name
+    assert (model / "1" / "model.onnx").read_bytes() == inputs["model.onnx"].read_bytes()
     assert json.loads((registry / "m" / "v3" / "metrics.json").read_text())["mAP50-95"] == 0.7
     assert publish_component(weights, onnx, engine, dataset, metrics, "", "m", "") == ""
 
