@@ -15,9 +15,10 @@ the smallest pool that has that much.
 from dataclasses import dataclass, field
 
 from kfp_yolo.components.pools import Pool, node_affinity, required_node_affinity
+from kfp_yolo.components.triton import TRT_SUFFIX
 
 __all__ = ["API_VERSION", "GROUP", "KIND", "PLURAL", "RUNTIME", "ServingSettings",
-           "build_inferenceservice", "pool_tolerations"]
+           "build_inferenceservice", "pool_tolerations", "served_model"]
 
 GROUP, VERSION, KIND, PLURAL = "serving.kserve.io", "v1beta1", "InferenceService", \
     "inferenceservices"
@@ -36,6 +37,8 @@ class ServingSettings:
 
     namespace: str = "kubeflow-user"
     runtime_version: str = "25.08-py3"
+    model_format: str = "onnx"
+    """Which model of the repository Triton loads: onnx (`<name>`) or tensorrt (`<name>-trt`)."""
     service_account: str = "kfp-yolo-serving"
     gpu_memory_mib: int = 15360
     """0 = no GPU: Triton runs the ONNX model on CPU."""
@@ -49,6 +52,11 @@ def pool_tolerations(pools: list[Pool], gpu_memory_mib: int) -> tuple[dict, ...]
     fitting = sorted((p for p in pools if p.gpu_memory_mib >= gpu_memory_mib),
                      key=lambda p: p.gpu_memory_mib)
     return tuple(dict(t) for t in fitting[0].tolerations) if fitting and gpu_memory_mib else ()
+
+
+def served_model(name: str, settings: ServingSettings) -> str:
+    """The Triton model name the InferenceService loads (what clients put in the URL)."""
+    return name + TRT_SUFFIX if settings.model_format == "tensorrt" else name
 
 
 def _resources(settings: ServingSettings) -> dict:
@@ -78,6 +86,10 @@ def build_inferenceservice(name: str, version: str, storage_uri: str,
             "runtimeVersion": settings.runtime_version,
             "protocolVersion": "v2",
             "storageUri": storage_uri,
+            # Only the chosen model: a plan from another TensorRT would fail to load, and a
+            # model that fails at start-up stops Triton (--exit-on-error), ONNX model and all.
+            "args": ["--model-control-mode=explicit",
+                     f"--load-model={served_model(name, settings)}"],
             "resources": _resources(settings),
         },
     }

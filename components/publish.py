@@ -171,8 +171,9 @@ def publish(*, registry_uri: str, name: str, version: str, files: dict[str, Path
     Args:
         registry_uri: registry root (s3://, minio://, file:// or a path).
         name: model name (one folder per model).
-        version: '' = a UTC timestamp and a short hash of the files' contents; a finished
-            version of the same contents that a failed publish left is resumed.
+        version: '' = a UTC timestamp and a short hash of the files' contents. A finished
+            version with the same files and metadata (what a failed publish left) is resumed:
+            registered and pointed at, not uploaded again.
         files: {name in the registry: local file}, e.g. {"best.pt": Path(...)}.
         metadata: what the model card shows (see `render_model_card`); its "metrics" section
             is also copied into the `latest` pointer and the registries.
@@ -193,14 +194,17 @@ def publish(*, registry_uri: str, name: str, version: str, files: dict[str, Path
     content = hashlib.sha256(json.dumps({n: d for n, (_, d) in described.items()},
                                         sort_keys=True).encode()).hexdigest()
     model_uri = f"{registry_uri.rstrip('/')}/{name}"
-    resumed = "" if version else _resumable(model_uri, content)
-    version = version or resumed or default_version({n: d for n, (_, d) in described.items()})
+    version = (version or _resumable(model_uri, content)
+               or default_version({n: d for n, (_, d) in described.items()}))
     target = version_uri(registry_uri, name, version)
-    if resumed:
+    card = render_model_card(name, version, metadata, described)
+    if storage.finished(target):
+        # The same files and metadata as a finished version: an earlier try of this publish
+        # that failed later (a registry was down). Anything else would overwrite a version.
+        if storage.read_bytes(f"{target}/{CARD}").decode() != card:
+            raise UserError(f"{target} is already published; versions are never overwritten, "
+                            "give another version.")
         log.warning("%s was uploaded by an earlier try of this publish; registering it.", target)
-    elif storage.finished(target):
-        raise UserError(f"{target} is already published; versions are never overwritten, "
-                        "give another version.")
     else:
         if storage.exists(target):
             # Files of a publish that failed midway: never visible (no manifest), so start afresh.
@@ -213,7 +217,7 @@ def publish(*, registry_uri: str, name: str, version: str, files: dict[str, Path
                 shutil.copy2(path, stage / filename)
             for folder, path in folders.items():
                 shutil.copytree(path, stage / folder)
-            (stage / CARD).write_text(render_model_card(name, version, metadata, described))
+            (stage / CARD).write_text(card)
             storage.upload(stage, target)
     release = Release(name=name, version=version, uri=target,
                       serving_uri=serving_uri(f"{target}/triton") if "triton" in folders else "",

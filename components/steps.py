@@ -344,6 +344,7 @@ def deploy_component(
     name: str,
     namespace: str,
     serving_runtime_version: str,
+    serving_format: str,
     serving_service_account: str,
     serving_gpu_memory_mib: int,
     deploy_timeout_s: int,
@@ -351,11 +352,14 @@ def deploy_component(
 ) -> str:
     """KFP step: creates or updates the InferenceService of the published version, waits until
     it is Ready; returns its URL ('' when nothing was published)."""
+    from kfp_yolo.components import storage
     from kfp_yolo.components.deploy import deploy_inferenceservice
+    from kfp_yolo.components.errors import UserError
     from kfp_yolo.components.kserve import (
         ServingSettings,
         build_inferenceservice,
         pool_tolerations,
+        served_model,
     )
     from kfp_yolo.components.pools import load_pools_text
     from kfp_yolo.components.registries import serving_uri
@@ -366,8 +370,13 @@ def deploy_component(
     pools = load_pools_text(node_pools, source="the node_pools parameter")
     settings = ServingSettings(
         namespace=namespace, runtime_version=serving_runtime_version,
-        service_account=serving_service_account, gpu_memory_mib=serving_gpu_memory_mib,
+        model_format=serving_format, service_account=serving_service_account,
+        gpu_memory_mib=serving_gpu_memory_mib,
         tolerations=pool_tolerations(pools, serving_gpu_memory_mib))
+    repository = f"{published_uri.rstrip('/')}/triton"
+    if not storage.exists(f"{repository}/{served_model(name, settings)}/config.pbtxt"):
+        raise UserError(f"{repository} has no {serving_format} model (no TensorRT engine is "
+                        "built without a GPU pool); set serving_format: onnx.")
     service = build_inferenceservice(name, published_uri.rstrip("/").rsplit("/", 1)[-1],
-                                     serving_uri(f"{published_uri.rstrip('/')}/triton"), settings)
+                                     serving_uri(repository), settings)
     return deploy_inferenceservice(service, timeout_s=deploy_timeout_s)

@@ -30,6 +30,7 @@ def serving_settings(cfg: RunConfig, pools_path: str | None = None) -> ServingSe
     """The config's serving keys, with the tolerations of the smallest pool that fits."""
     return ServingSettings(
         namespace=cfg.namespace, runtime_version=cfg.serving_runtime_version,
+        model_format=cfg.serving_format,
         service_account=cfg.serving_service_account, gpu_memory_mib=cfg.serving_gpu_memory_mib,
         tolerations=pool_tolerations(load_pools(pools_path), cfg.serving_gpu_memory_mib))
 

@@ -156,6 +156,7 @@ class RunConfig(BaseModel):
     model_registry_address: sk.RegistryAddress = sk.REGISTRY_ADDRESS_FIELD
     model_registry_token_path: sk.TokenPath = sk.TOKEN_PATH_FIELD
     serving_runtime_version: sk.RuntimeVersion = sk.RUNTIME_VERSION_FIELD
+    serving_format: sk.ServingFormat = sk.FORMAT_FIELD
     serving_service_account: sk.ServiceAccount = sk.SERVICE_ACCOUNT_FIELD
     serving_gpu_memory_mib: int = sk.GPU_MEMORY_FIELD
     deploy: sk.Deploy = sk.DEPLOY_FIELD

@@ -13,10 +13,10 @@ from urllib.parse import urlparse
 
 from pydantic import AfterValidator, Field
 
-__all__ = ["DEPLOY_FIELD", "DEPLOY_TIMEOUT_FIELD", "Deploy", "GPU_MEMORY_FIELD",
+__all__ = ["DEPLOY_FIELD", "DEPLOY_TIMEOUT_FIELD", "Deploy", "FORMAT_FIELD", "GPU_MEMORY_FIELD",
            "REGISTRY_ADDRESS_FIELD", "RUNTIME_VERSION_FIELD", "RegistryAddress",
-           "RuntimeVersion", "SERVICE_ACCOUNT_FIELD", "ServiceAccount", "TOKEN_PATH_FIELD",
-           "TokenPath"]
+           "RuntimeVersion", "SERVICE_ACCOUNT_FIELD", "ServiceAccount", "ServingFormat",
+           "TOKEN_PATH_FIELD", "TokenPath"]
 
 DEFAULT_RUNTIME_VERSION = "25.08-py3"
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -61,6 +61,7 @@ TokenPath = Annotated[str, AfterValidator(_token_path)]
 RuntimeVersion = Annotated[str, AfterValidator(_runtime_version)]
 ServiceAccount = Annotated[str, AfterValidator(_service_account)]
 Deploy = Literal["none", "kserve"]
+ServingFormat = Literal["onnx", "tensorrt"]
 
 REGISTRY_ADDRESS_FIELD = Field(
     "", description="Kubeflow Model Registry URL (http:// or https://, host and port) where "
@@ -80,6 +81,10 @@ SERVICE_ACCOUNT_FIELD = Field(
 GPU_MEMORY_FIELD = Field(
     15360, ge=0, le=10_000_000, description="GPU memory (MiB) a serving node needs "
     "(node affinity nvidia.com/gpu.memory Gt this - 1, one GPU); 0 = serve on CPU.")
+FORMAT_FIELD = Field(
+    "onnx", description="Model Triton serves from the version's repository: onnx (any recent "
+    "Triton) or tensorrt (the plan; needs an engine built and serving_runtime_version's "
+    "TensorRT to be the one that built it).")
 DEPLOY_FIELD = Field(
     "none", description="After publish: none, or kserve (create or update the "
     "InferenceService of the new version and wait until it is Ready).")

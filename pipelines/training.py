@@ -139,6 +139,7 @@ def _wire(c: dict[str, Callable], p: dict, cfg: RunConfig, *, cluster: bool) -> 
             deploy = c["deploy"](
                 published_uri=publish.output, name=p["name"], namespace=p["namespace"],
                 serving_runtime_version=p["serving_runtime_version"],
+                serving_format=p["serving_format"],
                 serving_service_account=p["serving_service_account"],
                 serving_gpu_memory_mib=p["serving_gpu_memory_mib"],
                 deploy_timeout_s=p["deploy_timeout_s"], node_pools=p[NODE_POOLS])

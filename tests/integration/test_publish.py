@@ -98,7 +98,29 @@ def test_versions_are_never_overwritten(tmp_path):
     files = _inputs(tmp_path / "in")
     publish(registry_uri=registry, name="m", version="v1", files=files, metadata={})
     with pytest.raises(UserError, match="already published"):
-        publish(registry_uri=registry, name="m", version="v1", files=files, metadata={})
+        publish(registry_uri=registry, name="m", version="v1",
+                files=_inputs(tmp_path / "other", tag="b"), metadata={})
+    with pytest.raises(UserError, match="already published"):
+        publish(registry_uri=registry, name="m", version="v1", files=files,
+                metadata={"metrics": {"mAP50-95": 0.1}})
+    assert (Path(registry) / "m" / "v1" / "best.pt").read_bytes() == b"weights-a"
+
+
+def test_the_same_publish_again_resumes_its_version(tmp_path, monkeypatch):
+    # What a retry after a registry failure does: the same files and metadata, so the finished
+    # version is registered and pointed at, and nothing is uploaded twice.
+    registry = str(tmp_path / "registry")
+    files = _inputs(tmp_path / "in")
+    first = publish(registry_uri=registry, name="m", version="", files=files,
+                    metadata=METADATA, champion=False)
+    assert read_latest(registry, "m") is None  # not the champion: `latest` did not move
+    uploads: list[str] = []
+    monkeypatch.setattr(storage, "upload", lambda source, uri, **kw: uploads.append(uri))
+    assert publish(registry_uri=registry, name="m", version="", files=files,
+                   metadata=METADATA) == first
+    assert publish(registry_uri=registry, name="m", version=first.rsplit("/", 1)[1],
+                   files=files, metadata=METADATA) == first
+    assert uploads == [] and read_latest(registry, "m")["uri"] == first
 
 
 def test_default_version_is_time_and_content_hash(tmp_path):

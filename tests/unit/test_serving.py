@@ -77,6 +77,10 @@ def test_triton_runtime_is_named_and_pinned_and_placed_by_gpu_memory():
                                          "values": ["15359"]}]
     assert predictor["tolerations"][0]["key"] == "nvidia.com/gpu"
     assert service["metadata"]["annotations"]["kfp-yolo.io/version"] == "v7"
+    # Only the chosen model loads: a plan of another TensorRT must not stop the ONNX model.
+    assert model["args"] == ["--model-control-mode=explicit", "--load-model=shapes"]
+    trt = build_inferenceservice("shapes", "v7", URI, ServingSettings(model_format="tensorrt"))
+    assert trt["spec"]["predictor"]["model"]["args"][-1] == "--load-model=shapes-trt"
     cpu = build_inferenceservice("shapes", "v7", URI, ServingSettings(gpu_memory_mib=0))
     assert "affinity" not in cpu["spec"]["predictor"]
     assert "nvidia.com/gpu" not in json.dumps(cpu)
@@ -238,3 +242,17 @@ def test_promote_points_latest_at_an_earlier_version(tmp_path, capsys, monkeypat
     assert main([*args, "v3"]) == 2
     assert "is not a finished published version" in capsys.readouterr().err
     assert read_latest(str(registry), "shapes")["version"] == "v1"
+
+
+def test_deploy_step_refuses_a_tensorrt_model_that_was_not_built(tmp_path):
+    from kfp_yolo.components.pools import catalog_json
+    from kfp_yolo.components.steps import deploy_component
+
+    version = tmp_path / "registry" / "shapes" / "v1"
+    (version / "triton" / "shapes").mkdir(parents=True)
+    (version / "triton" / "shapes" / "config.pbtxt").write_text('name: "shapes"')
+    with pytest.raises(UserError, match="has no tensorrt model .* set serving_format: onnx"):
+        deploy_component(str(version), "shapes", NS, "25.08-py3", "tensorrt", "sa", 15360, 60,
+                         catalog_json())
+    assert deploy_component("", "shapes", NS, "25.08-py3", "onnx", "sa", 0, 60,
+                            catalog_json()) == ""
