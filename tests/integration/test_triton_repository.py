@@ -142,3 +142,75 @@ def test_an_onnx_file_without_ultralytics_metadata_is_refused(dynamic_onnx, tmp_
     onnx.save(model, str(bare))
     with pytest.raises(ValueError, match="no ultralytics metadata"):
         build_repository(tmp_path / "triton", "m", bare)
+
+
+class TritonStandIn:
+    """Triton's gRPC inference protocol (KServe v2) for one repository model, on loopback.
+
+    Not Triton: ModelConfig answers the config.pbtxt parsed by Triton's ModelConfig protobuf,
+    ModelInfer runs 1/model.onnx with onnxruntime. Enough for ultralytics' own Triton client.
+    """
+
+    def __init__(self, model_dir: Path):
+        import onnxruntime as ort
+
+        self.config = parse_config(model_dir / "config.pbtxt")
+        self.session = ort.InferenceSession(str(model_dir / "1" / "model.onnx"),
+                                            providers=["CPUExecutionProvider"])
+        self.requests = 0
+
+    def serve(self):
+        from concurrent import futures
+
+        import grpc
+        import numpy as np
+        from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+        standin = self
+
+        class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
+            def ModelConfig(self, request, context):  # noqa: N802 - gRPC's names
+                assert request.name == standin.config.name
+                return service_pb2.ModelConfigResponse(config=standin.config)
+
+            def ModelInfer(self, request, context):  # noqa: N802
+                standin.requests += 1
+                feeds = {tensor.name: np.frombuffer(raw, np.float32).reshape(tensor.shape)
+                         for tensor, raw in zip(request.inputs, request.raw_input_contents,
+                                                strict=True)}
+                outputs = standin.session.run(None, feeds)
+                response = service_pb2.ModelInferResponse(model_name=request.model_name)
+                for meta, value in zip(standin.session.get_outputs(), outputs, strict=True):
+                    response.outputs.add(name=meta.name, datatype="FP32", shape=value.shape)
+                    response.raw_output_contents.append(value.astype(np.float32).tobytes())
+                return response
+
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(Servicer(), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        return server, port
+
+
+def test_ultralytics_uses_the_served_model_through_its_triton_client(dynamic_onnx, tmp_path):
+    import numpy as np
+
+    from kfp_yolo.components.runtime import offline_environment
+
+    repo = tmp_path / "triton"
+    build_repository(repo, "shapes", dynamic_onnx)
+    standin = TritonStandIn(repo / "shapes")
+    server, port = standin.serve()
+    try:
+        offline_environment()
+        from ultralytics import YOLO
+
+        model = YOLO(f"grpc://127.0.0.1:{port}/shapes", task="detect")
+        image = np.full((64, 64, 3), 114, np.uint8)
+        (result,) = model.predict(image, imgsz=64, verbose=False)
+    finally:
+        server.stop(grace=None)
+    assert standin.requests >= 1  # the prediction ran on the "server"
+    # The class names came from the config's metadata parameter, not from a local file.
+    assert result.names == {0: "circle", 1: "square", 2: "it's a \"triangle\""}
+    assert result.boxes is not None
