@@ -101,7 +101,7 @@ def open_registries(*, mlflow_tracking_uri: str = "", model_registry_address: st
     if mlflow_tracking_uri:
         from kfp_yolo.components.registries.mlflow_registry import MLflowRegistry
 
-        registries.append(MLflowRegistry(mlflow_tracking_uri, timeout_s=timeout_s))
+        registries.append(MLflowRegistry(mlflow_tracking_uri))  # bounded by its HTTP settings
     if model_registry_address:
         from kfp_yolo.components.registries.kubeflow_registry import KubeflowModelRegistry
 

@@ -35,13 +35,12 @@ class MLflowRegistry:
 
     label = "MLflow"
 
-    def __init__(self, tracking_uri: str, *, timeout_s: float = 60.0, run_id: str | None = None):
+    def __init__(self, tracking_uri: str, *, run_id: str | None = None):
         for key, value in _HTTP_SETTINGS.items():
             os.environ.setdefault(key, value)
         from mlflow.tracking import MlflowClient
 
         self.tracking_uri = tracking_uri
-        self.timeout_s = timeout_s
         self.run_id = run_id if run_id is not None else os.environ.get("MLFLOW_RUN_ID", "")
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
