@@ -96,3 +96,33 @@ def test_mlflow_down_fails_the_publish_and_keeps_latest(tmp_path, monkeypatch):
                                     r"not moved"):
         _publish(tmp_path, registry, "b", [down])
     assert read_latest(registry, "shapes")["version"] == "v1"
+
+
+def test_the_publish_step_registers_when_mlflow_tracking_uri_is_set(mlflow_env, tmp_path):
+    from kfp.dsl import Dataset, Metrics, Model
+    from mlflow.tracking import MlflowClient
+    from test_triton_repository import export
+
+    from kfp_yolo.components.steps import publish_component
+
+    def artifact(kind, name, **metadata):
+        (tmp_path / name).mkdir()
+        return kind(name=name, uri=str(tmp_path / name), metadata=metadata)
+
+    weights, onnx = artifact(Model, "weights"), artifact(Model, "onnx")
+    engine = artifact(Model, "engine", status="skipped")
+    dataset = artifact(Dataset, "dataset", content_hash="c" * 64)
+    (tmp_path / "weights" / "best.pt").write_bytes(b"weights")
+    export(tmp_path / "export").replace(tmp_path / "onnx" / "model.onnx")
+    (tmp_path / "dataset" / "data.yaml").write_text("names: [a, b, c]\n")
+    metrics = Metrics(name="metrics", uri=str(tmp_path / "m"), metadata={"mAP50-95": 0.7})
+
+    uri = publish_component(weights, onnx, engine, dataset, metrics, str(tmp_path / "registry"),
+                            "step-model", "", run_id="run-9", run_name="r", namespace="ns")
+
+    client = MlflowClient(tracking_uri=mlflow_env.uri)
+    champion = client.get_model_version_by_alias("step-model", CHAMPION)
+    assert champion.tags[VERSION_TAG] == uri.rsplit("/", 1)[1]
+    assert champion.tags["kfp_yolo.dataset_hash"] == "c" * 64
+    assert champion.tags["kfp_yolo.serving_uri"] == f"{uri}/triton"
+    assert champion.tags["kfp.run_id"] == "run-9"

@@ -256,3 +256,36 @@ def test_deploy_step_refuses_a_tensorrt_model_that_was_not_built(tmp_path):
                          catalog_json())
     assert deploy_component("", "shapes", NS, "25.08-py3", "onnx", "sa", 0, 60,
                             catalog_json()) == ""
+
+
+def test_deploy_without_a_cluster_is_one_sentence(monkeypatch, tmp_path):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    service = build_inferenceservice("shapes", "v1", URI, GPU_SETTINGS)
+    with pytest.raises(UserError, match="needs a Kubernetes API server .* set deploy: none"):
+        deploy_inferenceservice(service, timeout_s=1)
+
+
+@pytest.mark.parametrize("item, says", [
+    ("model_registry_address=model-registry:8080", "give the Model Registry's URL"),
+    ("model_registry_address=http://mr:8080/api/model_registry/v1alpha3", "only scheme, host"),
+    ("model_registry_token_path=token.txt", "absolute path of a mounted token file"),
+    ("serving_runtime_version=24.08 py3", "Triton image tag"),
+    ("serving_format=openvino", "'onnx' or 'tensorrt'"),
+    ("serving_service_account=Serving_SA", "Kubernetes name"),
+    ("serving_gpu_memory_mib=-1", "greater than or equal to 0"),
+    ("deploy=seldon", "'none' or 'kserve'"),
+])
+def test_bad_serving_keys_are_one_sentence(capsys, item, says):
+    assert main(["serve", "render", "--set", "registry_uri=/tmp/r", "--set", item]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"kfp-yolo: error: --set: {item.split('=')[0]}=") and says in line
+
+
+def test_good_serving_keys_are_kept():
+    from kfp_yolo.pipelines.config import load_config
+
+    cfg = load_config(None, ["model_registry_address=https://mr.example:8443/",
+                             "deploy=kserve", "serving_format=tensorrt"])
+    assert cfg.model_registry_address == "https://mr.example:8443"
+    assert (cfg.deploy, cfg.serving_format, cfg.deploy_timeout_s) == ("kserve", "tensorrt", 900)
