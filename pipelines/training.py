@@ -166,8 +166,8 @@ def _wire(c: dict[str, Callable], p: dict, cfg: RunConfig, *, cluster: bool) -> 
     _on_cluster(trt, p, timeout_s=2 * 3600)
     _on_gpu(trt, plan)
     _on_cluster(publish, p, timeout_s=3600, retries=2)
-    deploy.set_cpu_request("100m").set_memory_request("256Mi")
-    kubernetes.set_timeout(deploy, cfg.deploy_timeout_s + 600)
+    # the deploy step reads the registry (is the chosen model there?) with the Secret's keys
+    _on_cluster(deploy, p, timeout_s=cfg.deploy_timeout_s + 600, retries=1)
 
 
 def build_pipeline(cfg: RunConfig, *, node_pools: str | None = None,

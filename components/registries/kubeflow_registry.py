@@ -39,7 +39,6 @@ class KubeflowModelRegistry:
         self.address = address
         self.storage_key = storage_key or None
         self.timeout_s = timeout_s
-        self._loop = asyncio.new_event_loop()
         self._connected = False
         token = None
         if token_path:
@@ -60,7 +59,13 @@ class KubeflowModelRegistry:
                              async_runner=self._run)
 
     def _run(self, coro: Any) -> Any:
-        return self._loop.run_until_complete(asyncio.wait_for(coro, self.timeout_s))
+        # One loop per call (the client opens and closes its HTTP session per call too): no
+        # loop is left open, and nest_asyncio's global patch is never needed.
+        loop = asyncio.new_event_loop()
+        try:
+            return loop.run_until_complete(asyncio.wait_for(coro, self.timeout_s))
+        finally:
+            loop.close()
 
     def _call(self, work: Any) -> Any:
         """work(), with every failure of the client or the network as one Fault sentence."""
