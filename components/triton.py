@@ -15,12 +15,13 @@ KServe's Triton runtime serves this folder as its `storageUri` (`--model-store=/
 """
 
 import ast
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["MAX_BATCH", "TRT_SUFFIX", "TensorSpec", "build_repository", "onnx_io",
-           "render_config", "ultralytics_metadata"]
+           "plain_plan", "render_config", "ultralytics_metadata"]
 
 MAX_BATCH = 8
 """Largest batch Triton forms; build-tensorrt's optimisation profile ends at the same 8."""
@@ -88,6 +89,24 @@ def ultralytics_metadata(onnx_path: str | Path) -> dict:
     return metadata
 
 
+def plain_plan(data: bytes) -> bytes:
+    """A TensorRT plan without the header ultralytics' `.engine` export puts before it.
+
+    ultralytics writes a 4-byte little-endian length and that many bytes of JSON metadata,
+    then the plan (utils/export/engine.py); Triton and trtexec read only the plan. Our own
+    build-tensorrt step writes a plain plan, which passes through unchanged.
+    """
+    if len(data) > 4:
+        length = int.from_bytes(data[:4], "little", signed=True)
+        if 0 < length <= len(data) - 4 and data[4:5] == b"{":
+            try:
+                json.loads(data[4:4 + length])
+            except ValueError:
+                return data
+            return data[4 + length:]
+    return data
+
+
 def _quote(text: str) -> str:
     """A protobuf text-format string literal."""
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
@@ -145,7 +164,10 @@ def build_repository(out_dir: str | Path, name: str, onnx_path: str | Path,
     for model, platform, source, filename in models:
         folder = out_dir / model / "1"
         folder.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, folder / filename)
+        if platform == "tensorrt_plan":
+            (folder / filename).write_bytes(plain_plan(source.read_bytes()))
+        else:
+            shutil.copy2(source, folder / filename)
         (out_dir / model / "config.pbtxt").write_text(
             render_config(model, platform, inputs, outputs, metadata, max_batch=max_batch))
     return [model for model, *_ in models]

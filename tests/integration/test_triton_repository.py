@@ -123,6 +123,17 @@ def test_a_tensorrt_plan_is_served_as_is_beside_the_onnx_model(dynamic_onnx, tmp
     assert "names" in ast.literal_eval(config.parameters["metadata"].string_value)
 
 
+def test_an_ultralytics_engine_header_is_taken_off_the_plan(dynamic_onnx, tmp_path):
+    import json
+
+    plan = b"\x00\x01serialized-plan{not json}"
+    meta = json.dumps({"stride": 32, "names": {"0": "circle"}}).encode()
+    engine = tmp_path / "model.engine"  # what YOLO.export(format="engine") writes
+    engine.write_bytes(len(meta).to_bytes(4, "little", signed=True) + meta + plan)
+    build_repository(tmp_path / "triton", "m", dynamic_onnx, engine)
+    assert (tmp_path / "triton" / "m-trt" / "1" / "model.plan").read_bytes() == plan
+
+
 def test_a_fixed_batch_export_is_served_without_batching(tmp_path):
     onnx = export(tmp_path / "static", dynamic=False)
     repo = tmp_path / "triton"
