@@ -72,7 +72,7 @@ class _Api:
                 raise UserError(f"the step's service account may not {verb} {PLURAL}.{GROUP} in "
                                 f"namespace {self.namespace!r} ({_status_message(exc)}); apply "
                                 "the Role kfp-yolo-deploy of k8s/base/rbac.yaml.") from None
-            if exc.status == 404 and verb != "get":
+            if exc.status == 404 and verb == "create":
                 raise UserError(f"the API server does not serve {KIND} "
                                 f"({GROUP}/{VERSION}): install KServe v0.20 or set deploy: "
                                 "none.") from None
@@ -106,7 +106,9 @@ def _apply(api: _Api, service: dict, out: Callable[[str], None]) -> dict:
             out(f"deploy: updating {api.where}")
             return api.call("update", "replace_namespaced_custom_object", api.name, body)
         except ApiException as exc:
-            if exc.status != 409:  # created meanwhile, or changed since we read it: read again
+            # 409: created meanwhile, or changed since we read it; 404: deleted since we read
+            # it. Either way: read it again.
+            if exc.status not in (404, 409):
                 raise Fault(f"the API server refused {api.where} ({exc.status}: "
                             f"{_status_message(exc)}).") from None
     raise Fault(f"{api.where} kept changing while being updated ({_CONFLICT_RETRIES} conflicts); "

@@ -186,6 +186,16 @@ def test_deploy_replaces_an_existing_service_with_its_resource_version():
     assert not http.methods("POST")
 
 
+def test_deploy_reads_again_when_the_service_changed_or_vanished_meanwhile():
+    conflict = status_error(409, "Conflict", "the object has been modified")
+    url, http, _ = _deploy({
+        ("GET", ISVC): [_state(), _state(), NOT_FOUND, _state()],
+        ("PUT", ISVC): [conflict, status_error(404, "NotFound", "gone")],
+        ("POST", ISVCS): [_state()]})
+    assert url.startswith("http://")
+    assert len(http.methods("PUT")) == 2 and len(http.methods("POST")) == 1
+
+
 def test_deploy_fails_with_the_models_own_reason():
     exc, _, _ = _deploy({
         ("GET", ISVC): [NOT_FOUND, _state(ready="False", transitionStatus="BlockedByFailedLoad",
