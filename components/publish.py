@@ -31,7 +31,7 @@ import logging
 import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -135,13 +135,16 @@ def version_uri(registry_uri: str, name: str, version: str) -> str:
     return f"{registry_uri.rstrip('/')}/{name}/{version}"
 
 
-def _resumable(model_uri: str, content: str) -> str:
-    """The finished version of these same files that a failed publish left behind, or ''."""
+def _resumable(model_uri: str, content: str, card: Callable[[str], str]) -> str:
+    """The finished version of these same files and metadata that a failed publish left (its
+    model card is the one this publish would write), or ''."""
     if not storage.exists(model_uri):
         return ""
     versions = {n.split("/", 1)[0] for n in storage.list_prefix(model_uri) if "/" in n}
     for version in sorted(versions, reverse=True):  # newest first: names start with UTC time
-        if version.endswith(f"-{content[:8]}") and storage.finished(f"{model_uri}/{version}"):
+        uri = f"{model_uri}/{version}"
+        if (version.endswith(f"-{content[:8]}") and storage.finished(uri)
+                and storage.read_bytes(f"{uri}/{CARD}").decode() == card(version)):
             return version
     return ""
 
@@ -194,8 +197,9 @@ def publish(*, registry_uri: str, name: str, version: str, files: dict[str, Path
     content = hashlib.sha256(json.dumps({n: d for n, (_, d) in described.items()},
                                         sort_keys=True).encode()).hexdigest()
     model_uri = f"{registry_uri.rstrip('/')}/{name}"
-    version = (version or _resumable(model_uri, content)
-               or default_version({n: d for n, (_, d) in described.items()}))
+    version = (version or _resumable(
+        model_uri, content, lambda v: render_model_card(name, v, metadata, described))
+        or default_version({n: d for n, (_, d) in described.items()}))
     target = version_uri(registry_uri, name, version)
     card = render_model_card(name, version, metadata, described)
     if storage.finished(target):

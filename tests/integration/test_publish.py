@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,12 @@ def test_the_same_publish_again_resumes_its_version(tmp_path, monkeypatch):
     assert publish(registry_uri=registry, name="m", version=first.rsplit("/", 1)[1],
                    files=files, metadata=METADATA) == first
     assert uploads == [] and read_latest(registry, "m")["uri"] == first
+    # The same files with other metadata are another publish: a new version, no refusal.
+    monkeypatch.undo()
+    time.sleep(1.1)  # default names have a one-second clock: same files, same second, same name
+    other = publish(registry_uri=registry, name="m", version="", files=files,
+                    metadata={"metrics": {"mAP50-95": 0.2}})
+    assert other != first and read_latest(registry, "m")["uri"] == other
 
 
 def test_default_version_is_time_and_content_hash(tmp_path):
