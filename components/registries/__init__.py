@@ -78,9 +78,9 @@ def serving_uri(uri: str) -> str:
     return uri
 
 
-def registry_fault(label: str, address: str, exc: BaseException) -> Fault:
+def registry_fault(label: str, address: str, exc: BaseException, reason: str = "") -> Fault:
     """One sentence for a registry that failed: which one, where, why, what happens next."""
-    reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+    reason = " ".join((reason or str(exc)).split())[:200] or type(exc).__name__
     return Fault(f"{label} at {address} failed ({type(exc).__name__}: {reason}); `latest` was "
                  "not moved, run the publish again once it answers (it resumes this version).")
 

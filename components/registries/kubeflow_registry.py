@@ -72,6 +72,7 @@ class KubeflowModelRegistry:
         import aiohttp
         from model_registry.exceptions import StoreError
         from mr_openapi.exceptions import (
+            ApiException,
             ForbiddenException,
             NotFoundException,
             OpenApiException,
@@ -86,7 +87,8 @@ class KubeflowModelRegistry:
                             "account's access to the registry.") from None
         except NotFoundException as exc:
             if self._connected:
-                raise registry_fault(self.label, self.address, exc) from exc
+                raise registry_fault(self.label, self.address, exc,
+                                     f"HTTP 404: {getattr(exc.data, 'message', '')}") from exc
             # model-registry 0.3.18 calls /api/model_registry/v1 (kubeflow/hub#2992).
             raise UserError(f"{self.label} at {self.address} does not serve "
                             "/api/model_registry/v1/registered_models (404); check the address, "
@@ -97,6 +99,10 @@ class KubeflowModelRegistry:
                 raise UserError(f"{self.label} at {self.address}: {exc}; set "
                                 "model_registry_token_path to a mounted token file.") from None
             raise registry_fault(self.label, self.address, exc) from exc
+        except ApiException as exc:  # the status and the server's message, not the headers
+            message = getattr(exc.data, "message", None) or exc.body or ""
+            raise registry_fault(self.label, self.address, exc,
+                                 f"HTTP {exc.status} {exc.reason}: {message}") from exc
         except (OpenApiException, aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise registry_fault(self.label, self.address, exc) from exc
 

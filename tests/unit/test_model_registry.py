@@ -108,7 +108,9 @@ def test_a_retry_after_a_failure_midway_finishes_without_a_second_version(standi
     registry = str(tmp_path / "registry")
     _publish(tmp_path, registry, [], tag="old", version="v0")
     standin.fail["upsertModelVersionArtifact"] = 503  # the version exists, its artifact not
-    with pytest.raises(Fault, match="Kubeflow Model Registry at http://127.0.0.1:.* failed"):
+    with pytest.raises(Fault, match=r"Kubeflow Model Registry at http://127.0.0.1:\d+ failed "
+                                    r"\(ServiceException: HTTP 503 Service Unavailable: "
+                                    r"injected failure\); `latest` was not moved"):
         _publish(tmp_path, registry, _registries(standin, token_file))
     assert read_latest(registry, "shapes")["version"] == "v0"
     assert len(standin.store["model_versions"]) == 1 and not standin.store["model_artifacts"]
