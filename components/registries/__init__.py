@@ -13,6 +13,7 @@ whose one sentence names the registry and its address; `publish` then leaves `la
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -80,7 +81,12 @@ def serving_uri(uri: str) -> str:
 
 def registry_fault(label: str, address: str, exc: BaseException, reason: str = "") -> Fault:
     """One sentence for a registry that failed: which one, where, why, what happens next."""
-    reason = " ".join((reason or str(exc)).split())[:200] or type(exc).__name__
+    reason = " ".join((reason or str(exc)).split())
+    # A connection failure deep in urllib3's retry message: its errno sentence says it all.
+    errno = re.search(r"\[Errno -?\d+\] ([^\"'\)]+)", reason)
+    if errno:
+        reason = f"cannot connect: {errno.group(1).strip()}"
+    reason = reason[:200] or type(exc).__name__
     return Fault(f"{label} at {address} failed ({type(exc).__name__}: {reason}); `latest` was "
                  "not moved, run the publish again once it answers (it resumes this version).")
 

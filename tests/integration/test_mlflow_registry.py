@@ -92,7 +92,8 @@ def test_mlflow_down_fails_the_publish_and_keeps_latest(tmp_path, monkeypatch):
     registry = str(tmp_path / "registry")
     _publish(tmp_path, registry, "a", [], version="v1")
     down = MLflowRegistry(f"http://127.0.0.1:{_closed_port()}", run_id="")
-    with pytest.raises(Fault, match=r"MLflow at http://127\.0\.0\.1:\d+ failed .*`latest` was "
+    with pytest.raises(Fault, match=r"MLflow at http://127\.0\.0\.1:\d+ failed \(MlflowException: "
+                                    r"cannot connect: Connection refused\); `latest` was "
                                     r"not moved"):
         _publish(tmp_path, registry, "b", [down])
     assert read_latest(registry, "shapes")["version"] == "v1"
