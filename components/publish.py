@@ -3,7 +3,7 @@
 Layout under registry_uri (s3://, minio://, file:// or a path):
 
     <name>/<version>/best.pt, model.onnx, model.engine (when built), metrics.json, data.yaml,
-                     README.md (the model card)
+                     README.md (the model card), triton/ (a Triton model repository, when given)
     <name>/latest    {"name", "version", "uri", "published_at", "metrics"}
 
 Publishing is complete or absent. A version folder is uploaded whole: on an object store its
@@ -13,6 +13,13 @@ overwritten, and one that a failed publish left half-uploaded is not published, 
 replaces it. `latest` moves only after the version is complete, and `read_latest` checks the
 marker of the version it names, so a reader never sees a half-published model and a failed
 publish leaves `latest` on the previous version.
+
+Order with model registries (MLflow, Kubeflow Model Registry; kfp_yolo.components.registries):
+files and manifest, then each registry, then `latest`. A registry that is down fails the
+publish with a Fault and `latest` stays where it was; the finished version folder stays too,
+and a retry (the same files, so the same content hash in the default version name) resumes
+that version instead of uploading another: it registers what is missing (each registry's
+registration is idempotent) and then moves `latest`.
 
 (No `from __future__ import annotations` in component modules: KFP reads the annotations.)
 """
@@ -24,14 +31,16 @@ import logging
 import re
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from kfp_yolo.components import storage
 from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.registries import Registry, Release, RunSource, serving_uri
 
-__all__ = ["LATEST", "default_version", "publish", "read_latest",
-           "render_model_card"]
+__all__ = ["LATEST", "default_version", "promote", "publish", "read_latest",
+           "render_model_card", "version_uri"]
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +61,17 @@ def default_version(digests: dict[str, str], now: datetime.datetime | None = Non
     return f"{now:%Y%m%dT%H%M%SZ}-{content[:8]}"
 
 
-def _check(name: str, version: str, files: dict[str, Path]) -> None:
+def _check_names(name: str, version: str) -> None:
     if not _SAFE.match(name):
         raise UserError(f"model name {name!r} is not usable in a registry path; use letters, "
                         "digits, '.', '_' or '-'.")
     if version and (not _SAFE.match(version) or version == LATEST):
         raise UserError(f"version {version!r} is not usable; use letters, digits, '.', '_' or "
                         f"'-', and not {LATEST!r}.")
+
+
+def _check(name: str, version: str, files: dict[str, Path], folders: dict[str, Path]) -> None:
+    _check_names(name, version)
     if not files:
         raise UserError("nothing to publish: no files given.")
     for filename, path in files.items():
@@ -67,6 +80,10 @@ def _check(name: str, version: str, files: dict[str, Path]) -> None:
                             "plain name).")
         if not Path(path).is_file():
             raise UserError(f"{str(path)!r} ({filename}) does not exist; nothing to publish.")
+    for folder, path in folders.items():
+        if not _SAFE.match(folder) or folder in files or not Path(path).is_dir():
+            raise UserError(f"folder {folder!r} ({str(path)!r}) cannot be published: not a "
+                            "plain name, a file's name, or not a folder.")
 
 
 def _cell(value: Any) -> str:
@@ -113,17 +130,60 @@ def render_model_card(name: str, version: str, metadata: dict[str, Any],
     return "\n".join(lines)
 
 
+def version_uri(registry_uri: str, name: str, version: str) -> str:
+    """registry_uri/name/version."""
+    return f"{registry_uri.rstrip('/')}/{name}/{version}"
+
+
+def _resumable(model_uri: str, content: str, card: Callable[[str], str]) -> str:
+    """The finished version of these same files and metadata that a failed publish left (its
+    model card is the one this publish would write), or ''."""
+    if not storage.exists(model_uri):
+        return ""
+    versions = {n.split("/", 1)[0] for n in storage.list_prefix(model_uri) if "/" in n}
+    for version in sorted(versions, reverse=True):  # newest first: names start with UTC time
+        uri = f"{model_uri}/{version}"
+        if (version.endswith(f"-{content[:8]}") and storage.finished(uri)
+                and storage.read_bytes(f"{uri}/{CARD}").decode() == card(version)):
+            return version
+    return ""
+
+
+def _formats(files: dict[str, Path], tensorrt_version: str) -> dict[str, str]:
+    formats = {"onnx": "1"} if "model.onnx" in files else {}
+    if "model.engine" in files:
+        formats["tensorrt"] = tensorrt_version or "unknown"
+    return formats
+
+
+def _move_latest(model_uri: str, release: Release) -> None:
+    pointer = {"name": release.name, "version": release.version, "uri": release.uri,
+               "published_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+               "metrics": release.metrics}
+    storage.write_bytes(f"{model_uri}/{LATEST}",
+                        json.dumps(pointer, indent=1, sort_keys=True).encode())
+
+
 def publish(*, registry_uri: str, name: str, version: str, files: dict[str, Path],
-            metadata: dict[str, Any]) -> str:
-    """Uploads files and a model card to registry_uri/name/version, then moves `latest` there.
+            metadata: dict[str, Any], folders: dict[str, Path] | None = None,
+            registries: Sequence[Registry] = (), champion: bool = True,
+            source: RunSource | None = None, dataset_hash: str = "",
+            tensorrt_version: str = "") -> str:
+    """Uploads files and a model card to registry_uri/name/version, registers it, moves `latest`.
 
     Args:
         registry_uri: registry root (s3://, minio://, file:// or a path).
         name: model name (one folder per model).
-        version: '' = a UTC timestamp and a short hash of the files' contents.
+        version: '' = a UTC timestamp and a short hash of the files' contents. A finished
+            version with the same files and metadata (what a failed publish left) is resumed:
+            registered and pointed at, not uploaded again.
         files: {name in the registry: local file}, e.g. {"best.pt": Path(...)}.
         metadata: what the model card shows (see `render_model_card`); its "metrics" section
-            is also copied into the `latest` pointer.
+            is also copied into the `latest` pointer and the registries.
+        folders: {name in the registry: local folder} copied whole (the Triton repository).
+        registries: where the version is also registered (kfp_yolo.components.registries).
+        champion: move the registries' champion and `latest` to this version (the gate passed).
+        source, dataset_hash, tensorrt_version: what the registries record of the version.
 
     Returns:
         The URI of the published version.
@@ -131,32 +191,75 @@ def publish(*, registry_uri: str, name: str, version: str, files: dict[str, Path
     if not registry_uri:
         raise UserError("registry_uri is empty; set it to publish (s3://bucket/models or a path).")
     files = {filename: Path(path) for filename, path in files.items()}
-    _check(name, version, files)
+    folders = {folder: Path(path) for folder, path in (folders or {}).items()}
+    _check(name, version, files, folders)
     described = {n: (p.stat().st_size, _sha256(p)) for n, p in sorted(files.items())}
-    version = version or default_version({n: d for n, (_, d) in described.items()})
+    content = hashlib.sha256(json.dumps({n: d for n, (_, d) in described.items()},
+                                        sort_keys=True).encode()).hexdigest()
     model_uri = f"{registry_uri.rstrip('/')}/{name}"
-    version_uri = f"{model_uri}/{version}"
-    if storage.finished(version_uri):
-        raise UserError(f"{version_uri} is already published; versions are never overwritten, "
-                        "give another version.")
-    if storage.exists(version_uri):
-        # Files of a publish that failed midway: never visible (no manifest), so start afresh.
-        log.warning("%s holds part of an unfinished publish; replacing it.", version_uri)
-        storage.remove(version_uri)
-    with tempfile.TemporaryDirectory(prefix="kfp-yolo-publish-") as tmp:
-        stage = Path(tmp) / version
-        stage.mkdir()
-        for filename, path in files.items():
-            shutil.copy2(path, stage / filename)
-        (stage / CARD).write_text(render_model_card(name, version, metadata, described))
-        storage.upload(stage, version_uri)
-    pointer = {"name": name, "version": version, "uri": version_uri,
-               "published_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-               "metrics": metadata.get("metrics", {})}
-    # Last, and only after the whole version is in place: readers of `latest` never see less.
-    storage.write_bytes(f"{model_uri}/{LATEST}",
-                        json.dumps(pointer, indent=1, sort_keys=True).encode())
-    return version_uri
+    version = (version or _resumable(
+        model_uri, content, lambda v: render_model_card(name, v, metadata, described))
+        or default_version({n: d for n, (_, d) in described.items()}))
+    target = version_uri(registry_uri, name, version)
+    card = render_model_card(name, version, metadata, described)
+    if storage.finished(target):
+        # The same files and metadata as a finished version: an earlier try of this publish
+        # that failed later (a registry was down). Anything else would overwrite a version.
+        if storage.read_bytes(f"{target}/{CARD}").decode() != card:
+            raise UserError(f"{target} is already published; versions are never overwritten, "
+                            "give another version.")
+        log.warning("%s was uploaded by an earlier try of this publish; registering it.", target)
+    else:
+        if storage.exists(target):
+            # Files of a publish that failed midway: never visible (no manifest), so start afresh.
+            log.warning("%s holds part of an unfinished publish; replacing it.", target)
+            storage.remove(target)
+        with tempfile.TemporaryDirectory(prefix="kfp-yolo-publish-") as tmp:
+            stage = Path(tmp) / version
+            stage.mkdir()
+            for filename, path in files.items():
+                shutil.copy2(path, stage / filename)
+            for folder, path in folders.items():
+                shutil.copytree(path, stage / folder)
+            (stage / CARD).write_text(card)
+            storage.upload(stage, target)
+    release = Release(name=name, version=version, uri=target,
+                      serving_uri=serving_uri(f"{target}/triton") if "triton" in folders else "",
+                      metrics=dict(metadata.get("metrics", {})), dataset_hash=dataset_hash,
+                      formats=_formats(files, tensorrt_version), files=files, source=source)
+    for registry in registries:  # each idempotent: a retry completes what a failure left
+        registry.register(release, champion=champion)
+    if champion:
+        # Last, and only after the version and its registrations: readers never see less.
+        _move_latest(model_uri, release)
+    return target
+
+
+def promote(*, registry_uri: str, name: str, version: str,
+            registries: Sequence[Registry] = ()) -> dict:
+    """Points `latest` (and each registry's champion) at an earlier finished version.
+
+    Returns:
+        The new `latest` pointer.
+    """
+    _check_names(name, version)
+    target = version_uri(registry_uri, name, version)
+    if not version or not storage.finished(target):
+        raise UserError(f"{target} is not a finished published version; `kfp-yolo promote` "
+                        "takes one of the versions under "
+                        f"{registry_uri.rstrip('/')}/{name}/.")
+    metrics: dict = {}
+    if storage.exists(f"{target}/metrics.json"):
+        metrics = json.loads(storage.read_bytes(f"{target}/metrics.json"))
+    names = storage.list_prefix(target)
+    release = Release(name=name, version=version, uri=target,
+                      serving_uri=serving_uri(f"{target}/triton")
+                      if any(n.startswith("triton/") for n in names) else "",
+                      metrics=metrics, formats=_formats({n: Path(n) for n in names}, ""))
+    for registry in registries:
+        registry.promote(release)
+    _move_latest(f"{registry_uri.rstrip('/')}/{name}", release)
+    return read_latest(registry_uri, name)
 
 
 def read_latest(registry_uri: str, name: str) -> dict | None:

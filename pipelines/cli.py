@@ -147,6 +147,22 @@ def build_parser() -> argparse.ArgumentParser:
                              "one, else trainjob)")
     render.set_defaults(module="job")
 
+    serve = sub.add_parser("serve", help="the KServe InferenceService of a published version")
+    ssub = serve.add_subparsers(dest="serve_command", required=True, metavar="ACTION")
+    srender = ssub.add_parser("render", parents=common,
+                              help="print the InferenceService (kubectl-appliable)")
+    _config_args(srender)
+    _pools_arg(srender)
+    srender.add_argument("--version", default=None,
+                         help="published version to serve (default: the one `latest` names)")
+    srender.set_defaults(module="serve")
+
+    promote = sub.add_parser("promote", parents=common,
+                             help="point `latest` and the registries' champion at a version")
+    _config_args(promote)
+    promote.add_argument("version", metavar="VERSION", help="an earlier finished version")
+    promote.set_defaults(module="promote")
+
     quotas = sub.add_parser("quotas", parents=common,
                             help="Kueue objects for the node-pool catalog")
     _pools_arg(quotas)

@@ -27,6 +27,7 @@ from kfp_yolo.components.launchers import LAUNCHERS
 from kfp_yolo.components.pools import is_dns_label
 from kfp_yolo.components.quotas import PRIORITY_CLASSES
 from kfp_yolo.components.spec import CACHES, OPTIMIZERS, PRECISIONS, check_batch_shape
+from kfp_yolo.pipelines import serving_keys as sk
 
 __all__ = ["RunConfig", "check_detection_model", "check_uri", "load_config", "parse_overrides",
            "parameter_specs"]
@@ -153,6 +154,15 @@ class RunConfig(BaseModel):
                                "once started (activeDeadlineSeconds), in seconds.")
     queue_timeout_s: int = Field(0, ge=0, description="Longest wait for Kueue to admit the "
                                  "training job, in seconds; 0 = as long as the queue takes.")
+    # registries and serving (pipelines/serving_keys.py holds their checks and descriptions)
+    model_registry_address: sk.RegistryAddress = sk.REGISTRY_ADDRESS_FIELD
+    model_registry_token_path: sk.TokenPath = sk.TOKEN_PATH_FIELD
+    serving_runtime_version: sk.RuntimeVersion = sk.RUNTIME_VERSION_FIELD
+    serving_format: sk.ServingFormat = sk.FORMAT_FIELD
+    serving_service_account: sk.ServiceAccount = sk.SERVICE_ACCOUNT_FIELD
+    serving_gpu_memory_mib: int = sk.GPU_MEMORY_FIELD
+    deploy: sk.Deploy = sk.DEPLOY_FIELD
+    deploy_timeout_s: int = sk.DEPLOY_TIMEOUT_FIELD
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
                               allow_inf_nan=False)

@@ -21,6 +21,7 @@ from kfp import dsl, kubernetes
 from kfp_yolo.components.launchers.cluster import SECRET_KEYS
 from kfp_yolo.components.steps import (
     build_tensorrt_component,
+    deploy_component,
     evaluate_component,
     export_onnx_component,
     plan_resources_component,
@@ -76,6 +77,7 @@ def _components(image: str) -> dict[str, Callable]:
         "export": wrap(export_onnx_component),
         "tensorrt": wrap(build_tensorrt_component),
         "publish": wrap(publish_component),
+        "deploy": wrap(deploy_component),
     }
 
 
@@ -125,8 +127,23 @@ def _wire(c: dict[str, Callable], p: dict, cfg: RunConfig, *, cluster: bool) -> 
                                onnx_model=export.outputs["onnx_model"],
                                engine=trt.outputs["engine"], dataset=prepare.outputs["dataset"],
                                metrics=evaluate.outputs["metrics"],
-                               registry_uri=p["registry_uri"], name=p["name"], version="")
+                               registry_uri=p["registry_uri"], name=p["name"], version="",
+                               model_registry_address=p["model_registry_address"],
+                               model_registry_token_path=p["model_registry_token_path"],
+                               storage_key=p["storage_secret"],
+                               run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                               run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                               namespace=p["namespace"])
         publish.set_display_name("publish").set_caching_options(False)
+        with dsl.If(p["deploy"] == "kserve", name="deploy-kserve"):
+            deploy = c["deploy"](
+                published_uri=publish.output, name=p["name"], namespace=p["namespace"],
+                serving_runtime_version=p["serving_runtime_version"],
+                serving_format=p["serving_format"],
+                serving_service_account=p["serving_service_account"],
+                serving_gpu_memory_mib=p["serving_gpu_memory_mib"],
+                deploy_timeout_s=p["deploy_timeout_s"], node_pools=p[NODE_POOLS])
+            deploy.set_display_name("deploy").set_caching_options(False)
     if not cluster:
         return
     _on_cluster(prepare, p, timeout_s=3600, retries=2)
@@ -149,6 +166,8 @@ def _wire(c: dict[str, Callable], p: dict, cfg: RunConfig, *, cluster: bool) -> 
     _on_cluster(trt, p, timeout_s=2 * 3600)
     _on_gpu(trt, plan)
     _on_cluster(publish, p, timeout_s=3600, retries=2)
+    # the deploy step reads the registry (is the chosen model there?) with the Secret's keys
+    _on_cluster(deploy, p, timeout_s=cfg.deploy_timeout_s + 600, retries=1)
 
 
 def build_pipeline(cfg: RunConfig, *, node_pools: str | None = None,

@@ -141,3 +141,14 @@ def test_export_step_fails_above_tolerance(passed_run, tmp_path):
     with pytest.raises(JobFailed, match="exceeds onnx_tolerance=1e-12"):
         export_onnx_component(weights, 64, 17, True, 1e-12, onnx_model, parity)
     assert parity.metadata["max_abs_diff"] > 1e-12
+
+
+def test_the_published_version_holds_a_triton_repository_triton_parses(passed_run):
+    from test_triton_repository import check_against_onnx, parse_config
+
+    _, summary = passed_run
+    version = Path(summary["artifacts"]["published"])
+    config = parse_config(version / "triton" / "tiny" / "config.pbtxt")
+    assert config.platform == "onnxruntime_onnx" and config.max_batch_size > 0
+    check_against_onnx(config, version / "triton" / "tiny" / "1" / "model.onnx")
+    assert not (version / "triton" / "tiny-trt").exists()  # no engine without a GPU

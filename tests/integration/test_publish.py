@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -98,7 +99,35 @@ def test_versions_are_never_overwritten(tmp_path):
     files = _inputs(tmp_path / "in")
     publish(registry_uri=registry, name="m", version="v1", files=files, metadata={})
     with pytest.raises(UserError, match="already published"):
-        publish(registry_uri=registry, name="m", version="v1", files=files, metadata={})
+        publish(registry_uri=registry, name="m", version="v1",
+                files=_inputs(tmp_path / "other", tag="b"), metadata={})
+    with pytest.raises(UserError, match="already published"):
+        publish(registry_uri=registry, name="m", version="v1", files=files,
+                metadata={"metrics": {"mAP50-95": 0.1}})
+    assert (Path(registry) / "m" / "v1" / "best.pt").read_bytes() == b"weights-a"
+
+
+def test_the_same_publish_again_resumes_its_version(tmp_path, monkeypatch):
+    # What a retry after a registry failure does: the same files and metadata, so the finished
+    # version is registered and pointed at, and nothing is uploaded twice.
+    registry = str(tmp_path / "registry")
+    files = _inputs(tmp_path / "in")
+    first = publish(registry_uri=registry, name="m", version="", files=files,
+                    metadata=METADATA, champion=False)
+    assert read_latest(registry, "m") is None  # not the champion: `latest` did not move
+    uploads: list[str] = []
+    monkeypatch.setattr(storage, "upload", lambda source, uri, **kw: uploads.append(uri))
+    assert publish(registry_uri=registry, name="m", version="", files=files,
+                   metadata=METADATA) == first
+    assert publish(registry_uri=registry, name="m", version=first.rsplit("/", 1)[1],
+                   files=files, metadata=METADATA) == first
+    assert uploads == [] and read_latest(registry, "m")["uri"] == first
+    # The same files with other metadata are another publish: a new version, no refusal.
+    monkeypatch.undo()
+    time.sleep(1.1)  # default names have a one-second clock: same files, same second, same name
+    other = publish(registry_uri=registry, name="m", version="", files=files,
+                    metadata={"metrics": {"mAP50-95": 0.2}})
+    assert other != first and read_latest(registry, "m")["uri"] == other
 
 
 def test_default_version_is_time_and_content_hash(tmp_path):
@@ -129,10 +158,13 @@ def _artifact(kind, path: Path, **metadata):
     return artifact
 
 
-def test_component_collects_artifacts_and_skips_unbuilt_engine(tmp_path):
+def test_component_collects_artifacts_and_skips_unbuilt_engine(tmp_path, monkeypatch):
     from kfp.dsl import Dataset, Metrics, Model
+    from test_triton_repository import export, parse_config
 
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     inputs = _inputs(tmp_path / "src", engine=False)
+    inputs["model.onnx"] = export(tmp_path / "export")  # the Triton config reads the real graph
     weights = _artifact(Model, tmp_path / "weights", epochs=3)
     onnx = _artifact(Model, tmp_path / "onnx", opset=17)
     engine = _artifact(Model, tmp_path / "engine", status="skipped")
@@ -148,7 +180,11 @@ def test_component_collects_artifacts_and_skips_unbuilt_engine(tmp_path):
 
     assert uri == f"{registry}/m/v3"
     published = {p.name for p in (registry / "m" / "v3").iterdir()}
-    assert published == {"README.md", "best.pt", "data.yaml", "metrics.json", "model.onnx"}
+    assert published == {"README.md", "best.pt", "data.yaml", "metrics.json", "model.onnx",
+                         "triton"}
+    (model,) = (registry / "m" / "v3" / "triton").iterdir()  # no TensorRT model: none built
+    assert parse_config(model / "config.pbtxt").name == "m" == model.name
+    assert (model / "1" / "model.onnx").read_bytes() == inputs["model.onnx"].read_bytes()
     assert json.loads((registry / "m" / "v3" / "metrics.json").read_text())["mAP50-95"] == 0.7
     assert publish_component(weights, onnx, engine, dataset, metrics, "", "m", "") == ""
 

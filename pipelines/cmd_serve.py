@@ -1,0 +1,78 @@
+"""`kfp-yolo serve render [--config FILE] [--set KEY=VALUE] [--version V] [--pools FILE]`.
+
+Prints the InferenceService (serving.kserve.io/v1beta1, KServe's Triton runtime) that serves a
+published version of the config's model, as YAML that `kubectl apply -f -` takes; the deploy
+step creates the same object. The version: `--version V`, else the one `latest` names when the
+registry can be read from here (a local registry, or S3 credentials in the environment), else
+the placeholder VERSION, said in the header.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import yaml
+
+from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.kserve import ServingSettings, build_inferenceservice, pool_tolerations
+from kfp_yolo.components.pools import load_pools
+from kfp_yolo.components.registries import serving_uri
+from kfp_yolo.pipelines.config import RunConfig, load_config
+
+__all__ = ["PLACEHOLDER", "render_service", "serving_settings", "run"]
+
+PLACEHOLDER = "VERSION"
+
+
+def serving_settings(cfg: RunConfig, pools_path: str | None = None) -> ServingSettings:
+    """The config's serving keys, with the tolerations of the smallest pool that fits."""
+    return ServingSettings(
+        namespace=cfg.namespace, runtime_version=cfg.serving_runtime_version,
+        model_format=cfg.serving_format,
+        service_account=cfg.serving_service_account, gpu_memory_mib=cfg.serving_gpu_memory_mib,
+        tolerations=pool_tolerations(load_pools(pools_path), cfg.serving_gpu_memory_mib))
+
+
+def _latest_version(cfg: RunConfig) -> tuple[str, str]:
+    """(version, note): the `latest` pointer's version when it can be read here."""
+    from kfp_yolo.components import storage
+    from kfp_yolo.components.publish import read_latest
+
+    remote = storage.is_remote(cfg.registry_uri)
+    if remote and not os.environ.get("AWS_ACCESS_KEY_ID"):
+        return PLACEHOLDER, (f"storageUri names {PLACEHOLDER}: no S3 credentials here to read "
+                             "`latest`; pass --version")
+    pointer = read_latest(cfg.registry_uri, cfg.name)
+    if pointer is None:
+        return PLACEHOLDER, (f"storageUri names {PLACEHOLDER}: nothing is published under "
+                             f"{cfg.registry_uri} yet; pass --version")
+    return str(pointer["version"]), f"the version `latest` names ({pointer['version']})"
+
+
+def render_service(cfg: RunConfig, version: str | None = None, *,
+                   pools_path: str | None = None) -> tuple[dict, str]:
+    """The InferenceService for a version of cfg's model and a note on which version."""
+    if not cfg.registry_uri:
+        raise UserError("registry_uri is empty: nothing is published to serve; set registry_uri "
+                        "in the config (the registry root publish writes to).")
+    if version:
+        note = f"version {version}"
+    else:
+        version, note = _latest_version(cfg)
+    uri = serving_uri(f"{cfg.registry_uri.rstrip('/')}/{cfg.name}/{version}/triton")
+    return build_inferenceservice(cfg.name, version, uri, serving_settings(cfg, pools_path)), note
+
+
+def run(args: argparse.Namespace) -> int:
+    """Prints the manifest to stdout."""
+    cfg = load_config(args.config, args.overrides)
+    service, note = render_service(cfg, args.version, pools_path=args.pools)
+    model = service["spec"]["predictor"]["model"]
+    header = (f"# InferenceService for config {args.config or '(built-in defaults)'}; {note}.\n"
+              f"# Runtime {model['runtime']}:{model['runtimeVersion']} (a TensorRT plan needs the "
+              "Triton of the TensorRT that built it); the service account "
+              f"{cfg.serving_service_account!r} must carry the S3 Secret (k8s/serving).\n")
+    sys.stdout.write(header + yaml.safe_dump(service, sort_keys=False, width=100))
+    return 0
