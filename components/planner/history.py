@@ -16,6 +16,7 @@ import math
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,9 @@ def write_record(uri: str, entry: dict[str, Any]) -> str:
     """Adds one record to the history at uri (a new object; nothing is read or rewritten)."""
     from kfp_yolo.components import storage
 
-    name = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:12]}.json"
+    # microseconds: records of one second still sort in the order they were written
+    now = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    name = f"{now}-{uuid.uuid4().hex[:12]}.json"
     return storage.write_bytes(f"{uri.rstrip('/')}/{name}",
                                json.dumps(entry, sort_keys=True).encode())
 
