@@ -52,7 +52,7 @@ class PoolRow:
     """Dataloader workers per GPU assumed for the input pipeline."""
     images_per_s: float | None
     images_per_s_source: str
-    """measured | estimated | unknown."""
+    """measured | estimated | unknown; '-' when the job does not fit the pool."""
     images_per_s_note: str
     epoch_s: float | None
     run_s: float | None
@@ -104,8 +104,8 @@ def pool_row(pool: Pool, *, fits: bool, why: str, batch_per_gpu: int, world_size
             speed, source, note = estimate.images_per_s, "estimated", estimate.note
         else:
             note = estimate.note + "; no measured run"
-    if not fits:
-        speed = None if source != "measured" else speed
+    if not fits:  # nothing runs there: no speed, time or cost
+        speed, source, note = None, "-", why
     epoch_s = train_images / speed if speed and train_images else None
     run_s = epoch_s * epochs if epoch_s is not None and epochs else None
     price = pool.hourly_price
