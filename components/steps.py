@@ -51,7 +51,7 @@ def plan_resources_component(
 ) -> NamedTuple("PlanOutputs", [("batch", int), ("peak_mib", int), ("pool", str),
                                 ("min_gpu_memory_mib", int), ("node_affinity", dict),
                                 ("tolerations", list), ("batch_rule", str),
-                                ("accumulate", int)]):
+                                ("accumulate", int), ("pool_rule", str)]):
     """KFP step: plan the run on the compiled-in node-pool catalog (batch 0 = largest that fits).
 
     Args:
@@ -68,7 +68,8 @@ def plan_resources_component(
         batch (global), peak_mib (per GPU), pool (name), min_gpu_memory_mib, and the
         placement every GPU task of the run gets at run time: node_affinity (a Kubernetes
         NodeAffinity requiring that much GPU memory) and the pool's tolerations; batch_rule
-        says how the batch was chosen, accumulate how many steps ultralytics accumulates.
+        says how the batch was chosen, accumulate how many steps ultralytics accumulates,
+        pool_rule why this pool (the objective).
     """
     # KFP copies this function's source alone into the component: imports live here
     from collections import namedtuple
@@ -96,11 +97,11 @@ def plan_resources_component(
           f"{result.batch_rule}; {result.pool_rule}")
     outputs = namedtuple("PlanOutputs", ["batch", "peak_mib", "pool", "min_gpu_memory_mib",
                                          "node_affinity", "tolerations", "batch_rule",
-                                         "accumulate"])
+                                         "accumulate", "pool_rule"])
     return outputs(result.batch, result.peak_mib, result.pool.name, result.min_gpu_memory_mib,
                    required_node_affinity(result.affinity),
                    [dict(t) for t in result.pool.tolerations], result.batch_rule,
-                   result.accumulate)
+                   result.accumulate, result.pool_rule)
 
 
 def train_component(

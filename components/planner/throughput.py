@@ -76,6 +76,8 @@ def gpu_spec(product: str) -> GpuSpec | None:
     ``NVIDIA-A100-SXM4-40GB`` (GFD) and ``NVIDIA A100-SXM4-40GB`` (torch) are the same GPU.
     """
     tokens = set(str(product).upper().replace(" ", "-").replace("_", "-").split("-"))
+    if "MIG" in tokens:  # a MIG slice (NVIDIA-A100-SXM4-40GB-MIG-1g.5gb) has a share of the GPU
+        return None
     return next((g for g in GPUS if set(g.tokens) <= tokens), None)
 
 

@@ -61,6 +61,7 @@ def test_gpu_names_from_gfd_and_torch_find_their_figures():
              "Tesla-V100-SXM2-16GB": "V100", "Quadro-RTX-4000": "RTX-4000", "NVIDIA-H200": "H200"}
     assert {name: gpu_spec(name).name for name in cases} == cases
     assert gpu_spec("Acme-X1") is None and gpu_spec("cpu") is None
+    assert gpu_spec("NVIDIA-A100-SXM4-40GB-MIG-1g.5gb") is None  # a slice: no figures
 
 
 def test_the_model_reproduces_the_h200_measurements():

@@ -272,7 +272,8 @@ def test_kfp_component_outputs(tmp_path):
     assert {k: v["parameterType"] for k, v in outputs.items()} == {
         "batch": "NUMBER_INTEGER", "peak_mib": "NUMBER_INTEGER", "pool": "STRING",
         "min_gpu_memory_mib": "NUMBER_INTEGER", "node_affinity": "STRUCT",
-        "tolerations": "LIST", "batch_rule": "STRING", "accumulate": "NUMBER_INTEGER"}
+        "tolerations": "LIST", "batch_rule": "STRING", "accumulate": "NUMBER_INTEGER",
+        "pool_rule": "STRING"}
     report = type("Artifact", (), {"path": str(tmp_path / "report.md")})()
     result = plan_resources_component("yolov5n.yaml", 320, 0, 1, 2, "amp", "SGD", 3,
                                       catalog_json(), report, train_images=1000, epochs=10,
@@ -280,6 +281,7 @@ def test_kfp_component_outputs(tmp_path):
     text = (tmp_path / "report.md").read_text()
     assert f"**Pool {result.pool}**" in text and "| pool | GPU | batch |" in text
     assert "objective time:" in text and "1000 training images x 10 epochs" in text
+    assert result.pool_rule.startswith("objective time: ") and result.pool_rule in text
     assert result.batch % 2 == 0 and result.batch > 0
     assert result.pool in {p.name for p in load_pools()}
     assert result.min_gpu_memory_mib >= result.peak_mib > 0
