@@ -13,6 +13,7 @@ from kfp_yolo.components.planner.estimate import (
     estimate_peak,
     fit_batch,
     min_gpu_memory_mib,
+    resolve_model,
 )
 from kfp_yolo.components.planner.objective import OBJECTIVES, PoolRow, choose, pool_row
 from kfp_yolo.components.planner.throughput import gpu_spec
@@ -178,6 +179,7 @@ def plan(model: str, *, imgsz: int, batch: int, world_size: int = 1, precision: 
     with ``workers`` dataloader workers per GPU (0 = from the pool's cpus_per_node). Every
     pool's row is in `Plan.pools` whatever the objective.
     """
+    model = resolve_model(model)  # history records name the model's file: yolov5l.yaml
     if objective not in OBJECTIVES:
         raise UserError(f"objective must be one of {list(OBJECTIVES)}, got {objective!r}.")
     if isinstance(deadline_h, bool) or not isinstance(deadline_h, int | float) \

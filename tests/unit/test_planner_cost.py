@@ -343,3 +343,40 @@ def test_plan_reads_a_config_file_and_flags_override_it(probe_cache, capsys, tmp
     out = plan_json(capsys)
     assert (out["model"], out["imgsz"], out["batch"], out["optimizer"]) == \
         ("yolov5n.yaml", 128, 16, "AdamW")
+
+
+def test_a_point_at_another_shape_is_scaled_by_the_model(probe_cache, tmp_path):
+    from kfp_yolo.components.planner.work import model_work
+
+    history = str(tmp_path / "_throughput")
+    # batch 8 is host-bound on an A100 by the model, 32 GPU-bound: the ratio is above 1
+    write_record(history, record(gpu_product="NVIDIA-A100-SXM4-40GB", model="yolov5l.yaml",
+                                 imgsz=640, batch_per_gpu=8, precision="amp", world_size=1,
+                                 workers=11, images_per_s=100.0, source="t"))
+    result = plan("yolov5l", imgsz=640, batch=32, cache_dir=probe_cache, train_images=1000,
+                  epochs=1, history=read_history(history))
+    row = next(r for r in result.pools if r.name == "a100-40g")
+    work = model_work("yolov5l", nc=80, precision="amp", cache_dir=probe_cache)
+    a100 = gpu_spec(row.gpu_product)
+    at = {b: estimate_images_per_s(a100, work, imgsz=640, batch_per_gpu=b, precision="amp",
+                                   workers=11).images_per_s for b in (8, 32)}
+    assert row.images_per_s_source == "measured" and at[32] > at[8]
+    assert row.images_per_s == pytest.approx(100.0 * at[32] / at[8], abs=0.1)
+    assert f"x{at[32] / at[8]:.2f} to this shape" in row.images_per_s_note
+
+
+def test_the_plan_step_reads_the_history_and_reports_the_table(probe_cache, tmp_path):
+    from kfp_yolo.components.pools import catalog_json
+    from kfp_yolo.components.steps import plan_resources_component
+
+    registry = tmp_path / "registry"
+    write_record(history_uri(str(registry)), record(
+        gpu_product="Tesla T4", model="yolov5n.yaml", imgsz=320, batch_per_gpu=32,
+        precision="amp", world_size=1, workers=3, images_per_s=9999.0, source="t"))
+    report = type("Artifact", (), {"path": str(tmp_path / "report.md")})()
+    outputs = plan_resources_component("yolov5n.yaml", 320, 32, 1, 1, "amp", "SGD", 3,
+                                       catalog_json(), report, train_images=2000, epochs=10,
+                                       objective="time", registry_uri=str(registry))
+    text = (tmp_path / "report.md").read_text()
+    assert outputs.pool == "t4-16g" and outputs.pool_rule.startswith("objective time: t4-16g")
+    assert "(1 records read)" in text and "| 9,999 | measured |" in text
