@@ -20,8 +20,10 @@ def duration(seconds: float | None) -> str:
 
 
 def money(value: float | None) -> str:
-    """A cost with three decimals below 10, two above; '-' for unknown."""
-    return "-" if value is None else f"{value:.3f}" if value < 10 else f"{value:,.2f}"
+    """A cost: two decimals from 10, three from 0.01, four below; '-' for unknown."""
+    if value is None:
+        return "-"
+    return f"{value:,.2f}" if value >= 10 else f"{value:.3f}" if value >= 0.01 else f"{value:.4f}"
 
 
 def markdown_report(result: Any, *, history: str = "", records: int = 0) -> str:

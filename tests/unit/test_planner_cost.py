@@ -380,3 +380,7 @@ def test_the_plan_step_reads_the_history_and_reports_the_table(probe_cache, tmp_
     text = (tmp_path / "report.md").read_text()
     assert outputs.pool == "t4-16g" and outputs.pool_rule.startswith("objective time: t4-16g")
     assert "(1 records read)" in text and "| 9,999 | measured |" in text
+    # a well-formed GFM table (the Kubeflow UI's Markdown viewer): one cell count per line
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    assert len(table) == 2 + len(load_pools())
+    assert {line.count("|") for line in table} == {14}
