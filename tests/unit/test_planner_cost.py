@@ -384,3 +384,12 @@ def test_the_plan_step_reads_the_history_and_reports_the_table(probe_cache, tmp_
     table = [line for line in text.splitlines() if line.startswith("|")]
     assert len(table) == 2 + len(load_pools())
     assert {line.count("|") for line in table} == {14}
+
+
+def test_job_render_places_the_job_where_the_objective_does(probe_cache, capsys):
+    argv = ["--set", "model=yolov5l.yaml", "--set", "imgsz=640", "--set", "batch=0"]
+    for objective in ("time", "cost"):
+        expected = plan_json(capsys, *argv, "--set", f"objective={objective}")["pool"]
+        assert cli_main(["job", "render", *argv, "--set", f"objective={objective}"]) == 0
+        assert f"planned for pool {expected}" in capsys.readouterr().out.splitlines()[0]
+    assert expected != "h100-80g"  # cost: not where time goes
