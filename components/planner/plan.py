@@ -237,6 +237,8 @@ def plan(model: str, *, imgsz: int, batch: int, world_size: int = 1, precision: 
                   f"smallest pool that fits, as objective smallest")
     else:
         reason = picked[1] if picked else "objective smallest: the least GPU memory that fits"
+    if objective == "smallest" and deadline_h:
+        reason += f"; deadline_h={deadline_h:g} is not checked (cost and time use it)"
     total = per_gpu * world_size
     return Plan(batch=total, batch_per_gpu=per_gpu, world_size=world_size,
                 peak_mib=estimate.peak_mib, min_gpu_memory_mib=need,

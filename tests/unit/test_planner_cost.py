@@ -203,6 +203,8 @@ def test_the_deadline_excludes_slow_pools_or_says_none_makes_it(probe_cache, cap
     in_time = [r for r in rows.values() if r["run_s"] <= deadline_h * 3600]
     assert out["pool"] == min(in_time, key=lambda r: r["cost_per_epoch"])["name"] != free["pool"]
     assert "within deadline_h=" in out["pool_rule"]
+    smallest = plan_json(capsys, *ISSUE, "--deadline-h", "0.01")
+    assert smallest["pool_rule"].endswith("deadline_h=0.01 is not checked (cost and time use it)")
     assert cli_main(["plan", *ISSUE, "--objective", "time", "--epochs", "100",
                      "--deadline-h", "0.01"]) == 2
     err = capsys.readouterr().err
