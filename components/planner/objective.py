@@ -70,7 +70,9 @@ def _workers(pool: Pool, workers: int) -> int:
     if workers:
         return workers
     if pool.cpus_per_node:
-        # the worker's own rule (training/inputs.py): a fair share of the node, one CPU kept
+        # each GPU's fair share of the node, one CPU kept for its training loop, at most 16 as
+        # training/inputs.py caps it (the worker takes what its pod sees; other jobs may share
+        # the node, so the planner does not count on more)
         return max(1, min(16, pool.cpus_per_node // pool.gpus_per_node - 1))
     return DEFAULT_WORKERS
 
