@@ -19,6 +19,7 @@ from typing import Any
 
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.planner.history import nearest
+from kfp_yolo.components.planner.report import money
 from kfp_yolo.components.planner.throughput import (
     ModelWork,
     estimate_images_per_s,
@@ -172,5 +173,5 @@ def choose(rows: list[PoolRow], pools: list[Pool], objective: str, *, deadline_h
 
 
 def _speed(row: PoolRow) -> str:
-    cost = f", ${row.cost_per_epoch:.3f} per epoch" if row.cost_per_epoch is not None else ""
+    cost = f", ${money(row.cost_per_epoch)} per epoch" if row.cost_per_epoch is not None else ""
     return f"{row.images_per_s:.0f} images/s {row.images_per_s_source}{cost}"
