@@ -17,9 +17,9 @@ The model (stated, so it can be checked and replaced by measurements, see histor
   worker decodes and augments about 78 images/s at 640), scaled by pixels.
 - Several GPUs: world size x the one-GPU rate x ``MULTI_GPU_EFFICIENCY``.
 
-Published YOLOv5l points (about 95 images/s on one A100-40GB at batch 16, about 68 on a V100;
-torch 1.9, the older yolov5 trainer) sit 30-45% below what this model says for today's
-software; tests/unit/test_planner_cost.py keeps the model within 0.5x-2x of them.
+Published YOLOv5l points (torch 1.9, the older yolov5 trainer) against this model at batch 16:
+A100-40GB about 95 images/s vs 156 estimated, V100 about 68 vs 74;
+tests/unit/test_planner_cost.py keeps the model within 0.5x-2x of them.
 """
 
 from __future__ import annotations
