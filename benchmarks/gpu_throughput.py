@@ -2,6 +2,7 @@
 
     python benchmarks/gpu_throughput.py             # yolov5l.yaml, 640, AMP: about 4 minutes
     python benchmarks/gpu_throughput.py --dry-run   # tiny, on CPU: checks this script runs
+    python benchmarks/gpu_throughput.py --history s3://BUCKET/registry/_throughput  # feeds plans
 
 Side by side, in this one run, on one synthetic dataset (--images PNGs at --synth-px,
 letterboxed to 640), each side in a fresh process:
@@ -210,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=os.environ.get("OUT") or ".", help="results folder")
     parser.add_argument("--dry-run", action="store_true",
                         help="yolov5n, 64 px, 48 images, 2 epochs on CPU: checks the script")
+    parser.add_argument("--history", default=None, metavar="URI",
+                        help="also add kfp-yolo's images/s to this throughput history (a "
+                             "path, s3:// or minio://), which `kfp-yolo plan --history` reads")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -253,9 +257,25 @@ def main(argv: list[str] | None = None) -> int:
                                                                  batch}))
     result["seconds"] = round(time.perf_counter() - started)
     _report(result)
+    if args.history:
+        result["history_record"] = _record(args, result)
     (out / "gpu_throughput.json").write_text(json.dumps(result, indent=1))
     print(f"results: {out / 'gpu_throughput.json'}; logs: {work}")
     return 0
+
+
+def _record(args: argparse.Namespace, r: dict) -> str:
+    """kfp-yolo's measured images/s as one throughput-history record (planner/history.py)."""
+    from kfp_yolo.components.planner.history import record, write_record
+
+    ours = r["kfp_yolo"]
+    entry = record(gpu_product=r["device"], model=args.model, imgsz=args.imgsz,
+                   batch_per_gpu=r["batch"], precision="fp32" if args.dry_run else "amp",
+                   world_size=1, workers=ours["workers"], images_per_s=ours["images_per_s"],
+                   source="benchmarks/gpu_throughput.py")
+    uri = write_record(args.history, entry)
+    print(f"throughput history: {uri}")
+    return uri
 
 
 def _report(r: dict) -> None:

@@ -38,7 +38,9 @@ class Pool:
     flavor: str
     """Kueue ResourceFlavor name of this memory class."""
     hourly_price: float | None = None
-    """Optional price of one node-hour, for the cost column of `kfp-yolo plan`."""
+    """Optional price of one GPU-hour (the admin's, in any one currency): the planner's cost."""
+    cpus_per_node: int | None = None
+    """Optional CPUs of one node: the planner sizes the dataloader (its images/s cap) from it."""
     tolerations: tuple[dict, ...] = field(default_factory=tuple)
     """Tolerations a pod needs to land on the pool's tainted nodes."""
 
@@ -164,6 +166,10 @@ def _pool(entry: object, where: str) -> Pool:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             unit = " in MiB" if key == "gpu_memory_mib" else ""
             raise UserError(f"{where}: {key} must be a positive integer{unit}, got {value!r}.")
+    cpus = entry.get("cpus_per_node")
+    if cpus is not None and (isinstance(cpus, bool) or not isinstance(cpus, int) or cpus < 1):
+        raise UserError(f"{where}: cpus_per_node must be a positive integer (or left out), got "
+                        f"{cpus!r}.")
     price = entry.get("hourly_price")
     if price is not None and (isinstance(price, bool) or not isinstance(price, int | float)
                               or not math.isfinite(price) or price < 0):

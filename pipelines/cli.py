@@ -97,17 +97,29 @@ def build_parser() -> argparse.ArgumentParser:
     submit.set_defaults(module="submit")
 
     plan = sub.add_parser("plan", parents=common,
-                          help="predict peak GPU memory and choose a node pool")
-    plan.add_argument("--model", default="yolov5l.yaml")
-    plan.add_argument("--imgsz", type=int, default=640)
-    plan.add_argument("--batch", type=int, default=16,
-                      help="batch per GPU; 0 = auto: the largest of 64/32/16/... in total that "
-                           "fits (ultralytics' nominal batch 64)")
-    plan.add_argument("--precision", choices=list(PRECISIONS), default="amp")
-    plan.add_argument("--optimizer", choices=list(OPTIMIZERS), default="SGD")
+                          help="predict peak GPU memory, time and cost per node pool; choose one")
+    _config_args(plan)
+    # None = the config's value (RunConfig's defaults without --config)
+    plan.add_argument("--model", default=None, help="config key model (a bare yolov5l works)")
+    plan.add_argument("--imgsz", type=int, default=None)
+    plan.add_argument("--batch", type=int, default=None,
+                      help="global batch, as the config's; 0 = auto: the largest of "
+                           "64/32/16/... in total that fits (ultralytics' nominal batch 64)")
+    plan.add_argument("--precision", choices=list(PRECISIONS), default=None)
+    plan.add_argument("--optimizer", choices=list(OPTIMIZERS), default=None)
+    plan.add_argument("--objective", choices=["smallest", "cost", "time"], default=None,
+                      help="how the pool is chosen (config key objective)")
+    plan.add_argument("--epochs", type=int, default=None)
+    plan.add_argument("--deadline-h", dest="deadline_h", type=float, default=None,
+                      help="hours the run may take; 0 = no deadline")
+    plan.add_argument("--train-images", dest="train_images", type=int, default=None,
+                      metavar="N", help="images in the training split (epoch time and cost)")
+    plan.add_argument("--history", default=None, metavar="URI",
+                      help="throughput history to read (default: <registry_uri or "
+                           "checkpoint_uri>/_throughput of the config)")
     plan.add_argument("--nc", type=int, default=80, help="number of classes")
-    plan.add_argument("--gpus", type=int, default=1,
-                      help="GPUs in the job (global batch = batch x gpus)")
+    plan.add_argument("--gpus", type=int, default=None,
+                      help="GPUs in the job, any shape (default: nodes x procs_per_node)")
     _pools_arg(plan)
     plan.add_argument("--json", action="store_true", help="machine-readable output")
     plan.set_defaults(module="plan")
@@ -176,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_args(args: argparse.Namespace) -> None:
     """Refuses values argparse cannot judge (paths of the wrong kind) before any work is done."""
-    if args.module == "plan":
+    if args.module == "plan" and args.model is not None:
         from kfp_yolo.pipelines.config import check_detection_model
 
         try:

@@ -47,7 +47,8 @@ def _placement(cfg: RunConfig, pools_path: str | None) -> tuple[dict, int, str]:
     optimizer = "AdamW" if cfg.optimizer == "auto" else cfg.optimizer
     result = plan(cfg.model, imgsz=cfg.imgsz, batch=cfg.batch, world_size=cfg.world_size,
                   precision=cfg.precision, optimizer=optimizer, nc=PLANNER_NC, pools=pools,
-                  procs_per_node=cfg.procs_per_node)
+                  procs_per_node=cfg.procs_per_node, objective=cfg.objective,
+                  epochs=cfg.epochs)  # no dataset here: a deadline is judged by the plan step
     placement = {"node_affinity": tuple(result.affinity),
                  "tolerations": tuple(result.pool.tolerations)}
     return placement, cfg.batch or result.batch, f"planned for pool {result.pool.name}"

@@ -1,7 +1,9 @@
-"""`kfp-yolo plan`: predicted peak GPU memory, its breakdown, the pool that fits, batch per pool.
+"""`kfp-yolo plan`: peak GPU memory and its breakdown, and per pool: batch, fit, images/s, time
+and cost; the pool the objective picks.
 
-`--batch 0` shows the auto batch: the largest of 64/32/16/... in total that fits (per pool in
-the table's `auto batch` column), and the rule that chose it.
+Speaks the config's language: `--config F` and `--set K=V` as `run` and `compile` take them,
+the same defaults (RunConfig), a global `--batch`; the flags override the config. `--batch 0`
+shows the auto batch (per pool in the table), and the rule that chose it.
 """
 
 from __future__ import annotations
@@ -11,43 +13,109 @@ import contextlib
 import json
 import sys
 
+from pydantic import ValidationError
+
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.planner import HEADROOM, Plan, plan, resolve_model
+from kfp_yolo.components.planner.history import history_uri, read_history
+from kfp_yolo.components.planner.report import duration, money
 from kfp_yolo.components.pools import Pool, load_pools
 from kfp_yolo.components.runtime import offline_environment
+from kfp_yolo.pipelines.config import RunConfig, _format_error, load_config
 
 __all__ = ["run"]
+
+FLAGS = ("model", "imgsz", "batch", "precision", "optimizer", "epochs", "objective",
+         "deadline_h")
+"""Flags that are config keys of the same name (--deadline-h is deadline_h)."""
 
 
 def run(args: argparse.Namespace) -> int:
     """Plans one configuration and prints a table, or JSON with --json."""
-    if args.gpus < 1:
+    cfg = _config(args)
+    if args.gpus is not None and args.gpus < 1:
         raise UserError(f"--gpus must be at least 1, got {args.gpus}.")
-    if args.batch < 0:
-        raise UserError(f"--batch must be 0 (auto: the largest of 64/32/16/... that fits) or "
-                        f"positive, got {args.batch}.")
-    model = resolve_model(args.model)
+    if args.train_images is not None and args.train_images < 1:
+        raise UserError(f"--train-images must be the training split's image count (>= 1), got "
+                        f"{args.train_images}.")
+    model = resolve_model(cfg.model)
     pools = load_pools(args.pools)
+    # --gpus N: N GPUs of any shape; else the config's nodes x procs_per_node, as the DAG plans
+    world = args.gpus or cfg.world_size
+    source = args.history if args.history is not None else history_uri(cfg.registry_uri,
+                                                                       cfg.checkpoint_uri)
+    history = _history(source, explicit=args.history is not None)
     # probes are cached beside ultralytics' settings, so a second `plan` answers at once
     cache_dir = offline_environment() / "memory-probes"
     # ultralytics announces its settings file on stdout at first import: keep stdout for the answer
     with contextlib.redirect_stdout(sys.stderr):
-        result = plan(model, imgsz=args.imgsz, batch=args.batch * args.gpus,
-                      world_size=args.gpus, precision=args.precision, optimizer=args.optimizer,
-                      nc=args.nc, pools=pools, cache_dir=cache_dir)
+        result = plan(model, imgsz=cfg.imgsz, batch=cfg.batch, world_size=world,
+                      precision=cfg.precision, optimizer=cfg.optimizer, nc=args.nc, pools=pools,
+                      cache_dir=cache_dir, procs_per_node=None if args.gpus else
+                      cfg.procs_per_node, train_images=args.train_images,
+                      objective=cfg.objective, epochs=cfg.epochs, deadline_h=cfg.deadline_h,
+                      history=history, workers=cfg.workers)
     if args.json:
-        print(json.dumps({"model": model, "imgsz": args.imgsz, "precision": args.precision,
-                          "optimizer": args.optimizer, "nc": args.nc, "headroom": HEADROOM,
-                          **result.to_dict()}, indent=2))
+        print(json.dumps({"model": model, "imgsz": cfg.imgsz, "precision": cfg.precision,
+                          "optimizer": cfg.optimizer, "nc": args.nc, "headroom": HEADROOM,
+                          "deadline_h": cfg.deadline_h, "history": source,
+                          "history_records": len(history), **result.to_dict()}, indent=2))
     else:
-        print(_table(result, model, args, pools))
+        print(_table(result, model, cfg, args.nc, pools))
     return 0
 
 
-def _table(result: Plan, model: str, args: argparse.Namespace, pools: list[Pool]) -> str:
+def _config(args: argparse.Namespace) -> RunConfig:
+    """The config file and --set values, then the flags given (each checked as its key)."""
+    cfg = load_config(args.config, args.overrides)
+    flags = {key: getattr(args, key) for key in FLAGS if getattr(args, key) is not None}
+    if "model" in flags:
+        flags["model"] = resolve_model(flags["model"])  # a bare `yolov5l` means yolov5l.yaml
+    if not flags:
+        return cfg
+    try:
+        return RunConfig(**{**cfg.model_dump(), **flags})
+    except ValidationError as err:
+        loc = err.errors()[0]["loc"]
+        key = str(loc[0]) if loc else ""
+        where = f"--{key.replace('_', '-')}" if key in flags else (args.config or "--set")
+        raise UserError(_format_error(err, where)) from None
+
+
+def _history(uri: str, *, explicit: bool) -> list[dict]:
+    """The history's records; a store the config names but that cannot be read is a warning."""
+    if not uri:
+        return []
+    try:
+        return read_history(uri)
+    except Exception as exc:  # noqa: BLE001 - only --history given on purpose must work
+        if explicit:
+            raise
+        print(f"kfp-yolo: warning: throughput history {uri} not read ({exc}); planning "
+              "without it", file=sys.stderr)
+        return []
+
+
+def pools_table(result: Plan) -> list[str]:
+    """The per-pool table (also in the plan step's report): fit, batch, speed, time, cost."""
+    lines = [f"   {'pool':<12}{'batch':>6}{'peak MiB':>10}{'fits':>6}{'images/s':>10} "
+             f"{'(source)':<12}{'epoch':>8}{'run':>8}{'$/GPU-h':>9}{'$/epoch':>9}{'$/run':>9}"]
+    for row in result.pools:
+        mark = "*" if row.name == result.pool.name else " "
+        speed = f"{row.images_per_s:,.0f}" if row.images_per_s else "-"
+        price = f"{row.price_per_gpu_hour:.2f}" if row.price_per_gpu_hour is not None else "-"
+        lines.append(f" {mark} {row.name:<12}{row.batch:>6}{row.peak_mib:>10,}"
+                     f"{'yes' if row.fits else 'no':>6}{speed:>10} "
+                     f"{row.images_per_s_source:<12}{duration(row.epoch_s):>8}"
+                     f"{duration(row.run_s):>8}{price:>9}{money(row.cost_per_epoch):>9}"
+                     f"{money(row.cost_per_run):>9}")
+    return lines
+
+
+def _table(result: Plan, model: str, cfg: RunConfig, nc: int, pools: list[Pool]) -> str:
     lines = [
-        f"model {model}  imgsz {args.imgsz}  precision {args.precision}  "
-        f"optimizer {args.optimizer}  nc {args.nc}",
+        f"model {model}  imgsz {cfg.imgsz}  precision {cfg.precision}  "
+        f"optimizer {cfg.optimizer}  nc {nc}",
         f"batch {result.batch_per_gpu} per GPU x {result.world_size} GPU(s) = {result.batch}, "
         f"accumulate {result.accumulate} (effective batch {result.effective_batch})",
         f"  {result.batch_rule}",
@@ -62,15 +130,22 @@ def _table(result: Plan, model: str, args: argparse.Namespace, pools: list[Pool]
         f"  {'requested':<22}{result.min_gpu_memory_mib:>8,}  (peak / {HEADROOM:.0%} headroom)",
         "",
         f"   {'pool':<12}{'GPU':<24}{'MiB':>8}{'max batch/GPU':>15}{'auto batch':>12}"
-        f"{'$/node-hour':>13}",
+        f"{'$/GPU-hour':>12}",
     ]
     for pool in pools:
         mark = "*" if pool.name == result.pool.name else " "
         price = f"{pool.hourly_price:.2f}" if pool.hourly_price is not None else "-"
         lines.append(f" {mark} {pool.name:<12}{pool.gpu_product[:23]:<24}"
                      f"{pool.gpu_memory_mib:>8,}{result.max_batch.get(pool.name, 0):>15}"
-                     f"{result.auto_batch.get(pool.name, 0):>12}{price:>13}")
+                     f"{result.auto_batch.get(pool.name, 0):>12}{price:>12}")
+    per = (f"{result.train_images} training images x {result.epochs} epochs"
+           if result.train_images else "epoch and run need --train-images N")
+    lines += ["", f"time and cost ({per}; images/s of the whole job):", *pools_table(result)]
+    for row in result.pools:
+        if row.why:
+            lines.append(f"   {row.name}: {row.why}")
     expr = result.affinity[0]
-    lines += ["", f"pool {result.pool.name}: node affinity {expr['key']} {expr['operator']} "
-                  f"{expr['values'][0]}"]
+    lines += ["", result.pool_rule,
+              f"pool {result.pool.name}: node affinity {expr['key']} {expr['operator']} "
+              f"{expr['values'][0]}"]
     return "\n".join(lines)

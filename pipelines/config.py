@@ -37,6 +37,7 @@ Optimizer = Literal[OPTIMIZERS]
 Launcher = Literal[LAUNCHERS]
 TrtPrecision = Literal["fp16", "int8", "fp32"]
 Cache = Literal[CACHES]
+Objective = Literal["smallest", "cost", "time"]
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
 # Kubernetes names and the resource quantities both KFP and Kubernetes accept.
@@ -163,6 +164,14 @@ class RunConfig(BaseModel):
     serving_gpu_memory_mib: int = sk.GPU_MEMORY_FIELD
     deploy: sk.Deploy = sk.DEPLOY_FIELD
     deploy_timeout_s: int = sk.DEPLOY_TIMEOUT_FIELD
+    objective: Objective = Field("smallest", description="How the plan step chooses the node "
+                                 "pool: smallest (the least GPU memory that runs the largest "
+                                 "batch), cost (the lowest cost per epoch, from the catalog's "
+                                 "hourly_price and the estimated or measured images/s) or time "
+                                 "(the shortest epoch).")
+    deadline_h: float = Field(0.0, ge=0, le=8760, description="Hours the whole training may "
+                              "take (0 = no deadline, up to 8760): cost and time only choose "
+                              "pools whose estimated run finishes within it.")
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
                               allow_inf_nan=False)

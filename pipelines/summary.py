@@ -208,6 +208,8 @@ def format_summary(summary: dict) -> str:
                              f"GPU, pool {plan.get('pool')}"))
         if plan.get("batch_rule"):
             rows.append(("batch rule", plan["batch_rule"]))
+        if plan.get("pool_rule"):
+            rows.append(("pool rule", plan["pool_rule"]))
     training = summary.get("training")
     if training:
         rows.append(("training", _format_training(training)))

@@ -95,7 +95,11 @@ def _wire(c: dict[str, Callable], p: dict, cfg: RunConfig, *, cluster: bool) -> 
                      procs_per_node=p["procs_per_node"], precision=p["precision"],
                      optimizer=p["optimizer"], nc=prepare.outputs["nc"],
                      train_images=prepare.outputs["train_images"],
-                     node_pools=p[NODE_POOLS]).set_display_name("plan-resources")
+                     node_pools=p[NODE_POOLS], epochs=p["epochs"], objective=p["objective"],
+                     deadline_h=p["deadline_h"], workers=p["workers"],
+                     registry_uri=p["registry_uri"], checkpoint_uri=p["checkpoint_uri"],
+                     ).set_display_name("plan-resources")
+    plan.set_caching_options(False)  # it reads the throughput history, which grows
     train = c["train"](
         dataset=prepare.outputs["dataset"], run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
         model=p["model"], imgsz=p["imgsz"], epochs=p["epochs"], batch=plan.outputs["batch"],
@@ -108,7 +112,7 @@ def _wire(c: dict[str, Callable], p: dict, cfg: RunConfig, *, cluster: bool) -> 
         service_account=p["service_account"], job_timeout_s=p["job_timeout_s"],
         queue_timeout_s=p["queue_timeout_s"],
         min_gpu_memory_mib=plan.outputs["min_gpu_memory_mib"],
-        tolerations=plan.outputs["tolerations"],
+        tolerations=plan.outputs["tolerations"], registry_uri=p["registry_uri"],
     ).set_display_name("train").set_caching_options(False)
     evaluate = c["evaluate"](dataset=prepare.outputs["dataset"], weights=train.outputs["weights"],
                              imgsz=p["imgsz"], min_map50_95=p["min_map50_95"],
@@ -149,6 +153,9 @@ def _wire(c: dict[str, Callable], p: dict, cfg: RunConfig, *, cluster: bool) -> 
     _on_cluster(prepare, p, timeout_s=3600, retries=2)
     plan.set_cpu_request(p["step_cpu"]).set_memory_request(p["step_memory"])
     kubernetes.set_timeout(plan, 900)
+    # it reads the throughput history (registry or checkpoint store)
+    kubernetes.use_secret_as_env(plan, secret_name=p["storage_secret"],
+                                 secret_key_to_env=STORAGE_ENV)
     # With a cluster launcher the train step only creates and watches the job (the job's pods
     # get the GPUs and the placement); with launcher=local it trains in its own pod. Pod
     # deadlines cannot be parameters: the step may wait for the queue, then the job runs.

@@ -21,6 +21,10 @@ How the prediction is made (no GPU needed):
    buffers and the CUDA context.
 4. Plan: the pool and, for ``batch: 0``, the batch (plan.py: the largest of 64/32/16/... in
    total that fits, keeping ultralytics' nominal batch of 64).
+5. Cost and time (objective.py): per pool, images/s from the throughput history of finished
+   runs (history.py) or the H200 reference scaled by the GPU's spec sheet (throughput.py),
+   epoch and run time, cost from the catalog's price per GPU-hour; the objective (smallest,
+   cost, time) and the deadline pick the pool.
 
 The constants of step 3 are calibrated against the real trainer on an H200 (estimate.py;
 DESIGN.md "GPU memory and speed"); benchmarks/gpu_memory.py measures them on a GPU.
@@ -37,6 +41,7 @@ from kfp_yolo.components.planner.estimate import (
     min_gpu_memory_mib,
     resolve_model,
 )
+from kfp_yolo.components.planner.objective import OBJECTIVES, PoolRow
 from kfp_yolo.components.planner.plan import (
     MIN_BATCHES_PER_EPOCH,
     NOMINAL_BATCH,
@@ -51,6 +56,7 @@ from kfp_yolo.components.pools import node_affinity
 from kfp_yolo.components.spec import OPTIMIZERS, PRECISIONS
 
 __all__ = ["BOXES_PER_IMAGE", "CUDA_CONTEXT_MIB", "FRAGMENTATION", "HEADROOM", "NCCL_MIB",
-           "MIN_BATCHES_PER_EPOCH", "NOMINAL_BATCH", "OPTIMIZERS", "PRECISIONS", "MemoryEstimate",
-           "Plan", "auto_batch", "batch_limit", "choose_pool", "estimate_peak", "fit_batch",
-           "min_gpu_memory_mib", "node_affinity", "plan", "resolve_model"]
+           "MIN_BATCHES_PER_EPOCH", "NOMINAL_BATCH", "OBJECTIVES", "OPTIMIZERS", "PRECISIONS",
+           "MemoryEstimate", "Plan", "PoolRow", "auto_batch", "batch_limit", "choose_pool",
+           "estimate_peak", "fit_batch", "min_gpu_memory_mib", "node_affinity", "plan",
+           "resolve_model"]

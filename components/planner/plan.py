@@ -13,7 +13,10 @@ from kfp_yolo.components.planner.estimate import (
     estimate_peak,
     fit_batch,
     min_gpu_memory_mib,
+    resolve_model,
 )
+from kfp_yolo.components.planner.objective import OBJECTIVES, PoolRow, choose, pool_row
+from kfp_yolo.components.planner.throughput import gpu_spec
 from kfp_yolo.components.pools import Pool, node_affinity
 from kfp_yolo.components.spec import check_batch_shape
 
@@ -56,6 +59,14 @@ class Plan:
     """Global batch ``batch: 0`` takes on each pool of the catalog (0 = not one image fits)."""
     batch_rule: str
     """How the batch was chosen and why, one line (starts with ``auto:`` or ``given:``)."""
+    objective: str = "smallest"
+    """smallest | cost | time: what chose the pool."""
+    pool_rule: str = ""
+    """Why this pool, one line (starts with ``objective``)."""
+    pools: tuple[PoolRow, ...] = ()
+    """Every pool of the catalog for this run: batch, fit, images/s, time and cost."""
+    epochs: int | None = None
+    train_images: int | None = None
 
     @property
     def accumulate(self) -> int:
@@ -84,6 +95,11 @@ class Plan:
             "max_batch": dict(self.max_batch),
             "auto_batch": dict(self.auto_batch),
             "affinity": [dict(e) for e in self.affinity],
+            "objective": self.objective,
+            "pool_rule": self.pool_rule,
+            "epochs": self.epochs,
+            "train_images": self.train_images,
+            "pools": [row.to_dict() for row in self.pools],
         }
 
 
@@ -139,7 +155,9 @@ def choose_pool(need_mib: int, pools: list[Pool]) -> Pool:
 def plan(model: str, *, imgsz: int, batch: int, world_size: int = 1, precision: str = "amp",
          optimizer: str = "SGD", nc: int = 80, pools: list[Pool] | None = None,
          headroom: float = HEADROOM, cache_dir: str | Path | None = None,
-         procs_per_node: int | None = None, train_images: int | None = None) -> Plan:
+         procs_per_node: int | None = None, train_images: int | None = None,
+         objective: str = "smallest", epochs: int | None = None, deadline_h: float = 0.0,
+         history: list[dict] | None = None, workers: int = 0) -> Plan:
     """Plans a run: the batch, its memory need, the node pool and the affinity to request.
 
     A given global ``batch`` (a multiple of ``world_size``) is kept as given, and the smallest
@@ -153,7 +171,20 @@ def plan(model: str, *, imgsz: int, batch: int, world_size: int = 1, precision: 
     only pools whose nodes have that many GPUs and that scale to world_size / procs_per_node
     nodes. With ``train_images`` (the prepared dataset's training split), auto also keeps at
     least MIN_BATCHES_PER_EPOCH batches per epoch.
+
+    That is ``objective`` smallest. ``cost`` takes the pool with the lowest cost per epoch,
+    ``time`` the one with the shortest epoch, among those that fit the batch (auto: each
+    pool's own auto batch) and finish ``epochs`` within ``deadline_h`` (0 = no deadline);
+    images/s come from ``history`` (throughput records, history.py) or the throughput model,
+    with ``workers`` dataloader workers per GPU (0 = from the pool's cpus_per_node). Every
+    pool's row is in `Plan.pools` whatever the objective.
     """
+    model = resolve_model(model)  # history records name the model's file: yolov5l.yaml
+    if objective not in OBJECTIVES:
+        raise UserError(f"objective must be one of {list(OBJECTIVES)}, got {objective!r}.")
+    if isinstance(deadline_h, bool) or not isinstance(deadline_h, int | float) \
+            or not math.isfinite(deadline_h) or deadline_h < 0:
+        raise UserError(f"deadline_h must be a number of hours, 0 for none, got {deadline_h!r}.")
     if pools is None:
         from kfp_yolo.components.pools import load_pools
 
@@ -175,6 +206,14 @@ def plan(model: str, *, imgsz: int, batch: int, world_size: int = 1, precision: 
                                    **common) for p in pools}
     limit = batch_limit(train_images)
     auto = {name: auto_batch(fits, world_size, limit) for name, fits in max_batch.items()}
+    rows = _rows(model, pools, big_enough, max_batch, auto, batch=batch, common=common,
+                 train_images=train_images, epochs=epochs, history=history or [],
+                 workers=workers)
+    picked = None
+    if objective != "smallest":
+        picked = choose(rows, pools, objective, deadline_h=deadline_h, epochs=epochs,
+                        train_images=train_images)
+    chosen = next((p for p in pools if picked and p.name == picked[0].name), None)
     if batch:
         per_gpu = batch // world_size
         rule = (f"given: batch {batch} as configured (ultralytics accumulates {accumulate(batch)}"
@@ -183,20 +222,59 @@ def plan(model: str, *, imgsz: int, batch: int, world_size: int = 1, precision: 
         ranked = sorted(big_enough, key=lambda p: p.gpu_memory_mib)
         best = max((auto[p.name] for p in ranked), default=0)
         smallest = next((p for p in ranked if auto[p.name] == best), None)
+        if chosen is not None:
+            best, smallest = auto[chosen.name], chosen
         # not even one image fits: per_gpu 1, and choose_pool below says which pool and what to do
         per_gpu = max(best // world_size, 1)
         rule = _auto_rule(best, world_size, smallest,
                           lambda b: estimate_peak(model, batch=b, **common).peak_mib, headroom,
-                          limit, train_images)
+                          limit, train_images, holder=chosen.name if chosen else "")
     estimate = estimate_peak(model, batch=per_gpu, **common)
     need = min_gpu_memory_mib(estimate.peak_mib, headroom)
-    pool = choose_pool(need, big_enough)
+    pool = chosen or choose_pool(need, big_enough)
+    if objective != "smallest" and picked is None:
+        reason = (f"objective {objective}: no pool that fits has an images/s figure, so the "
+                  f"smallest pool that fits, as objective smallest")
+    else:
+        reason = picked[1] if picked else "objective smallest: the least GPU memory that fits"
+    if objective == "smallest" and deadline_h:
+        reason += f"; deadline_h={deadline_h:g} is not checked (cost and time use it)"
     total = per_gpu * world_size
     return Plan(batch=total, batch_per_gpu=per_gpu, world_size=world_size,
                 peak_mib=estimate.peak_mib, min_gpu_memory_mib=need,
                 breakdown_mib=estimate.breakdown_mib, pool=pool, max_batch=max_batch,
                 affinity=node_affinity(need), auto_batch=auto,
-                batch_rule=rule)
+                batch_rule=rule, objective=objective, pool_rule=reason, pools=tuple(rows),
+                epochs=epochs, train_images=train_images)
+
+
+def _rows(model: str, pools: list[Pool], big_enough: list[Pool], max_batch: dict[str, int],
+          auto: dict[str, int], *, batch: int, common: dict, train_images: int | None,
+          epochs: int | None, history: list[dict], workers: int) -> list[PoolRow]:
+    """One row per pool of the catalog: the batch it would take, fit, throughput, time, cost."""
+    world_size = common["world_size"]
+    work = None
+    if history or any(gpu_spec(p.gpu_product) for p in pools):
+        from kfp_yolo.components.planner.work import model_work
+
+        work = model_work(model, nc=common["nc"], precision=common["precision"],
+                          cache_dir=common["cache_dir"])
+    rows = []
+    for pool in pools:
+        per_gpu = batch // world_size if batch else auto[pool.name] // world_size
+        why = ""
+        if pool not in big_enough:
+            why = f"cannot host {world_size} GPU(s) in this job's shape"
+        elif per_gpu < 1 or max_batch[pool.name] < per_gpu:
+            why = f"batch {max(per_gpu, 1)}/GPU does not fit its {pool.gpu_memory_mib} MiB"
+        fits = not why
+        peak = estimate_peak(model, batch=per_gpu, **common).peak_mib if fits else 0
+        rows.append(pool_row(pool, fits=fits, why=why, batch_per_gpu=per_gpu,
+                             world_size=world_size, peak_mib=peak, work=work, model=model,
+                             imgsz=common["imgsz"], precision=common["precision"],
+                             workers=workers, train_images=train_images, epochs=epochs,
+                             history=history))
+    return rows
 
 
 def _pools_for_shape(pools: list[Pool], world_size: int,
@@ -219,7 +297,7 @@ def _pools_for_shape(pools: list[Pool], world_size: int,
 
 def _auto_rule(total: int, world_size: int, pool: Pool | None, peak_at: Callable[[int], int],
                headroom: float, limit: int = NOMINAL_BATCH,
-               train_images: int | None = None) -> str:
+               train_images: int | None = None, holder: str = "") -> str:
     """The one-line reason for an auto batch; says what the next larger candidate needs."""
     if not total or pool is None:
         return "auto: not one image per GPU fits any pool that can run the job"
@@ -235,6 +313,7 @@ def _auto_rule(total: int, world_size: int, pool: Pool | None, peak_at: Callable
     elif total < NOMINAL_BATCH:
         larger = 2 * total if even else total + world_size
         need = min_gpu_memory_mib(peak_at(larger // world_size), headroom)
-        rule += (f"; {larger} needs {need} MiB per GPU, more than any pool for this job shape "
-                 f"holds; ultralytics accumulates {accumulate(total)} batches")
+        holds = holder or "any pool for this job shape"
+        rule += (f"; {larger} needs {need} MiB per GPU, more than {holds} holds; ultralytics "
+                 f"accumulates {accumulate(total)} batches")
     return rule + ")"

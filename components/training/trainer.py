@@ -30,6 +30,10 @@ class Progress:
         self.record: dict[str, Any] = {"rank": env.rank, "world_size": env.world_size,
                                        "local_world_size": env.local_world_size,
                                        "device": device_type, "epochs": []}
+        if device_type == "cuda":  # the throughput history's key, named as GFD names it
+            import torch
+
+            self.record["gpu_product"] = torch.cuda.get_device_name().replace(" ", "-")
         if pipeline is not None:
             self.record["input_pipeline"] = {"workers": pipeline.workers, "cache": pipeline.cache,
                                              "reason": pipeline.reason}
@@ -80,7 +84,8 @@ def job_summary(record: dict[str, Any], spec: TrainSpec) -> dict[str, Any]:
     world = record.get("world_size", spec.world_size)
     per_rank = sum(e["images"] for e in timed) / seconds if seconds else 0.0
     return {"nodes": spec.nodes, "procs_per_node": spec.procs_per_node, "world_size": world,
-            "device": record.get("device", ""), "batch": spec.batch,
+            "device": record.get("device", ""), "gpu_product": record.get("gpu_product", "cpu"),
+            "batch": spec.batch,
             "batch_per_gpu": record.get("batch_per_process", spec.batch // world),
             "workers": record.get("workers"), "cache": record.get("cache"),
             "input_reason": record.get("input_pipeline", {}).get("reason", ""),

@@ -47,6 +47,15 @@ def test_full_run_succeeds_with_every_artifact(passed_run):
     assert "summary" in result.stderr and "mAP50-95" in result.stderr
 
 
+def test_the_run_records_its_throughput_for_later_plans(passed_run, registry):
+    from kfp_yolo.components.planner.history import read_history
+
+    records = read_history(str(registry / "_throughput"))  # beside the registry
+    assert records and records[0]["gpu_product"] == "cpu" and records[0]["images_per_s"] > 0
+    assert (records[0]["model"], records[0]["imgsz"], records[0]["batch_per_gpu"]) == \
+        ("yolov5n.yaml", 64, 8)
+
+
 def test_the_gated_model_is_published_with_latest_last(passed_run, registry):
     _, summary = passed_run
     latest = json.loads((registry / "tiny" / "latest").read_text())

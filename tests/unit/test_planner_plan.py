@@ -69,8 +69,8 @@ def test_auto_batch_keeps_the_nominal_64_split_evenly():
 def test_batch_0_on_the_catalog_is_the_largest_fitting_of_64_32_16(probe_cache, capsys, model,
                                                                     precision, gpus):
     pools = load_pools()
-    out = plan_json(capsys, "--model", model, "--batch", "0", "--precision", precision,
-                     "--gpus", str(gpus))
+    out = plan_json(capsys, "--model", model, "--imgsz", "640", "--batch", "0", "--precision",
+                    precision, "--optimizer", "SGD", "--gpus", str(gpus))
     assert set(out["auto_batch"]) == {p.name for p in pools}
     kw = dict(precision=precision, world_size=gpus)
     for pool in pools:
@@ -211,24 +211,28 @@ def test_plan_fits_the_job_shape_gpus_per_node_and_nodes(probe_cache):
 
 
 def test_plan_table_shows_breakdown_pools_and_prices(probe_cache, capsys):
-    assert cli_main(["plan", "--model", "yolov5l", "--batch", "16", "--precision", "fp32"]) == 0
+    assert cli_main(["plan", "--model", "yolov5l", "--imgsz", "640", "--batch", "16",
+                     "--precision", "fp32"]) == 0
     out = capsys.readouterr().out
     for text in ("activations", "ema", "cuda_context", "total", "rtx4000-8g", "0.53",
                  "nvidia.com/gpu.memory Gt", "auto batch", "accumulate 4 (effective batch 64)",
-                 "given: batch 16 as configured"):
+                 "given: batch 16 as configured", "optimizer AdamW",  # the config's defaults
+                 "objective smallest: the least GPU memory that fits",
+                 "epoch and run need --train-images N"):
         assert text in out
-    chosen = [line for line in out.splitlines() if line.startswith(" * ")]
-    assert len(chosen) == 1
+    # one chosen pool, marked in both tables (memory; time and cost)
+    chosen = {line.split()[1] for line in out.splitlines() if line.startswith(" * ")}
+    assert len(chosen) == 1 and len([ln for ln in out.splitlines() if ln.startswith(" * ")]) == 2
 
 
 def test_plan_table_with_batch_0_shows_the_auto_batch_per_pool(probe_cache, capsys):
-    assert cli_main(["plan", "--model", "yolov5l", "--batch", "0"]) == 0
+    assert cli_main(["plan", "--model", "yolov5l", "--imgsz", "640", "--batch", "0"]) == 0
     table = capsys.readouterr().out
-    data = plan_json(capsys, "--model", "yolov5l", "--batch", "0")
+    data = plan_json(capsys, "--model", "yolov5l", "--imgsz", "640", "--batch", "0")
     assert data["batch_rule"] in table
     names = set(data["auto_batch"])
     shown = {}
-    for line in table.splitlines():
+    for line in table.split("time and cost")[0].splitlines():
         words = line.replace("*", " ").split()
         if words and words[0] in names:  # pool, GPU, MiB, max batch/GPU, auto batch, price
             shown[words[0]] = (int(words[-3]), int(words[-2]))
@@ -238,8 +242,13 @@ def test_plan_table_with_batch_0_shows_the_auto_batch_per_pool(probe_cache, caps
 @pytest.mark.parametrize("argv, message", [
     (["--model", "nope"], "model 'nope.yaml' cannot be built (FileNotFoundError"),
     (["--model", "missing.pt"], "no such .pt file"),
-    (["--imgsz", "16"], "imgsz must be an integer of at least 32"),
-    (["--batch", "-1"], "--batch must be 0"),
+    (["--imgsz", "16"], "--imgsz: imgsz=16 is invalid: Input should be greater than or equal "
+                        "to 32"),
+    (["--imgsz", "100"], "imgsz=100 is invalid: must be a multiple of 32"),
+    (["--batch", "-1"], "--batch: batch=-1 is invalid"),
+    (["--objective", "cost", "--deadline-h", "-1"], "--deadline-h: deadline_h=-1.0 is invalid"),
+    (["--train-images", "0"], "--train-images must be the training split's image count"),
+    (["--set", "objective=fast"], "--set: objective='fast' is invalid"),
     (["--gpus", "0"], "--gpus must be at least 1"),
     (["--nc", "0"], "nc (number of classes) must be a positive integer"),
     (["--batch", "100000"], "largest node pool"),
@@ -263,9 +272,16 @@ def test_kfp_component_outputs(tmp_path):
     assert {k: v["parameterType"] for k, v in outputs.items()} == {
         "batch": "NUMBER_INTEGER", "peak_mib": "NUMBER_INTEGER", "pool": "STRING",
         "min_gpu_memory_mib": "NUMBER_INTEGER", "node_affinity": "STRUCT",
-        "tolerations": "LIST", "batch_rule": "STRING", "accumulate": "NUMBER_INTEGER"}
+        "tolerations": "LIST", "batch_rule": "STRING", "accumulate": "NUMBER_INTEGER",
+        "pool_rule": "STRING"}
+    report = type("Artifact", (), {"path": str(tmp_path / "report.md")})()
     result = plan_resources_component("yolov5n.yaml", 320, 0, 1, 2, "amp", "SGD", 3,
-                                      catalog_json())
+                                      catalog_json(), report, train_images=1000, epochs=10,
+                                      objective="time")
+    text = (tmp_path / "report.md").read_text()
+    assert f"**Pool {result.pool}**" in text and "| pool | GPU | batch |" in text
+    assert "objective time:" in text and "1000 training images x 10 epochs" in text
+    assert result.pool_rule.startswith("objective time: ") and result.pool_rule in text
     assert result.batch % 2 == 0 and result.batch > 0
     assert result.pool in {p.name for p in load_pools()}
     assert result.min_gpu_memory_mib >= result.peak_mib > 0
