@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.k8s_names import DNS_LABEL, DNS_SUBDOMAIN, LABEL_VALUE, check
 
 __all__ = ["PRIORITY_LABEL", "QUEUE_LABEL", "RUN_LABEL", "SECRET_KEYS", "SPEC_ANNOTATION",
            "ClusterSettings", "Owner", "check_name", "cluster_settings", "default_api_client",
@@ -135,10 +136,13 @@ def cluster_settings(launcher: str, *, pool: str = "", pools_path: str | None = 
 
 
 def check_name(key: str, value: str) -> None:
-    """Refuses a value that is not a valid Kubernetes name (one sentence naming the key)."""
-    if len(value) > 63 or not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", value):
-        raise UserError(f"{key}={value!r} is not a valid Kubernetes name; use lower-case "
-                        "letters, digits and '-'.")
+    """Refuses a value the API server would refuse for key (one sentence stating the rule)."""
+    if key == "namespace":
+        check(DNS_LABEL, key, value)
+    else:  # a LocalQueue, a service account, a runtime, a priority class: object names
+        check(DNS_SUBDOMAIN, key, value)
+    if key in ("queue", "workload_priority_class"):  # also the value of kueue's labels
+        check(LABEL_VALUE, key, value)
 
 
 def job_name(run_id: str) -> str:

@@ -159,7 +159,7 @@ def test_job_name_is_a_short_dns_label(run_id):
 
 
 def test_settings_reject_a_bad_namespace_with_the_value():
-    with pytest.raises(UserError, match=r"namespace='Team A' is not a valid Kubernetes name"):
+    with pytest.raises(UserError, match=r"namespace='Team A' is invalid: a Kubernetes name is 1-63"):
         ClusterSettings(namespace="Team A")
 
 
@@ -503,7 +503,7 @@ def test_job_render_reports_a_bad_config_as_usage_error(capsys):
     from kfp_yolo.pipelines.cli import main
 
     assert main(["job", "render", "--set", "namespace=Team A"]) == 2
-    assert "not a valid Kubernetes name" in capsys.readouterr().err
+    assert "a Kubernetes name is 1-63 lower-case letters" in capsys.readouterr().err
 
 
 GOLDEN = Path(__file__).resolve().parents[2] / "k8s" / "examples" / "pytorchjob.yaml"
