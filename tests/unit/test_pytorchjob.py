@@ -159,7 +159,7 @@ def test_job_name_is_a_short_dns_label(run_id):
 
 
 def test_settings_reject_a_bad_namespace_with_the_value():
-    with pytest.raises(UserError, match=r"namespace='Team A' is invalid: a Kubernetes name is 1-63"):
+    with pytest.raises(UserError, match=r"namespace='Team A' is invalid: a Kubernetes name"):
         ClusterSettings(namespace="Team A")
 
 
