@@ -22,8 +22,8 @@ How the prediction is made (no GPU needed):
 4. Plan: the pool and, for ``batch: 0``, the batch (plan.py: the largest of 64/32/16/... in
    total that fits, keeping ultralytics' nominal batch of 64).
 
-The constants of step 3 are calibrated against the real trainer on an H200 (estimate.py;
-DESIGN.md "GPU memory and speed"); benchmarks/gpu_memory.py measures them on a GPU.
+The constants of step 3 are calibrated against the real trainer on an H200 (the measured
+figures are in estimate.py's docstring); benchmarks/gpu_memory.py measures them on a GPU.
 """
 
 from kfp_yolo.components.planner.estimate import (
