@@ -54,6 +54,11 @@ def check_run_parameters(values: dict[str, Any], *, compiled: dict[str, Any]) ->
         raise UserError(f"{PARAMETER_SOURCE}: {', '.join(refused)} is fixed at compile time; "
                         "set it with `kfp-yolo compile --set KEY=VALUE` and upload again.")
     cfg = check_config({**compiled, **values}, node_pools)
+    if cfg.launcher != "local":  # the train step would find out after the data is prepared
+        from kfp_yolo.components.launchers.cluster import cluster_config_problem
+
+        if problem := cluster_config_problem():
+            raise UserError(problem)
     checked = {name: getattr(cfg, name) for name in values}
     if "lr0" in checked:
         checked["lr0"] = cfg.learning_rate

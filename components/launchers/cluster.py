@@ -18,7 +18,8 @@ from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.k8s_names import DNS_LABEL, DNS_SUBDOMAIN, LABEL_VALUE, check
 
 __all__ = ["PRIORITY_LABEL", "QUEUE_LABEL", "RUN_LABEL", "SECRET_KEYS", "SPEC_ANNOTATION",
-           "ClusterSettings", "Owner", "check_name", "cluster_settings", "default_api_client",
+           "NO_CLUSTER", "ClusterSettings", "Owner", "check_name", "cluster_config_problem",
+           "cluster_settings", "default_api_client",
            "job_name", "owner_from_env", "owner_reference", "pool_placement", "status_message"]
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
@@ -184,12 +185,33 @@ def status_message(exc: Any) -> str:
         return str(getattr(exc, "reason", exc))
 
 
+NO_CLUSTER = ("a cluster launcher (pytorchjob, trainjob or auto) found no Kubernetes cluster "
+              "to create the job in: no in-cluster service account and no kubeconfig "
+              "(KUBECONFIG or ~/.kube/config); run it in a cluster, point KUBECONFIG at one, "
+              "or compile with launcher=local.")
+
+
+def cluster_config_problem(environ: Mapping[str, str] | None = None) -> str | None:
+    """None when a kubernetes client can be configured here, else NO_CLUSTER (cheap: no API
+    call, no kubernetes import), so a run can refuse before it prepares any data."""
+    environ = os.environ if environ is None else environ
+    token = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    if environ.get("KUBERNETES_SERVICE_HOST") and os.path.exists(token):
+        return None
+    paths = [p for p in environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    paths = paths or [os.path.expanduser("~/.kube/config")]
+    return None if any(os.path.isfile(p) for p in paths) else NO_CLUSTER
+
+
 def default_api_client() -> Any:
-    """An ApiClient from the in-cluster config, else the kubeconfig."""
+    """An ApiClient from the in-cluster config, else the kubeconfig; neither is a UserError."""
     from kubernetes import client, config
 
     try:
         config.load_incluster_config()
     except config.ConfigException:
-        config.load_kube_config()
+        try:
+            config.load_kube_config()
+        except config.ConfigException as exc:  # not a traceback: one sentence, exit 2
+            raise UserError(f"{NO_CLUSTER.rstrip('.')} ({' '.join(str(exc).split())}).") from None
     return client.ApiClient()

@@ -55,7 +55,7 @@ BAD_VALUES = [
 def compiled(tmp_path_factory) -> Path:
     """The pipeline YAML as a user uploads it (compiled for a cluster)."""
     output = tmp_path_factory.mktemp("compiled") / "pipeline.yaml"
-    assert main(["compile", "-o", str(output), "--set", "launcher=auto"]) == 0
+    assert main(["compile", "-o", str(output)]) == 0
     return output
 
 
@@ -100,6 +100,20 @@ def test_the_shipped_step_passes_checked_values_on(compiled):
     assert checked.lr0 == 0.01  # 0 = the optimizer's default
     assert set(checked._fields) == set(values)
     assert step(**{**values, "lr0": 0.002}).lr0 == 0.002
+
+
+def test_a_cluster_launcher_without_a_cluster_is_refused_first(tmp_path, monkeypatch):
+    output = tmp_path / "pipeline.yaml"
+    assert main(["compile", "-o", str(output), "--set", "launcher=pytorchjob"]) == 0
+    step, values = _shipped_step(output), _defaults(output)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-such-kubeconfig"))
+    with pytest.raises(UserError, match=r"a cluster launcher \(pytorchjob, trainjob or auto\) "
+                                        r"found no Kubernetes cluster"):
+        step(**values)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    assert step(**values).name == "demo"
 
 
 def _run_compiled(path: Path, root: Path, **arguments) -> tuple[str, float]:
