@@ -20,7 +20,7 @@ from kfp_yolo.components.k8s_names import DNS_LABEL, DNS_SUBDOMAIN, LABEL_VALUE,
 __all__ = ["PRIORITY_LABEL", "QUEUE_LABEL", "RUN_LABEL", "SECRET_KEYS", "SPEC_ANNOTATION",
            "NO_CLUSTER", "ClusterSettings", "Owner", "check_name", "cluster_config_problem",
            "cluster_settings", "default_api_client",
-           "job_name", "owner_from_env", "owner_reference", "pool_placement", "status_message"]
+           "job_name", "owner_from_env", "owner_reference", "status_message"]
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
@@ -117,9 +117,8 @@ class ClusterSettings:
         return self.run_timeout_s or self.active_deadline_s + 300
 
 
-def cluster_settings(launcher: str, *, pool: str = "", pools_path: str | None = None,
-                     **settings: Any) -> ClusterSettings:
-    """ClusterSettings from a launcher's keyword settings; the pool gives placement defaults.
+def cluster_settings(launcher: str, **settings: Any) -> ClusterSettings:
+    """ClusterSettings from a launcher's keyword settings (placement: the plan step's).
 
     Unknown keys are refused in one sentence naming them; `owner` defaults to owner_from_env().
     """
@@ -128,10 +127,6 @@ def cluster_settings(launcher: str, *, pool: str = "", pools_path: str | None = 
     if unknown:
         raise UserError(f"unknown {launcher} launcher setting(s) {sorted(unknown)}; known are "
                         f"{sorted(known)}.")
-    if pool:
-        placement = pool_placement(pool, pools_path)
-        settings.setdefault("tolerations", placement["tolerations"])
-        settings.setdefault("node_affinity", placement["node_affinity"])
     settings.setdefault("owner", owner_from_env())
     return ClusterSettings(**settings)
 
@@ -161,20 +156,6 @@ def owner_reference(owner: Owner) -> dict:
     # Not a controller reference: Kueue would take a job controlled by a Pod for a child of a
     # pod workload and never admit it on its own.
     return {"apiVersion": "v1", "kind": "Pod", "name": owner.name, "uid": owner.uid}
-
-
-def pool_placement(pool: str, pools_path: str | None) -> dict:
-    """Tolerations and affinity (at least the pool's GPU memory) of a catalog pool."""
-    from kfp_yolo.components.pools import load_pools, node_affinity
-
-    pools = {p.name: p for p in load_pools(pools_path)}
-    if pool not in pools:
-        raise UserError(f"pool {pool!r} is not in the node-pool catalog; known pools are "
-                        f"{sorted(pools)}.")
-    chosen = pools[pool]
-    # at least this pool's memory, so a larger pool may run it too
-    return {"node_affinity": tuple(node_affinity(chosen.gpu_memory_mib)),
-            "tolerations": chosen.tolerations}
 
 
 def status_message(exc: Any) -> str:

@@ -169,21 +169,14 @@ def test_owner_from_env_reads_the_downward_api():
     assert owner_from_env({"POD_NAME": "p"}) is None
 
 
-def test_pool_setting_gives_affinity_and_tolerations_from_the_catalog():
-    launcher = PyTorchJobLauncher(api_client=object(), pool="l4-24g", namespace=NS, owner=None)
-    assert launcher.cluster.node_affinity == (
-        {"key": "nvidia.com/gpu.memory", "operator": "Gt", "values": ["23033"]},)
-    assert launcher.cluster.tolerations == TOLERATIONS
-    with pytest.raises(UserError, match="pool 'nope' is not in the node-pool catalog"):
-        PyTorchJobLauncher(api_client=object(), pool="nope")
-
-
-def test_the_planners_need_wins_over_the_pools_size_and_keeps_its_tolerations():
+def test_the_plan_steps_placement_reaches_the_settings():
     from kfp_yolo.components.pools import node_affinity
 
-    # What train_component passes: the pool and the plan's need (12,645 MiB for yolov5l amp).
-    launcher = PyTorchJobLauncher(api_client=object(), pool="l4-24g", namespace=NS, owner=None,
-                                  node_affinity=tuple(node_affinity(12645)))
+    # What train_component passes: the plan's need (12,645 MiB for yolov5l amp) and the pool's
+    # tolerations.
+    launcher = PyTorchJobLauncher(api_client=object(), namespace=NS, owner=None,
+                                  node_affinity=tuple(node_affinity(12645)),
+                                  tolerations=TOLERATIONS)
     assert launcher.cluster.node_affinity == (
         {"key": "nvidia.com/gpu.memory", "operator": "Gt", "values": ["12644"]},)
     assert launcher.cluster.tolerations == TOLERATIONS
