@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -17,6 +15,7 @@ import numpy as np
 import yaml
 from PIL import Image, ImageDraw
 
+from kfp_yolo.components.atomic import staged_dir
 from kfp_yolo.components.errors import UserError
 
 __all__ = ["CLASS_NAMES", "SynthSpec", "synthesize", "synthesize_into", "synthetic_spec"]
@@ -167,26 +166,14 @@ def synthesize_into(dest: str | Path, spec: SynthSpec = SynthSpec(), *,
                         "--replace only replaces a dataset, give another folder.")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+        writable = os.access(dest.parent, os.W_OK | os.X_OK)
     except OSError as exc:
         raise UserError(f"{dest}: cannot write there ({exc.strerror}); give a folder you can "
                         "write to.") from None
-    aside = None
-    try:
-        synthesize(staging, spec)
-        if occupied:
-            aside = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-            os.replace(dest, aside / "dataset")
-            try:
-                os.replace(staging, dest)
-            except OSError:
-                os.replace(aside / "dataset", dest)  # put the old dataset back
-                raise
-            shutil.rmtree(aside)
-        else:
-            os.replace(staging, dest)  # onto an absent or empty folder: one rename
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        if aside is not None and not (aside / "dataset").exists():
-            shutil.rmtree(aside, ignore_errors=True)
+    if not writable:
+        raise UserError(f"{dest}: cannot write there (permission denied); give a folder you "
+                        "can write to.")
+    # built beside dest, then swapped in; the old dataset stays until the new one is in place
+    with staged_dir(dest) as part:
+        synthesize(part, spec)
     return dest / "data.yaml"
