@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -120,19 +118,21 @@ class RunConfig(BaseModel):
     registry_uri: str = Field("", description="Model registry root (s3://, minio://, file:// or "
                               "a path); empty = do not publish.")
     image: str = Field("ghcr.io/kfp-yolo/kfp-yolo:0.1.0", description="Container image of every "
-                       "step and training pod.")
+                       "step and training pod: a reference without spaces.")
     namespace: str = Field("kubeflow-user", description="Namespace of the training job: 1-63 "
                            "lower-case letters, digits or '-'.")
     queue: str = Field("", description="Kueue LocalQueue name for the training job, at most 63 "
                        "lower-case letters, digits, '-' or '.'; empty = none.")
     storage_secret: str = Field("kfp-yolo-storage", description="Name of the Kubernetes Secret "
-                                "with AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY.")
+                                "with AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: "
+                                "1-253 lower-case letters, digits, '-' or '.'.")
     workload_priority_class: str = Field("", description="Kueue WorkloadPriorityClass of the "
                                          "training job (needs a queue): kfp-yolo-interactive or "
                                          "kfp-yolo-retraining; empty = none.")
     service_account: str = Field("", description="Service account of the run's step pods (the "
                                  "train step creates the training job with it) and of the "
-                                 "training pods; empty = the namespace's default.")
+                                 "training pods, 1-253 lower-case letters, digits, '-' or '.'; "
+                                 "empty = the namespace's default.")
     step_cpu: str = Field("2", description="CPU request of the steps without a GPU (prepare, "
                           "plan, export, publish, and train unless launcher is local), e.g. 2 or "
                           "500m.")
@@ -142,9 +142,10 @@ class RunConfig(BaseModel):
                                "once started (activeDeadlineSeconds), in seconds: more than 0.")
     queue_timeout_s: int = Field(0, ge=0, description="Longest wait for Kueue to admit the "
                                  "training job, in seconds; 0 = as long as the queue takes.")
-    priority_class: str = Field("", description="Kubernetes PriorityClass of the training pods "
-                                "(launcher pytorchjob only: a TrainJob takes its runtime's); "
-                                "empty = the cluster's default.")
+    priority_class: str = Field("", description="Kubernetes PriorityClass of the training pods, "
+                                "1-253 lower-case letters, digits, '-' or '.' (launcher "
+                                "pytorchjob only: a TrainJob takes its runtime's); empty = the "
+                                "cluster's default.")
     backoff_limit: int = Field(3, ge=0, le=100, description="Pod restarts a PyTorchJob allows "
                                "before it fails (a restart resumes from the checkpoint): 0 to "
                                "100; a TrainJob takes its runtime's.")
@@ -310,75 +311,5 @@ def format_error(err: ValidationError, source: str) -> str:
     return f"{source}: {message}."
 
 
-def _coerce(raw: str) -> Any:
-    """A --set value in YAML's scalar syntax: 16 -> int, 0.5 -> float, true -> bool."""
-    try:
-        return yaml.safe_load(raw) if raw != "" else ""
-    except yaml.YAMLError:
-        return raw
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """Turns ['epochs=3', 'model=yolov5s.yaml'] into a dict; a malformed item is a UserError."""
-    overrides: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--set {item!r} is not KEY=VALUE; write for example --set epochs=3.")
-        overrides[key.strip()] = _coerce(raw.strip())
-    return overrides
-
-
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Reads a YAML config file (optional) and applies --set overrides; errors are UserErrors."""
-    values: dict[str, Any] = {}
-    source = "built-in defaults"
-    if path is not None:
-        if not str(path).strip():
-            raise UserError("--config is empty; give the config file's path.")
-        path = Path(path)
-        source = str(path)
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except OSError as exc:
-            raise UserError(f"{path}: cannot read the config file ({exc.strerror}).") from None
-        except UnicodeDecodeError as exc:
-            line = path.read_bytes()[:exc.start].count(b"\n") + 1
-            raise UserError(f"{path}: line {line} is not UTF-8 text; save the config file as "
-                            "UTF-8.") from None
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark else ""
-            problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or exc
-            raise UserError(f"{path}:{where} is not valid YAML ({' '.join(str(problem).split())})"
-                            "; fix the syntax.") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise UserError(f"{path}: a config file must be a mapping of KEY: VALUE, "
-                            f"got {type(loaded).__name__}.")
-        for key in loaded:
-            if not isinstance(key, str):
-                raise UserError(f"{path}: key {key!r} is not a name; keys are the names of "
-                                f"config settings, e.g. epochs: 3.")
-        values.update(loaded)
-    set_values = parse_overrides(overrides or [])
-    values.update(set_values)
-    try:
-        return RunConfig(**values)
-    except ValidationError as err:
-        first_key = str(err.errors()[0]["loc"][0]) if err.errors()[0]["loc"] else ""
-        where = "--set" if first_key in set_values else source
-        if where == source and path is not None and first_key:
-            where = _locate_key(Path(path), first_key)
-        raise UserError(format_error(err, where)) from None
-
-
-def _locate_key(path: Path, key: str) -> str:
-    """'file:LINE' of a top-level key in a YAML file, or just the file when it is not found."""
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
-        if re.match(rf"^{re.escape(key)}\s*:", line):
-            return f"{path}:{number}"
-    return str(path)
+# Reading config files and --set lives in config_file.py; its names are this module's too.
+from kfp_yolo.pipelines.config_file import load_config, parse_overrides  # noqa: E402
