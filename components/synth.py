@@ -6,7 +6,6 @@ The demo's default data. The same seed gives the same bytes on every machine (PN
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -164,16 +163,12 @@ def synthesize_into(dest: str | Path, spec: SynthSpec = SynthSpec(), *,
     if occupied and not _looks_like_dataset(dest):
         raise UserError(f"{dest} holds files but no dataset (no data.yaml, images/ or labels/); "
                         "--replace only replaces a dataset, give another folder.")
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        writable = os.access(dest.parent, os.W_OK | os.X_OK)
-    except OSError as exc:
-        raise UserError(f"{dest}: cannot write there ({exc.strerror}); give a folder you can "
-                        "write to.") from None
-    if not writable:
-        raise UserError(f"{dest}: cannot write there (permission denied); give a folder you "
-                        "can write to.")
     # built beside dest, then swapped in; the old dataset stays until the new one is in place
     with staged_dir(dest) as part:
+        try:
+            part.mkdir(parents=True)
+        except OSError as exc:
+            raise UserError(f"{dest}: cannot write there ({exc.strerror}); give a folder you "
+                            "can write to.") from None
         synthesize(part, spec)
     return dest / "data.yaml"
