@@ -169,7 +169,7 @@ def status_message(exc: Any) -> str:
 NO_CLUSTER = ("a cluster launcher (pytorchjob, trainjob or auto) found no Kubernetes cluster "
               "to create the job in: no in-cluster service account and no kubeconfig "
               "(KUBECONFIG or ~/.kube/config); run it in a cluster, point KUBECONFIG at one, "
-              "or compile with launcher=local.")
+              "or set launcher=local.")
 
 
 def cluster_config_problem(environ: Mapping[str, str] | None = None) -> str | None:

@@ -151,3 +151,24 @@ def test_the_compiled_pipeline_fails_in_its_first_step(compiled, tmp_path, capsy
     run_dirs = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert {p.name for d in run_dirs for p in d.iterdir()} <= {VALIDATE}
 
+
+
+def test_kfp_yolo_run_reports_the_first_steps_refusal_as_bad_input(tmp_path):
+    """A local run whose train step could never start: refused by validate-config, exit 2."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KUBECONFIG": str(tmp_path / "no-such-kubeconfig")}
+    result = subprocess.run([sys.executable, "-m", "kfp_yolo.pipelines.cli", "run", "--workdir",
+                             str(tmp_path / "w"), "--set", "launcher=pytorchjob"],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "kfp-yolo: error: a cluster launcher (pytorchjob, trainjob or auto) found no Kubernetes "
+        "cluster")
+    summary = json.loads((tmp_path / "w" / "summary.json").read_text())
+    assert summary["steps"]["validate"] == "failed"
+    assert {state for step, state in summary["steps"].items() if step != "validate"} == {
+        "not run"}
