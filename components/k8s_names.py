@@ -15,7 +15,8 @@ import re
 
 from kfp_yolo.components.errors import UserError
 
-__all__ = ["DNS_LABEL", "DNS_SUBDOMAIN", "LABEL_VALUE", "MODEL_NAME", "NameRule", "check"]
+__all__ = ["DNS_LABEL", "DNS_SUBDOMAIN", "LABEL_VALUE", "MODEL_NAME", "NameRule", "check",
+           "label_value"]
 
 
 class NameRule:
@@ -61,3 +62,10 @@ def check(rule: NameRule, key: str, value: str) -> None:
     problem = rule.problem(value)
     if problem is not None:
         raise UserError(f"{key}={value!r} is invalid: {problem}.")
+
+
+def label_value(text: str, default: str = "run") -> str:
+    """text made into a valid label value (other characters become '-', at most 63 kept)."""
+    value = re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:LABEL_VALUE.max_len].strip("-_.") or default
+    assert LABEL_VALUE.matches(value), value
+    return value
