@@ -6,6 +6,8 @@ Each raises ValueError with the reason (RunConfig turns it into the `key=value i
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import re
 from pathlib import Path
 from urllib.parse import urlparse
@@ -24,6 +26,8 @@ _STORE_SCHEMES = ("s3", "minio", "file")
 # ultralytics tells a model's task by these suffixes of its YAML or checkpoint name.
 _OTHER_TASKS = {"cls": "classification", "seg": "segmentation", "pose": "pose",
                 "obb": "oriented-box"}
+# The output modules (a model YAML's last head layer) kfp-yolo's DetectionTrainer trains.
+_DETECT_HEADS = ("Detect", "v10Detect")
 
 
 def default_lr0(optimizer: str) -> float:
@@ -63,11 +67,51 @@ def check_detection_model(value: str) -> None:
     AttributeError deep in training before this check.
     """
     stem = Path(value).stem.lower()
-    if stem.startswith("rtdetr") or stem.startswith("rt-detr"):
-        raise ValueError(f"{value!r} is an RT-DETR model, which needs ultralytics' RT-DETR "
-                         "trainer; kfp-yolo trains YOLO detectors: use a model such as "
-                         "yolov8l.yaml")
     for suffix, task in _OTHER_TASKS.items():
         if re.search(rf"-{suffix}(\b|$)", stem):
             raise ValueError(f"{value!r} is a {task} model, and kfp-yolo trains object detectors; "
                              f"use a detection model such as {stem.split('-' + suffix)[0]}.yaml")
+    head = _shipped_head(value)
+    if stem.startswith(("rtdetr", "rt-detr")) or head == "RTDETRDecoder":
+        raise ValueError(f"{value!r} is an RT-DETR model, which needs ultralytics' RT-DETR "
+                         "trainer; kfp-yolo trains YOLO detectors: use a model such as "
+                         "yolov8l.yaml")
+    if head is not None and head not in _DETECT_HEADS:
+        raise ValueError(f"{value!r} is a {head} model, and kfp-yolo trains object detectors "
+                         "(a Detect head); use a detection model such as yolo11n.yaml")
+
+
+@functools.cache
+def _ultralytics_models() -> Path | None:
+    """ultralytics' model YAML folder, found without importing ultralytics (it loads torch)."""
+    spec = importlib.util.find_spec("ultralytics")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    folder = Path(locations[0]) / "cfg" / "models" if locations else None
+    return folder if folder is not None and folder.is_dir() else None
+
+
+def _shipped_head(value: str) -> str | None:
+    """The output module of a model YAML ultralytics ships (by bare name, as ultralytics looks
+    it up: yolov8s.yaml is yolov8.yaml at scale s); None for a path, a .pt or no ultralytics.
+
+    Raises ValueError for a bare YAML name ultralytics does not ship (it would fail in the
+    train step, after the data is prepared).
+    """
+    folder = _ultralytics_models()
+    if folder is None or not value.endswith((".yaml", ".yml")) or "/" in value or "\\" in value:
+        return None
+    stem = Path(value).stem
+    if stem in (f"yolov{d}{x}6" for x in "nsmlx" for d in (5, 8)):  # the old P6 names
+        stem = re.sub(r"(\d+)([nslmx])6(.+)?$", r"\1\2-p6\3", stem)
+    suffix = Path(value).suffix
+    for name in (stem + suffix, re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", stem) + suffix):
+        found = sorted(folder.rglob(name))
+        if found:
+            import yaml
+
+            try:
+                return str(yaml.safe_load(found[0].read_text())["head"][-1][-2])
+            except (KeyError, IndexError, TypeError, yaml.YAMLError):
+                return None
+    raise ValueError(f"ultralytics has no model YAML named {value!r}; use one it ships, such as "
+                     "yolov5n.yaml, yolov8s.yaml or yolo11m.yaml, or a path to your own")

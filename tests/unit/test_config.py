@@ -212,6 +212,10 @@ def test_cluster_examples_let_the_cluster_choose_the_launcher():
     ("name=My_Model", "name='My_Model' is invalid: a run and model name is 1-40 lower-case"),
     ("model=rtdetr-l.yaml", "'rtdetr-l.yaml' is an RT-DETR model, which needs ultralytics' "
                             "RT-DETR trainer"),
+    ("model=yolov8-rtdetr.yaml", "'yolov8-rtdetr.yaml' is an RT-DETR model"),  # by its head
+    ("model=yolov8s-world.yaml", "'yolov8s-world.yaml' is a WorldDetect model, and kfp-yolo "
+                                 "trains object detectors (a Detect head)"),
+    ("model=yolov5q.yaml", "ultralytics has no model YAML named 'yolov5q.yaml'"),
     ("registry_uri=gs://bucket/models", "registry_uri='gs://bucket/models' is invalid: "
                                         "unsupported scheme 'gs'"),
     ("trt_precision=int4", "trt_precision='int4' is invalid"),
