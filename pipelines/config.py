@@ -62,7 +62,7 @@ class RunConfig(BaseModel):
 
     name: str = Field("demo", description="Run name: 1-40 lower-case letters, digits or '-', "
                       "starting and ending with a letter or digit; names the model in the "
-                      "registry and the training job.")
+                      "registry.")
     dataset_uri: str = Field("synthetic://shapes", description="YOLO dataset: s3://bucket/prefix, "
                              "minio://bucket/prefix, file:///path, a path, or synthetic://shapes.")
     model: str = Field("yolov5n.yaml", description="Ultralytics YOLO detection model: a model "
@@ -129,10 +129,10 @@ class RunConfig(BaseModel):
     workload_priority_class: str = Field("", description="Kueue WorkloadPriorityClass of the "
                                          "training job (needs a queue): kfp-yolo-interactive or "
                                          "kfp-yolo-retraining; empty = none.")
-    service_account: str = Field("", description="Service account of the run's step pods (the "
-                                 "train step creates the training job with it) and of the "
-                                 "training pods, 1-253 lower-case letters, digits, '-' or '.'; "
-                                 "empty = the namespace's default.")
+    service_account: str = Field("", description="Service account of the training pods, 1-253 "
+                                 "lower-case letters, digits, '-' or '.'; `kfp-yolo submit` also "
+                                 "runs the step pods as it (in the Kubeflow UI that is the run's "
+                                 "own service account field); empty = the namespace's default.")
     step_cpu: str = Field("2", description="CPU request of the steps without a GPU (prepare, "
                           "plan, export, publish, and train unless launcher is local), e.g. 2 or "
                           "500m.")
