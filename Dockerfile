@@ -6,7 +6,7 @@
 # from the node, mounted by the NVIDIA container toolkit. So a slim Python base is enough.
 #
 # There is no Docker engine on the development machines: this file is linted (hadolint, in
-# tests/test_dockerfile.py), not built there.
+# tests/unit/test_dockerfile.py), not built there.
 #
 #   docker build -t ghcr.io/kfp-yolo/kfp-yolo:0.1.0 .
 
@@ -59,7 +59,7 @@ RUN pip install --no-cache-dir --no-deps /tmp/src \
  && python -c "from kfp_yolo.components.pools import load_pools; load_pools()" \
  && rm -rf /tmp/src
 
-# Offline at run time (DESIGN): ultralytics downloads nothing and installs nothing, pip cannot
+# Offline at run time: ultralytics downloads nothing and installs nothing, pip cannot
 # reach an index, and every cache goes to /tmp, writable even with a read-only root filesystem
 # (mount an emptyDir there).
 ENV YOLO_OFFLINE=true \

@@ -83,20 +83,32 @@ def staged_dir(dest: str | Path) -> Iterator[Path]:
     """A temporary folder path beside dest to fill (the block creates it): renamed to dest when
     the block succeeds, removed when it fails.
 
-    An existing dest is removed just before the rename: two folders cannot be swapped in one
-    step, so readers of dest may find it absent for that moment, never half-filled.
+    An existing dest is renamed aside, the new folder renamed into place, and only then is the
+    old one removed (it is put back if that rename fails): two folders cannot be swapped in one
+    step, so readers of dest may find it absent for that moment, never half-filled, and a
+    failure never loses the old folder.
     """
     dest = Path(dest)
     part = temporary_name(dest)
     shutil.rmtree(part, ignore_errors=True)  # a dead process of the same pid left it
+    aside = None
     try:
         yield part
         if dest.is_dir() and not dest.is_symlink():
-            shutil.rmtree(dest)
-        os.replace(part, dest)
+            aside = temporary_name(dest, ".old")
+            os.replace(dest, aside)
+        try:
+            os.replace(part, dest)
+        except OSError:
+            if aside is not None:
+                os.replace(aside, dest)  # put the old folder back
+                aside = None
+            raise
     except BaseException:
         shutil.rmtree(part, ignore_errors=True)
         raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def _fsync(path: Path) -> None:

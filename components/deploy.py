@@ -126,16 +126,13 @@ def deploy_inferenceservice(service: dict, *, api_client: Any = None, timeout_s:
         UserError: RBAC forbids it or KServe is not installed.
     """
     if api_client is None:
-        from kubernetes.config import ConfigException
+        from kfp_yolo.components.launchers.cluster import cluster_config_problem, default_api_client
 
-        from kfp_yolo.components.launchers.cluster import default_api_client
-
-        try:
-            api_client = default_api_client()
-        except ConfigException as exc:
-            raise UserError(f"deploy: kserve needs a Kubernetes API server and found none "
-                            f"({' '.join(str(exc).split())}); run on a cluster or set deploy: "
-                            "none.") from None
+        if cluster_config_problem():
+            raise UserError("deploy: kserve needs a Kubernetes API server and found none (no "
+                            "in-cluster service account and no kubeconfig); run on a cluster "
+                            "or set deploy: none.")
+        api_client = default_api_client()
     api = _Api(api_client, service["metadata"]["namespace"], service["metadata"]["name"])
     applied = _apply(api, service, out)
     generation = int(applied.get("metadata", {}).get("generation") or 1)

@@ -14,11 +14,18 @@ from pathlib import Path
 import yaml
 
 from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.k8s_names import DNS_LABEL
 
 __all__ = ["GPU_MEMORY_LABEL", "Pool", "catalog_json", "default_pools_path", "is_dns_label",
-           "load_pools", "load_pools_text", "node_affinity", "required_node_affinity"]
+           "load_pools", "load_pools_text", "node_affinity", "pools_for_precision",
+           "required_node_affinity", "runs_bf16"]
 
 GPU_MEMORY_LABEL = "nvidia.com/gpu.memory"
+# GPUs older than Ampere (compute capability < 8.0: Kepler, Maxwell, Pascal, Volta, Turing)
+# have no bf16 units: torch emulates it, slower than fp32. Matched on GFD's product name.
+_NO_BF16 = re.compile(r"(^|-)(T4|V100|P100|P40|P4|P6|K80|K40|M60|M40|M10|GTX|TITAN|Quadro-RTX|"
+                      r"RTX-20[0-9]0|Quadro-[PMK][0-9]+|Quadro-GV100|Quadro-T[0-9]+)(-|$)",
+                      re.IGNORECASE)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,7 +62,6 @@ def default_pools_path() -> Path:
 _FIELDS = {name for name in Pool.__dataclass_fields__}
 _REQUIRED = {name for name, f in Pool.__dataclass_fields__.items()
              if f.default is MISSING and f.default_factory is MISSING}
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _TOLERATION_KEYS = {"key", "operator", "value", "effect", "tolerationSeconds"}
 _OPERATORS = ("Exists", "Equal")
 _EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
@@ -63,7 +69,7 @@ _EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
 def is_dns_label(value: object) -> bool:
     """True for a Kubernetes DNS-1123 label: the rule for namespaces and most object names."""
-    return isinstance(value, str) and bool(_DNS_LABEL.match(value))
+    return DNS_LABEL.matches(value)
 
 
 def _read_catalog(path: str | Path | None) -> tuple[Path, str]:
@@ -155,9 +161,8 @@ def _pool(entry: object, where: str) -> Pool:
     if isinstance(entry.get("name"), str):
         where = f"{where} ({entry['name']})"
     for key in ("name", "flavor"):
-        if not is_dns_label(entry[key]):
-            raise UserError(f"{where}: {key} {entry[key]!r} is not a Kubernetes name; use 1-63 "
-                            "lower-case letters, digits or '-'.")
+        if problem := DNS_LABEL.problem(entry[key]):
+            raise UserError(f"{where}: {key} {entry[key]!r} is invalid: {problem}.")
     if not isinstance(entry["gpu_product"], str) or not entry["gpu_product"].strip():
         raise UserError(f"{where}: gpu_product {entry['gpu_product']!r} must be the GPU's name "
                         "as GPU Feature Discovery reports it, e.g. NVIDIA-L4.")
@@ -202,6 +207,16 @@ def _check_toleration(toleration: object, where: str) -> None:
     seconds = toleration.get("tolerationSeconds")
     if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int)):
         raise UserError(f"{where}: tolerationSeconds {seconds!r} must be an integer.")
+
+
+def runs_bf16(pool: Pool) -> bool:
+    """Whether the pool's GPU computes in bf16 natively (Ampere or newer; unknown names: yes)."""
+    return not _NO_BF16.search(pool.gpu_product)
+
+
+def pools_for_precision(pools: list[Pool], precision: str) -> list[Pool]:
+    """The pools a run of this precision may be placed on (bf16: only those that run it)."""
+    return [p for p in pools if precision != "bf16" or runs_bf16(p)]
 
 
 def node_affinity(need_mib: int) -> list[dict]:

@@ -37,6 +37,7 @@ from typing import Any
 
 from kfp_yolo.components import storage
 from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.k8s_names import MODEL_NAME
 from kfp_yolo.components.registries import Registry, Release, RunSource, serving_uri
 
 __all__ = ["LATEST", "default_version", "promote", "publish", "read_latest",
@@ -62,9 +63,8 @@ def default_version(digests: dict[str, str], now: datetime.datetime | None = Non
 
 
 def _check_names(name: str, version: str) -> None:
-    if not _SAFE.match(name):
-        raise UserError(f"model name {name!r} is not usable in a registry path; use letters, "
-                        "digits, '.', '_' or '-'.")
+    if problem := MODEL_NAME.problem(name):
+        raise UserError(f"model name {name!r} is invalid: {problem}.")
     if version and (not _SAFE.match(version) or version == LATEST):
         raise UserError(f"version {version!r} is not usable; use letters, digits, '.', '_' or "
                         f"'-', and not {LATEST!r}.")

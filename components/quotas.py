@@ -14,7 +14,8 @@
 from __future__ import annotations
 
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.pools import GPU_MEMORY_LABEL, Pool, is_dns_label
+from kfp_yolo.components.k8s_names import DNS_LABEL
+from kfp_yolo.components.pools import GPU_MEMORY_LABEL, Pool
 
 __all__ = ["CPU_FLAVOR", "PRIORITY_CLASSES", "render_quotas"]
 
@@ -41,10 +42,8 @@ def render_quotas(pools: list[Pool], *, namespace: str, cohort: str = "kfp-yolo"
         cpu_per_gpu, memory_per_gpu_gi: CPU and memory quota per GPU of quota.
     """
     for what, value in (("namespace", namespace), ("cohort", cohort), ("queue", queue)):
-        if not is_dns_label(value):
-            raise UserError(f"{what} {value!r} is not a valid Kubernetes name; use 1-63 "
-                            "lower-case letters, digits or '-', starting and ending with a "
-                            "letter or digit (e.g. team-a).")
+        if problem := DNS_LABEL.problem(value):
+            raise UserError(f"{what} {value!r} is invalid: {problem} (e.g. team-a).")
     classes = _memory_classes(pools)
     total_gpus = sum(gpus for _, gpus, _ in classes.values())
     objects: list[dict] = [_flavor(name, mib, tolerations)

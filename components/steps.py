@@ -12,7 +12,7 @@ from typing import NamedTuple
 from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
 
 __all__ = ["build_tensorrt_component", "deploy_component", "evaluate_component",
-           "export_onnx_component",
+           "export_onnx_component", "make_validate_config_component",
            "plan_resources_component", "prepare_dataset_component", "publish_component",
            "train_component"]
 
@@ -78,9 +78,15 @@ def plan_resources_component(
     from kfp_yolo.components.planner import plan
     from kfp_yolo.components.planner.history import history_uri, read_history
     from kfp_yolo.components.planner.report import markdown_report
-    from kfp_yolo.components.pools import load_pools_text, required_node_affinity
+    from kfp_yolo.components.pools import (
+        load_pools_text,
+        pools_for_precision,
+        required_node_affinity,
+    )
 
-    pools = load_pools_text(node_pools, source="the node_pools parameter")
+    # bf16 goes only to GPUs that compute in it (Ampere or newer): the others emulate it
+    pools = pools_for_precision(load_pools_text(node_pools, source="the node_pools parameter"),
+                                precision)
     history, uri = [], history_uri(registry_uri, checkpoint_uri)
     try:  # a hint: a store that cannot be read now plans from the throughput model
         history = read_history(uri) if uri else []
@@ -133,6 +139,9 @@ def train_component(
     min_gpu_memory_mib: int,
     tolerations: list,
     weights: Output[Model],
+    priority_class: str = "",
+    backoff_limit: int = 3,
+    ttl_after_finished_s: int = 86400,
     registry_uri: str = "",
 ):
     """KFP step: trains through the launcher; best.pt, last.pt, results.csv into `weights`.
@@ -166,7 +175,8 @@ def train_component(
         "image": image, "namespace": namespace, "queue": queue,
         "storage_secret": storage_secret, "workload_priority_class": workload_priority_class,
         "service_account": service_account, "active_deadline_s": job_timeout_s,
-        "queue_timeout_s": queue_timeout_s,
+        "queue_timeout_s": queue_timeout_s, "priority_class": priority_class,
+        "backoff_limit": backoff_limit, "ttl_after_finished_s": ttl_after_finished_s,
         "node_affinity": tuple(node_affinity(min_gpu_memory_mib)),
         "tolerations": tuple(tolerations)}
     backend = get_launcher(launcher, **settings)
@@ -407,3 +417,34 @@ def deploy_component(
     service = build_inferenceservice(name, published_uri.rstrip("/").rsplit("/", 1)[-1],
                                      serving_uri(repository), settings)
     return deploy_inferenceservice(service, timeout_s=deploy_timeout_s)
+
+
+def make_validate_config_component(parameters: list, compiled: dict):
+    """The `validate-config` step's function, written for this RunConfig's keys.
+
+    KFP reads a component's inputs from its function's signature and ships the function's
+    source, so a step that takes every run-time key as a typed input is written out here
+    from `parameters` ((name, python type) of each pipeline parameter; the pipeline passes
+    every one, so none has a default here and a changed default changes no step); `compiled`
+    (the compile-time keys' values) is baked into its body. The function checks every value
+    with RunConfig's rules (kfp_yolo.pipelines.checks) and returns the checked values, which
+    the later steps take instead of the raw parameters.
+    """
+    import linecache
+
+    args = ",\n".join(f"    {name}: {kind.__name__}" for name, kind in parameters)
+    outputs = ", ".join(f"({name!r}, {kind.__name__})" for name, kind in parameters)
+    source = (
+        f"def validate_config_component(\n{args},\n"
+        f") -> NamedTuple('CheckedConfig', [{outputs}]):\n"
+        '    """KFP step: every parameter checked with the config\'s rules, before any data or '
+        'GPU."""\n'
+        "    values = dict(locals())\n"
+        "    from kfp_yolo.pipelines.checks import check_run_parameters\n\n"
+        f"    return check_run_parameters(values, compiled={compiled!r})\n")
+    filename = f"<kfp-yolo validate-config {abs(hash(source)):x}>"
+    # inspect.getsource (which KFP calls) finds the source of exec'd code through linecache
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace = {"NamedTuple": NamedTuple}
+    exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - source built above
+    return namespace["validate_config_component"]

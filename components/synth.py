@@ -6,9 +6,6 @@ The demo's default data. The same seed gives the same bytes on every machine (PN
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -17,6 +14,7 @@ import numpy as np
 import yaml
 from PIL import Image, ImageDraw
 
+from kfp_yolo.components.atomic import staged_dir
 from kfp_yolo.components.errors import UserError
 
 __all__ = ["CLASS_NAMES", "SynthSpec", "synthesize", "synthesize_into", "synthetic_spec"]
@@ -165,28 +163,12 @@ def synthesize_into(dest: str | Path, spec: SynthSpec = SynthSpec(), *,
     if occupied and not _looks_like_dataset(dest):
         raise UserError(f"{dest} holds files but no dataset (no data.yaml, images/ or labels/); "
                         "--replace only replaces a dataset, give another folder.")
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
-    except OSError as exc:
-        raise UserError(f"{dest}: cannot write there ({exc.strerror}); give a folder you can "
-                        "write to.") from None
-    aside = None
-    try:
-        synthesize(staging, spec)
-        if occupied:
-            aside = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-            os.replace(dest, aside / "dataset")
-            try:
-                os.replace(staging, dest)
-            except OSError:
-                os.replace(aside / "dataset", dest)  # put the old dataset back
-                raise
-            shutil.rmtree(aside)
-        else:
-            os.replace(staging, dest)  # onto an absent or empty folder: one rename
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        if aside is not None and not (aside / "dataset").exists():
-            shutil.rmtree(aside, ignore_errors=True)
+    # built beside dest, then swapped in; the old dataset stays until the new one is in place
+    with staged_dir(dest) as part:
+        try:
+            part.mkdir(parents=True)
+        except OSError as exc:
+            raise UserError(f"{dest}: cannot write there ({exc.strerror}); give a folder you "
+                            "can write to.") from None
+        synthesize(part, spec)
     return dest / "data.yaml"

@@ -7,6 +7,9 @@ it never writes a fake engine. (No `from __future__ import annotations`: KFP rea
 import time
 from pathlib import Path
 
+TRT_PRECISIONS = ("fp16", "int8", "fp32")
+"""What build_engine really sets: FP16, INT8 (entropy-calibrated, FP16 fallback) or neither."""
+
 __all__ = ["availability", "build_engine",
            "calibration_batches", "measure_latency"]
 
@@ -88,6 +91,11 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, imgsz: int,
     INT8 calibrates on calibration_images (the validation split) with an entropy calibrator;
     its cache lands beside the engine (`calibration.cache`).
     """
+    if precision not in TRT_PRECISIONS:  # anything else would build FP32 under another label
+        from kfp_yolo.components.errors import UserError
+
+        raise UserError(f"trt_precision={precision!r} is not a precision this builder sets; "
+                        f"use one of {', '.join(TRT_PRECISIONS)}.")
     import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)

@@ -80,8 +80,8 @@ def render_job(cfg: RunConfig, *, pools_path: str | None = None,
     spec = TrainSpec(
         run_id=cfg.name, dataset_uri=f"{base}/prepare-dataset/dataset", model=cfg.model,
         imgsz=cfg.imgsz, epochs=cfg.epochs, batch=batch, precision=cfg.precision,
-        optimizer=cfg.optimizer, lr0=cfg.lr0, seed=cfg.seed, workers=cfg.workers, cache=cfg.cache,
-        nodes=cfg.nodes, procs_per_node=cfg.procs_per_node,
+        optimizer=cfg.optimizer, lr0=cfg.learning_rate, seed=cfg.seed, workers=cfg.workers,
+        cache=cfg.cache, nodes=cfg.nodes, procs_per_node=cfg.procs_per_node,
         checkpoint_uri=cfg.checkpoint_uri or f"{base}/checkpoints",
         output_uri=f"{base}/train/weights")
     cluster = ClusterSettings(**_cluster_fields(cfg), **placement)

@@ -21,7 +21,7 @@ from kfp_yolo.components.planner.history import history_uri, read_history
 from kfp_yolo.components.planner.report import duration, money
 from kfp_yolo.components.pools import Pool, load_pools
 from kfp_yolo.components.runtime import offline_environment
-from kfp_yolo.pipelines.config import RunConfig, _format_error, load_config
+from kfp_yolo.pipelines.config import RunConfig, format_error, load_config
 
 __all__ = ["run"]
 
@@ -79,7 +79,7 @@ def _config(args: argparse.Namespace) -> RunConfig:
         loc = err.errors()[0]["loc"]
         key = str(loc[0]) if loc else ""
         where = f"--{key.replace('_', '-')}" if key in flags else (args.config or "--set")
-        raise UserError(_format_error(err, where)) from None
+        raise UserError(format_error(err, where)) from None
 
 
 def _history(uri: str, *, explicit: bool) -> list[dict]:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from kfp.client.token_credentials_base import TokenCredentialsBase
 
 from kfp_yolo.components.errors import Fault, JobFailed, UserError
-from kfp_yolo.pipelines.config import RunConfig, load_config
+from kfp_yolo.pipelines.config import RunConfig, load_config, run_time_values
 
 if TYPE_CHECKING:
     import kfp
@@ -337,7 +337,8 @@ def _submit(args: argparse.Namespace, cfg: RunConfig, host: str,
             created = api.call("create the run", api.client.run_pipeline,
                                experiment_id=experiment.experiment_id, job_name=name,
                                pipeline_package_path=str(package),
-                               params=cfg.model_dump(mode="json"),
+                               # the compile-time keys are compiled in, not parameters
+                               params=run_time_values(cfg),
                                # every step pod runs as this account; None = the namespace's
                                service_account=cfg.service_account or None)
         run_id = created.run_id

@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlparse
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -22,139 +19,143 @@ from pydantic import (
     model_validator,
 )
 
+from kfp_yolo.components import k8s_names
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.launchers import LAUNCHERS
-from kfp_yolo.components.pools import is_dns_label
 from kfp_yolo.components.quotas import PRIORITY_CLASSES
 from kfp_yolo.components.spec import CACHES, OPTIMIZERS, PRECISIONS, check_batch_shape
+from kfp_yolo.components.tensorrt import TRT_PRECISIONS
 from kfp_yolo.pipelines import serving_keys as sk
+from kfp_yolo.pipelines.values import URI_FORMS, check_detection_model, check_uri, default_lr0
 
-__all__ = ["RunConfig", "check_detection_model", "check_uri", "load_config", "parse_overrides",
-           "parameter_specs"]
+__all__ = ["COMPILE_TIME", "RunConfig", "check_detection_model", "check_uri", "format_error",
+           "load_config", "parameter_specs", "parse_overrides", "run_time_values"]
 
 Precision = Literal[PRECISIONS]
 Optimizer = Literal[OPTIMIZERS]
 Launcher = Literal[LAUNCHERS]
-TrtPrecision = Literal["fp16", "int8", "fp32"]
+TrtPrecision = Literal[TRT_PRECISIONS]
 Cache = Literal[CACHES]
 Objective = Literal["smallest", "cost", "time"]
 
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
-# Kubernetes names and the resource quantities both KFP and Kubernetes accept.
-_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$")
+COMPILE_TIME = frozenset({"launcher", "image", "procs_per_node", "job_timeout_s",
+                          "queue_timeout_s"})
+"""Keys the compiled pipeline fixes (`kfp-yolo compile --set/--config`), not UI parameters:
+launcher decides whether the train step's own pod holds the GPUs; image is every step's
+container image; procs_per_node is that pod's GPU count; job_timeout_s and queue_timeout_s
+give the train step's pod its deadline. Every other key is a run-time parameter."""
 _CPU = re.compile(r"^([0-9]+m|[0-9]+(\.[0-9]{1,3})?)$")
 _MEMORY = re.compile(r"^[0-9]+(Ki|Mi|Gi|Ti|Pi|Ei|M|G|T|P|E)?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-# ultralytics tells a model's task by these suffixes of its YAML or checkpoint name.
-_OTHER_TASKS = {"cls": "classification", "seg": "segmentation", "pose": "pose",
-                "obb": "oriented-box"}
-_STORE_SCHEMES = ("s3", "minio", "file")
-_URI_FORMS = "s3://BUCKET/PREFIX, minio://BUCKET/PREFIX, file:///PATH or a path"
-
-
-def check_uri(value: str, *, synthetic: bool = False) -> None:
-    """Refuses a URI whose scheme no step can read or write; ValueError says which and why."""
-    parsed = urlparse(value)
-    forms = _URI_FORMS + (" or synthetic://shapes" if synthetic else "")
-    drive = len(parsed.scheme) == 1 and value[1:3] in (":\\", ":/")  # C:\data parses as a scheme
-    if "\0" in value:
-        raise ValueError("contains a NUL character")
-    if parsed.scheme in ("", *(("synthetic",) if synthetic else ())) or drive:
-        if parsed.scheme == "synthetic":
-            from kfp_yolo.components.synth import synthetic_spec
-
-            synthetic_spec(value)  # raises UserError, turned into a ValueError by the caller
-        return
-    if parsed.scheme not in _STORE_SCHEMES:
-        raise ValueError(f"unsupported scheme {parsed.scheme!r}; use {forms}")
-    if parsed.scheme == "file" and (parsed.netloc not in ("", "localhost") or not parsed.path):
-        raise ValueError("a file URI is file:///ABSOLUTE/PATH (three slashes)")
-    if parsed.scheme != "file" and not parsed.netloc:
-        raise ValueError(f"no bucket; write {parsed.scheme}://BUCKET/PREFIX")
-
-
-def check_detection_model(value: str) -> None:
-    """Refuses a model of another task (yolov8n-cls.yaml): kfp-yolo trains detectors."""
-    stem = Path(value).stem.lower()
-    for suffix, task in _OTHER_TASKS.items():
-        if re.search(rf"-{suffix}(\b|$)", stem):
-            raise ValueError(f"{value!r} is a {task} model, and kfp-yolo trains object detectors; "
-                             f"use a detection model such as {stem.split('-' + suffix)[0]}.yaml")
+# Which name rules each key's value must follow (a queue is also a label value).
+_NAME_RULES = {
+    "name": (k8s_names.MODEL_NAME,),
+    "namespace": (k8s_names.DNS_LABEL,),
+    "queue": (k8s_names.DNS_SUBDOMAIN, k8s_names.LABEL_VALUE),
+    "storage_secret": (k8s_names.DNS_SUBDOMAIN,),
+    "service_account": (k8s_names.DNS_SUBDOMAIN,),
+    "priority_class": (k8s_names.DNS_SUBDOMAIN,),
+}
+_OPTIONAL_NAMES = ("queue", "service_account", "priority_class")
 
 
 class RunConfig(BaseModel):
-    """Everything one training run needs; each field is a pipeline parameter of the same name."""
+    """Everything one training run needs: a config file's keys, `--set` keys and, for the keys
+    not in COMPILE_TIME, the pipeline's parameters of the same name."""
 
-    name: str = Field("demo", description="Run name: lower-case letters, digits and '-'; "
-                      "names the model in the registry and the PyTorchJob.")
+    name: str = Field("demo", description="Run name: 1-40 lower-case letters, digits or '-', "
+                      "starting and ending with a letter or digit; names the model in the "
+                      "registry.")
     dataset_uri: str = Field("synthetic://shapes", description="YOLO dataset, or a COCO JSON, "
                              "NDJSON or Pascal VOC export (detected from its files): "
                              "s3://bucket/prefix, minio://bucket/prefix, file:///path, a path, "
                              "or synthetic://shapes.")
-    model: str = Field("yolov5n.yaml", description="Ultralytics model YAML (e.g. yolov5l.yaml, "
-                       "trained from scratch) or a .pt checkpoint path or URI.")
-    imgsz: int = Field(128, ge=32, le=4096, description="Training and export image size in pixels "
-                       "(a multiple of 32).")
-    epochs: int = Field(20, ge=1, le=10000, description="Training epochs.")
-    batch: int = Field(16, ge=0, description="Global batch size over all GPUs/processes; 0 = "
-                       "auto: the largest of 64, 32, 16, ... in total that fits the GPU memory "
-                       "(ultralytics' nominal batch 64, so the same optimisation).")
+    model: str = Field("yolov5n.yaml", description="Ultralytics YOLO detection model: a model "
+                       "YAML (e.g. yolov5l.yaml, trained from scratch) or a .pt checkpoint path "
+                       "or URI; not RT-DETR, classification, segmentation, pose or OBB models.")
+    imgsz: int = Field(128, ge=32, le=4096, description="Training and export image size in pixels: "
+                       "a multiple of 32 from 32 to 4096.")
+    epochs: int = Field(20, ge=1, le=10000, description="Training epochs: 1 to 10000.")
+    batch: int = Field(16, ge=0, description="Global batch size over all GPUs/processes, a "
+                       "multiple of nodes x procs_per_node; 0 = auto: the largest of 64, 32, "
+                       "16, ... in total that fits the GPU memory (ultralytics' nominal batch "
+                       "64, so the same optimisation).")
     precision: Precision = Field("amp", description="amp (fp16 autocast + GradScaler), fp32 or "
-                                 "bf16; on a CPU training runs in fp32 whatever is set.")
+                                 "bf16 (needs an Ampere or newer GPU); on a CPU training runs in "
+                                 "fp32 whatever is set.")
     optimizer: Optimizer = Field("AdamW", description="SGD, Adam, AdamW, or auto (ultralytics' "
                                  "choice by run length).")
-    lr0: float = Field(0.004, gt=0, le=1, description="Initial learning rate (ignored by auto); "
-                       "the default suits AdamW from scratch, use 0.01 for SGD.")
-    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed for the split and training.")
+    lr0: float = Field(0, ge=0, le=1, description="Initial learning rate, 0 to 1; 0 = the "
+                       "optimizer's default (SGD 0.01, Adam 0.001, AdamW 0.004); ignored by "
+                       "optimizer auto.")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed for the split and training: 0 to "
+                      "4294967295.")
     val_fraction: float = Field(0.2, gt=0, lt=1, description="Share of images held out for "
-                                "validation when the dataset has no val split.")
-    workers: int = Field(0, ge=0, le=64, description="Dataloader workers per training process; "
-                         "0 = from the CPUs the training pod really has (its CPU limit) divided "
-                         "by its processes.")
+                                "validation when the dataset has no val split: more than 0, "
+                                "less than 1.")
+    workers: int = Field(0, ge=0, le=64, description="Dataloader workers per training process, "
+                         "0 to 64; 0 = from the CPUs the training pod really has (its CPU limit) "
+                         "divided by its processes.")
     cache: Cache = Field("auto", description="Image cache of the training dataloader: disk "
                          "(decoded .npy files beside the images), ram (per process), none, or "
                          "auto (disk for the job's own copy of the dataset when it fits, else "
                          "none).")
-    nodes: int = Field(1, ge=1, le=1024, description="Training nodes (PyTorchJob Master + Workers; "
-                       "locally, torchrun node groups on loopback).")
+    nodes: int = Field(1, ge=1, le=1024, description="Training nodes, 1 to 1024 (PyTorchJob "
+                       "Master + Workers; locally, torchrun node groups on loopback).")
     procs_per_node: int = Field(1, ge=1, le=64, description="GPUs per node on a cluster; "
-                                "processes per node locally.")
+                                "processes per node locally: 1 to 64.")
     launcher: Launcher = Field("local", description="local (torchrun on this machine), "
                                "pytorchjob (Kubeflow PyTorchJob), trainjob (Kubeflow Trainer v2 "
                                "TrainJob) or auto (TrainJob if the cluster serves it, else "
                                "PyTorchJob; what cluster configs use).")
-    min_map50_95: float = Field(0.5, ge=0, le=1, description="Quality gate: export and publish "
-                                "only when validation mAP50-95 reaches this.")
-    onnx_opset: int = Field(17, ge=11, le=22, description="ONNX opset for export.")
-    onnx_dynamic: bool = Field(True, description="Export ONNX with a dynamic batch axis.")
-    onnx_tolerance: float = Field(1e-2, gt=0, description="Largest allowed max |onnx - torch| of "
-                                  "the raw outputs; export fails above it.")
-    trt_precision: TrtPrecision = Field("fp16", description="TensorRT engine precision.")
+    min_map50_95: float = Field(0.5, ge=0, le=1, description="Quality gate, 0 to 1: export and "
+                                "publish only when validation mAP50-95 reaches this.")
+    onnx_opset: int = Field(17, ge=11, le=22, description="ONNX opset for export: 11 to 22.")
+    onnx_dynamic: bool = Field(True, description="Export ONNX with a dynamic batch axis: true or "
+                               "false.")
+    onnx_tolerance: float = Field(1e-2, ge=1e-6, le=1, description="Largest allowed max |onnx - "
+                                  "torch| of the raw outputs, 1e-6 to 1; export fails above it.")
+    trt_precision: TrtPrecision = Field("fp16", description="TensorRT engine precision: fp16, "
+                                        "int8 (calibrated on the validation split) or fp32.")
     checkpoint_uri: str = Field("", description="Where every epoch's checkpoint goes (s3://, "
-                                "minio://, a path); empty = under the run's work folder.")
-    registry_uri: str = Field("", description="Model registry root (s3://, minio://, a path); "
-                              "empty = do not publish.")
+                                "minio://, file:// or a path); empty = under the run's work "
+                                "folder.")
+    registry_uri: str = Field("", description="Model registry root (s3://, minio://, file:// or "
+                              "a path); empty = do not publish.")
     image: str = Field("ghcr.io/kfp-yolo/kfp-yolo:0.1.0", description="Container image of every "
-                       "step and training pod.")
-    namespace: str = Field("kubeflow-user", description="Namespace of the training job.")
-    queue: str = Field("", description="Kueue LocalQueue name for the training job; empty = none.")
+                       "step and training pod: a reference without spaces.")
+    namespace: str = Field("kubeflow-user", description="Namespace of the training job: 1-63 "
+                           "lower-case letters, digits or '-'.")
+    queue: str = Field("", description="Kueue LocalQueue name for the training job, at most 63 "
+                       "lower-case letters, digits, '-' or '.'; empty = none.")
     storage_secret: str = Field("kfp-yolo-storage", description="Name of the Kubernetes Secret "
-                                "with AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY.")
+                                "with AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: "
+                                "1-253 lower-case letters, digits, '-' or '.'.")
     workload_priority_class: str = Field("", description="Kueue WorkloadPriorityClass of the "
                                          "training job (needs a queue): kfp-yolo-interactive or "
                                          "kfp-yolo-retraining; empty = none.")
-    service_account: str = Field("", description="Service account of the run's step pods (the "
-                                 "train step creates the training job with it) and of the "
-                                 "training pods; empty = the namespace's default.")
+    service_account: str = Field("", description="Service account of the training pods, 1-253 "
+                                 "lower-case letters, digits, '-' or '.'; `kfp-yolo submit` also "
+                                 "runs the step pods as it (in the Kubeflow UI that is the run's "
+                                 "own service account field); empty = the namespace's default.")
     step_cpu: str = Field("2", description="CPU request of the steps without a GPU (prepare, "
                           "plan, export, publish, and train unless launcher is local), e.g. 2 or "
                           "500m.")
     step_memory: str = Field("8Gi", description="Memory request of the steps without a GPU, "
                              "e.g. 8Gi or 512Mi.")
     job_timeout_s: int = Field(7 * 86400, gt=0, description="Longest the training job may run "
-                               "once started (activeDeadlineSeconds), in seconds.")
+                               "once started (activeDeadlineSeconds), in seconds: more than 0.")
     queue_timeout_s: int = Field(0, ge=0, description="Longest wait for Kueue to admit the "
                                  "training job, in seconds; 0 = as long as the queue takes.")
+    priority_class: str = Field("", description="Kubernetes PriorityClass of the training pods, "
+                                "1-253 lower-case letters, digits, '-' or '.' (launcher "
+                                "pytorchjob only: a TrainJob takes its runtime's); empty = the "
+                                "cluster's default.")
+    backoff_limit: int = Field(3, ge=0, le=100, description="Pod restarts a PyTorchJob allows "
+                               "before it fails (a restart resumes from the checkpoint): 0 to "
+                               "100; a TrainJob takes its runtime's.")
+    ttl_after_finished_s: int = Field(86400, ge=0, description="Seconds a finished PyTorchJob "
+                                      "stays for inspection before the operator deletes it: 0 "
+                                      "or more; a TrainJob stays until its owner is deleted.")
     # registries and serving (pipelines/serving_keys.py holds their checks and descriptions)
     model_registry_address: sk.RegistryAddress = sk.REGISTRY_ADDRESS_FIELD
     model_registry_token_path: sk.TokenPath = sk.TOKEN_PATH_FIELD
@@ -192,28 +193,24 @@ class RunConfig(BaseModel):
     @classmethod
     def _dataset_uri_scheme(cls, value: str) -> str:
         if not value:
-            raise ValueError(f"give the dataset: {_URI_FORMS} or synthetic://shapes")
-        return _uri(value, synthetic=True)
+            raise ValueError(f"give the dataset: {URI_FORMS} or synthetic://shapes")
+        check_uri(value, synthetic=True)
+        return value
 
     @field_validator("checkpoint_uri", "registry_uri")
     @classmethod
     def _store_uri_scheme(cls, value: str) -> str:
-        return _uri(value) if value else value
-
-    @field_validator("namespace")
-    @classmethod
-    def _namespace_is_dns_label(cls, value: str) -> str:
-        if not is_dns_label(value):
-            raise ValueError("not a valid Kubernetes name; a namespace is 1-63 lower-case "
-                             "letters, digits or '-', starting and ending with a letter or digit")
+        if value:
+            check_uri(value)
         return value
 
-    @field_validator("queue", "storage_secret")
+    @field_validator(*_NAME_RULES)
     @classmethod
-    def _object_name(cls, value: str, info: Any) -> str:
-        if (value or info.field_name == "storage_secret") and not _DNS_SUBDOMAIN.match(value):
-            raise ValueError("not a valid Kubernetes name; use lower-case letters, digits, '-' "
-                             "and '.', starting and ending with a letter or digit")
+    def _kubernetes_name(cls, value: str, info: Any) -> str:
+        if value or info.field_name not in _OPTIONAL_NAMES:
+            for rule in _NAME_RULES[info.field_name]:
+                if problem := rule.problem(value):
+                    raise ValueError(problem)
         return value
 
     @field_validator("image")
@@ -222,22 +219,6 @@ class RunConfig(BaseModel):
         if not value or any(c.isspace() for c in value):
             raise ValueError("give a container image reference such as "
                              "ghcr.io/kfp-yolo/kfp-yolo:0.1.0")
-        return value
-
-    @field_validator("name")
-    @classmethod
-    def _name_is_dns_label(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError("must be 1-40 lower-case letters, digits or '-', starting and ending "
-                             "with a letter or digit")
-        return value
-
-    @field_validator("service_account")
-    @classmethod
-    def _service_account_is_a_name(cls, value: str) -> str:
-        if value and not _K8S_NAME.match(value):
-            raise ValueError("must be a Kubernetes name (at most 63 lower-case letters, digits, "
-                             "'-' or '.'), such as kfp-yolo-pipeline")
         return value
 
     @field_validator("workload_priority_class")
@@ -289,6 +270,15 @@ class RunConfig(BaseModel):
         check_detection_model(value)
         return value
 
+    @field_validator("priority_class")
+    @classmethod
+    def _priority_class_needs_a_pytorchjob(cls, value: str, info: ValidationInfo) -> str:
+        if value and info.data.get("launcher") not in ("pytorchjob", None):
+            raise ValueError("only a PyTorchJob sets a pod PriorityClass per run (a TrainJob's "
+                             "runtimePatches cannot); set launcher=pytorchjob, or use "
+                             "workload_priority_class")
+        return value
+
     @model_validator(mode="after")
     def _batch_divides(self) -> RunConfig:
         try:
@@ -303,25 +293,32 @@ class RunConfig(BaseModel):
     def world_size(self) -> int:
         return self.nodes * self.procs_per_node
 
+    @property
+    def learning_rate(self) -> float:
+        """lr0, or the optimizer's default when lr0 is 0 (not set)."""
+        return self.lr0 or default_lr0(self.optimizer)
 
-def _uri(value: str, *, synthetic: bool = False) -> str:
-    try:
-        check_uri(value, synthetic=synthetic)
-    except UserError as exc:  # the synthetic:// parser's sentence, without its own URI prefix
-        raise ValueError(str(exc).split(": ", 1)[-1].rstrip(".")) from None
-    return value
+
+def run_time_values(cfg: RunConfig) -> dict[str, Any]:
+    """cfg's run-time keys (the pipeline's parameters) as JSON values."""
+    return {key: value for key, value in cfg.model_dump(mode="json").items()
+            if key not in COMPILE_TIME}
 
 
 def parameter_specs() -> list[tuple[str, type, Any, str]]:
-    """(name, python type, default, description) of every pipeline parameter, in order."""
+    """(name, python type, default, description) of every run-time key (pipeline parameter),
+    in RunConfig's order."""
     specs = []
     for name, field in RunConfig.model_fields.items():
+        if name in COMPILE_TIME:
+            continue
         py_type = {bool: bool, int: int, float: float}.get(field.annotation, str)
         specs.append((name, py_type, field.default, field.description or ""))
     return specs
 
 
-def _format_error(err: ValidationError, source: str) -> str:
+def format_error(err: ValidationError, source: str) -> str:
+    """The one sentence for a refused config: `SOURCE: key=value is invalid: why.`"""
     first = err.errors()[0]
     key = ".".join(str(p) for p in first["loc"]) or "config"
     if first["type"] == "extra_forbidden":
@@ -335,75 +332,5 @@ def _format_error(err: ValidationError, source: str) -> str:
     return f"{source}: {message}."
 
 
-def _coerce(raw: str) -> Any:
-    """A --set value in YAML's scalar syntax: 16 -> int, 0.5 -> float, true -> bool."""
-    try:
-        return yaml.safe_load(raw) if raw != "" else ""
-    except yaml.YAMLError:
-        return raw
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """Turns ['epochs=3', 'model=yolov5s.yaml'] into a dict; a malformed item is a UserError."""
-    overrides: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--set {item!r} is not KEY=VALUE; write for example --set epochs=3.")
-        overrides[key.strip()] = _coerce(raw.strip())
-    return overrides
-
-
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Reads a YAML config file (optional) and applies --set overrides; errors are UserErrors."""
-    values: dict[str, Any] = {}
-    source = "built-in defaults"
-    if path is not None:
-        if not str(path).strip():
-            raise UserError("--config is empty; give the config file's path.")
-        path = Path(path)
-        source = str(path)
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except OSError as exc:
-            raise UserError(f"{path}: cannot read the config file ({exc.strerror}).") from None
-        except UnicodeDecodeError as exc:
-            line = path.read_bytes()[:exc.start].count(b"\n") + 1
-            raise UserError(f"{path}: line {line} is not UTF-8 text; save the config file as "
-                            "UTF-8.") from None
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark else ""
-            problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or exc
-            raise UserError(f"{path}:{where} is not valid YAML ({' '.join(str(problem).split())})"
-                            "; fix the syntax.") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise UserError(f"{path}: a config file must be a mapping of KEY: VALUE, "
-                            f"got {type(loaded).__name__}.")
-        for key in loaded:
-            if not isinstance(key, str):
-                raise UserError(f"{path}: key {key!r} is not a name; keys are the names of "
-                                f"config settings, e.g. epochs: 3.")
-        values.update(loaded)
-    set_values = parse_overrides(overrides or [])
-    values.update(set_values)
-    try:
-        return RunConfig(**values)
-    except ValidationError as err:
-        first_key = str(err.errors()[0]["loc"][0]) if err.errors()[0]["loc"] else ""
-        where = "--set" if first_key in set_values else source
-        if where == source and path is not None and first_key:
-            where = _locate_key(Path(path), first_key)
-        raise UserError(_format_error(err, where)) from None
-
-
-def _locate_key(path: Path, key: str) -> str:
-    """'file:LINE' of a top-level key in a YAML file, or just the file when it is not found."""
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
-        if re.match(rf"^{re.escape(key)}\s*:", line):
-            return f"{path}:{number}"
-    return str(path)
+# Reading config files and --set lives in config_file.py; its names are this module's too.
+from kfp_yolo.pipelines.config_file import load_config, parse_overrides  # noqa: E402

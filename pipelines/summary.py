@@ -20,6 +20,7 @@ __all__ = ["ANSI", "TASKS", "TASK_ENDED", "TASK_STARTED", "StepFailure", "collec
 
 # Task folder names kfp.local uses (the component function names, dashed), in DAG order.
 TASKS = {
+    "validate": "validate-config-component",
     "prepare": "prepare-dataset-component",
     "plan": "plan-resources-component",
     "train": "train-component",

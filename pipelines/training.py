@@ -1,9 +1,12 @@
-"""The DAG: prepare -> plan -> train -> evaluate -> If(passed): export_onnx -> build_tensorrt
--> publish.
+"""The DAG: validate-config -> prepare -> plan -> train -> evaluate -> If(passed): export_onnx
+-> build_tensorrt -> publish.
 
-This module only wires tasks. Every parameter of the pipeline is a RunConfig key, with the
-config's value as its default and the field's description as its description, plus
-`node_pools`: the node-pool catalog's text, which the plan step places the run with.
+This module only wires tasks. Every run-time RunConfig key (all but config.COMPILE_TIME) is a
+parameter of the pipeline, with the config's value as its default and the field's description
+as its description, plus `node_pools`: the node-pool catalog's text, which the plan step places
+the run with. The compile-time keys are fixed by `kfp-yolo compile` and listed in the
+pipeline's description. The first step, validate-config, checks every value (CPU, seconds, no
+data) and the other steps take its checked outputs, not the raw parameters.
 
 Placement happens at run time: the plan step's outputs (a NodeAffinity on
 nvidia.com/gpu.memory and the pool's tolerations) place every GPU task through
@@ -24,18 +27,20 @@ from kfp_yolo.components.steps import (
     deploy_component,
     evaluate_component,
     export_onnx_component,
+    make_validate_config_component,
     plan_resources_component,
     prepare_dataset_component,
     publish_component,
     train_component,
 )
-from kfp_yolo.pipelines.config import RunConfig, parameter_specs
+from kfp_yolo.pipelines.checks import NODE_POOLS
+from kfp_yolo.pipelines.config import COMPILE_TIME, RunConfig, parameter_specs
 
-__all__ = ["NODE_POOLS", "PIPELINE_NAME", "build_pipeline"]
+__all__ = ["NODE_POOLS", "PIPELINE_NAME", "build_pipeline", "compiled_settings"]
 
 PIPELINE_NAME = "kfp-yolo-training"
-NODE_POOLS = "node_pools"
-"""The pipeline parameter that carries the node-pool catalog's text."""
+VALIDATE_CPU, VALIDATE_MEMORY = "500m", "1Gi"
+"""Fixed requests of the validate step: step_cpu and step_memory are among what it checks."""
 STORAGE_ENV = {name: name for name in SECRET_KEYS}
 GPU_STEP_CPU, GPU_STEP_MEMORY = "4", "16Gi"
 """Requests of a pod that holds a GPU (evaluate, build-tensorrt, train with launcher local)."""
@@ -63,13 +68,16 @@ def _on_cluster(task: dsl.PipelineTask, p: dict, *, timeout_s: int, retries: int
         task.set_retry(num_retries=retries, backoff_duration="30s", backoff_factor=2)
 
 
-def _components(image: str) -> dict[str, Callable]:
+def _components(cfg: RunConfig, specs: list[tuple]) -> dict[str, Callable]:
     """The step functions as KFP components on the project image (nothing pip-installed)."""
     def wrap(func: Callable) -> Callable:
         # steps.py keeps real annotations (no postponed annotations there): KFP reads them
-        return dsl.component(base_image=image, install_kfp_package=False)(func)
+        return dsl.component(base_image=cfg.image, install_kfp_package=False)(func)
 
+    compiled = {key: getattr(cfg, key) for key in sorted(COMPILE_TIME)}
     return {
+        "validate": wrap(make_validate_config_component(
+            [(name, py_type) for name, py_type, *_ in specs], compiled)),
         "prepare": wrap(prepare_dataset_component),
         "plan": wrap(plan_resources_component),
         "train": wrap(train_component),
@@ -81,13 +89,19 @@ def _components(image: str) -> dict[str, Callable]:
     }
 
 
-def _wire(c: dict[str, Callable], p: dict, cfg: RunConfig, *, cluster: bool) -> None:
-    """The DAG itself; p maps parameter names to pipeline channels.
+def _wire(c: dict[str, Callable], raw: dict, cfg: RunConfig, *, cluster: bool) -> None:
+    """The DAG itself; raw maps parameter names to pipeline channels.
 
-    With cluster=True every task gets requests, credentials and timeouts, and the GPU tasks
-    the plan step's placement. cfg only decides what must be fixed at compile time: whether
-    the train step itself holds GPUs (launcher local) and the pod deadlines.
+    The steps take the validate step's checked outputs (p), and the compile-time keys as
+    constants from cfg. With cluster=True every task gets requests, credentials and timeouts
+    (pod settings read the parameters: the validate step has checked them before any such
+    pod starts), and the GPU tasks the plan step's placement. cfg decides what must be fixed
+    at compile time: whether the train step itself holds GPUs (launcher local) and the pod
+    deadlines.
     """
+    validate = c["validate"](**raw).set_display_name("validate-config")
+    p = {name: validate.outputs[name] for name in raw}
+    p.update({key: getattr(cfg, key) for key in COMPILE_TIME})
     prepare = c["prepare"](dataset_uri=p["dataset_uri"], seed=p["seed"],
                            val_fraction=p["val_fraction"]).set_display_name("prepare-dataset")
     # Runs before any GPU is requested: batch 0 becomes the largest batch that fits the pool.
@@ -110,7 +124,8 @@ def _wire(c: dict[str, Callable], p: dict, cfg: RunConfig, *, cluster: bool) -> 
         namespace=p["namespace"], queue=p["queue"], storage_secret=p["storage_secret"],
         workload_priority_class=p["workload_priority_class"],
         service_account=p["service_account"], job_timeout_s=p["job_timeout_s"],
-        queue_timeout_s=p["queue_timeout_s"],
+        queue_timeout_s=p["queue_timeout_s"], priority_class=p["priority_class"],
+        backoff_limit=p["backoff_limit"], ttl_after_finished_s=p["ttl_after_finished_s"],
         min_gpu_memory_mib=plan.outputs["min_gpu_memory_mib"],
         tolerations=plan.outputs["tolerations"], registry_uri=p["registry_uri"],
     ).set_display_name("train").set_caching_options(False)
@@ -150,6 +165,10 @@ def _wire(c: dict[str, Callable], p: dict, cfg: RunConfig, *, cluster: bool) -> 
             deploy.set_display_name("deploy").set_caching_options(False)
     if not cluster:
         return
+    p = {**p, **{key: raw[key] for key in ("step_cpu", "step_memory", "storage_secret")}}
+    # Reads no data and holds no credentials; its own requests cannot be the values it checks.
+    validate.set_cpu_request(VALIDATE_CPU).set_memory_request(VALIDATE_MEMORY)
+    kubernetes.set_timeout(validate, 600)
     _on_cluster(prepare, p, timeout_s=3600, retries=2)
     plan.set_cpu_request(p["step_cpu"]).set_memory_request(p["step_memory"])
     kubernetes.set_timeout(plan, 900)
@@ -177,6 +196,13 @@ def _wire(c: dict[str, Callable], p: dict, cfg: RunConfig, *, cluster: bool) -> 
     _on_cluster(deploy, p, timeout_s=cfg.deploy_timeout_s + 600, retries=1)
 
 
+def compiled_settings(cfg: RunConfig) -> str:
+    """The pipeline description's line of compile-time keys and their compiled values."""
+    values = ", ".join(f"{key}={getattr(cfg, key)}" for key in sorted(COMPILE_TIME))
+    return (f"Compiled with {values} (fixed at compile time: `kfp-yolo compile --set KEY=VALUE` "
+            "to change them).")
+
+
 def build_pipeline(cfg: RunConfig, *, node_pools: str | None = None,
                    cluster: bool = False) -> Callable:
     """The @dsl.pipeline function for cfg: cfg's values are the parameters' defaults.
@@ -198,7 +224,7 @@ def build_pipeline(cfg: RunConfig, *, node_pools: str | None = None,
                   "as JSON) the plan step places the GPU tasks with; compiled in "
                   "from `kfp-yolo compile --pools`."))
     names = [name for name, *_ in specs]
-    components = _components(cfg.image)
+    components = _components(cfg, specs)
 
     def pipeline_body(*args):
         _wire(components, dict(zip(names, args, strict=True)), cfg, cluster=cluster)
@@ -210,6 +236,7 @@ def build_pipeline(cfg: RunConfig, *, node_pools: str | None = None,
         for name, py_type, default, _ in specs])
     pipeline_body.__doc__ = (
         "Train a YOLO detector, gate it on mAP50-95, export ONNX and a TensorRT engine.\n\n"
+        f"{compiled_settings(cfg)}\n\n"
         "Args:\n" + "".join(f"    {name}: {description}\n"
                             for name, _, _, description in specs))
     pipeline_body.__name__ = "kfp_yolo_training"

@@ -244,13 +244,41 @@ def _checked_names(names: list[str], names_file: str) -> list[str]:
     return names
 
 
-def _yaml_dirs(root: Path, data: dict, key: str, yaml_name: str) -> list[Path] | None:
-    """The folders data.yaml names for a split, resolved inside the dataset; None when absent."""
+def _yaml_root(root: Path, data: dict, yaml_name: str, warnings: list[str]) -> Path:
+    """The folder the splits are relative to: `path:` as ultralytics reads it (the dataset's
+    root), in our copy. A folder of the dataset is that folder; an absolute path (where the
+    dataset was) or one leading outside (ultralytics' `../datasets/coco8`) is the YAML's own
+    folder, the second with a warning."""
+    base = data.get("path")
+    if base is None or str(base).strip() in ("", "."):
+        return root
+    if not isinstance(base, str):
+        raise UserError(f"{yaml_name}: path: {base!r} is not a folder name; give the dataset's "
+                        "root folder, relative to data.yaml (or leave path out).")
+    candidate = Path(base)
+    if candidate.is_absolute():
+        return root
+    try:
+        folder = (root / candidate).resolve()
+        inside = folder.is_relative_to(root.resolve()) and folder.is_dir()
+    except (ValueError, OSError):  # a NUL byte, a name too long
+        inside = False
+    if inside:
+        return folder
+    warnings.append(f"{yaml_name}: path: {base!r} is not a folder of the dataset; its splits "
+                    "were read relative to the folder holding it (set path: . to say so).")
+    return root
+
+
+def _yaml_dirs(root: Path, data: dict, key: str, yaml_name: str,
+               top: Path | None = None) -> list[Path] | None:
+    """The folders data.yaml names for a split, under top (_yaml_root); None when absent."""
     value = data.get(key)
     if not value:
         return None
     entries = value if isinstance(value, list) else [value]
     base = data.get("path")
+    top = top or root
     folders = []
     for entry in entries:
         entry = str(entry)
@@ -266,10 +294,10 @@ def _yaml_dirs(root: Path, data: dict, key: str, yaml_name: str) -> list[Path] |
         if entry.endswith(".txt"):
             raise UserError(f"{yaml_name}: {key}: {entry!r} is an image list; give folders.")
         try:
-            folder = (root / candidate).resolve()
+            folder = (top / candidate).resolve()
             # Roboflow exports write '../train/images' beside data.yaml: read it as train/images.
             if not folder.is_dir() and candidate.parts and candidate.parts[0] == "..":
-                folder = (root / Path(*[p for p in candidate.parts if p != ".."])).resolve()
+                folder = (top / Path(*[p for p in candidate.parts if p != ".."])).resolve()
             found = folder.is_relative_to(root.resolve()) and folder.is_dir()
         except (ValueError, OSError):  # a NUL byte, a name too long
             found = False
@@ -305,8 +333,9 @@ def discover(root: Path) -> Layout:
     """Finds names, images and labels; raises UserError for a dataset of the wrong shape."""
     names, data, yaml_name = _read_names(root)
     warnings: list[str] = []
-    train_dirs = _yaml_dirs(root, data, "train", yaml_name)
-    val_dirs = _yaml_dirs(root, data, "val", yaml_name) if train_dirs else None
+    top = _yaml_root(root, data, yaml_name, warnings) if data else root
+    train_dirs = _yaml_dirs(root, data, "train", yaml_name, top)
+    val_dirs = _yaml_dirs(root, data, "val", yaml_name, top) if train_dirs else None
     if train_dirs is None:
         images = root / "images"
         if not images.is_dir():

@@ -44,6 +44,8 @@ __all__ = ["PreparedDataset", "check_dataset", "prepare_dataset",
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val")
+BACKGROUND_SHARE = 0.5
+"""Above this share of training images without boxes, the report warns (mostly background)."""
 
 
 @dataclass
@@ -156,9 +158,17 @@ def _inspect(root: Path, seed: int, val_fraction: float
     splits = _split(layout, checked, seed, val_fraction)
     if layout.val:  # a seeded split of train keeps byte-identical copies wherever they fall
         check_leaks(splits, layout.root)
+    stats = _statistics(layout.names, splits)
+    background, train_images = stats["background_images"]["train"], stats["train_images"]
+    if train_images and background / train_images > BACKGROUND_SHARE:
+        layout.warnings.append(
+            f"{background} of {train_images} training images ({background / train_images:.0%}) "
+            "have no boxes: a detector trained mostly on background learns to predict nothing; "
+            "check that the labels/ folder matches images/, or keep background images to about "
+            "10% (ultralytics' advice).")
     for warning in layout.warnings:
         log.warning("%s", warning)
-    return layout, splits, _statistics(layout.names, splits), _content_hash(layout.names, splits)
+    return layout, splits, stats, _content_hash(layout.names, splits)
 
 
 def _converted(root: Path, dest: Path, mode: str) -> tuple[Path, formats.Conversion | None]:

@@ -72,19 +72,19 @@ class AutoLauncher:
     """
 
     def __init__(self, *, api_client: Any = None, out: Callable[[str], None] | None = None,
-                 pool: str = "", pools_path: str | None = None, **options: Any) -> None:
+                 **options: Any) -> None:
         """Args:
             api_client: a kubernetes ApiClient; default: in-cluster config, else kubeconfig.
             out: where the choice and the job's status lines go (default: stdout).
-            pool, pools_path, **options: what the chosen launcher takes (ClusterJobLauncher's
-                arguments: the pool, ClusterSettings fields, clock and sleep).
+            **options: what the chosen launcher takes (ClusterJobLauncher's arguments:
+                ClusterSettings fields, clock and sleep).
         """
         # Bad settings fail now, before the API server is asked anything.
         settings = {k: v for k, v in options.items() if k not in ("clock", "sleep")}
-        cluster_settings("auto", pool=pool, pools_path=pools_path, **settings)
+        cluster_settings("auto", **settings)
         self._api_client = api_client
         self._out = out or (lambda line: print(line, flush=True))
-        self._options = dict(options, pool=pool, pools_path=pools_path)
+        self._options = dict(options)
         self._chosen: Any = None
 
     @property

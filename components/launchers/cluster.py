@@ -15,10 +15,12 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.k8s_names import DNS_LABEL, DNS_SUBDOMAIN, LABEL_VALUE, check
 
 __all__ = ["PRIORITY_LABEL", "QUEUE_LABEL", "RUN_LABEL", "SECRET_KEYS", "SPEC_ANNOTATION",
-           "ClusterSettings", "Owner", "check_name", "cluster_settings", "default_api_client",
-           "job_name", "owner_from_env", "owner_reference", "pool_placement", "status_message"]
+           "NO_CLUSTER", "ClusterSettings", "Owner", "check_name", "cluster_config_problem",
+           "cluster_settings", "default_api_client",
+           "job_name", "owner_from_env", "owner_reference", "status_message"]
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
@@ -115,9 +117,8 @@ class ClusterSettings:
         return self.run_timeout_s or self.active_deadline_s + 300
 
 
-def cluster_settings(launcher: str, *, pool: str = "", pools_path: str | None = None,
-                     **settings: Any) -> ClusterSettings:
-    """ClusterSettings from a launcher's keyword settings; the pool gives placement defaults.
+def cluster_settings(launcher: str, **settings: Any) -> ClusterSettings:
+    """ClusterSettings from a launcher's keyword settings (placement: the plan step's).
 
     Unknown keys are refused in one sentence naming them; `owner` defaults to owner_from_env().
     """
@@ -126,19 +127,18 @@ def cluster_settings(launcher: str, *, pool: str = "", pools_path: str | None = 
     if unknown:
         raise UserError(f"unknown {launcher} launcher setting(s) {sorted(unknown)}; known are "
                         f"{sorted(known)}.")
-    if pool:
-        placement = pool_placement(pool, pools_path)
-        settings.setdefault("tolerations", placement["tolerations"])
-        settings.setdefault("node_affinity", placement["node_affinity"])
     settings.setdefault("owner", owner_from_env())
     return ClusterSettings(**settings)
 
 
 def check_name(key: str, value: str) -> None:
-    """Refuses a value that is not a valid Kubernetes name (one sentence naming the key)."""
-    if len(value) > 63 or not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", value):
-        raise UserError(f"{key}={value!r} is not a valid Kubernetes name; use lower-case "
-                        "letters, digits and '-'.")
+    """Refuses a value the API server would refuse for key (one sentence stating the rule)."""
+    if key == "namespace":
+        check(DNS_LABEL, key, value)
+    else:  # a LocalQueue, a service account, a runtime, a priority class: object names
+        check(DNS_SUBDOMAIN, key, value)
+    if key in ("queue", "workload_priority_class"):  # also the value of kueue's labels
+        check(LABEL_VALUE, key, value)
 
 
 def job_name(run_id: str) -> str:
@@ -158,20 +158,6 @@ def owner_reference(owner: Owner) -> dict:
     return {"apiVersion": "v1", "kind": "Pod", "name": owner.name, "uid": owner.uid}
 
 
-def pool_placement(pool: str, pools_path: str | None) -> dict:
-    """Tolerations and affinity (at least the pool's GPU memory) of a catalog pool."""
-    from kfp_yolo.components.pools import load_pools, node_affinity
-
-    pools = {p.name: p for p in load_pools(pools_path)}
-    if pool not in pools:
-        raise UserError(f"pool {pool!r} is not in the node-pool catalog; known pools are "
-                        f"{sorted(pools)}.")
-    chosen = pools[pool]
-    # at least this pool's memory, so a larger pool may run it too
-    return {"node_affinity": tuple(node_affinity(chosen.gpu_memory_mib)),
-            "tolerations": chosen.tolerations}
-
-
 def status_message(exc: Any) -> str:
     """The API server's Status message of an ApiException."""
     try:
@@ -180,12 +166,33 @@ def status_message(exc: Any) -> str:
         return str(getattr(exc, "reason", exc))
 
 
+NO_CLUSTER = ("a cluster launcher (pytorchjob, trainjob or auto) found no Kubernetes cluster "
+              "to create the job in: no in-cluster service account and no kubeconfig "
+              "(KUBECONFIG or ~/.kube/config); run it in a cluster, point KUBECONFIG at one, "
+              "or set launcher=local.")
+
+
+def cluster_config_problem(environ: Mapping[str, str] | None = None) -> str | None:
+    """None when a kubernetes client can be configured here, else NO_CLUSTER (cheap: no API
+    call, no kubernetes import), so a run can refuse before it prepares any data."""
+    environ = os.environ if environ is None else environ
+    token = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    if environ.get("KUBERNETES_SERVICE_HOST") and os.path.exists(token):
+        return None
+    paths = [p for p in environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    paths = paths or [os.path.expanduser("~/.kube/config")]
+    return None if any(os.path.isfile(p) for p in paths) else NO_CLUSTER
+
+
 def default_api_client() -> Any:
-    """An ApiClient from the in-cluster config, else the kubeconfig."""
+    """An ApiClient from the in-cluster config, else the kubeconfig; neither is a UserError."""
     from kubernetes import client, config
 
     try:
         config.load_incluster_config()
     except config.ConfigException:
-        config.load_kube_config()
+        try:
+            config.load_kube_config()
+        except config.ConfigException as exc:  # not a traceback: one sentence, exit 2
+            raise UserError(f"{NO_CLUSTER.rstrip('.')} ({' '.join(str(exc).split())}).") from None
     return client.ApiClient()

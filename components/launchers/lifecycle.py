@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
-from kfp_yolo.components.errors import JobFailed, UserError
+from kfp_yolo.components.errors import Fault, JobFailed, UserError
 from kfp_yolo.components.launchers.cluster import (
     SPEC_ANNOTATION,
     cluster_settings,
@@ -78,21 +78,16 @@ class ClusterJobLauncher:
 
     job_kind: ClassVar[JobKind]
 
-    def __init__(self, *, api_client: Any = None, pool: str = "", pools_path: str | None = None,
-                 out: Callable[[str], None] | None = None,
+    def __init__(self, *, api_client: Any = None, out: Callable[[str], None] | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep, **settings: Any) -> None:
         """Args:
             api_client: a kubernetes ApiClient; default: in-cluster config, else kubeconfig.
-            pool: a node-pool name from the catalog; gives the tolerations, and the affinity
-                (at least that pool's GPU memory) when node_affinity is not passed.
-            pools_path: the catalog file (default k8s/node-pools.yaml).
             out: where status and log lines go (default: this process's stdout).
             clock, sleep: time sources, replaceable in tests.
             **settings: ClusterSettings fields; `owner` defaults to owner_from_env().
         """
-        self.cluster = cluster_settings(self.job_kind.kind.lower(), pool=pool,
-                                        pools_path=pools_path, **settings)
+        self.cluster = cluster_settings(self.job_kind.kind.lower(), **settings)
         self._api_client = api_client
         self._out = out or (lambda line: print(line, flush=True))
         self._clock, self._sleep = clock, sleep
@@ -252,7 +247,7 @@ class ClusterJobLauncher:
             try:
                 job = self._get(name)
                 errors = 0
-            except (UserError, JobFailed):
+            except (UserError, JobFailed, Fault):
                 raise
             except Exception as exc:  # an API server restart must not kill a week-long run
                 errors += 1

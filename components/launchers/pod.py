@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from typing import Any
 
+from kfp_yolo.components.k8s_names import label_value
 from kfp_yolo.components.launchers.cluster import (
     PRIORITY_LABEL,
     QUEUE_LABEL,
@@ -34,7 +34,7 @@ UID = 10001  # the image's user (Dockerfile); not root
 
 def pod_labels(spec: TrainSpec) -> dict[str, str]:
     """Labels of the job and its pods: the app, the component and the run (a valid label)."""
-    run = re.sub(r"[^A-Za-z0-9_.-]+", "-", spec.run_id)[:63].strip("-_.") or "run"
+    run = label_value(spec.run_id)
     return {"app.kubernetes.io/name": "kfp-yolo", "app.kubernetes.io/component": "training",
             RUN_LABEL: run}
 

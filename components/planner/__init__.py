@@ -26,8 +26,8 @@ How the prediction is made (no GPU needed):
    epoch and run time, cost from the catalog's price per GPU-hour; the objective (smallest,
    cost, time) and the deadline pick the pool.
 
-The constants of step 3 are calibrated against the real trainer on an H200 (estimate.py;
-DESIGN.md "GPU memory and speed"); benchmarks/gpu_memory.py measures them on a GPU.
+The constants of step 3 are calibrated against the real trainer on an H200 (the measured
+figures are in estimate.py's docstring); benchmarks/gpu_memory.py measures them on a GPU.
 """
 
 from kfp_yolo.components.planner.estimate import (

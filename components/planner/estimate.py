@@ -3,7 +3,7 @@
 fp32 weights, gradients, the EMA copy, optimizer state and step temporaries and DDP gradient
 buckets are added to the probe's peak; the caching allocator's overhead, NCCL buffers and the
 CUDA context on top. The constants below are where calibration lives: they are fitted to the
-real ultralytics trainer on an H200 (issue 14; DESIGN.md "GPU memory and speed"), where
+real ultralytics trainer on an H200 (issue 14), where
 yolov5l 640 batch 16 measured, in MiB:
 
     precision  NVML over idle  torch reserved  torch allocated  reserved/allocated

@@ -34,7 +34,6 @@ from kfp_yolo.components.storage.backend import Backend, is_remote, local_path
 from kfp_yolo.components.storage.errors import StorageFault
 from kfp_yolo.components.storage.local import LocalBackend
 from kfp_yolo.components.storage.manifest import MANIFEST_NAME
-from kfp_yolo.components.storage.s3 import S3Backend
 from kfp_yolo.components.storage.settings import S3Settings, settings_from_env
 
 __all__ = [
@@ -55,6 +54,9 @@ def open_backend(uri: str, settings: S3Settings | None = None) -> Backend:
         settings: endpoint and credentials for object stores; None = `settings_from_env()`.
     """
     if is_remote(uri):
+        # imported here: a local run (and every torchrun rank of one) never loads the S3 code
+        from kfp_yolo.components.storage.s3 import S3Backend
+
         return S3Backend.open(uri, settings)
     return LocalBackend.open(uri)
 

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from typing import TypeVar
 from urllib.parse import urlparse
 
-from kfp_yolo.components.errors import JobFailed, UserError
+from kfp_yolo.components.errors import Fault, JobFailed, UserError
 
 __all__ = ["ATTEMPTS", "BACKOFF_S", "CONNECT_TIMEOUT_S", "RETRY_BUDGET_S", "STALL_TIMEOUT_S",
            "StorageFault", "is_transient", "retry", "translate", "translated"]
@@ -54,7 +54,7 @@ _PLAIN_HTTP_SIGNS = ("wrong_version_number", "wrong version number", "record lay
 T = TypeVar("T")
 
 
-class StorageFault(JobFailed):
+class StorageFault(Fault):
     """The object store failed in a way the user cannot fix (5xx answers, a stalled or dropped
     connection) even after retries; trying again later may work. Exit code 1."""
 
@@ -219,7 +219,7 @@ def translated(uri: str, endpoint: str) -> Iterator[None]:
     """Turns minio/urllib3/socket exceptions into one-sentence UserErrors and StorageFaults."""
     try:
         yield
-    except (UserError, JobFailed):
+    except (UserError, JobFailed, Fault):
         raise
     except Exception as exc:
         error = translate(exc, uri, endpoint)

@@ -98,12 +98,31 @@ def _amp_setting(spec: TrainSpec, device_type: str) -> bool | str:
     return "bf16" if spec.precision == "bf16" else True
 
 
+def check_checkpoint_task(weights: str) -> None:
+    """Refuses a .pt checkpoint of another task (a classifier, a segmenter) in one sentence: its
+    name need not say so, and ultralytics' DetectionTrainer would end in an AttributeError."""
+    from ultralytics.nn.tasks import load_checkpoint
+
+    from kfp_yolo.components.errors import UserError
+
+    if not Path(weights).is_file():
+        return  # ultralytics says what is missing
+    model, _ = load_checkpoint(weights)
+    kind = type(model).__name__  # segment, pose, OBB, World and RT-DETR models subclass it
+    if kind != "DetectionModel":
+        raise UserError(f"model {weights!r} is a {kind.removesuffix('Model') or kind} checkpoint, "
+                        "and kfp-yolo trains YOLO object detectors; give a detection checkpoint "
+                        "or a model YAML such as yolo11n.yaml.")
+
+
 def make_trainer(spec: TrainSpec, env: DistEnv, device_type: str, data_yaml: Path,
                  scratch: Path, checkpoint: Checkpoint | None,
                  pipeline: InputPipeline) -> Any:
     """ultralytics' DetectionTrainer for this process: rank, world size and device from torchrun."""
     from kfp_yolo.components.ultralytics_patches import launcher_trainer_class
 
+    if spec.model.endswith(".pt") and checkpoint is None:
+        check_checkpoint_task(spec.model)
     main = env.is_main
     overrides = {
         "model": spec.model, "data": str(data_yaml), "imgsz": spec.imgsz, "epochs": spec.epochs,

@@ -228,7 +228,8 @@ ACCEPTED_CASES = {
         ["compile", "--set", "registry_uri=https://models.example.com"],
         "registry_uri='https://models.example.com' is invalid: unsupported scheme 'https'"),
     "quotas --namespace Bad_NS!": (["quotas", "--namespace", "Bad_NS!"],
-                                   "namespace 'Bad_NS!' is not a valid Kubernetes name"),
+                                   "namespace 'Bad_NS!' is invalid: a Kubernetes name is 1-63 "
+                                   "lower-case letters"),
     "synth --imgsz 5": (["dataset", "synth", "{tmp}/d", "--imgsz", "5"],
                         "imgsz=5 is out of range"),
 }

@@ -36,7 +36,8 @@ def test_full_run_succeeds_with_every_artifact(passed_run):
     result, summary = passed_run
     assert result.returncode == 0, result.stderr[-3000:]
     assert summary["status"] == "succeeded"
-    assert summary["steps"] == {"prepare": "succeeded", "plan": "succeeded", "train": "succeeded",
+    assert summary["steps"] == {"validate": "succeeded", "prepare": "succeeded",
+                                "plan": "succeeded", "train": "succeeded",
                                 "evaluate": "succeeded", "export": "succeeded",
                                 "tensorrt": "skipped", "publish": "succeeded"}
     assert Path(summary["artifacts"]["best_pt"]).stat().st_size > 100_000

@@ -31,8 +31,8 @@ GIB = 1024
 
 # Measured on one NVIDIA H200 (torch 2.11 cu130, 2026-11-29): yolov5l.yaml 640, batch 16, SGD,
 # the real kfp-yolo trainer (ultralytics' loop, 8 dataloader workers, synthetic images).
-# Sources: issue 14's table (NVML used over idle, torch max reserved) and DESIGN.md "GPU memory
-# and speed" (torch max allocated; NVML minus reserved about 676 MiB).
+# Sources: issue 14's table (NVML used over idle, torch max reserved) and the same run's torch max
+# allocated (NVML minus reserved about 676 MiB).
 H200_YOLOV5L_640_B16 = {
     "amp": {"nvml": 10820, "reserved": 10144, "allocated": 9014},
     "fp32": {"nvml": 19822, "reserved": 19144, "allocated": 16205},

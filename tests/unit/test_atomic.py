@@ -69,3 +69,23 @@ def test_staged_dir_appears_whole_replaces_and_cleans_up(tmp_path):
         part.mkdir()
         (part / "c.jpg").write_bytes(b"c")
     assert _names(folder) == ["c.jpg"] and _names(tmp_path) == ["dataset"]
+
+
+def test_staged_dir_keeps_the_old_folder_when_the_new_one_cannot_move_in(tmp_path, monkeypatch):
+    import os
+
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    (folder / "old.jpg").write_bytes(b"old")
+    real = os.replace
+
+    def refuse_the_new_folder(src, dst):
+        if Path(src).name.endswith(".part"):
+            raise OSError(5, "Input/output error")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", refuse_the_new_folder)
+    with pytest.raises(OSError), staged_dir(folder) as part:
+        part.mkdir()
+        (part / "new.jpg").write_bytes(b"new")
+    assert _names(folder) == ["old.jpg"] and _names(tmp_path) == ["dataset"]

@@ -10,7 +10,7 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from kfp_yolo.pipelines.cli import main
-from kfp_yolo.pipelines.config import RunConfig
+from kfp_yolo.pipelines.config import COMPILE_TIME, RunConfig
 from kfp_yolo.pipelines.training import NODE_POOLS
 
 GITOPS_CONFIG = Path(__file__).resolve().parents[2] / "k8s" / "gitops" / "train.yaml"
@@ -48,7 +48,7 @@ def test_compiled_yaml_loads_back_into_pipeline_spec(tmp_path, config):
 def test_every_parameter_has_default_and_description(tmp_path):
     output = _compile(tmp_path, "epochs=7", "model=yolov5l.yaml")
     params = _load(output)[0]["root"]["inputDefinitions"]["parameters"]
-    assert set(params) == set(RunConfig.model_fields) | {NODE_POOLS}
+    assert set(params) == set(RunConfig.model_fields) - COMPILE_TIME | {NODE_POOLS}
     for name, param in params.items():
         assert param.get("description"), name
         assert "defaultValue" in param or param.get("isOptional"), name
@@ -226,3 +226,50 @@ def test_a_bad_catalog_fails_the_compile(tmp_path, capsys):
     assert main(["compile", "-o", str(tmp_path / "p.yaml"), "--pools", str(pools)]) == 2
     assert f"{pools}:2: pool #1 lacks" in capsys.readouterr().err
     assert not (tmp_path / "p.yaml").exists()
+
+
+def test_compile_time_keys_are_not_parameters_but_described(tmp_path):
+    output = _compile(tmp_path, "launcher=trainjob", "image=registry.example/kfp-yolo:2",
+                      "procs_per_node=4", "job_timeout_s=7200", "queue_timeout_s=600")
+    document = _load(output)[0]
+    params = document["root"]["inputDefinitions"]["parameters"]
+    assert not set(params) & COMPILE_TIME
+    assert {"launcher", "image", "procs_per_node", "job_timeout_s", "queue_timeout_s"} <= (
+        COMPILE_TIME)
+    description = document["pipelineInfo"]["description"]
+    for fixed in ("image=registry.example/kfp-yolo:2", "job_timeout_s=7200",
+                  "launcher=trainjob", "procs_per_node=4", "queue_timeout_s=600"):
+        assert fixed in description, fixed
+    # the compiled values reach the steps as constants
+    train = document["root"]["dag"]["tasks"]["train-component"]["inputs"]["parameters"]
+    assert train["launcher"] == {"runtimeValue": {"constant": "trainjob"}}
+    assert train["procs_per_node"] == {"runtimeValue": {"constant": 4}}
+
+
+def test_validate_config_runs_first_and_the_steps_take_its_checked_values(tmp_path):
+    output = _compile(tmp_path)
+    document = _load(output)[0]
+    tasks = _tasks(document)
+    validate, _ = tasks["validate-config-component"]
+    assert validate["taskInfo"]["name"] == "validate-config"
+    params = document["root"]["inputDefinitions"]["parameters"]
+    assert set(validate["inputs"]["parameters"]) == set(params)  # every parameter, checked
+    pod_settings = {"step_cpu", "step_memory", "storage_secret"}
+    for name, (task, _) in tasks.items():
+        if name == "validate-config-component":
+            continue
+        for key, reference in task["inputs"].get("parameters", {}).items():
+            source = reference.get("componentInputParameter", "")
+            if source and name in document["root"]["dag"]["tasks"]:
+                # at the root, only pod settings (checked before any pod that uses them) are
+                # read raw: a step's own inputs are the validate step's outputs
+                assert source.removeprefix("pipelinechannel--") in pod_settings, (name, key)
+    prepare, _ = tasks["prepare-dataset-component"]
+    assert prepare["inputs"]["parameters"]["dataset_uri"] == {"taskOutputParameter": {
+        "producerTask": "validate-config-component", "outputParameterKey": "dataset_uri"}}
+    executors = document["deploymentSpec"]["executors"]
+    resources = executors["exec-validate-config-component"]["container"]["resources"]
+    assert (resources["resourceCpuRequest"], resources["resourceMemoryRequest"]) == ("500m",
+                                                                                     "1Gi")
+    platform = _platform_executors(output)["exec-validate-config-component"]
+    assert "secretAsEnv" not in platform and "nodeAffinity" not in platform

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.pipelines.config import RunConfig, load_config, parameter_specs
+from kfp_yolo.pipelines.config import COMPILE_TIME, RunConfig, load_config, parameter_specs
 
 
 def test_defaults_are_the_demo():
@@ -71,7 +71,10 @@ def test_malformed_set_item():
 
 def test_every_parameter_has_a_description_and_default():
     specs = parameter_specs()
-    assert [name for name, *_ in specs] == list(RunConfig.model_fields)
+    assert [name for name, *_ in specs] == [
+        name for name in RunConfig.model_fields if name not in COMPILE_TIME]
+    for field in RunConfig.model_fields.values():  # the UI form and --help explain themselves
+        assert field.description, field
     for name, _, default, description in specs:
         assert description, name
         assert default is not None, name
@@ -135,9 +138,13 @@ def test_cluster_settings_accept_what_kubernetes_accepts(overrides, expected):
     (["step_memory=8GB"], "step_memory='8GB' is invalid: must be a positive memory quantity"),
     (["step_memory=8K"], "step_memory='8K' is invalid"),  # KFP takes K, Kubernetes does not
     (["step_memory=0Gi"], "step_memory='0Gi' is invalid"),
-    (["service_account=Team_SA"], "service_account='Team_SA' is invalid: must be a Kubernetes "
-                                  "name"),
-    (["service_account=" + "a" * 64], "is invalid: must be a Kubernetes name"),
+    (["service_account=Team_SA"], "service_account='Team_SA' is invalid: a Kubernetes object "
+                                  "name is 1-253 lower-case letters, digits, '-' or '.'"),
+    (["queue=" + "q" * 70], "queue='" + "q" * 70 + "' is invalid: 70 characters long; a "
+                            "Kubernetes label value is at most 63"),
+    (["priority_class=high"], "priority_class='high' is invalid: only a PyTorchJob sets"),
+    (["launcher=pytorchjob", "priority_class=High"], "priority_class='High' is invalid: a "
+                                                     "Kubernetes object name is 1-253"),
     (["queue=kfp-yolo", "workload_priority_class=high"],
      "workload_priority_class='high' is invalid: must be one of the classes `kfp-yolo quotas` "
      "generates: kfp-yolo-interactive, kfp-yolo-retraining"),
@@ -198,9 +205,23 @@ def test_cluster_examples_let_the_cluster_choose_the_launcher():
     ("registry_uri=s3:///no-bucket", "no bucket; write s3://BUCKET/PREFIX"),
     ("dataset_uri=file://relative/path", "a file URI is file:///ABSOLUTE/PATH"),
     ("dataset_uri=synthetic://shapes?images=0", "images=0 is out of range"),
-    ("namespace=Bad_NS!", "namespace='Bad_NS!' is invalid: not a valid Kubernetes name; a "
-                          "namespace is 1-63 lower-case"),
-    ("queue=Team Queue", "queue='Team Queue' is invalid: not a valid Kubernetes name"),
+    ("namespace=Bad_NS!", "namespace='Bad_NS!' is invalid: a Kubernetes name is 1-63 "
+                          "lower-case letters, digits or '-'"),
+    ("queue=Team Queue", "queue='Team Queue' is invalid: a Kubernetes object name is 1-253 "
+                         "lower-case"),
+    ("name=My_Model", "name='My_Model' is invalid: a run and model name is 1-40 lower-case"),
+    ("model=rtdetr-l.yaml", "'rtdetr-l.yaml' is an RT-DETR model, which needs ultralytics' "
+                            "RT-DETR trainer"),
+    ("model=yolov8-rtdetr.yaml", "'yolov8-rtdetr.yaml' is an RT-DETR model"),  # by its head
+    ("model=yolov8s-world.yaml", "'yolov8s-world.yaml' is a WorldDetect model, and kfp-yolo "
+                                 "trains object detectors (a Detect head)"),
+    ("model=yolov5q.yaml", "ultralytics has no model YAML named 'yolov5q.yaml'"),
+    ("registry_uri=gs://bucket/models", "registry_uri='gs://bucket/models' is invalid: "
+                                        "unsupported scheme 'gs'"),
+    ("trt_precision=int4", "trt_precision='int4' is invalid"),
+    ("onnx_tolerance=0", "onnx_tolerance=0 is invalid"),
+    ("onnx_opset=5", "onnx_opset=5 is invalid"),
+    ("lr0=-0.1", "lr0=-0.1 is invalid"),
     ("model=yolov8n-cls.yaml", "is a classification model, and kfp-yolo trains object "
                                "detectors; use a detection model such as yolov8n.yaml"),
     ("model=yolo11s-seg.pt", "is a segmentation model"),

@@ -47,7 +47,9 @@ def make_auto(routes: dict, **changes):
     api = client.ApiClient(client.Configuration(host="http://kube.test"))
     api.rest_client.pool_manager = http
     clock, lines = FakeClock(), []
-    values = dict(namespace=NS, queue="kfp-yolo", pool="l4-24g", poll_interval_s=10,
+    values = dict(namespace=NS, queue="kfp-yolo", poll_interval_s=10,
+                  tolerations=({"key": "nvidia.com/gpu", "operator": "Exists",
+                                "effect": "NoSchedule"},),
                   owner=Owner(name="step-pod", uid="1234-abcd", namespace=NS))
     values.update(changes)
     launcher = get_launcher("auto", api_client=api, out=lines.append, clock=clock,
@@ -75,7 +77,7 @@ def test_a_cluster_that_serves_trainjob_gets_a_trainjob():
                       "(trainer.kubeflow.org/v1alpha1); using TrainJob"]
     (post,) = http.methods("POST")
     assert post[1] == jobs and post[3]["kind"] == "TrainJob"
-    # The pool's placement reached the job.
+    # The plan step's placement reached the job.
     (patch,) = post[3]["spec"]["runtimePatches"]
     pod = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]["template"]
     assert pod["spec"]["template"]["spec"]["tolerations"] == [
@@ -142,8 +144,8 @@ def test_bad_settings_fail_before_the_api_server_is_asked():
     http = ScriptedHTTP({})
     with pytest.raises(UserError, match=r"unknown auto launcher setting\(s\) \['gpus'\]"):
         get_launcher("auto", api_client=http, gpus=4)
-    with pytest.raises(UserError, match="pool 'nope' is not in the node-pool catalog"):
-        get_launcher("auto", api_client=http, pool="nope")
+    with pytest.raises(UserError, match=r"unknown auto launcher setting\(s\) \['pool'\]"):
+        get_launcher("auto", api_client=http, pool="l4-24g")  # placement is the plan step's
     assert not http.calls
 
 

@@ -240,7 +240,7 @@ def test_plan_table_with_batch_0_shows_the_auto_batch_per_pool(probe_cache, caps
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--model", "nope"], "model 'nope.yaml' cannot be built (FileNotFoundError"),
+    (["--model", "nope"], "ultralytics has no model YAML named 'nope.yaml'"),
     (["--model", "missing.pt"], "no such .pt file"),
     (["--imgsz", "16"], "--imgsz: imgsz=16 is invalid: Input should be greater than or equal "
                         "to 32"),

@@ -138,3 +138,14 @@ def test_submit_runs_the_steps_as_the_configured_service_account(kfp_server, tmp
     first, second = state.created_runs()
     assert first["service_account"] == "kfp-yolo-pipeline"
     assert not second.get("service_account")  # the namespace's default account
+
+
+def test_a_bf16_run_is_planned_only_on_a_gpu_that_runs_bf16():
+    from kfp_yolo.components.pools import catalog_json
+
+    text = catalog_json()
+    amp = plan_resources_component(**TINY_RUN, node_pools=text)
+    bf16 = plan_resources_component(**{**TINY_RUN, "precision": "bf16"}, node_pools=text)
+    products = {p.name: p.gpu_product for p in load_pools()}
+    assert products[amp.pool] in ("Quadro-RTX-4000", "Tesla-T4")  # the smallest pool fits
+    assert products[bf16.pool] not in ("Quadro-RTX-4000", "Tesla-T4")  # Turing: no bf16

@@ -21,6 +21,7 @@ import pytest
 
 from kfp_yolo.pipelines import cmd_submit
 from kfp_yolo.pipelines.cli import main
+from kfp_yolo.pipelines.config import COMPILE_TIME
 
 OLD_TOKEN = "tok-OLD-5f1e0c9a7b"
 NEW_TOKEN = "tok-NEW-93c2d4e8aa"
@@ -220,6 +221,8 @@ def test_same_config_twice_starts_one_run(kfp_server, config_file, monkeypatch, 
     assert len(runs) == 1
     assert runs[0]["display_name"].startswith("nightly-")
     assert runs[0]["runtime_config"]["parameters"]["epochs"] == 3
+    # what the compiled pipeline takes: its run-time parameters, not the compiled-in keys
+    assert not set(runs[0]["runtime_config"]["parameters"]) & COMPILE_TIME
     assert "already exists" in capsys.readouterr().out
     assert main([*argv, "--set", "epochs=4"]) == 0  # another config, another run
     assert len(state.created_runs()) == 2

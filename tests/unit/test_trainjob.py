@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import os
 import re
-import signal
 from pathlib import Path
 
 import pytest
@@ -27,9 +26,9 @@ from test_pytorchjob import (
     status_error,
 )
 
-from kfp_yolo.components.errors import JobFailed, UserError
+from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.launchers import get_launcher
-from kfp_yolo.components.launchers.cluster import SPEC_ANNOTATION, ClusterSettings, Owner
+from kfp_yolo.components.launchers.cluster import ClusterSettings, Owner
 from kfp_yolo.components.launchers.lifecycle import TrainJobLauncher
 from kfp_yolo.components.launchers.trainjob import PATCH_MANAGER, build_trainjob
 from kfp_yolo.components.spec import TrainSpec
@@ -311,117 +310,6 @@ def test_the_log_follows_node0_to_its_new_pod():
     launcher.launch(make_spec())
     assert [line for line in lines if line.startswith("epoch")] == ["epoch 1",
                                                                      "epoch 2 (resumed)"]
-
-
-def test_failed_job_raises_its_reason_and_keeps_the_job():
-    event = {"metadata": {"name": "e1", "namespace": NS}, "type": "Warning",
-             "reason": "BackoffLimitExceeded", "message": "Job has reached the backoff limit",
-             "involvedObject": {"kind": "Job", "name": "exp-1", "namespace": NS}}
-    failed = ("Failed", "True", "FailedJobs", "jobset failed: ReplicatedJob node failed")
-    launcher, http, _ = make_launcher({
-        ("POST", JOBS): [(201, {})],
-        ("GET", JOB): [job_state(ready=1), job_state(failed)],
-        ("GET", EVENTS): [(200, {"kind": "EventList", "items": [event]})],
-    })
-    with pytest.raises(JobFailed) as err:
-        launcher.launch(make_spec())
-    message = str(err.value)
-    assert message.startswith("TrainJob team-a/exp-1 failed: FailedJobs: jobset failed")
-    assert "Job has reached the backoff limit" in message
-    assert not http.methods("DELETE")
-
-
-def test_suspended_time_is_counted_apart_from_running_time():
-    # 4 polls (40 s) suspended would pass the 25 s run timeout if queued time counted.
-    launcher, http, lines = make_launcher({
-        ("POST", JOBS): [(201, {})],
-        ("GET", JOB): [job_state(QUEUED, suspend=True)] * 4 + [
-            job_state(RESUMED), job_state(RESUMED, ready=1), job_state(RESUMED, COMPLETE)],
-    }, run_timeout_s=25)
-    launcher.launch(make_spec())
-    text = "\n".join(lines)
-    assert "TrainJob team-a/exp-1 is waiting for Kueue admission (queue kfp-yolo)" in text
-    assert "admitted after 0m40s queued; pods starting" in text
-    assert "succeeded: 0m20s admitted, 0m40s queued" in text
-    assert not http.methods("DELETE")
-    # No pod exists while the job is suspended: none is looked for.
-    assert len([c for c in http.calls if c[1] == PODS]) == 1
-
-
-def test_timeout_deletes_the_job():
-    launcher, http, _ = make_launcher({
-        ("POST", JOBS): [(201, {})],
-        ("GET", JOB): [job_state(ready=1)],
-    }, run_timeout_s=30)
-    with pytest.raises(JobFailed, match=r"TrainJob team-a/exp-1 did not finish within 0m30s"):
-        launcher.launch(make_spec())
-    (delete,) = http.methods("DELETE")
-    assert delete[1] == JOB and delete[2]["propagationPolicy"] == "Foreground"
-
-
-def test_sigterm_deletes_the_job_and_exits():
-    def running_then_sigterm():
-        os.kill(os.getpid(), signal.SIGTERM)  # what a terminated KFP run sends the step
-        return job_state(ready=1)
-
-    before = signal.getsignal(signal.SIGTERM)
-    launcher, http, lines = make_launcher({
-        ("POST", JOBS): [(201, {})],
-        ("GET", JOB): [job_state(ready=1), running_then_sigterm, job_state(ready=1)],
-    })
-    with pytest.raises(SystemExit) as exited:
-        launcher.launch(make_spec())
-    assert exited.value.code == 128 + signal.SIGTERM
-    (delete,) = http.methods("DELETE")
-    assert delete[1] == JOB
-    assert any("SIGTERM" in line and "deleting TrainJob team-a/exp-1" in line for line in lines)
-    assert signal.getsignal(signal.SIGTERM) == before
-
-
-def test_forbidden_create_names_the_missing_permission():
-    message = ('trainjobs.trainer.kubeflow.org is forbidden: User "system:serviceaccount:team-a:'
-               'default-editor" cannot create resource "trainjobs" in API group '
-               '"trainer.kubeflow.org" in the namespace "team-a"')
-    launcher, http, _ = make_launcher({("POST", JOBS): [status_error(403, "Forbidden", message)]})
-    with pytest.raises(UserError) as err:
-        launcher.launch(make_spec())
-    assert str(err.value).startswith(
-        "permission denied: this step's service account may not create "
-        "trainjobs.trainer.kubeflow.org in namespace 'team-a'; grant 'create' on "
-        "trainjobs.trainer.kubeflow.org there (the Role in k8s/base/rbac.yaml does).")
-    assert err.value.exit_code == 2 and not http.methods("DELETE")
-
-
-def test_conflict_adopts_the_job_of_an_earlier_try():
-    existing = job_state(ready=1)[1]
-    existing["metadata"]["ownerReferences"] = [
-        {"apiVersion": "v1", "kind": "Pod", "name": "old-pod", "uid": "old-uid"}]
-    launcher, http, lines = make_launcher({
-        ("POST", JOBS): [status_error(409, "AlreadyExists",
-                                      'trainjobs.trainer.kubeflow.org "exp-1" already exists')],
-        ("GET", JOB): [(200, existing), job_state(COMPLETE)],
-        ("PATCH", JOB): [(200, existing)],
-    })
-    launcher.launch(make_spec())
-    assert any("adopting TrainJob team-a/exp-1" in line for line in lines)
-    (patch,) = http.methods("PATCH")
-    assert [ref["uid"] for ref in patch[3]["metadata"]["ownerReferences"]] == ["old-uid",
-                                                                               "1234-abcd"]
-    assert set(patch[3]) == {"metadata"}  # the immutable spec is left alone
-    assert not http.methods("DELETE")
-
-
-def test_conflict_with_a_different_job_is_refused():
-    other = job_state(ready=1)[1]
-    other["metadata"]["annotations"][SPEC_ANNOTATION] = "something-else"
-    launcher, http, _ = make_launcher({
-        ("POST", JOBS): [status_error(409, "AlreadyExists", "exists")],
-        ("GET", JOB): [(200, other)],
-    })
-    with pytest.raises(UserError, match=r"a different TrainJob named 'exp-1' already exists.*"
-                                        r"kubectl -n team-a delete trainjob exp-1"):
-        launcher.launch(make_spec())
-    assert not http.methods("DELETE")
 
 
 def test_a_missing_runtime_is_one_sentence():

@@ -1,0 +1,71 @@
+"""The `validate-config` step's logic: a run's parameter values, checked as `--set` checks them.
+
+The Kubeflow UI hands each step raw values; the first step of the DAG rebuilds a RunConfig
+from them (plus the compile-time keys compiled into the pipeline) and the node-pool catalog,
+so a bad value fails the run in seconds, before any data is read or a GPU is asked for,
+with the sentence `--set` would give. The later steps take the checked values it returns.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from typing import Any
+
+from pydantic import ValidationError
+
+from kfp_yolo.components.errors import UserError
+from kfp_yolo.pipelines.config import COMPILE_TIME, RunConfig, format_error
+
+__all__ = ["NODE_POOLS", "PARAMETER_SOURCE", "check_config", "check_run_parameters"]
+
+NODE_POOLS = "node_pools"
+"""The pipeline parameter that carries the node-pool catalog's text."""
+PARAMETER_SOURCE = "run parameter"
+"""How a refused value's sentence starts: `run parameter: epochs=-1 is invalid: ...`."""
+
+
+def check_config(values: dict[str, Any], node_pools: str) -> RunConfig:
+    """RunConfig from raw values, checked against the catalog too; refusals are UserErrors."""
+    from kfp_yolo.components.pools import load_pools_text, pools_for_precision
+
+    try:
+        cfg = RunConfig(**values)
+    except ValidationError as err:
+        raise UserError(format_error(err, PARAMETER_SOURCE)) from None
+    pools = load_pools_text(node_pools, source=f"the {NODE_POOLS} parameter")
+    if not pools_for_precision(pools, cfg.precision):
+        products = ", ".join(sorted({p.gpu_product for p in pools}))
+        raise UserError(f"{PARAMETER_SOURCE}: precision='bf16' is invalid: no node pool's GPU "
+                        f"runs bf16 natively (it needs an Ampere or newer GPU; the catalog has "
+                        f"{products}); use precision=amp, or add such a pool to the catalog.")
+    return cfg
+
+
+def check_run_parameters(values: dict[str, Any], *, compiled: dict[str, Any]) -> tuple:
+    """The step: every run-time value in `values` (node_pools included) checked; the checked
+    values out, in the same order, with lr0 resolved to the optimizer's default when unset.
+
+    compiled: the compile-time keys' values; a run cannot change them.
+    """
+    values = dict(values)
+    node_pools = values.pop(NODE_POOLS)
+    refused = sorted(set(values) & COMPILE_TIME)
+    if refused:  # only a pipeline edited by hand gets here: compile writes no such input
+        raise UserError(f"{PARAMETER_SOURCE}: {', '.join(refused)} is fixed at compile time; "
+                        "set it with `kfp-yolo compile --set KEY=VALUE` and upload again.")
+    cfg = check_config({**compiled, **values}, node_pools)
+    if cfg.launcher != "local" or cfg.deploy == "kserve":  # found out hours later otherwise
+        from kfp_yolo.components.launchers.cluster import cluster_config_problem
+
+        if problem := cluster_config_problem():
+            raise UserError(problem if cfg.launcher != "local" else (
+                f"{PARAMETER_SOURCE}: deploy='kserve' needs a Kubernetes API server and this "
+                "step found none (no in-cluster service account and no kubeconfig); run on a "
+                "cluster or set deploy=none."))
+    checked = {name: getattr(cfg, name) for name in values}
+    if "lr0" in checked:
+        checked["lr0"] = cfg.learning_rate
+    checked[NODE_POOLS] = node_pools
+    print("validate-config: every parameter is valid: " + ", ".join(
+        f"{name}={value!r}" for name, value in checked.items() if name != NODE_POOLS))
+    return namedtuple("CheckedConfig", list(checked))(**checked)
