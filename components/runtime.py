@@ -1,5 +1,5 @@
-"""Process-boundary settings: ultralytics offline, no downloads, a writable config folder; and
-how many CPUs and how much memory this process really has.
+"""Process-boundary settings: ultralytics offline, no downloads, a writable config folder; how
+many CPUs and how much memory this process really has; and a child's life tied to its parent's.
 
 Call `offline_environment()` once at the start of a process, before `import ultralytics`
 (it reads its settings at import time).
@@ -10,10 +10,12 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import signal
+import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["offline_environment", "usable_cpus", "usable_memory_bytes"]
+__all__ = ["die_with_parent", "offline_environment", "usable_cpus", "usable_memory_bytes"]
 
 _FONT_NAMES = ("Arial.ttf", "Arial.Unicode.ttf")
 
@@ -85,6 +87,29 @@ def usable_memory_bytes(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
         except ValueError:
             continue
     return physical
+
+
+def die_with_parent(parent: int | None = None, signum: int = signal.SIGTERM) -> bool:
+    """Asks Linux to send this process signum when its parent ends (prctl PR_SET_PDEATHSIG).
+
+    Called in a child (a Popen preexec_fn, or first thing in a process): torchrun dies with the
+    step that started it, a worker with its torchrun, so no training outlives its launcher even
+    when the launcher is SIGKILLed. `parent`: the pid the caller expects as parent; if it is
+    already gone, the signal is sent now. Returns False where the call is not available.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, int(signum), 0, 0, 0) != 0:  # 1 = PR_SET_PDEATHSIG
+            return False
+    except (OSError, AttributeError):
+        return False
+    if parent is not None and os.getppid() != parent:  # it died before the prctl
+        os.kill(os.getpid(), signum)
+    return True
 
 
 def _seed_fonts(config_dir: Path) -> None:
