@@ -9,8 +9,10 @@ lost node. This runs torchrun in-process and exits with:
   dataset) and EXIT_OUT_OF_MEMORY (3) when a worker ran out of GPU memory: the same pod would
   fail the same way again, so the job fails now (PyTorchJob restartPolicy ExitCode treats
   1-127 as permanent; the TrainJob runtime's podFailurePolicy fails the Job on these codes);
-- EXIT_RETRYABLE (200) for anything else (a peer that never joined, a storage fault, a crash):
-  the job restarts the pod, which resumes from the last checkpoint;
+- EXIT_RETRYABLE (138) for anything else (a peer that never joined, a storage fault, a crash):
+  the job restarts the pod, which resumes from the last checkpoint. 138 (128 + SIGUSR1) is the
+  Training Operator's code for "retryable, user-defined": its ExitCode policy retries 130, 137,
+  138 and 143 and treats every other code as permanent;
 - 128 + N when the pod is stopped by signal N (eviction, preemption): retryable too.
 
 The first failed worker's sentence becomes the container's termination message.
@@ -29,7 +31,7 @@ EXIT_BAD_INPUT = 2
 """A worker refused its input (UserError): permanent."""
 EXIT_OUT_OF_MEMORY = 3
 """A worker ran out of GPU memory at this batch: permanent (plan a smaller batch or pool)."""
-EXIT_RETRYABLE = 200
+EXIT_RETRYABLE = 138
 """Any other failure: the pod is restarted and resumes from the checkpoint."""
 PERMANENT_EXITS = (EXIT_BAD_INPUT, EXIT_OUT_OF_MEMORY)
 TERMINATION_LOG = Path("/dev/termination-log")
