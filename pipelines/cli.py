@@ -96,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--wait", action="store_true", help="follow the run; exit 0/1 by its end")
     submit.add_argument("--timeout", type=int, default=86400, metavar="S",
                         help="seconds --wait follows the run")
+    submit.add_argument("--api-timeout", type=float, default=None, metavar="S",
+                        help="seconds all the API calls of the submit may take, retries "
+                             "included (default 120; each answer may take up to 60 s)")
+    submit.add_argument("--retry-failed", action="store_true",
+                        help="when this config's last run ended FAILED or CANCELED, start a "
+                             "new attempt (without it: exit 1 naming that run)")
     submit.set_defaults(module="submit")
 
     plan = sub.add_parser("plan", parents=common,
