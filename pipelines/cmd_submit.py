@@ -138,6 +138,7 @@ def _follow(api: Api, run_id: str, timeout_s: float) -> tuple[str, Any]:
     while True:
         # One try per poll, bounded by the read timeout: this loop is the retry.
         api.budget = Budget(total_s=api.budget.read_s + api.budget.connect_s, max_tries=1,
+                            reached=True,
                             connect_s=api.budget.connect_s, read_s=api.budget.read_s)
         try:
             run = api.call("get the run", api.client.get_run, run_id)

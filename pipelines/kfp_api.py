@@ -12,7 +12,7 @@ again with backoff while the deadline allows. What the verdict says:
 - 401/403: the token; any other 4xx: the request (ApiRefused, a UserError with the status).
 
 kfp.Client's methods take no timeout and its REST layer passes `timeout=None` (no limit) to
-urllib3 on every request: `bound_client` wraps that one pool manager's `request` so each call
+urllib3 on every request: `_bound` wraps that one pool manager's `request` so each call
 gets the budget's timeouts (tests/unit/test_submit.py checks the wrapper still reaches it).
 """
 
@@ -33,7 +33,8 @@ from kfp.client.token_credentials_base import TokenCredentialsBase
 from kfp_yolo.components.errors import Fault, UserError
 
 __all__ = ["API_TIMEOUT_S", "CONNECT_TIMEOUT_S", "ENDPOINT_ENV", "HEALTHZ", "READ_TIMEOUT_S",
-           "SA_TOKEN_PATH_ENV", "TOKEN_ENV", "Api", "ApiRefused", "Budget", "TokenSource",
+           "SA_TOKEN_PATH_ENV", "TOKEN_ENV", "Api", "ApiRefused", "Budget", "Caller",
+           "TokenSource",
            "check_api"]
 
 ENDPOINT_ENV = "KF_PIPELINES_ENDPOINT"
@@ -73,6 +74,8 @@ class Budget:
     """0 = as many as the deadline allows."""
     started: float = field(default_factory=time.monotonic)
     tries: int = 0
+    reached: bool = False
+    """The API has answered once: a connection failing after that is a fault, not the host."""
 
     def __post_init__(self) -> None:
         self.total_s = self.total_s or API_TIMEOUT_S
@@ -224,9 +227,8 @@ def check_api(host: str, source: TokenSource | None, budget: Budget | None = Non
                             retries=urllib3.Retry(total=None, connect=0, read=0, redirect=5,
                                                   status=0))
 
-    api = Api.__new__(Api)  # the retry loop without a kfp.Client
-    api.host, api.source, api.budget, api.reached = host, source, budget, False
-    response = api.retrying("check the API", get, status_of=lambda r: r.status)
+    caller = Caller(host, source, budget)
+    response = caller.retrying("check the API", get, status_of=lambda r: r.status)
     status = response.status
     if status in (401, 403):
         raise UserError(scrub(_refusal(host, source, "check the API", status)))
@@ -243,40 +245,12 @@ def check_api(host: str, source: TokenSource | None, budget: Budget | None = Non
             "(the KFP API URL, e.g. http://localhost:8080)."))
 
 
-class Api:
-    """kfp.Client calls, each bounded by the budget, retried on 5xx, timeouts and dropped
-    connections, once after a 401 (the token may have rotated); errors as clean sentences."""
+class Caller:
+    """Sends requests within a budget: retried on 5xx, timeouts and dropped connections, once
+    after a 401 (the token may have rotated); every failure as one clean sentence."""
 
-    def __init__(self, host: str, source: TokenSource | None, namespace: str,
-                 budget: Budget) -> None:
-        import kfp
-
+    def __init__(self, host: str, source: TokenSource | None, budget: Budget) -> None:
         self.host, self.source, self.budget = host, source, budget
-        self.reached = False
-        with warnings.catch_warnings():  # kfp warns on every construction that it needs KFP v2
-            warnings.simplefilter("ignore", FutureWarning)
-            # An explicit namespace also skips kfp's healthz probe (5 tries, 5 s apart) in
-            # __init__; a single-user backend ignores it.
-            self.client: kfp.Client = kfp.Client(host=host, credentials=source,
-                                                 namespace=namespace)
-        _bound(self.client, self)
-
-    def call(self, what: str, method: Callable[..., T], *args: Any, retry_slow: bool = True,
-             **kwargs: Any) -> T:
-        """method(*args, **kwargs) under the budget; a sentence for every way it can fail.
-
-        retry_slow=False: a read timeout is not tried again (a create that may have happened
-        on the server: the caller looks before it creates again) but raised as the Fault.
-        """
-        import kfp_server_api
-
-        try:
-            return self.retrying(what, lambda: method(*args, **kwargs), status_of=None,
-                                 api_errors=kfp_server_api.ApiException, retry_slow=retry_slow)
-        except kfp_server_api.OpenApiException as exc:  # an answer of the wrong shape
-            raise UserError(self._scrub(
-                f"the KFP API at {self.host} gave an answer of the wrong shape to {what} "
-                f"({type(exc).__name__}); check --host or {ENDPOINT_ENV}.")) from None
 
     def retrying(self, what: str, send: Callable[[], T], *,
                  status_of: Callable[[T], int] | None, api_errors: type | tuple = (),
@@ -306,12 +280,12 @@ class Api:
             except HTTPError as exc:
                 cause = exc.reason if isinstance(exc, MaxRetryError) else exc
                 if isinstance(cause, ReadTimeoutError):
-                    self.reached = True  # it took the connection: slow, not absent
+                    self.budget.reached = True  # it took the connection: slow, not absent
                     if retry_slow and self.budget.pause(attempt):
                         continue
                     raise self.budget.slow(self.host, what) from None
                 # Refused, unknown name, no answer to the connection, or a dropped one.
-                if not self.reached and isinstance(cause, ConnectTimeoutError):
+                if not self.budget.reached and isinstance(cause, ConnectTimeoutError):
                     raise UserError(self._scrub(str(_unreachable(self.host, what, cause)))) \
                         from None
                 if self.budget.pause(attempt):
@@ -324,7 +298,7 @@ class Api:
                 raise UserError(self._scrub(
                     f"cannot reach the KFP API at {self.host} to {what} ({failed.reason}); "
                     f"check --host or {ENDPOINT_ENV}.")) from None
-            self.reached = True
+            self.budget.reached = True
             if status == 401 and attempt == 1 and self.source is not None:
                 continue  # the token may have rotated: the retry reads it again
             if status >= 500:
@@ -349,6 +323,40 @@ class Api:
         return self.source.scrub(text) if self.source else text
 
 
+class Api(Caller):
+    """kfp.Client, every call of it bounded by the budget (see Caller)."""
+
+    def __init__(self, host: str, source: TokenSource | None, namespace: str,
+                 budget: Budget) -> None:
+        import kfp
+
+        super().__init__(host, source, budget)
+        with warnings.catch_warnings():  # kfp warns on every construction that it needs KFP v2
+            warnings.simplefilter("ignore", FutureWarning)
+            # An explicit namespace also skips kfp's healthz probe (5 tries, 5 s apart) in
+            # __init__; a single-user backend ignores it.
+            self.client: kfp.Client = kfp.Client(host=host, credentials=source,
+                                                 namespace=namespace)
+        _bound(self.client, self)
+
+    def call(self, what: str, method: Callable[..., T], *args: Any, retry_slow: bool = True,
+             **kwargs: Any) -> T:
+        """method(*args, **kwargs) under the budget; a sentence for every way it can fail.
+
+        retry_slow=False: a read timeout is not tried again (a create that may have happened
+        on the server: the caller looks before it creates again) but raised as the Fault.
+        """
+        import kfp_server_api
+
+        try:
+            return self.retrying(what, lambda: method(*args, **kwargs), status_of=None,
+                                 api_errors=kfp_server_api.ApiException, retry_slow=retry_slow)
+        except kfp_server_api.OpenApiException as exc:  # an answer of the wrong shape
+            raise UserError(self._scrub(
+                f"the KFP API at {self.host} gave an answer of the wrong shape to {what} "
+                f"({type(exc).__name__}); check --host or {ENDPOINT_ENV}.")) from None
+
+
 def error_message(body: Any) -> str:
     """The message of a KFP error body ({"error": ..., "message": ...}), or ''."""
     try:
@@ -366,7 +374,7 @@ def _bound(client: Any, api: Api) -> None:
 
     def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         kwargs["timeout"] = api.budget.timeout()
-        kwargs["retries"] = False  # Api.retrying retries, within the deadline
+        kwargs["retries"] = False  # Caller.retrying retries, within the deadline
         return send(method, url, *args, **kwargs)
 
     pool.request = request
