@@ -124,6 +124,9 @@ def run_local(cfg: RunConfig, workdir: str | Path, *, verbose: bool = False) -> 
         Stopped: SIGTERM or SIGINT stopped the run (summary.json says so too).
     """
     workdir = Path(workdir).resolve()
+    if workdir.exists() and not workdir.is_dir():
+        raise UserError(f"--workdir {workdir}: is a file, not a directory; give a folder for "
+                        "the run's artifacts, log and summary.")
     _check_workdir(cfg, workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     with hold_workdir(workdir), own_process_tree():

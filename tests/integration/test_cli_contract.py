@@ -205,7 +205,7 @@ TRACEBACK_CASES = {
                                "Input should be less than or equal to 4294967295"),
     "run --workdir a file": (
         lambda t: ["run", "--workdir", _write(t / "f", "x"), "--set", f"dataset_uri={t}/none"],
-        "Not a directory; check the path"),
+        "is a file, not a directory; give a folder"),
 }
 
 
