@@ -127,7 +127,8 @@ class RunConfig(BaseModel):
                                   "the raw outputs; export fails above it.")
     trt_precision: TrtPrecision = Field("fp16", description="TensorRT engine precision.")
     checkpoint_uri: str = Field("", description="Where every epoch's checkpoint goes (s3://, "
-                                "minio://, a path); empty = under the run's work folder.")
+                                "minio://, a path); empty = beside the train step's weights: "
+                                "the work folder locally, the pipeline root on a cluster.")
     registry_uri: str = Field("", description="Model registry root (s3://, minio://, a path); "
                               "empty = do not publish.")
     image: str = Field("ghcr.io/kfp-yolo/kfp-yolo:0.1.0", description="Container image of every "
