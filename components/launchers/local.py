@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import functools
 import json
 import os
 import shutil
@@ -29,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kfp_yolo.components.errors import JobFailed, UserError
-from kfp_yolo.components.runtime import die_with_parent, usable_cpus
+from kfp_yolo.components.runtime import parent_death_hook, usable_cpus
 from kfp_yolo.components.spec import TrainSpec, check_batch_shape
 
 __all__ = ["LocalLauncher"]
@@ -133,7 +132,7 @@ class LocalLauncher:
                 # torchrun (and through its own pdeathsig, each worker) dies with this process
                 # even when it is SIGKILLed: no training outlives the step.
                 start_new_session=True,
-                preexec_fn=functools.partial(die_with_parent, os.getpid()))
+                preexec_fn=parent_death_hook())
             nodes.append(_Node(node_rank, proc, "" if spec.nodes == 1 else f"[node{node_rank}] "))
         failed: _Node | None = None
         try:

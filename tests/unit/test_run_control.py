@@ -87,3 +87,29 @@ def test_sigterm_stops_the_tree_and_raises_stopped():
         psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE
     assert OWNER_ENV not in os.environ
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+PARENT = """
+import subprocess, sys, time
+from kfp_yolo.components.runtime import parent_death_hook
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"],
+                         preexec_fn=parent_death_hook())
+print(child.pid, flush=True)
+time.sleep(300)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_child_dies_with_its_parent_even_when_the_parent_is_sigkilled():
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
+    child = psutil.Process(int(parent.stdout.readline()))
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if not child.is_running() or child.status() == psutil.STATUS_ZOMBIE:
+            break
+        time.sleep(0.1)
+    else:
+        child.kill()
+        pytest.fail("the child outlived its SIGKILLed parent")
