@@ -84,7 +84,8 @@ def _training(mark: str) -> dict[int, str]:
     return {pid: cmd for pid, cmd in _marked(mark).items() if WORKER in cmd}
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL],
+                         ids=["SIGTERM", "SIGINT", "SIGKILL"])
 def test_a_stopped_run_leaves_no_training_behind(tmp_path, mark, signum):
     run = _start(tmp_path / "work", mark, *LONG)
     try:
@@ -96,10 +97,11 @@ def test_a_stopped_run_leaves_no_training_behind(tmp_path, mark, signum):
         run.send_signal(signum)
         _, err = run.communicate(timeout=60)
         took = time.monotonic() - sent
-        if signum == signal.SIGTERM:
-            assert run.returncode == 143, err[-3000:]
+        if signum != signal.SIGKILL:
+            assert run.returncode == 128 + signum, err[-3000:]
             assert err.strip().splitlines()[-1] == (
-                "kfp-yolo: stopped by SIGTERM; every process it started was stopped")
+                "kfp-yolo: stopped by SIGTERM; every process it started was stopped"
+                if signum == signal.SIGTERM else "kfp-yolo: interrupted")
             assert took < 30, took
             summary = json.loads((tmp_path / "work" / "summary.json").read_text())
             assert summary["status"] == "stopped" and summary["steps"]["train"] == "stopped"
