@@ -4,7 +4,9 @@ Every message is one sentence: what, where, and what to do. kfp_yolo.pipelines.c
 one place that prints them.
 """
 
-__all__ = ["Fault", "JobFailed", "UserError"]
+import signal
+
+__all__ = ["Fault", "JobFailed", "Stopped", "UserError"]
 
 
 class UserError(Exception):
@@ -24,3 +26,16 @@ class Fault(Exception):
     trying again later. Exit code 1."""
 
     exit_code = 1
+
+
+class Stopped(BaseException):
+    """The run was stopped by a signal (SIGTERM from a pod or CI runner, SIGINT from Ctrl-C)
+    after its processes were stopped. Exit code 128 + the signal's number (143, 130).
+
+    A BaseException, like KeyboardInterrupt: no `except Exception` on the way up may swallow it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
+        super().__init__(f"stopped by {signal.Signals(self.signum).name}")

@@ -1,5 +1,5 @@
-"""Process-boundary settings: ultralytics offline, no downloads, a writable config folder; and
-how many CPUs and how much memory this process really has.
+"""Process-boundary settings: ultralytics offline, no downloads, a writable config folder; how
+many CPUs and how much memory this process really has; and a child's life tied to its parent's.
 
 Call `offline_environment()` once at the start of a process, before `import ultralytics`
 (it reads its settings at import time).
@@ -7,13 +7,18 @@ Call `offline_environment()` once at the start of a process, before `import ultr
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import shutil
+import signal
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["offline_environment", "usable_cpus", "usable_memory_bytes"]
+__all__ = ["die_with_parent", "offline_environment", "parent_death_hook", "usable_cpus",
+           "usable_memory_bytes"]
 
 _FONT_NAMES = ("Arial.ttf", "Arial.Unicode.ttf")
 
@@ -85,6 +90,45 @@ def usable_memory_bytes(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
         except ValueError:
             continue
     return physical
+
+
+def die_with_parent(parent: int | None = None, signum: int = signal.SIGTERM) -> bool:
+    """Asks Linux to send this process signum when its parent ends (prctl PR_SET_PDEATHSIG).
+
+    Called in a child (first thing in a process, or through `parent_death_hook` between fork
+    and exec): torchrun dies with the step that started it, a worker with its torchrun, so no
+    training outlives its launcher even when the launcher is SIGKILLed. `parent`: the pid the
+    caller expects as parent; if it is already gone, the signal is sent now. Returns False
+    where the call is not available.
+    """
+    prctl = _prctl()
+    if prctl is None or prctl(1, int(signum), 0, 0, 0) != 0:  # 1 = PR_SET_PDEATHSIG
+        return False
+    if parent is not None and os.getppid() != parent:  # it died before the prctl
+        os.kill(os.getpid(), signum)
+    return True
+
+
+def parent_death_hook(signum: int = signal.SIGTERM) -> Callable[[], None]:
+    """A Popen preexec_fn: the child gets signum when this process ends (die_with_parent).
+
+    libc is looked up here, in the parent: between fork and exec only the call itself runs.
+    """
+    parent = os.getpid()
+    _prctl()
+    return lambda: die_with_parent(parent, signum) and None
+
+
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
 
 
 def _seed_fonts(config_dir: Path) -> None:

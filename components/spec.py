@@ -9,12 +9,14 @@ worker.
 from __future__ import annotations
 
 import json
+import os
+import posixpath
 from dataclasses import asdict, dataclass, fields
 
 from kfp_yolo.components.errors import UserError
 
 __all__ = ["CACHES", "OPTIMIZERS", "PRECISIONS", "TrainSpec", "check_batch_shape",
-           "canonical_optimizer"]
+           "canonical_optimizer", "default_checkpoint_uri"]
 
 PRECISIONS = ("amp", "fp32", "bf16")
 """Training precisions: amp (fp16 autocast), fp32, bf16 (CUDA only; CPU always trains fp32)."""
@@ -45,6 +47,18 @@ def check_batch_shape(batch: int, world_size: int, *, shape: str = "") -> None:
         raise UserError(f"batch {batch} is not divisible by the world size {world_size}{shape}: "
                         f"it does not split over {world_size} GPUs; use a multiple of "
                         f"{world_size} such as {suggestion}.")
+
+
+def default_checkpoint_uri(output_uri: str) -> str:
+    """Where checkpoints go when checkpoint_uri is empty: `checkpoints` beside the weights.
+
+    For a cluster job output_uri is the train step's weights artifact in object storage (under
+    the pipeline root), so its checkpoints outlive the training pods and a restarted job
+    resumes; `kfp-yolo job render` shows the same place. Locally it is a folder.
+    """
+    if "://" in output_uri:
+        return posixpath.join(posixpath.dirname(output_uri.rstrip("/")), "checkpoints")
+    return os.path.join(os.path.dirname(output_uri.rstrip(os.sep)), "checkpoints")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -157,7 +157,7 @@ def train_component(
     from kfp_yolo.components import storage
     from kfp_yolo.components.launchers import get_launcher
     from kfp_yolo.components.pools import node_affinity
-    from kfp_yolo.components.spec import TrainSpec
+    from kfp_yolo.components.spec import TrainSpec, default_checkpoint_uri
 
     remote = launcher != "local"
     # Training pods are not KFP tasks: on a cluster they read and write object storage directly.
@@ -167,7 +167,8 @@ def train_component(
         imgsz=imgsz, epochs=epochs, batch=batch, precision=precision, optimizer=optimizer,
         lr0=lr0, seed=seed, workers=workers, cache=cache, nodes=nodes,
         procs_per_node=procs_per_node,
-        checkpoint_uri=checkpoint_uri or os.path.join(os.path.dirname(weights.path), "checkpoints"),
+        # empty: beside the weights, in object storage for a cluster job (as `job render` shows)
+        checkpoint_uri=checkpoint_uri or default_checkpoint_uri(output_uri),
         output_uri=output_uri)
     # The pods require the planner's need (Gt need-1 MiB) and tolerate the chosen pool, as
     # the plan step's outputs say: the image's own copy of the catalog is not read.

@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw
 
 from kfp_yolo.components.atomic import staged_dir
 from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.progress import Progress
 
 __all__ = ["CLASS_NAMES", "SynthSpec", "synthesize", "synthesize_into", "synthetic_spec"]
 
@@ -123,14 +124,16 @@ def synthesize(root: str | Path, spec: SynthSpec = SynthSpec()) -> Path:
     root = Path(root)
     rng = np.random.default_rng(spec.seed)
     n_val = max(1, round(spec.images * spec.val_fraction))
-    for index in range(spec.images):
-        split = "val" if index < n_val else "train"
-        image, rows = _render(rng, spec)
-        stem = f"shape_{index:05d}"
-        (root / "images" / split).mkdir(parents=True, exist_ok=True)
-        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
-        image.save(root / "images" / split / f"{stem}.png", optimize=False)
-        (root / "labels" / split / f"{stem}.txt").write_text("\n".join(rows) + "\n")
+    with Progress("synthetic dataset", spec.images, "images") as progress:
+        for index in range(spec.images):
+            split = "val" if index < n_val else "train"
+            image, rows = _render(rng, spec)
+            stem = f"shape_{index:05d}"
+            (root / "images" / split).mkdir(parents=True, exist_ok=True)
+            (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+            image.save(root / "images" / split / f"{stem}.png", optimize=False)
+            (root / "labels" / split / f"{stem}.txt").write_text("\n".join(rows) + "\n")
+            progress.advance()
     data_yaml = root / "data.yaml"
     data_yaml.write_text(yaml.safe_dump({
         "path": ".", "train": "images/train", "val": "images/val",

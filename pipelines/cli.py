@@ -1,9 +1,10 @@
 """The `kfp-yolo` command: parse, dispatch, and turn every failure into the exit-code contract.
 
 Exit codes: 0 ok; 1 a fault outside the user's control (the job failed, a service kept failing,
-an unexpected error); 2 bad input or usage; 130 interrupted. Every failure ends in one sentence
-on stderr, and a traceback is printed only with --debug or KFP_YOLO_DEBUG=1. `main` is the one
-place that decides this: commands raise UserError or JobFailed and never print their own errors.
+an unexpected error); 2 bad input or usage; 130 interrupted; 143 stopped by SIGTERM. Every
+failure ends in one sentence on stderr, and a traceback is printed only with --debug or
+KFP_YOLO_DEBUG=1. `main` is the one place that decides this: commands raise UserError or
+JobFailed and never print their own errors.
 
 Each subcommand's work lives in pipelines/cmd_<name>.py (`run(args) -> int`), imported only when
 that subcommand runs, so `kfp-yolo --help` stays fast.
@@ -16,12 +17,13 @@ import errno
 import importlib
 import os
 import re
+import signal
 import sys
 import traceback
 from pathlib import Path
 from typing import NoReturn
 
-from kfp_yolo.components.errors import Fault, JobFailed, UserError
+from kfp_yolo.components.errors import Fault, JobFailed, Stopped, UserError
 from kfp_yolo.components.spec import OPTIMIZERS, PRECISIONS
 
 __all__ = ["DEBUG_ENV", "build_parser", "main"]
@@ -94,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--wait", action="store_true", help="follow the run; exit 0/1 by its end")
     submit.add_argument("--timeout", type=int, default=86400, metavar="S",
                         help="seconds --wait follows the run")
+    submit.add_argument("--api-timeout", type=float, default=None, metavar="S",
+                        help="seconds all the API calls of the submit may take, retries "
+                             "included (default 120; each answer may take up to 60 s)")
+    submit.add_argument("--retry-failed", action="store_true",
+                        help="when this config's last run ended FAILED or CANCELED, start a "
+                             "new attempt (without it: exit 1 naming that run)")
     submit.set_defaults(module="submit")
 
     plan = sub.add_parser("plan", parents=common,
@@ -251,7 +259,7 @@ def _report(exc: BaseException, debug: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs one command; returns its exit code (0, 1, 2 or 130) and never raises."""
+    """Runs one command; returns its exit code (0, 1, 2, 130 or 143) and never raises."""
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = os.environ.get(DEBUG_ENV, "") not in ("", "0") or "--debug" in argv
     try:
@@ -265,6 +273,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("kfp-yolo: interrupted", file=sys.stderr)
         return 130
+    except Stopped as exc:  # a command that owns processes stopped them first (cmd_run)
+        if exc.signum == signal.SIGINT:
+            print("kfp-yolo: interrupted", file=sys.stderr)
+        else:
+            print(f"kfp-yolo: {exc}; every process it started was stopped", file=sys.stderr)
+        return exc.exit_code
     except BrokenPipeError:
         # The reader of our stdout went away (`| head`): nothing more to say to anyone.
         devnull = os.open(os.devnull, os.O_WRONLY)

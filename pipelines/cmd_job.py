@@ -9,7 +9,9 @@ placeholders:
 - dataset_uri: where the prepare step's Dataset artifact would be under the pipeline root,
   `minio://mlpipeline/v2/artifacts/<name>/prepare-dataset/dataset`; the real train step passes
   the artifact's own URI;
-- output_uri: `.../<name>/train/weights`; checkpoint_uri: the config's, else `.../checkpoints`;
+- output_uri: `.../<name>/train/weights`; checkpoint_uri: the config's, else
+  `.../<name>/train/checkpoints`, beside the weights, where the train step puts them
+  (spec.default_checkpoint_uri);
 - run_id: the config's name (a pipeline run uses its run name);
 - placement: the memory planner's pool (affinity on nvidia.com/gpu.memory and the pool's
   tolerations) for nc=80 classes, and its batch when the config's batch is 0.
@@ -27,7 +29,7 @@ from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.launchers.cluster import ClusterSettings
 from kfp_yolo.components.launchers.kinds import KINDS
 from kfp_yolo.components.pools import load_pools
-from kfp_yolo.components.spec import TrainSpec
+from kfp_yolo.components.spec import TrainSpec, default_checkpoint_uri
 from kfp_yolo.pipelines.config import RunConfig, load_config
 
 __all__ = ["PIPELINE_ROOT", "job_kind_name", "render_job", "run"]
@@ -77,13 +79,14 @@ def render_job(cfg: RunConfig, *, pools_path: str | None = None,
     kind = KINDS[job_kind_name(cfg, launcher)]
     placement, batch, note = _placement(cfg, pools_path)
     base = f"{PIPELINE_ROOT}/{cfg.name}"
+    output_uri = f"{base}/train/weights"
     spec = TrainSpec(
         run_id=cfg.name, dataset_uri=f"{base}/prepare-dataset/dataset", model=cfg.model,
         imgsz=cfg.imgsz, epochs=cfg.epochs, batch=batch, precision=cfg.precision,
         optimizer=cfg.optimizer, lr0=cfg.learning_rate, seed=cfg.seed, workers=cfg.workers,
         cache=cfg.cache, nodes=cfg.nodes, procs_per_node=cfg.procs_per_node,
-        checkpoint_uri=cfg.checkpoint_uri or f"{base}/checkpoints",
-        output_uri=f"{base}/train/weights")
+        checkpoint_uri=cfg.checkpoint_uri or default_checkpoint_uri(output_uri),
+        output_uri=output_uri)
     cluster = ClusterSettings(**_cluster_fields(cfg), **placement)
     return kind.build(spec, cluster), note
 

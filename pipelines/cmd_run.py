@@ -3,6 +3,11 @@
 kfp.local prints every step's full output (its executor input, its logs, a traceback when it
 fails). That goes to WORKDIR/run.log; the terminal gets one line per step, the summary, and
 the failed step's own sentence as the last line (--verbose prints the log here too).
+
+One run at a time holds the work folder, and the run owns its process tree: SIGTERM or
+Ctrl-C stop every step and training process, and a killed run's steps stop by themselves
+(pipelines/run_control.py). Why a step failed is the record it left (components/boundary.py),
+never a guess from its log.
 """
 
 from __future__ import annotations
@@ -20,15 +25,15 @@ from typing import TextIO
 from urllib.parse import urlparse
 
 from kfp_yolo.components.atomic import write_atomic
-from kfp_yolo.components.errors import JobFailed, UserError
+from kfp_yolo.components.errors import JobFailed, Stopped, UserError
 from kfp_yolo.pipelines.config import RunConfig, load_config
+from kfp_yolo.pipelines.run_control import hold_workdir, own_process_tree
 from kfp_yolo.pipelines.summary import (
     ANSI,
     TASK_ENDED,
     TASK_STARTED,
     collect_summary,
     format_summary,
-    step_failure,
 )
 
 __all__ = ["LOG_NAME", "run", "run_local"]
@@ -44,6 +49,8 @@ class _StepLog(io.TextIOBase):
         self._log, self._terminal, self._verbose = log, terminal, verbose
         self._pending = ""
         self._started: dict[str, float] = {}
+        self.failed: list[str] = []
+        """Tasks kfp.local reported failed, in order."""
 
     def writable(self) -> bool:
         return True
@@ -66,20 +73,22 @@ class _StepLog(io.TextIOBase):
             print(f"kfp-yolo: {match.group(1)} ...", file=self._terminal, flush=True)
         elif match := TASK_ENDED.search(line):
             task, state = match.groups()
+            if state == "FAILURE":
+                self.failed.append(task)
             took = time.monotonic() - self._started.get(task, time.monotonic())
             verdict = {"SUCCESS": "succeeded", "FAILURE": "failed"}.get(state, state.lower())
             print(f"kfp-yolo: {task} {verdict} ({took:.0f} s)", file=self._terminal, flush=True)
 
 
 @contextlib.contextmanager
-def _steps_logged(log_path: Path, *, verbose: bool) -> Iterator[None]:
+def _steps_logged(log_path: Path, *, verbose: bool) -> Iterator[_StepLog]:
     """Sends what kfp.local prints (stdout, its logging, the steps' output) to log_path."""
     terminal = sys.stderr
     with open(log_path, "a", encoding="utf-8", errors="replace") as log:
         log.write(f"\n===== kfp-yolo run, {time.strftime('%Y-%m-%d %H:%M:%S')} =====\n")
         sink = _StepLog(log, terminal, verbose=verbose)
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-            yield
+            yield sink
 
 
 def _check_workdir(cfg: RunConfig, workdir: Path) -> None:
@@ -94,15 +103,42 @@ def _check_workdir(cfg: RunConfig, workdir: Path) -> None:
         refuse_inside(workdir, source, what="the work folder,")
 
 
+def _run_folder(pipeline_root: Path, before: set[Path]) -> Path | None:
+    """This run's folder: the one kfp.local created under pipeline_root during the run.
+
+    The work folder's lock keeps other runs out of pipeline_root meanwhile, so exactly one
+    folder is new; never "the newest", which may be another run's.
+    """
+    from kfp_yolo.pipelines.training import PIPELINE_NAME
+
+    new = [p for p in set(pipeline_root.iterdir()) - before
+           if p.is_dir() and p.name.startswith(f"{PIPELINE_NAME}-")]
+    return new[0] if len(new) == 1 else None
+
+
 def run_local(cfg: RunConfig, workdir: str | Path, *, verbose: bool = False) -> dict:
-    """Runs the DAG for cfg under workdir; returns the summary (also written to summary.json)."""
+    """Runs the DAG for cfg under workdir; returns the summary (also written to summary.json).
+
+    Raises:
+        UserError: another run holds workdir, or workdir is inside the dataset.
+        Stopped: SIGTERM or SIGINT stopped the run (summary.json says so too).
+    """
+    workdir = Path(workdir).resolve()
+    if workdir.exists() and not workdir.is_dir():
+        raise UserError(f"--workdir {workdir}: is a file, not a directory; give a folder for "
+                        "the run's artifacts, log and summary.")
+    _check_workdir(cfg, workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    with hold_workdir(workdir), own_process_tree():
+        return _run_held(cfg, workdir, verbose=verbose)
+
+
+def _run_held(cfg: RunConfig, workdir: Path, *, verbose: bool) -> dict:
     from kfp import local
 
     from kfp_yolo.components.runtime import offline_environment
     from kfp_yolo.pipelines.training import build_pipeline
 
-    workdir = Path(workdir).resolve()
-    _check_workdir(cfg, workdir)
     pipeline_root = workdir / "pipeline_root"
     pipeline_root.mkdir(parents=True, exist_ok=True)
     # Every step runs in a subprocess of this environment and inherits these settings.
@@ -111,25 +147,26 @@ def run_local(cfg: RunConfig, workdir: str | Path, *, verbose: bool = False) -> 
         cfg = cfg.model_copy(update={"checkpoint_uri": str(workdir / "checkpoints")})
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     log_path = workdir / LOG_NAME
-    offset = log_path.stat().st_size if log_path.exists() else 0
     print(f"kfp-yolo: running the DAG; the steps' logs go to {log_path}", file=sys.stderr)
     before = set(pipeline_root.iterdir())
     started = time.monotonic()
-    with _steps_logged(log_path, verbose=verbose):
-        local.init(runner=local.SubprocessRunner(use_venv=False),
-                   pipeline_root=str(pipeline_root), raise_on_error=False)
-        build_pipeline(cfg)()
+    stopped: Stopped | None = None
+    with _steps_logged(log_path, verbose=verbose) as steps:
+        try:
+            local.init(runner=local.SubprocessRunner(use_venv=False),
+                       pipeline_root=str(pipeline_root), raise_on_error=False)
+            build_pipeline(cfg)()
+        except Stopped as exc:
+            stopped = exc
     elapsed = time.monotonic() - started
-    with open(log_path, encoding="utf-8", errors="replace") as log:
-        log.seek(offset)
-        failure = step_failure(log.read())
-    runs = sorted(set(pipeline_root.iterdir()) - before, key=lambda p: p.stat().st_mtime)
-    run_dir = runs[-1] if runs else None
-    summary = collect_summary(run_dir, cfg, elapsed_s=elapsed, failure=failure)
+    summary = collect_summary(
+        _run_folder(pipeline_root, before), cfg, elapsed_s=elapsed,
+        failed_task=steps.failed[-1] if steps.failed else None,
+        stopped=f"{stopped}; every step and training process was stopped" if stopped else "")
     summary["log"] = str(log_path)
-    summary["failure"] = ({"step": failure.task, "message": failure.message,
-                           "exit_code": failure.exit_code} if failure is not None else None)
     write_atomic(workdir / "summary.json", json.dumps(summary, indent=2))
+    if stopped is not None:
+        raise stopped
     return summary
 
 

@@ -117,8 +117,9 @@ class RunConfig(BaseModel):
     trt_precision: TrtPrecision = Field("fp16", description="TensorRT engine precision: fp16, "
                                         "int8 (calibrated on the validation split) or fp32.")
     checkpoint_uri: str = Field("", description="Where every epoch's checkpoint goes (s3://, "
-                                "minio://, file:// or a path); empty = under the run's work "
-                                "folder.")
+                                "minio://, file:// or a path); empty = beside the train step's "
+                                "weights: the work folder locally, the pipeline root on a "
+                                "cluster.")
     registry_uri: str = Field("", description="Model registry root (s3://, minio://, file:// or "
                               "a path); empty = do not publish.")
     image: str = Field("ghcr.io/kfp-yolo/kfp-yolo:0.1.0", description="Container image of every "

@@ -1,22 +1,21 @@
 """The end-of-run summary of a local DAG run, read from each task's executor_output.json.
 
-A failed step leaves no executor output; why it failed is the last exception line of its log,
-which `step_failure` finds in kfp.local's output (the step's traceback is in that log only).
+A failed step leaves no executor output but its failure record (boundary.FAILURE_FILE: type,
+message, exit code) in its task folder; `run_failure` reads it, and `collect_summary` is the
+one place that turns it into the summary's `failure` and `reason`.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
-from kfp_yolo.components.errors import JobFailed, UserError
+from kfp_yolo.components.boundary import FAILURE_FILE, read_failure
 from kfp_yolo.pipelines.config import RunConfig
 
-__all__ = ["ANSI", "TASKS", "TASK_ENDED", "TASK_STARTED", "StepFailure", "collect_summary",
-           "format_summary", "step_failure"]
+__all__ = ["ANSI", "TASKS", "TASK_ENDED", "TASK_STARTED", "collect_summary", "format_summary",
+           "run_failure"]
 
 # Task folder names kfp.local uses (the component function names, dashed), in DAG order.
 TASKS = {
@@ -28,6 +27,7 @@ TASKS = {
     "export": "export-onnx-component",
     "tensorrt": "build-tensorrt-component",
     "publish": "publish-component",
+    "deploy": "deploy-component",
 }
 
 
@@ -35,69 +35,26 @@ TASKS = {
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 TASK_STARTED = re.compile(r"Executing task '([^']+)'")
 TASK_ENDED = re.compile(r"Task '([^']+)' finished with status (\w+)")
-_FAILED_TASK = re.compile(r"Task '([^']+)' finished with status FAILURE")
-_EXCEPTION = re.compile(r"^(?P<indent>\s*)(?P<cls>(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*): (?P<msg>.+)$")
 
 
-@dataclass(frozen=True)
-class StepFailure:
-    """Why a step of a local run failed, as its log tells."""
+def run_failure(run_dir: Path | None, failed_task: str | None = None) -> dict | None:
+    """{"step", "type", "message", "exit_code"} of the run's failed step, or None.
 
-    task: str
-    """kfp.local's task name, e.g. prepare-dataset-component."""
-    message: str
-    """The step's one sentence (its exception's message), or what is known without one."""
-    exit_code: int
-    """2 when the step refused bad input (a UserError), else 1."""
-
-
-def _exit_code(cls_path: str) -> int | None:
-    """2 for a UserError (or subclass), 1 for JobFailed, None for anything else or unknown."""
-    module, _, name = cls_path.rpartition(".")
-    cls = None
-    # only our own modules: importing whatever a step's last line names could load torch or
-    # ultralytics into this process for nothing
-    if module.startswith("kfp_yolo."):
-        try:
-            cls = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError, ValueError):
-            cls = None
-    if not isinstance(cls, type):
-        return {"UserError": 2, "JobFailed": 1}.get(name)
-    if issubclass(cls, UserError):
-        return 2
-    return 1 if issubclass(cls, JobFailed) else None
-
-
-def step_failure(log: str) -> StepFailure | None:
-    """The task that failed in kfp.local's output and the last exception line of its log."""
-    lines = [ANSI.sub("", line) for line in log.splitlines()]
-    failed = [m.group(1) for line in lines if (m := _FAILED_TASK.search(line))]
-    if not failed:
+    The step's own record when it left one (every step's uncaught exception does); else, when
+    kfp.local reported `failed_task` as failed, what is known without one (the step was
+    killed, or ran out of memory, before it could write it).
+    """
+    records = sorted(run_dir.glob(f"*/{FAILURE_FILE}"), key=lambda p: p.stat().st_mtime) \
+        if run_dir is not None and run_dir.is_dir() else []
+    for path in reversed(records):
+        record = read_failure(path.parent)
+        if record is not None:
+            return {"step": path.parent.name, **record}
+    if failed_task is None:
         return None
-    task = failed[-1]
-    end = max(i for i, line in enumerate(lines) if _FAILED_TASK.search(line))
-    start = max((i for i, line in enumerate(lines[:end]) if f"Executing task '{task}'" in line),
-                default=0)
-    segment = lines[start:end]
-    tracebacks = [i for i, line in enumerate(segment) if line.strip() == "Traceback (most "
-                  "recent call last):"]
-    if not tracebacks:
-        return StepFailure(task, "it ended without an error message (killed, or out of "
-                                 "memory?)", 1)
-    indent = len(segment[tracebacks[-1]]) - len(segment[tracebacks[-1]].lstrip())
-    found = None
-    for line in segment[tracebacks[-1] + 1:]:
-        match = _EXCEPTION.match(line)
-        if match and len(match.group("indent")) == indent:
-            found = match
-    if found is None:
-        return StepFailure(task, "it ended in a traceback without a message", 1)
-    code = _exit_code(found.group("cls"))
-    if code is None:  # not one of ours: name the exception, it is a fault or a bug
-        cls = found.group("cls").rpartition(".")[2]
-        return StepFailure(task, f"{cls}: {found.group('msg').strip()}", 1)
-    return StepFailure(task, found.group("msg").strip(), code)
+    return {"step": failed_task, "type": "",
+            "message": "it ended without a failure record (killed, or out of memory?)",
+            "exit_code": 1}
 
 
 def _executor_output(run_dir: Path | None, task: str) -> dict | None:
@@ -138,11 +95,13 @@ def _format_training(training: dict) -> str:
 
 
 def collect_summary(run_dir: Path | None, cfg: RunConfig, *, elapsed_s: float,
-                    failure: StepFailure | None = None) -> dict:
-    """status, reason, per-step status, metrics, gate, artifact paths, parity, tensorrt.
+                    failed_task: str | None = None, stopped: str = "") -> dict:
+    """status, reason, failure, per-step status, metrics, gate, artifact paths, parity, ...
 
-    failure: what the run's log says about a failed step (step_failure), for the reason.
+    failed_task: the task kfp.local reported failed (used when it left no failure record);
+    stopped: why the run was stopped before its end ("" = it was not).
     """
+    failure = run_failure(run_dir, failed_task)
     outputs = {task: _executor_output(run_dir, task) for task in TASKS}
     steps = {task: ("succeeded" if out is not None else "not run") for task, out in outputs.items()}
     metrics = _artifact(outputs["evaluate"], "metrics").get("metadata", {})
@@ -158,14 +117,18 @@ def collect_summary(run_dir: Path | None, cfg: RunConfig, *, elapsed_s: float,
         status = "failed"
         verdict = _artifact(outputs["evaluate"], "report").get("metadata", {}).get("verdict")
         reason = f"quality gate not met: {verdict}"
+    elif stopped:
+        if failed is not None:
+            steps[failed] = "stopped"
+        status, reason = "stopped", stopped
     elif failure is not None or failed is not None:
         by_task = {name: task for task, name in TASKS.items()}
-        failed = by_task.get(failure.task, failed) if failure is not None else failed
+        failed = by_task.get(failure["step"], failed) if failure is not None else failed
         if failed is not None:
             steps[failed] = "failed"
         status = "failed"
-        name = failure.task if failure is not None else TASKS[failed]
-        reason = (f"step {name!r} failed: {failure.message}" if failure is not None
+        name = failure["step"] if failure is not None else TASKS[failed]
+        reason = (f"step {name!r} failed: {failure['message']}" if failure is not None
                   else f"step {name!r} failed")
     else:
         status, reason = "succeeded", ""
@@ -177,6 +140,7 @@ def collect_summary(run_dir: Path | None, cfg: RunConfig, *, elapsed_s: float,
     return {
         "status": status,
         "reason": reason,
+        "failure": failure if status == "failed" and passed is not False else None,
         "elapsed_s": round(elapsed_s, 1),
         "steps": steps,
         "metrics": metrics,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from kfp_yolo.components.data.layout import Layout, Sample, rel_path
 from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.progress import Progress
 from kfp_yolo.components.runtime import usable_cpus
 from kfp_yolo.components.ultralytics_patches import original_image_open, verify_image_label
 
@@ -165,8 +166,12 @@ def validate(layout: Layout) -> dict[Path, Checked]:
     workers = min(32, 2 * usable_cpus())  # Pillow and hashing release the GIL
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(_check_sample, s, layout, open_image) for s in samples]
+        checked = {}
         try:
-            checked = {s.image: f.result() for s, f in zip(samples, futures, strict=True)}
+            with Progress("dataset check", len(samples), "images") as progress:
+                for sample, future in zip(samples, futures, strict=True):
+                    checked[sample.image] = future.result()
+                    progress.advance()
         except BaseException:
             for future in futures:
                 future.cancel()

@@ -15,7 +15,7 @@ from kfp_yolo.components.launchers import pytorchjob, trainjob
 from kfp_yolo.components.launchers.cluster import ClusterSettings
 from kfp_yolo.components.spec import TrainSpec
 
-__all__ = ["KINDS", "PYTORCHJOB", "TRAINJOB", "JobKind", "condition"]
+__all__ = ["KINDS", "PYTORCHJOB", "TRAINJOB", "JobKind", "condition", "ended_container"]
 
 @dataclass(frozen=True, kw_only=True)
 class JobKind:
@@ -78,6 +78,24 @@ def _trainjob_phase(job: dict) -> str:
     running = any((entry.get("ready") or 0) + (entry.get("succeeded") or 0) > 0
                   for entry in jobs)
     return "running" if running else "starting"
+
+
+def ended_container(core: Any, namespace: str, pod: str, container: str
+                    ) -> tuple[int, str] | None:
+    """(exit code, termination message) of a pod's container that ended with a failure, now
+    or before its last restart; None when it did not, or the pod cannot be read."""
+    try:
+        statuses = core.read_namespaced_pod(pod, namespace).status.container_statuses or []
+    except Exception:  # noqa: BLE001 - a detail of a failure report, never why it fails
+        return None
+    for status in statuses:
+        if status.name != container:
+            continue
+        for state in (status.state, status.last_state):
+            ended = state.terminated if state is not None else None
+            if ended is not None and ended.exit_code:
+                return int(ended.exit_code), " ".join((ended.message or "").split())
+    return None
 
 
 def _pytorchjob_log_pod(core: Any, namespace: str, name: str) -> str | None:

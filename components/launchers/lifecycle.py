@@ -7,7 +7,9 @@ kind each. For either kind:
 - time suspended by Kueue (not yet admitted) is counted apart from running time, and logged;
 - the log of the first node's pod (PyTorchJob's master, TrainJob's node rank 0) is copied into
   this step's log;
-- Failed raises JobFailed with the job's own reason and message;
+- Failed raises JobFailed with the job's own reason and message; when the first node's
+  training container ended with a permanent exit code (training/node.py), its termination
+  message is the verdict: a worker's UserError stays a UserError (exit 2), as it is locally;
 - a timeout, SIGTERM (a terminated KFP run) or any other exit deletes the job, so no GPU is
   left held;
 - a job of the same name made by an earlier try of this step (same spec) is adopted, not
@@ -32,8 +34,15 @@ from kfp_yolo.components.launchers.cluster import (
     owner_reference,
     status_message,
 )
-from kfp_yolo.components.launchers.kinds import PYTORCHJOB, TRAINJOB, JobKind, condition
+from kfp_yolo.components.launchers.kinds import (
+    PYTORCHJOB,
+    TRAINJOB,
+    JobKind,
+    condition,
+    ended_container,
+)
 from kfp_yolo.components.spec import TrainSpec
+from kfp_yolo.components.training.node import EXIT_BAD_INPUT, EXIT_OUT_OF_MEMORY
 
 __all__ = ["ClusterJobLauncher", "PyTorchJobLauncher", "TrainJobLauncher"]
 
@@ -124,7 +133,19 @@ class ClusterJobLauncher:
                 if created and not ended:
                     self._delete(name)
         if failure:
+            ended_with = self._terminated()
+            if ended_with is not None and ended_with[0] == EXIT_BAD_INPUT and ended_with[1]:
+                raise UserError(ended_with[1])
+            if ended_with is not None and ended_with[0] == EXIT_OUT_OF_MEMORY:
+                failure += f"; its training ran out of GPU memory ({ended_with[1]})"
             raise JobFailed(failure)
+
+    def _terminated(self) -> tuple[int, str] | None:
+        """How the first node's training container ended (kinds.ended_container)."""
+        if self._log_pod is None:
+            return None
+        return ended_container(self._apis()[1], self.cluster.namespace, self._log_pod,
+                               self.job_kind.container)
 
     # -- API calls -----------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ its CPUs and memory shared by all the processes started here (--procs-per-host).
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import shutil
@@ -27,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kfp_yolo.components.errors import JobFailed, UserError
-from kfp_yolo.components.runtime import usable_cpus
+from kfp_yolo.components.runtime import parent_death_hook, usable_cpus
 from kfp_yolo.components.spec import TrainSpec, check_batch_shape
 
 __all__ = ["LocalLauncher"]
@@ -128,7 +129,10 @@ class LocalLauncher:
             proc = subprocess.Popen(
                 self.command(spec, node_rank, port, scratch, procs_here), env=env,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                start_new_session=True)
+                # torchrun (and through its own pdeathsig, each worker) dies with this process
+                # even when it is SIGKILLed: no training outlives the step.
+                start_new_session=True,
+                preexec_fn=parent_death_hook())
             nodes.append(_Node(node_rank, proc, "" if spec.nodes == 1 else f"[node{node_rank}] "))
         failed: _Node | None = None
         try:
@@ -160,10 +164,18 @@ class _Node:
 
     def _stream(self, prefix: str) -> None:
         assert self.proc.stdout is not None
+        echo = True
         for line in self.proc.stdout:
             self.tail.append(line.rstrip("\n"))
-            sys.stdout.write(prefix + line)
-        sys.stdout.flush()
+            if echo:
+                try:
+                    sys.stdout.write(prefix + line)
+                except (OSError, ValueError):
+                    # Whoever read our output is gone (a killed `kfp-yolo run`): keep draining
+                    # torchrun's pipe, or it and its workers block on a full one.
+                    echo = False
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
 
 
 def _raise_terminated(signum: int, frame: object) -> None:

@@ -25,11 +25,13 @@ from kfp_yolo.components.launchers.cluster import (
 from kfp_yolo.components.pools import required_node_affinity
 from kfp_yolo.components.spec import TrainSpec
 
-__all__ = ["build_env", "build_metadata", "build_resources", "build_volumes",
+__all__ = ["TRAIN_COMMAND", "build_env", "build_metadata", "build_resources", "build_volumes",
            "container_security_context", "pod_labels", "pod_security_context",
            "place", "torchrun_args", "volume_mounts"]
 
 UID = 10001  # the image's user (Dockerfile); not root
+TRAIN_COMMAND = ["python", "-m", "kfp_yolo.components.training.node"]
+"""torchrun, ending with an exit code the job's failure policy reads (training/node.py)."""
 
 
 def pod_labels(spec: TrainSpec) -> dict[str, str]:
@@ -118,7 +120,8 @@ def place(pod: dict, cluster: ClusterSettings) -> dict:
 
 
 def torchrun_args(spec: TrainSpec, *, master_addr: str, master_port: str) -> list[str]:
-    """torchrun's arguments; kubelet expands the `$(NAME)`s from the operator's variables."""
+    """torchrun's arguments (TRAIN_COMMAND's); kubelet expands the `$(NAME)`s from the
+    operator's variables."""
     # `$$` keeps kubelet from expanding a `$(...)` that happens to be in the spec's JSON.
     return [
         "--nnodes=$(PET_NNODES)", "--nproc-per-node=$(PET_NPROC_PER_NODE)",

@@ -5,6 +5,11 @@ render --launcher pytorchjob` prints); `kfp_yolo.components.launchers.lifecycle`
 owns it until it ends. Every pod runs `torchrun` with the values the training operator injects:
 PET_NNODES, PET_NPROC_PER_NODE, PET_NODE_RANK, MASTER_ADDR, MASTER_PORT; kubelet expands
 `$(NAME)` in args.
+
+restartPolicy ExitCode: a pod that exits 2 or 3 (training/node.py: bad input, out of GPU
+memory) fails the job at once; 137, 138 and 143 (killed, retryable, evicted) recreate the pod,
+which resumes from the checkpoint. The operator does not count those recreations against
+backoffLimit (kubeflow/trainer#2045): activeDeadlineSeconds (job_timeout_s) bounds them.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any
 
 from kfp_yolo.components.launchers.cluster import ClusterSettings
 from kfp_yolo.components.launchers.pod import (
+    TRAIN_COMMAND,
     build_env,
     build_metadata,
     build_resources,
@@ -66,7 +72,9 @@ def _build_run_policy(cluster: ClusterSettings) -> dict:
 def _build_replica(spec: TrainSpec, cluster: ClusterSettings, *, replicas: int) -> dict:
     return {
         "replicas": replicas,
-        "restartPolicy": "OnFailure",  # a restarted pod resumes from the last checkpoint
+        # a deterministic failure ends the job; a retryable one restarts the pod, which resumes
+        # from the last checkpoint (see the module docstring)
+        "restartPolicy": "ExitCode",
         "template": {"metadata": {"labels": pod_labels(spec)},
                      "spec": _build_pod(spec, cluster)},
     }
@@ -90,7 +98,7 @@ def _build_container(spec: TrainSpec, cluster: ClusterSettings) -> dict:
         "name": CONTAINER,
         "image": cluster.image,
         "imagePullPolicy": "IfNotPresent",
-        "command": ["torchrun"],
+        "command": list(TRAIN_COMMAND),
         "args": torchrun_args(spec, master_addr="MASTER_ADDR", master_port="MASTER_PORT"),
         "ports": [{"name": "pytorchjob-port", "containerPort": MASTER_PORT, "protocol": "TCP"}],
         "env": build_env(cluster),

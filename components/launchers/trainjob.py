@@ -20,6 +20,11 @@ expands them in torchrun's args. What is per run goes into the TrainJob itself:
 - `suspend: true` when a Kueue queue is set (Kueue resumes it on admission) and
   `activeDeadlineSeconds`, which restarts counting on every resume.
 
+Failures: the runtime's Job has restartPolicy Never and a podFailurePolicy that fails it on
+the exit codes training/node.py gives a deterministic failure (2 bad input, 3 out of GPU
+memory), so no GPU pod is restarted for those; other exits count against its backoffLimit
+(runtimePatches cannot set either in v2.3.0: they live in k8s/trainer/runtime.yaml).
+
 Settings a TrainJob cannot carry: `priority_class` (runtimePatches have no priorityClassName in
 v2.3.0: set it in the runtime instead; refused here rather than silently dropped),
 `backoff_limit` and `ttl_after_finished_s` (the runtime's Job and JobSet fields apply).
@@ -43,6 +48,7 @@ from typing import Any
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.launchers.cluster import ClusterSettings
 from kfp_yolo.components.launchers.pod import (
+    TRAIN_COMMAND,
     build_env,
     build_metadata,
     build_resources,
@@ -94,7 +100,7 @@ def build_trainjob(spec: TrainSpec, cluster: ClusterSettings) -> dict:
 def _build_trainer(spec: TrainSpec, cluster: ClusterSettings) -> dict:
     return {
         "image": cluster.image,
-        "command": ["torchrun"],
+        "command": list(TRAIN_COMMAND),
         "args": torchrun_args(spec, master_addr="PET_MASTER_ADDR", master_port="PET_MASTER_PORT"),
         # Merged into the `node` container's env; runtimePatches may not set env there.
         "env": build_env(cluster),

@@ -6,6 +6,9 @@ files and bytes as they move, redrawn every PROGRESS_EVERY_S by a ticker thread,
 endpoint never looks like silence. `run` executes the transfer's jobs on a thread pool; the first
 failure halts the transfer: `stop` is set, which ends the other jobs' streams and retries, and
 the callbacks given to `on_halt` run (closing connections that other jobs are blocked on).
+When no terminal watches (a CI log, a pod's log) and nobody asked for silence, the same line is
+written as a plain line every progress.EVERY_S instead, once the files are listed and the
+transfer outlasts that.
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ class Transfer:
     def __init__(self, label: str, *, enabled: bool | None, endpoint: str = "") -> None:
         """enabled: None = when stderr is a terminal."""
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.plain = enabled is None and not self.enabled  # lines into a log, every EVERY_S
+        self._plain_lines = 0
         self.label, self.endpoint = label, endpoint
         self.files = self.total_bytes = self.done_files = self.done_bytes = 0
         self.planned = False
@@ -68,9 +73,9 @@ class Transfer:
         self._width = 0
 
     def __enter__(self) -> Transfer:
-        if self.enabled:
-            self._ticker = threading.Thread(target=self._tick, name="storage-progress",
-                                            daemon=True)
+        if self.enabled or self.plain:
+            self._ticker = threading.Thread(target=self._tick if self.enabled else self._lines,
+                                            name="storage-progress", daemon=True)
             self._ticker.start()
         return self
 
@@ -80,6 +85,8 @@ class Transfer:
             self._ticker.join()
         if self.enabled:
             self._draw(end="\n")
+        elif self._plain_lines:
+            self._write_line()
 
     def plan(self, files: int, total_bytes: int) -> None:
         """What the transfer will move, once listed."""
@@ -126,6 +133,22 @@ class Transfer:
         if quiet >= WAITING_AFTER_S and not self._closed.is_set():
             text += f", no data from {self.endpoint or 'the server'} for {quiet:.0f} s"
         return text
+
+    def _lines(self) -> None:
+        from kfp_yolo.components.progress import EVERY_S
+
+        while not self._closed.wait(EVERY_S):
+            # Not while listing: a server that never lists is reported once, as the error.
+            if self.planned:
+                self._write_line()
+
+    def _write_line(self) -> None:
+        try:
+            sys.stderr.write(self.line() + "\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            return
+        self._plain_lines += 1
 
     def _tick(self) -> None:
         while not self._closed.wait(PROGRESS_EVERY_S):

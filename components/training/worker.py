@@ -33,12 +33,18 @@ import logging
 import shutil
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 from kfp_yolo.components import storage
 from kfp_yolo.components.atomic import staged_dir
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.runtime import offline_environment, usable_cpus, usable_memory_bytes
+from kfp_yolo.components.runtime import (
+    die_with_parent,
+    offline_environment,
+    usable_cpus,
+    usable_memory_bytes,
+)
 from kfp_yolo.components.spec import TrainSpec, check_batch_shape
 from kfp_yolo.components.training.checkpoints import (
     Checkpoint,
@@ -62,9 +68,10 @@ from kfp_yolo.components.training.inputs import (
     decoded_bytes,
     split_images,
 )
+from kfp_yolo.components.training.node import EXIT_BAD_INPUT, EXIT_OUT_OF_MEMORY
 from kfp_yolo.components.training.trainer import Progress, job_summary, make_trainer
 
-__all__ = ["COLLECTIVE_TIMEOUT_S", "DistEnv", "main", "run_worker"]
+__all__ = ["COLLECTIVE_TIMEOUT_S", "DistEnv", "entry", "main", "run_worker"]
 
 log = logging.getLogger("kfp_yolo.worker")
 
@@ -250,7 +257,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def entry(argv: list[str] | None = None) -> int:
+    """What torchrun runs: main() with torch's error file, and an exit code that says whether
+    a restart could help (training/node.py turns it into the pod's): EXIT_BAD_INPUT for a
+    UserError, EXIT_OUT_OF_MEMORY for a CUDA out-of-memory error, 1 for anything else."""
+    import torch
     from torch.distributed.elastic.multiprocessing.errors import record
 
-    sys.exit(record(main)())
+    die_with_parent()  # a torchrun killed outright takes its workers with it
+    try:
+        return record(main)(argv)
+    except UserError:
+        traceback.print_exc()
+        return EXIT_BAD_INPUT
+    except torch.OutOfMemoryError:
+        traceback.print_exc()
+        return EXIT_OUT_OF_MEMORY
+
+
+if __name__ == "__main__":
+    sys.exit(entry())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,10 +18,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kfp_yolo.components.errors import Stopped
 from kfp_yolo.components.synth import SynthSpec, synthesize
 from kfp_yolo.pipelines import cmd_quotas
 from kfp_yolo.pipelines.cli import main
-from kfp_yolo.pipelines.summary import step_failure
+from kfp_yolo.pipelines.summary import run_failure
 
 POOL = {"name": "a", "gpu_product": "NVIDIA-L4", "gpu_memory_mib": 23034, "gpus_per_node": 4,
         "max_nodes": 2, "flavor": "gpu-24g"}
@@ -203,7 +205,7 @@ TRACEBACK_CASES = {
                                "Input should be less than or equal to 4294967295"),
     "run --workdir a file": (
         lambda t: ["run", "--workdir", _write(t / "f", "x"), "--set", f"dataset_uri={t}/none"],
-        "Not a directory; check the path"),
+        "is a file, not a directory; give a folder"),
 }
 
 
@@ -264,7 +266,11 @@ def _assert_refused(result: subprocess.CompletedProcess, workdir: Path, sentence
     summary = json.loads((workdir / "summary.json").read_text())
     assert summary["steps"]["prepare"] == "failed" and summary["steps"]["train"] == "not run"
     assert summary["failure"] == {"step": "prepare-dataset-component", "message": sentence,
-                                  "exit_code": 2}
+                                  "exit_code": 2,
+                                  "type": "kfp_yolo.components.errors.UserError"}
+    # the step's own record, beside its executor output in this run's folder
+    record = Path(summary["run_dir"]) / "prepare-dataset-component" / "failure.json"
+    assert json.loads(record.read_text())["message"] == sentence
 
 
 def test_run_with_a_bad_dataset_path_ends_with_its_sentence(tmp_path):
@@ -288,19 +294,21 @@ def test_run_with_wrong_s3_credentials_ends_with_their_sentence(tmp_path, s3_env
 
 
 def test_a_step_that_fails_on_a_fault_is_exit_1(tmp_path):
-    """The same real log, with the step's last exception line made a non-input error."""
-    missing = tmp_path / "no-such-dataset"
-    _run(tmp_path / "work", f"dataset_uri={missing}")
-    log = (tmp_path / "work" / "run.log").read_text()
-    refused = step_failure(log)
-    assert refused is not None and refused.exit_code == 2
-    faulty = log.replace("kfp_yolo.components.errors.UserError: ", "OSError: [Errno 5] ")
-    failure = step_failure(faulty)
-    assert failure.task == "prepare-dataset-component" and failure.exit_code == 1
-    assert failure.message.startswith("OSError: [Errno 5] ")
-    killed = "\n".join(line for line in log.splitlines()
-                       if "Traceback" not in line and "UserError" not in line)
-    assert "without an error message" in step_failure(killed).message
+    """A step's record decides: a non-input error is exit 1 and names its class; a step that
+    left no record (killed) is reported as such."""
+    run_dir = tmp_path / "kfp-yolo-training-1"
+    (run_dir / "prepare-dataset-component").mkdir(parents=True)
+    assert run_failure(run_dir) is None
+    assert run_failure(run_dir, "train-component") == {
+        "step": "train-component", "type": "", "exit_code": 1,
+        "message": "it ended without a failure record (killed, or out of memory?)"}
+    from kfp_yolo.components.boundary import write_failure
+
+    write_failure(OSError(5, "Input/output error"), run_dir / "prepare-dataset-component")
+    failure = run_failure(run_dir, "prepare-dataset-component")
+    assert failure["step"] == "prepare-dataset-component" and failure["exit_code"] == 1
+    assert failure["message"] == "OSError: [Errno 5] Input/output error"
+    assert failure["type"] == "builtins.OSError"
 
 
 def test_the_readme_exit_code_table_is_true(tmp_path, capfd, monkeypatch):
@@ -310,12 +318,13 @@ def test_the_readme_exit_code_table_is_true(tmp_path, capfd, monkeypatch):
     for line in readme.split("Exit codes:", 1)[1].split("\n\n", 2)[1].splitlines()[2:]:
         code, _, last = (cell.strip() for cell in line.strip("|").split("|"))
         rows[int(code)] = last.strip("`").split("<", 1)[0]
-    assert set(rows) == {0, 1, 2, 130}
+    assert set(rows) == {0, 1, 2, 130, 143}
     cases = {
         0: (None, ["quotas"]),
         1: (RuntimeError("boom"), ["quotas"]),
         2: (None, ["quotas", "--namespace", "Bad_NS!"]),
         130: (KeyboardInterrupt(), ["quotas"]),
+        143: (Stopped(signal.SIGTERM), ["quotas"]),
     }
     real_run = cmd_quotas.run
     for code, (exc, argv) in cases.items():

@@ -159,6 +159,7 @@ def test_retraining_hook_submits_the_config_in_git_with_a_kfp_token():
     pod = job["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["command"][:4] == ["kfp-yolo", "submit", "--config", "/config/train.yaml"]
+    assert "--retry-failed" in container["command"]  # a sync retries a config whose run failed
     env = {e["name"]: e.get("value") for e in container["env"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     token = volumes["kfp-token"]["projected"]["sources"][0]["serviceAccountToken"]

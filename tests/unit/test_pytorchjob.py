@@ -92,7 +92,8 @@ def test_job_has_master_workers_torchrun_and_gpus():
     assert job["spec"]["nprocPerNode"] == "4"
     pod = replicas["Worker"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert container["name"] == "pytorch" and container["command"] == ["torchrun"]
+    assert container["name"] == "pytorch"
+    assert container["command"] == ["python", "-m", "kfp_yolo.components.training.node"]
     args = container["args"]
     for flag in ("--nnodes=$(PET_NNODES)", "--nproc-per-node=$(PET_NPROC_PER_NODE)",
                  "--node-rank=$(PET_NODE_RANK)", "--master-addr=$(MASTER_ADDR)",
@@ -116,7 +117,7 @@ def test_job_has_master_workers_torchrun_and_gpus():
     terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     assert terms["nodeSelectorTerms"][0]["matchExpressions"] == list(AFFINITY)
     assert pod["tolerations"] == list(TOLERATIONS) and pod["priorityClassName"] == "high"
-    assert replicas["Master"]["restartPolicy"] == "OnFailure"
+    assert {r["restartPolicy"] for r in replicas.values()} == {"ExitCode"}
 
 
 def test_job_metadata_queue_run_policy_and_owner():

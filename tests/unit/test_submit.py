@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,7 +20,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from kfp_yolo.pipelines import cmd_submit
+from kfp_yolo.components.errors import Fault
+from kfp_yolo.pipelines import cmd_submit, kfp_api
 from kfp_yolo.pipelines.cli import main
 from kfp_yolo.pipelines.config import COMPILE_TIME
 
@@ -41,6 +43,14 @@ class FakeKfp:
         self.lock = threading.Lock()
         self.login_page = False  # answer everything as an auth proxy does: 302 to an HTML page
         self.run_status = 200  # what GET runs/<id> answers with (503: a failing API server)
+        self.delay_s = 0.0  # every answer takes this long (a loaded API server)
+        self.stall = threading.Event()  # set: every call but healthz hangs until released
+        self.released = threading.Event()
+        self.conflict = ""  # "adopt": create the run, answer 409; "lost": answer 409 only
+        self.error_message = "task train failed: pod OOMKilled"  # a FAILED run's error
+
+    def non_health_requests(self) -> int:
+        return len([p for _, p, _ in self.requests if not p.endswith("/healthz")])
 
     def created_runs(self) -> list[dict]:
         return list(self.runs.values())
@@ -74,6 +84,11 @@ def _handler(state: FakeKfp) -> type[BaseHTTPRequestHandler]:
             header = self.headers.get("Authorization", "")
             with state.lock:
                 state.requests.append((self.command, self.path, header))
+            if state.delay_s:
+                time.sleep(state.delay_s)
+            if state.stall.is_set() and not self.path.endswith("/healthz"):
+                state.released.wait(300)  # a stalled API: the connection stays open, silent
+                return False
             if state.valid_tokens is None:
                 return True
             token = header.removeprefix("Bearer ")
@@ -127,6 +142,8 @@ def _handler(state: FakeKfp) -> type[BaseHTTPRequestHandler]:
                 if run is None:
                     return self._reply(404, {"error": "not found", "code": 5})
                 run["state"] = state.states.pop(0) if len(state.states) > 1 else state.states[0]
+                if run["state"] == "FAILED":
+                    run["error"] = {"code": 2, "message": state.error_message}
                 return self._reply(200, run)
             self._reply(404, {"error": f"no route {url.path}", "code": 5})
 
@@ -146,8 +163,13 @@ def _handler(state: FakeKfp) -> type[BaseHTTPRequestHandler]:
                     assert "kubernetes" in spec["platform_spec"]["platforms"]
                     spec = spec["pipeline_spec"]
                 assert spec["pipelineInfo"]["name"] == "kfp-yolo-training"
-                run = {**body, "run_id": str(uuid.uuid4()), "state": "PENDING"}
-                state.runs[run["run_id"]] = run
+                run = {**body, "run_id": str(uuid.uuid4()), "state": "PENDING",
+                       "created_at": f"2026-12-02T00:{len(state.runs):02d}:00Z"}
+                if state.conflict != "lost":
+                    state.runs[run["run_id"]] = run
+                if state.conflict:
+                    return self._reply(409, {"error": "already exists", "code": 6,
+                                             "message": "run already exists"})
                 return self._reply(200, run)
             self._reply(404, {"error": f"no route {url.path}", "code": 5})
 
@@ -168,6 +190,7 @@ def kfp_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tupl
     try:
         yield state, f"http://127.0.0.1:{server.server_address[1]}"
     finally:
+        state.released.set()
         server.shutdown()
         server.server_close()
 
@@ -349,3 +372,106 @@ def test_kfp_api_failing_during_wait_is_a_fault(kfp_server, config_file, monkeyp
              if method == "GET" and path.startswith(f"{API}/runs/")]
     assert len(polls) == cmd_submit.FOLLOW_MISSES  # retried, then given up
     assert len(state.created_runs()) == 1
+
+
+# ---- issue 18: bounded calls, slow vs unreachable, 409, a failed last run ---------------------
+
+
+def test_an_api_that_stalls_after_its_health_check_is_a_fault(kfp_server, config_file,
+                                                              monkeypatch, capfd):
+    """The real defaults stop a stall within API_TIMEOUT_S (120 s); here --api-timeout 4."""
+    state, host = kfp_server
+    monkeypatch.setenv("KF_PIPELINES_TOKEN", NEW_TOKEN)
+    monkeypatch.setattr(kfp_api, "READ_TIMEOUT_S", 2.0)
+    state.stall.set()
+    started = time.monotonic()
+
+    code = main(["submit", "--config", str(config_file), "--host", host, "--api-timeout", "4"])
+
+    took = time.monotonic() - started
+    err = capfd.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"kfp-yolo: failed: the KFP API at {host} did not answer in time to "
+                           "get or create the experiment 'kfp-yolo': waited ")
+    assert "it is slow or stalled" in line and "--api-timeout" in line
+    waited = float(line.split("waited ", 1)[1].split(" s", 1)[0])
+    assert 3 <= waited <= 6 and took < 30
+    assert kfp_api.API_TIMEOUT_S <= 120  # the default bound: "within 2 minutes"
+
+
+def test_an_api_answering_slowly_still_submits(kfp_server, config_file, monkeypatch, capsys):
+    """Every answer takes 20 s on a loaded server. Scaled by 1/10 here: 2 s answers, read
+    timeout 6 s and deadline 12 s for the real 60 s and 120 s; the real defaults are checked to
+    leave the same room."""
+    state, host = kfp_server
+    monkeypatch.setenv("KF_PIPELINES_TOKEN", NEW_TOKEN)
+    scale = 0.1
+    monkeypatch.setattr(kfp_api, "READ_TIMEOUT_S", kfp_api.READ_TIMEOUT_S * scale)
+    state.delay_s = 20 * scale
+
+    code = main(["submit", "--config", str(config_file), "--host", host,
+                 "--api-timeout", str(kfp_api.API_TIMEOUT_S * scale)])
+
+    assert code == 0, capsys.readouterr().err
+    assert len(state.created_runs()) == 1 and "submitted run" in capsys.readouterr().out
+    calls = len(state.requests)  # healthz, experiment (look, create), runs (look, create)
+    assert calls <= 5
+    assert kfp_api.READ_TIMEOUT_S / scale > 20  # one 20 s answer fits a read timeout
+    assert calls * 20 < kfp_api.API_TIMEOUT_S  # and all of them the deadline
+
+
+def test_a_409_on_create_adopts_the_run_of_that_name(kfp_server, config_file, monkeypatch,
+                                                    capsys):
+    state, host = kfp_server
+    monkeypatch.setenv("KF_PIPELINES_TOKEN", NEW_TOKEN)
+    state.conflict = "adopt"  # another submit won the race
+
+    assert main(["submit", "--config", str(config_file), "--host", host]) == 0
+    (run,) = state.created_runs()
+    assert f"adopted run {run['display_name']}: {run['run_id']} (409" in capsys.readouterr().out
+
+    state.conflict = "lost"  # 409, yet no run of that name can be found
+    code = main(["submit", "--config", str(config_file), "--host", host, "--set", "epochs=9"])
+    err = capsys.readouterr().err
+    assert code == 1 and "answered 409 (exists)" in err and "no run of that name" in err
+
+
+def test_a_failed_last_run_is_never_a_silent_exit_0(kfp_server, config_file, monkeypatch,
+                                                    capsys):
+    state, host = kfp_server
+    monkeypatch.setenv("KF_PIPELINES_TOKEN", NEW_TOKEN)
+    state.states = ["RUNNING", "FAILED"]
+    argv = ["submit", "--config", str(config_file), "--host", host]
+
+    assert main([*argv, "--wait"]) == 1
+    (first,) = state.created_runs()
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (f"kfp-yolo: failed: run {first['run_id']} ended FAILED: {state.error_message}; "
+                   "see it in the Kubeflow UI.")  # --wait shows the API's error message
+
+    assert main(argv) == 1  # the same config again: not "already exists", exit 0
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"run {first['run_id']} ended FAILED: {state.error_message}" in err
+    assert "pass --retry-failed" in err and len(state.created_runs()) == 1
+
+    state.states = ["SUCCEEDED"]
+    assert main([*argv, "--retry-failed"]) == 0
+    assert "starting a new attempt (--retry-failed)" in capsys.readouterr().out
+    assert len(state.created_runs()) == 2
+    assert main(argv) == 0  # the newest attempt is the one that counts
+    assert "already exists" in capsys.readouterr().out and len(state.created_runs()) == 2
+
+
+def test_every_request_of_kfp_client_carries_the_budgets_timeouts(kfp_server, monkeypatch):
+    """Contract with kfp 2.17's client (it passes no timeout to urllib3 itself): a call through
+    kfp.Client ends at the budget's read timeout, not when the server answers."""
+    state, host = kfp_server
+    state.valid_tokens = None
+    state.delay_s = 5.0
+    monkeypatch.setattr(kfp_api, "READ_TIMEOUT_S", 1.0)
+    api = kfp_api.Api(host, None, "team-a", kfp_api.Budget(total_s=1.5))
+    started = time.monotonic()
+    with pytest.raises(Fault, match="did not answer in time to list experiments"):
+        api.call("list experiments", api.client.list_experiments)
+    assert time.monotonic() - started < 4

@@ -117,7 +117,7 @@ def test_trainer_runs_torchrun_on_the_torch_runtimes_variables():
     assert job["spec"]["runtimeRef"] == {"apiGroup": "trainer.kubeflow.org",
                                          "kind": "ClusterTrainingRuntime", "name": "kfp-yolo"}
     assert (trainer["numNodes"], trainer["numProcPerNode"]) == (3, 4)
-    assert trainer["command"] == ["torchrun"]
+    assert trainer["command"] == ["python", "-m", "kfp_yolo.components.training.node"]
     args = trainer["args"]
     for flag in ("--nnodes=$(PET_NNODES)", "--nproc-per-node=$(PET_NPROC_PER_NODE)",
                  "--node-rank=$(PET_NODE_RANK)", "--master-addr=$(PET_MASTER_ADDR)",
