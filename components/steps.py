@@ -9,7 +9,7 @@ reads the annotations of component functions.)
 
 from typing import NamedTuple
 
-from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Model, Output
 
 __all__ = ["build_tensorrt_component", "evaluate_component", "export_onnx_component",
            "plan_resources_component", "prepare_dataset_component", "publish_component",
@@ -114,11 +114,22 @@ def train_component(
     min_gpu_memory_mib: int,
     tolerations: list,
     weights: Output[Model],
+    report: Output[HTML],
+    metrics: Output[Metrics],
+    name: str = "kfp-yolo",
+    pool: str = "",
+    node_pools: str = "",
+    mlflow_secret: str = "",
 ):
     """KFP step: trains through the launcher; best.pt, last.pt, results.csv into `weights`.
 
     The weights' metadata says which launcher ran the job (auto resolves to one) and the
     training's shape and speed (nodes x processes, batch per GPU, workers, cache, images/s).
+    `report` is the training report (HTML: curves per epoch, best epoch, sample predictions),
+    `metrics` its numbers (best epoch, images/s, GPU-hours, cost at `pool`'s price in the
+    `node_pools` catalog). With MLFLOW_TRACKING_URI set (KFP's MLflow plugin, or the user) the
+    training logs into MLFLOW_RUN_ID, else into a new run in experiment `name`; the pods get
+    the MLflow credentials from the Secret `mlflow_secret`.
     """
     import json
     import os
@@ -126,7 +137,9 @@ def train_component(
     from kfp_yolo.components import storage
     from kfp_yolo.components.launchers import get_launcher
     from kfp_yolo.components.pools import node_affinity
+    from kfp_yolo.components.reports.training import train_step_report
     from kfp_yolo.components.spec import TrainSpec
+    from kfp_yolo.components.tracking.mlflow_log import MlflowSettings, MlflowTracker
 
     remote = launcher != "local"
     # Training pods are not KFP tasks: on a cluster they read and write object storage directly.
@@ -147,6 +160,13 @@ def train_component(
         "queue_timeout_s": queue_timeout_s,
         "node_affinity": tuple(node_affinity(min_gpu_memory_mib)),
         "tolerations": tuple(tolerations)}
+    # One MLflow run for the whole step: the pods log each epoch into it, the report follows.
+    tracker = MlflowTracker(MlflowSettings.from_environ(), experiment=name, run_name=run_id)
+    forward = tracker.settings.with_run(tracker.start()).env() if tracker.active else {}
+    if remote:
+        settings.update(forward_env=tuple(forward.items()), mlflow_secret=mlflow_secret)
+    elif forward:
+        settings["env"] = forward
     backend = get_launcher(launcher, **settings)
     backend.launch(spec)
     if remote:
@@ -154,9 +174,20 @@ def train_component(
     weights.metadata.update({"run_id": run_id, "epochs": epochs, "imgsz": imgsz, "batch": batch,
                              "launcher": backend.kind})
     shape = os.path.join(weights.path, "training.json")
+    training = {}
     if os.path.exists(shape):  # absent when a finished run was published from its checkpoint
         with open(shape) as handle:
-            weights.metadata["training"] = json.load(handle)
+            training = json.load(handle)
+        weights.metadata["training"] = {k: v for k, v in training.items() if k != "epochs"}
+    values = train_step_report(weights.path, dataset.path, report.path, training=training,
+                               launcher=backend.kind, pool=pool, node_pools=node_pools,
+                               precision=precision, model=model, imgsz=imgsz, epochs=epochs,
+                               run_id=run_id)
+    for key, value in values.items():
+        metrics.log_metric(key, value)
+    tracker.log_metrics(values, step=values.get("epochs_run", 0))
+    tracker.log_artifact(report.path, "reports")
+    tracker.finish()
 
 
 def evaluate_component(

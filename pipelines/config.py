@@ -151,6 +151,11 @@ class RunConfig(BaseModel):
                                "once started (activeDeadlineSeconds), in seconds.")
     queue_timeout_s: int = Field(0, ge=0, description="Longest wait for Kueue to admit the "
                                  "training job, in seconds; 0 = as long as the queue takes.")
+    mlflow_secret: str = Field("", description="Kubernetes Secret with MLflow credentials "
+                               "(MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and "
+                               "MLFLOW_TRACKING_PASSWORD) the training pods read; a Secret name, "
+                               "or empty = none (MLflow logging needs MLFLOW_TRACKING_URI in the "
+                               "train step's environment).")
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
                               allow_inf_nan=False)
@@ -187,7 +192,7 @@ class RunConfig(BaseModel):
                              "letters, digits or '-', starting and ending with a letter or digit")
         return value
 
-    @field_validator("queue", "storage_secret")
+    @field_validator("queue", "storage_secret", "mlflow_secret")
     @classmethod
     def _object_name(cls, value: str, info: Any) -> str:
         if (value or info.field_name == "storage_secret") and not _DNS_SUBDOMAIN.match(value):

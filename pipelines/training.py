@@ -107,6 +107,9 @@ def _wire(c: dict[str, Callable], p: dict, cfg: RunConfig, *, cluster: bool) -> 
         queue_timeout_s=p["queue_timeout_s"],
         min_gpu_memory_mib=plan.outputs["min_gpu_memory_mib"],
         tolerations=plan.outputs["tolerations"],
+        # the training report: MLflow's experiment, and the pool's price for the cost
+        name=p["name"], pool=plan.outputs["pool"], node_pools=p[NODE_POOLS],
+        mlflow_secret=p["mlflow_secret"],
     ).set_display_name("train").set_caching_options(False)
     evaluate = c["evaluate"](dataset=prepare.outputs["dataset"], weights=train.outputs["weights"],
                              imgsz=p["imgsz"], min_map50_95=p["min_map50_95"],

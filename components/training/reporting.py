@@ -68,7 +68,7 @@ class EpochReporter:
 
     def train_start(self, trainer: Any) -> None:
         self._started = time.monotonic()
-        self._first_epoch = trainer.epoch  # > 0 when resumed from a checkpoint
+        self._first_epoch = getattr(trainer, "start_epoch", 0)  # > 0 when resumed
         params = {k: v for k, v in vars(self.spec).items()
                   if k not in ("dataset_uri", "output_uri", "checkpoint_uri")}
         self.mlflow.log_params({**params, "world_size": self.spec.world_size})
