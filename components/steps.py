@@ -185,7 +185,9 @@ def train_component(
                                run_id=run_id)
     for key, value in values.items():
         metrics.log_metric(key, value)
-    tracker.log_metrics(values, step=values.get("epochs_run", 0))
+    # prefixed: images_per_s and the like are also per-epoch series in the same run
+    tracker.log_metrics({f"run/{k}": v for k, v in values.items()},
+                        step=values.get("epochs_run", 0))
     tracker.log_artifact(report.path, "reports")
     tracker.finish()
 
