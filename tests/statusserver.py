@@ -17,7 +17,11 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-__all__ = ["NAMESPACE", "StatusServer", "TRAINJOB", "status_path"]
+__all__ = ["NAMESPACE", "StatusServer", "TRAINJOB", "self_signed", "status_path",
+           "trainer_status_schema"]
+
+CRD = (Path(__file__).resolve().parents[2] / "shared" / "schemas"
+       / "trainer.kubeflow.org_trainjobs.yaml")
 
 NAMESPACE, TRAINJOB = "team-a", "run-1"
 _RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
@@ -25,6 +29,32 @@ _RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)
 
 def status_path(namespace: str = NAMESPACE, name: str = TRAINJOB) -> str:
     return f"/apis/trainer.kubeflow.org/v1alpha1/namespaces/{namespace}/trainjobs/{name}/status"
+
+
+def trainer_status_schema() -> dict | None:
+    """status.trainerStatus of the v2.3.0 TrainJob CRD (strict: unknown fields refused), or
+    None when ../shared/schemas is absent."""
+    import yaml
+
+    if not CRD.exists():
+        return None
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    (crd,) = [d for d in yaml.load_all(CRD.read_text(), Loader=loader) if d]
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
+    schema = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    return _strict(schema["trainerStatus"])
+
+
+def _strict(node: object) -> object:
+    if isinstance(node, dict):
+        if "properties" in node:
+            node.setdefault("additionalProperties", False)
+        for value in node.values():
+            _strict(value)
+    elif isinstance(node, list):
+        for value in node:
+            _strict(value)
+    return node
 
 
 def self_signed(folder: Path) -> tuple[Path, Path]:
