@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,9 +20,16 @@ TINY = ["epochs=3", "dataset_uri=synthetic://shapes?images=32&imgsz=64", "imgsz=
 NETWORK = re.compile(r"https?://|(?:src|href)\s*=\s*[\"']?//", re.IGNORECASE)
 
 
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "benchmarks" / "screenshot_reports.py"
+
+
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, mlflow_server):
-    workdir = tmp_path_factory.mktemp("report-run")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("report-run")
+
+
+@pytest.fixture(scope="module")
+def run(workdir, mlflow_server):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["MLFLOW_TRACKING_URI"] = mlflow_server.uri
     args = [sys.executable, "-m", "kfp_yolo.pipelines.cli", "run", "--workdir", str(workdir)]
@@ -76,3 +84,20 @@ def test_mlflow_run_has_one_point_per_epoch(run, mlflow_server):
     assert mlflow_run.info.status == "FINISHED"
     artifacts = [a.path for a in client.list_artifacts(mlflow_run.info.run_id, "reports")]
     assert any(a.endswith(".html") or a.endswith("report") for a in artifacts), artifacts
+
+
+def test_reports_render_in_headless_chromium(run, workdir):
+    import numpy as np
+    from PIL import Image
+
+    if not (os.environ.get("CHROMIUM") or shutil.which("chromium")):
+        pytest.skip("no chromium: apt-get install chromium (Debian) to look at the reports")
+    result = subprocess.run([sys.executable, str(SCREENSHOTS), str(workdir), "--height", "1600"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    for name in ("training_report", "evaluation_report"):
+        png = workdir / "screenshots" / f"{name}.png"
+        pixels = np.asarray(Image.open(png).convert("L"), dtype=float)
+        assert pixels.shape == (1600, 1280)
+        # drawn, not blank: dark ink (text, lines) on a light page
+        assert (pixels < 128).mean() > 0.005 and pixels.std() > 10, name
