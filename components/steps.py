@@ -168,7 +168,11 @@ def train_component(
     elif forward:
         settings["env"] = forward
     backend = get_launcher(launcher, **settings)
-    backend.launch(spec)
+    try:
+        backend.launch(spec)
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
     if remote:
         storage.download(output_uri, weights.path)
     weights.metadata.update({"run_id": run_id, "epochs": epochs, "imgsz": imgsz, "batch": batch,

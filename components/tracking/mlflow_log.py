@@ -127,10 +127,11 @@ class MlflowTracker:
             self._call(f"upload {Path(path).name}",
                        lambda c: c.log_artifact(self.run_id, str(path), artifact_path))
 
-    def finish(self) -> None:
-        """Ends a run created here (a given run belongs to whoever gave it)."""
+    def finish(self, status: str = "FINISHED") -> None:
+        """Ends a run created here as FINISHED or FAILED (a given run belongs to whoever gave
+        it)."""
         if self.created and self._ready():
-            self._call("end the run", lambda c: c.set_terminated(self.run_id))
+            self._call("end the run", lambda c: c.set_terminated(self.run_id, status))
 
     # -- internals -----------------------------------------------------------------------------
 
