@@ -96,7 +96,7 @@ def cpu_ddp_device_ids(enabled: bool = True) -> Iterator[None]:
 
 
 @contextmanager
-def mlflow_callback_off() -> Iterator[None]:
+def mlflow_callback_off(enabled: bool = True) -> Iterator[None]:
     """Within the block, a trainer being built gets no ultralytics MLflow callback.
 
     Why: `add_integration_callbacks` adds ultralytics' MLflow callback whenever mlflow is
@@ -105,12 +105,14 @@ def mlflow_callback_off() -> Iterator[None]:
     another experiment, and writes a local store when no server is set; kfp-yolo logs to MLflow
     itself (tracking.mlflow_log). The setting is read per trainer at construction, so it is off
     while the trainer is built and put back after (it is a file in this process's config
-    folder). Retire when the trainer takes its integrations as an argument.
+    folder). Only global rank 0 gets integrations, so only it needs this (`enabled`): ranks
+    sharing a node's config folder do not write its file at once. Retire when the trainer takes
+    its integrations as an argument.
     """
     from ultralytics.utils import SETTINGS
 
     previous = SETTINGS.get("mlflow")
-    if previous is not True:
+    if not enabled or previous is not True:
         yield
         return
     SETTINGS.update(mlflow=False)

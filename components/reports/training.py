@@ -107,6 +107,10 @@ def prediction_samples(weights: str | Path, images: Sequence[str | Path], *, img
                        max_side: int = 320, quality: int = 70) -> list[tuple[str, bytes]]:
     """(file name, JPEG) of each image with the model's boxes drawn, at most max_side px."""
     from PIL import Image
+
+    from kfp_yolo.components.runtime import offline_environment
+
+    offline_environment()  # the boxes' labels need a font: the local one, nothing fetched
     from ultralytics import YOLO
 
     model = YOLO(str(weights))

@@ -119,7 +119,7 @@ def make_trainer(spec: TrainSpec, env: DistEnv, device_type: str, data_yaml: Pat
         # Ultralytics restores args (data, save_dir, ...) from the checkpoint; data and
         # save_dir given here win, so a restarted pod's own paths are used.
         overrides["resume"] = str(checkpoint.last)
-    with mlflow_callback_off():  # kfp-yolo logs to MLflow itself (training.reporting)
+    with mlflow_callback_off(enabled=main):  # kfp-yolo logs to MLflow itself (reporting.py)
         trainer = launcher_trainer_class()(overrides, world_size=env.world_size,
                                            local_rank=env.local_rank, is_main=main)
     if checkpoint is not None and main:
