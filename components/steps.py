@@ -192,8 +192,10 @@ def train_component(
     # prefixed: images_per_s and the like are also per-epoch series in the same run
     tracker.log_metrics({f"run/{k}": v for k, v in values.items()},
                         step=values.get("epochs_run", 0))
-    tracker.log_artifact(report.path, "reports")
+    tracker.log_artifact(report.path, "reports", name="training_report.html")
     tracker.finish()
+    if tracker.active:  # the evaluate step adds its report to the same run
+        weights.metadata["mlflow_run_id"] = tracker.run_id
 
 
 def evaluate_component(
@@ -214,7 +216,12 @@ def evaluate_component(
     import os
 
     from kfp_yolo.components.evaluate import champion_map50_95, evaluate, gate, render_report
+    from kfp_yolo.components.tracking.mlflow_log import MlflowSettings, MlflowTracker
 
+    # MLflow (when on): KFP's run for this task, else the training's run
+    settings = MlflowSettings.from_environ()
+    tracker = MlflowTracker(settings if settings.run_id else settings.with_run(
+        weights.metadata.get("mlflow_run_id", "")), experiment=name)
     data_yaml = os.path.join(dataset.path, "data.yaml")
     work = os.path.dirname(report.path)
     result = evaluate(os.path.join(weights.path, "best.pt"), data_yaml, imgsz=imgsz,
@@ -232,6 +239,9 @@ def evaluate_component(
         handle.write(render_report(result, min_map50_95=min_map50_95, passed=passed,
                                    verdict=verdict))
     report.metadata["verdict"] = verdict
+    tracker.log_metrics({f"eval/{k}": v for k, v in metrics.metadata.items()
+                         if isinstance(v, int | float)}, step=weights.metadata.get("epochs", 0))
+    tracker.log_artifact(report.path, "reports", name="evaluation_report.md")
     print(f"quality gate {'passed' if passed else 'failed'}: {verdict}")
     return passed
 

@@ -17,6 +17,8 @@ import logging
 import math
 import os
 import re
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -122,10 +124,18 @@ class MlflowTracker:
         if items:
             self._call("log metrics", lambda c: c.log_batch(self.run_id, metrics=items))
 
-    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        if self._ready():
-            self._call(f"upload {Path(path).name}",
-                       lambda c: c.log_artifact(self.run_id, str(path), artifact_path))
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None, *,
+                     name: str = "") -> None:
+        """Uploads a file, as `name` when given (KFP names every artifact file alike)."""
+        if not self._ready():
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            source = Path(path)
+            if name:
+                source = Path(folder) / name
+                shutil.copyfile(path, source)
+            self._call(f"upload {source.name}",
+                       lambda c: c.log_artifact(self.run_id, str(source), artifact_path))
 
     def finish(self, status: str = "FINISHED") -> None:
         """Ends a run created here as FINISHED or FAILED (a given run belongs to whoever gave
