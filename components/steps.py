@@ -162,7 +162,8 @@ def train_component(
         "tolerations": tuple(tolerations)}
     # One MLflow run for the whole step: the pods log each epoch into it, the report follows.
     tracker = MlflowTracker(MlflowSettings.from_environ(), experiment=name, run_name=run_id)
-    forward = tracker.settings.with_run(tracker.start()).env() if tracker.active else {}
+    mlflow_run = tracker.start()  # '' when off, or when the server failed (warned once)
+    forward = tracker.settings.with_run(mlflow_run).env() if mlflow_run else {}
     if remote:
         settings.update(forward_env=tuple(forward.items()), mlflow_secret=mlflow_secret)
     elif forward:

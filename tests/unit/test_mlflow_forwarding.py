@@ -60,11 +60,8 @@ def test_credentials_are_never_forwarded_as_values(name):
         ClusterSettings(forward_env=((name, "secret"),))
 
 
-def test_train_step_forwards_its_mlflow_run_to_the_launcher(tmp_path, monkeypatch):
-    # KFP's plugin gives the step its nested run: no run is created, nothing is contacted.
-    for name, value in FORWARD:
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "must-not-travel")
+def _launcher_settings(tmp_path, monkeypatch) -> ClusterSettings:
+    """The ClusterSettings train_component hands the (real) launcher; the job is not run."""
     made, real = [], launchers.get_launcher
 
     class Stop(Exception):
@@ -88,7 +85,15 @@ def test_train_step_forwards_its_mlflow_run_to_the_launcher(tmp_path, monkeypatc
             report=HTML(name="report", uri=str(tmp_path / "report"), metadata={}),
             metrics=Metrics(name="metrics", uri=str(tmp_path / "metrics"), metadata={}),
             name="nightly", mlflow_secret="team-mlflow")
-    cluster = made[0].cluster
+    return made[0].cluster
+
+
+def test_train_step_forwards_its_mlflow_run_to_the_launcher(tmp_path, monkeypatch):
+    # KFP's plugin gives the step its nested run: no run is created, nothing is contacted.
+    for name, value in FORWARD:
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "must-not-travel")
+    cluster = _launcher_settings(tmp_path, monkeypatch)
     assert cluster.forward_env == FORWARD and cluster.mlflow_secret == "team-mlflow"
     assert "must-not-travel" not in json.dumps(build_trainjob(make_spec(), cluster))
 
@@ -107,3 +112,31 @@ def test_config_key_and_job_render(capsys):
                  "--set", "mlflow_secret=team-mlflow"]) == 0
     out = capsys.readouterr().out
     assert "name: team-mlflow" in out and "key: MLFLOW_TRACKING_TOKEN" in out
+
+
+def test_a_dead_mlflow_leaves_the_job_without_it(tmp_path, monkeypatch, caplog):
+    import logging
+    import socket
+    import time
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{sock.getsockname()[1]}")
+    for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID"):
+        monkeypatch.delenv(name, raising=False)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="kfp_yolo.mlflow"):
+        cluster = _launcher_settings(tmp_path, monkeypatch)
+    assert time.monotonic() - started < 30
+    assert cluster.forward_env == ()  # the pods do not try a server that is down
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "kfp_yolo.mlflow"]
+    assert "failed to create the run" in warning and "training goes on" in warning
+
+
+def test_worker_reads_both_integrations_from_its_environment():
+    from kfp_yolo.components.training.reporting import Tracking
+
+    tracking = Tracking.from_environ({**dict(FORWARD),
+                                      "KUBEFLOW_TRAINER_SERVER_URL": "https://t:8082/x/status"})
+    assert tracking.mlflow.run_id == "0a1b2c" and tracking.trainer_status.enabled
+    assert not Tracking.from_environ({}).mlflow.enabled
