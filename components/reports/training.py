@@ -163,7 +163,7 @@ def _cards(metrics: Mapping[str, Any]) -> str:
              ("epochs run", metrics.get("epochs_run")),
              ("images/s", metrics.get("images_per_s")),
              ("wall time", _duration(metrics.get("wall_time_s") or 0)),
-             ("GPU-hours", metrics.get("gpu_hours")),
+             ("GPU-hours", metrics.get("gpu_hours") if metrics.get("gpus") != 0 else "0 (CPU)"),
              ("est. cost (USD)", metrics.get("estimated_cost_usd", "no price"))]
     return "".join(f'<div class="card"><b>{escape(_fmt(v))}</b><span>{escape(k)}</span></div>'
                    for k, v in shown if v is not None)
