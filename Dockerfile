@@ -40,6 +40,7 @@ RUN pip install --no-cache-dir \
       kfp-kubernetes==2.17.3 \
       kubernetes==30.1.0 \
       minio==7.2.20 \
+      mlflow-skinny==3.17.2 \
       onnx==1.23.2 \
       onnxruntime==1.32.0 \
       onnxslim==0.1.98 \

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 WORKDIR ?= runs/demo
 
-.PHONY: demo test test-fast lint checkov compile clean
+.PHONY: demo test test-fast lint checkov compile screenshots clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 2; }
@@ -37,6 +37,10 @@ checkov:
 	test -x .venv-checkov/bin/checkov || { $(PYTHON) -m venv .venv-checkov && \
 		.venv-checkov/bin/pip install --quiet checkov==3.3.30; }
 	.venv-checkov/bin/checkov -d k8s --skip-download --compact --quiet
+
+# PNGs of a run's training and evaluation reports, from headless Chromium (Debian's chromium).
+screenshots: $(STAMP)
+	$(BIN)/python benchmarks/screenshot_reports.py $(WORKDIR)
 
 compile: $(STAMP)
 	$(BIN)/kfp-yolo compile -o pipeline.yaml

@@ -1,13 +1,18 @@
 """evaluate: ultralytics' own validation of best.pt on the val split, a report, and the gate."""
 
 import base64
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["EvalResult", "champion_map50_95", "evaluate", "gate",
+__all__ = ["MARKDOWN_LIMIT", "EvalResult", "champion_map50_95", "evaluate", "gate",
            "render_report"]
 
-_PLOTS = ("BoxPR_curve.png", "confusion_matrix_normalized.png")
+_PLOTS = ("BoxPR_curve.png", "confusion_matrix_normalized.png", "val_batch0_pred.jpg")
+MARKDOWN_LIMIT = 400_000
+"""Characters of Markdown the Kubeflow UI shows; it cuts a longer document."""
+# (longest side in px, JPEG quality), tried in turn until the report fits the limit
+_PLOT_SIZES = ((1600, 80), (1200, 75), (900, 70), (640, 60), (480, 50))
 
 
 @dataclass
@@ -92,8 +97,28 @@ def render_report(result: EvalResult, *, min_map50_95: float, passed: bool,
     for name, row in result.per_class.items():
         lines.append(f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | "
                      f"{row['mAP50']:.3f} | {row['mAP50-95']:.3f} |")
-    if embed_plots:
-        for plot in result.plots:
-            encoded = base64.b64encode(Path(plot).read_bytes()).decode()
-            lines += ["", f"![{Path(plot).stem}](data:image/png;base64,{encoded})"]
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    if not (embed_plots and result.plots):
+        return text
+    # Downscaled JPEGs, as large as the UI's limit allows (ultralytics' PNGs of 80 classes are
+    # 3000 px wide: embedded as they are, the report is cut off and shows no plot at all).
+    budget = MARKDOWN_LIMIT - len(text) - 2_000
+    for side, quality in _PLOT_SIZES:
+        images = [f"\n![{Path(plot).stem}]({_jpeg_uri(plot, side, quality)})\n"
+                  for plot in result.plots]
+        if sum(map(len, images)) <= budget:
+            return text + "".join(images)
+    return text + ("\nThe plots do not fit the Kubeflow UI's 400,000 characters; they are in "
+                   "the step's plots folder.\n")
+
+
+def _jpeg_uri(path: str | Path, max_side: int, quality: int) -> str:
+    """A data URI of the image as a JPEG at most max_side px on its longest side."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        image.thumbnail((max_side, max_side))
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=quality, optimize=True)
+    return f"data:image/jpeg;base64,{base64.b64encode(buffer.getvalue()).decode()}"

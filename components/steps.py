@@ -9,7 +9,7 @@ reads the annotations of component functions.)
 
 from typing import NamedTuple
 
-from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Model, Output
 
 __all__ = ["build_tensorrt_component", "deploy_component", "evaluate_component",
            "export_onnx_component", "make_validate_config_component",
@@ -139,10 +139,16 @@ def train_component(
     min_gpu_memory_mib: int,
     tolerations: list,
     weights: Output[Model],
+    report: Output[HTML],
+    metrics: Output[Metrics],
     priority_class: str = "",
     backoff_limit: int = 3,
     ttl_after_finished_s: int = 86400,
     registry_uri: str = "",
+    name: str = "kfp-yolo",
+    pool: str = "",
+    node_pools: str = "",
+    mlflow_secret: str = "",
 ):
     """KFP step: trains through the launcher; best.pt, last.pt, results.csv into `weights`.
 
@@ -150,6 +156,11 @@ def train_component(
     training's shape and speed (nodes x processes, batch per GPU, workers, cache, images/s);
     the speed also goes to the throughput history beside registry_uri (else under
     checkpoint_uri), which later plans read.
+    `report` is the training report (HTML: curves per epoch, best epoch, sample predictions),
+    `metrics` its numbers (best epoch, images/s, GPU-hours, cost at `pool`'s price in the
+    `node_pools` catalog). With MLFLOW_TRACKING_URI set (KFP's MLflow plugin, or the user) the
+    training logs into MLFLOW_RUN_ID, else into a new run in experiment `name`; the pods get
+    the MLflow credentials from the Secret `mlflow_secret`.
     """
     import json
     import os
@@ -157,7 +168,9 @@ def train_component(
     from kfp_yolo.components import storage
     from kfp_yolo.components.launchers import get_launcher
     from kfp_yolo.components.pools import node_affinity
+    from kfp_yolo.components.reports.training import train_step_report
     from kfp_yolo.components.spec import TrainSpec, default_checkpoint_uri
+    from kfp_yolo.components.tracking.mlflow_log import MlflowSettings, MlflowTracker
 
     remote = launcher != "local"
     # Training pods are not KFP tasks: on a cluster they read and write object storage directly.
@@ -180,22 +193,48 @@ def train_component(
         "backoff_limit": backoff_limit, "ttl_after_finished_s": ttl_after_finished_s,
         "node_affinity": tuple(node_affinity(min_gpu_memory_mib)),
         "tolerations": tuple(tolerations)}
+    # One MLflow run for the whole step: the pods log each epoch into it, the report follows.
+    tracker = MlflowTracker(MlflowSettings.from_environ(), experiment=name, run_name=run_id)
+    mlflow_run = tracker.start()  # '' when off, or when the server failed (warned once)
+    forward = tracker.settings.with_run(mlflow_run).env() if mlflow_run else {}
+    if remote:
+        settings.update(forward_env=tuple(forward.items()), mlflow_secret=mlflow_secret)
+    elif forward:
+        settings["env"] = forward
     backend = get_launcher(launcher, **settings)
-    backend.launch(spec)
+    try:
+        backend.launch(spec)
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
     if remote:
         storage.download(output_uri, weights.path)
     weights.metadata.update({"run_id": run_id, "epochs": epochs, "imgsz": imgsz, "batch": batch,
                              "launcher": backend.kind})
     shape = os.path.join(weights.path, "training.json")
+    training = {}
     if os.path.exists(shape):  # absent when a finished run was published from its checkpoint
         with open(shape) as handle:
-            weights.metadata["training"] = json.load(handle)
-        from kfp_yolo.components.planner.history import history_uri, record_training
+            training = json.load(handle)
+        weights.metadata["training"] = {k: v for k, v in training.items() if k != "epochs"}
+    values = train_step_report(weights.path, dataset.path, report.path, training=training,
+                               launcher=backend.kind, pool=pool, node_pools=node_pools,
+                               precision=precision, model=model, imgsz=imgsz, epochs=epochs,
+                               run_id=run_id)
+    for key, value in values.items():
+        metrics.log_metric(key, value)
+    # prefixed: images_per_s and the like are also per-epoch series in the same run
+    tracker.log_metrics({f"run/{k}": v for k, v in values.items()},
+                        step=values.get("epochs_run", 0))
+    tracker.log_artifact(report.path, "reports", name="training_report.html")
+    tracker.finish()
+    if tracker.active:  # the evaluate step adds its report to the same run
+        weights.metadata["mlflow_run_id"] = tracker.run_id
+    from kfp_yolo.components.planner.history import history_uri, record_training
 
-        if history_uri(registry_uri, checkpoint_uri):
-            record_training(history_uri(registry_uri, checkpoint_uri),
-                            weights.metadata["training"], model=model, imgsz=imgsz,
-                            precision=precision, source=f"run {run_id}")
+    if training and history_uri(registry_uri, checkpoint_uri):
+        record_training(history_uri(registry_uri, checkpoint_uri), weights.metadata["training"],
+                        model=model, imgsz=imgsz, precision=precision, source=f"run {run_id}")
 
 
 def evaluate_component(
@@ -216,7 +255,12 @@ def evaluate_component(
     import os
 
     from kfp_yolo.components.evaluate import champion_map50_95, evaluate, gate, render_report
+    from kfp_yolo.components.tracking.mlflow_log import MlflowSettings, MlflowTracker
 
+    # MLflow (when on): KFP's run for this task, else the training's run
+    settings = MlflowSettings.from_environ()
+    tracker = MlflowTracker(settings if settings.run_id else settings.with_run(
+        weights.metadata.get("mlflow_run_id", "")), experiment=name)
     data_yaml = os.path.join(dataset.path, "data.yaml")
     work = os.path.dirname(report.path)
     result = evaluate(os.path.join(weights.path, "best.pt"), data_yaml, imgsz=imgsz,
@@ -234,6 +278,9 @@ def evaluate_component(
         handle.write(render_report(result, min_map50_95=min_map50_95, passed=passed,
                                    verdict=verdict))
     report.metadata["verdict"] = verdict
+    tracker.log_metrics({f"eval/{k}": v for k, v in metrics.metadata.items()
+                         if isinstance(v, int | float)}, step=weights.metadata.get("epochs", 0))
+    tracker.log_artifact(report.path, "reports", name="evaluation_report.md")
     print(f"quality gate {'passed' if passed else 'failed'}: {verdict}")
     return passed
 

@@ -13,6 +13,7 @@ fails when the installed ultralytics moves what the patch relies on.
 | launcher_world_size        | __init__ override             | LauncherTrainer           |
 | setup_ddp_noop             | _setup_ddp override           | LauncherTrainer           |
 | final_eval_without_val     | final_eval override           | LauncherTrainer, worker   |
+| mlflow_callback_off        | context manager (settings)    | training.trainer          |
 | original_image_open        | read of a private name        | data.checks               |
 | verify_image_label         | adapter of a positional tuple | data.checks               |
 | prepare_for_loss           | attributes the trainer sets   | planner.probe             |
@@ -32,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["CORRUPT_PREFIX", "LabelVerdict", "amp_check_skipped", "cpu_ddp_device_ids",
-           "finalize_weights", "launcher_trainer_class", "original_image_open",
-           "prepare_for_loss", "verify_image_label"]
+           "finalize_weights", "launcher_trainer_class", "mlflow_callback_off",
+           "original_image_open", "prepare_for_loss", "verify_image_label"]
 
 
 # ---------------------------------------------------------------------------------- the trainer
@@ -92,6 +93,33 @@ def cpu_ddp_device_ids(enabled: bool = True) -> Iterator[None]:
         yield
     finally:
         torch.nn.parallel.DistributedDataParallel = original
+
+
+@contextmanager
+def mlflow_callback_off(enabled: bool = True) -> Iterator[None]:
+    """Within the block, a trainer being built gets no ultralytics MLflow callback.
+
+    Why: `add_integration_callbacks` adds ultralytics' MLflow callback whenever mlflow is
+    importable and `SETTINGS["mlflow"]` is true (the default). That callback sets an experiment
+    of its own and starts a run, which raises when MLFLOW_RUN_ID (KFP's nested run) belongs to
+    another experiment, and writes a local store when no server is set; kfp-yolo logs to MLflow
+    itself (tracking.mlflow_log). The setting is read per trainer at construction, so it is off
+    while the trainer is built and put back after (it is a file in this process's config
+    folder). Only global rank 0 gets integrations, so only it needs this (`enabled`): ranks
+    sharing a node's config folder do not write its file at once. Retire when the trainer takes
+    its integrations as an argument.
+    """
+    from ultralytics.utils import SETTINGS
+
+    previous = SETTINGS.get("mlflow")
+    if not enabled or previous is not True:
+        yield
+        return
+    SETTINGS.update(mlflow=False)
+    try:
+        yield
+    finally:
+        SETTINGS.update(mlflow=previous)
 
 
 def finalize_weights(last: Path, best: Path | None, *, out_last: Path | None = None,

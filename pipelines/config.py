@@ -54,8 +54,9 @@ _NAME_RULES = {
     "storage_secret": (k8s_names.DNS_SUBDOMAIN,),
     "service_account": (k8s_names.DNS_SUBDOMAIN,),
     "priority_class": (k8s_names.DNS_SUBDOMAIN,),
+    "mlflow_secret": (k8s_names.DNS_SUBDOMAIN,),
 }
-_OPTIONAL_NAMES = ("queue", "service_account", "priority_class")
+_OPTIONAL_NAMES = ("queue", "service_account", "priority_class", "mlflow_secret")
 
 
 class RunConfig(BaseModel):
@@ -174,6 +175,11 @@ class RunConfig(BaseModel):
     deadline_h: float = Field(0.0, ge=0, le=8760, description="Hours the whole training may "
                               "take (0 = no deadline, up to 8760): cost and time only choose "
                               "pools whose estimated run finishes within it.")
+    mlflow_secret: str = Field("", description="Kubernetes Secret with MLflow credentials "
+                               "(MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and "
+                               "MLFLOW_TRACKING_PASSWORD) the training pods read; a Secret name, "
+                               "or empty = none (MLflow logging needs MLFLOW_TRACKING_URI in the "
+                               "train step's environment).")
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
                               allow_inf_nan=False)

@@ -128,6 +128,9 @@ def _wire(c: dict[str, Callable], raw: dict, cfg: RunConfig, *, cluster: bool) -
         backoff_limit=p["backoff_limit"], ttl_after_finished_s=p["ttl_after_finished_s"],
         min_gpu_memory_mib=plan.outputs["min_gpu_memory_mib"],
         tolerations=plan.outputs["tolerations"], registry_uri=p["registry_uri"],
+        # the training report: MLflow's experiment, and the pool's price for the cost
+        name=p["name"], pool=plan.outputs["pool"], node_pools=p[NODE_POOLS],
+        mlflow_secret=p["mlflow_secret"],
     ).set_display_name("train").set_caching_options(False)
     evaluate = c["evaluate"](dataset=prepare.outputs["dataset"], weights=train.outputs["weights"],
                              imgsz=p["imgsz"], min_map50_95=p["min_map50_95"],

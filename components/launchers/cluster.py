@@ -16,11 +16,12 @@ from typing import Any
 
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.k8s_names import DNS_LABEL, DNS_SUBDOMAIN, LABEL_VALUE, check
+from kfp_yolo.components.tracking.mlflow_log import CREDENTIAL_KEYS as MLFLOW_CREDENTIAL_KEYS
 
-__all__ = ["PRIORITY_LABEL", "QUEUE_LABEL", "RUN_LABEL", "SECRET_KEYS", "SPEC_ANNOTATION",
-           "NO_CLUSTER", "ClusterSettings", "Owner", "check_name", "cluster_config_problem",
-           "cluster_settings", "default_api_client",
-           "job_name", "owner_from_env", "owner_reference", "status_message"]
+__all__ = ["MLFLOW_CREDENTIAL_KEYS", "NO_CLUSTER", "PRIORITY_LABEL", "QUEUE_LABEL", "RUN_LABEL",
+           "SECRET_KEYS", "SPEC_ANNOTATION", "ClusterSettings", "Owner", "check_name",
+           "cluster_config_problem", "cluster_settings", "default_api_client", "job_name",
+           "owner_from_env", "owner_reference", "status_message"]
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
@@ -92,11 +93,25 @@ class ClusterSettings:
     run_timeout_s: float = 0
     """Longest wait once admitted; 0 = activeDeadlineSeconds plus five minutes, so the
     operator's own DeadlineExceeded is what gets reported."""
+    forward_env: tuple[tuple[str, str], ...] = ()
+    """Plain (name, value) variables every training pod gets as values: MLflow's tracking URI,
+    run and experiment ids. Never credentials: those come from `mlflow_secret`."""
+    mlflow_secret: str = ""
+    """Secret holding MLflow credentials (MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and
+    MLFLOW_TRACKING_PASSWORD; every key optional), referenced by the pods; empty = none."""
 
     def __post_init__(self) -> None:
         # Lists from callers become tuples: the settings are a frozen value.
         object.__setattr__(self, "node_affinity", tuple(self.node_affinity))
         object.__setattr__(self, "tolerations", tuple(self.tolerations))
+        object.__setattr__(self, "forward_env", tuple(tuple(kv) for kv in self.forward_env))
+        for name, _ in self.forward_env:
+            if name in MLFLOW_CREDENTIAL_KEYS or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+                raise UserError(f"forward_env may not carry {name!r}: credentials reach the pods "
+                                "only from a Secret (mlflow_secret), and names are "
+                                "[A-Za-z_][A-Za-z0-9_]*.")
+        if self.mlflow_secret:
+            check_name("mlflow_secret", self.mlflow_secret)
         check_name("namespace", self.namespace)
         check_name("training_runtime", self.training_runtime)
         for key in ("queue", "workload_priority_class", "priority_class", "service_account"):

@@ -15,7 +15,8 @@ from kfp_yolo.components.launchers import pytorchjob, trainjob
 from kfp_yolo.components.launchers.cluster import ClusterSettings
 from kfp_yolo.components.spec import TrainSpec
 
-__all__ = ["KINDS", "PYTORCHJOB", "TRAINJOB", "JobKind", "condition", "ended_container"]
+__all__ = ["KINDS", "PYTORCHJOB", "TRAINJOB", "JobKind", "condition", "ended_container",
+           "trainer_progress"]
 
 @dataclass(frozen=True, kw_only=True)
 class JobKind:
@@ -36,6 +37,8 @@ class JobKind:
     """(CoreV1Api, namespace, job name) -> the pod to copy the log of, None while there is none."""
     install_hint: str
     """What to install when the API server does not serve the kind."""
+    progress: Callable[[dict], tuple[str, str] | None] = lambda job: None
+    """(when, one line) of the progress the training reported in the job's status, if any."""
 
     @property
     def resource(self) -> str:
@@ -98,6 +101,30 @@ def ended_container(core: Any, namespace: str, pod: str, container: str
     return None
 
 
+def _duration(seconds: int) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def trainer_progress(job: dict) -> tuple[str, str] | None:
+    """`status.trainerStatus` of a TrainJob (Trainer v2.3, TrainJobStatus gate) as (its
+    lastUpdatedTime, 'progress 67%: epoch 2/3, mAP50-95 0.412, ..., ETA 1m05s'); None before
+    the training posts any."""
+    status = (job.get("status") or {}).get("trainerStatus")
+    if not status:
+        return None
+    metrics = {m.get("name"): m.get("value") for m in status.get("metrics") or []}
+    parts = [f"progress {status['progressPercentage']}%" if "progressPercentage" in status
+             else "progress"]
+    details = [f"epoch {metrics.pop('epoch')}"] if "epoch" in metrics else []
+    details += [f"{name} {value}" for name, value in metrics.items()][:6]
+    if "estimatedRemainingSeconds" in status:
+        details.append(f"ETA {_duration(status['estimatedRemainingSeconds'])}")
+    line = parts[0] + (": " + ", ".join(details) if details else "")
+    return str(status.get("lastUpdatedTime", "")), line
+
+
 def _pytorchjob_log_pod(core: Any, namespace: str, name: str) -> str | None:
     return f"{name}-master-0"  # the operator's fixed name; no API call needed
 
@@ -123,7 +150,7 @@ PYTORCHJOB = JobKind(
 TRAINJOB = JobKind(
     kind="TrainJob", group=trainjob.GROUP, version=trainjob.VERSION, plural=trainjob.PLURAL,
     container=trainjob.CONTAINER, build=trainjob.build_trainjob, phase=_trainjob_phase,
-    log_pod=_trainjob_log_pod,
+    log_pod=_trainjob_log_pod, progress=trainer_progress,
     install_hint="Kubeflow Trainer v2.3 and the ClusterTrainingRuntime in k8s/trainer")
 KINDS = {"pytorchjob": PYTORCHJOB, "trainjob": TRAINJOB}
 """By launcher name."""

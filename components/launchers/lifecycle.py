@@ -104,6 +104,7 @@ class ClusterJobLauncher:
         self._last_read = 0.0
         self._logs_denied = False
         self._log_pod: str | None = None
+        self._progress_at: str | None = None
 
     # -- public --------------------------------------------------------------------------------
 
@@ -285,6 +286,7 @@ class ClusterJobLauncher:
                 self._report(name, phase, spent)
             if phase in ("starting", "running", "succeeded", "failed"):
                 self._copy_logs(name)
+                self._report_progress(job)
             if phase == "succeeded":
                 return ""
             if phase == "failed":
@@ -305,6 +307,13 @@ class ClusterJobLauncher:
             "failed": f"{where} failed: {active} admitted, {queued} queued",
         }
         self._say(messages[phase])
+
+    def _report_progress(self, job: dict) -> None:
+        """The progress the training posted to the job's status, once per update."""
+        found = self.job_kind.progress(job)
+        if found is not None and found[0] != self._progress_at:
+            self._progress_at = found[0]
+            self._say(found[1])
 
     def _check_timeouts(self, name: str, phase: str, spent: dict[str, float]) -> None:
         limit = self.cluster.queue_timeout_s

@@ -13,6 +13,7 @@ from typing import Any
 
 from kfp_yolo.components.k8s_names import label_value
 from kfp_yolo.components.launchers.cluster import (
+    MLFLOW_CREDENTIAL_KEYS,
     PRIORITY_LABEL,
     QUEUE_LABEL,
     RUN_LABEL,
@@ -81,7 +82,8 @@ def volume_mounts() -> list[dict]:
 
 
 def build_env(cluster: ClusterSettings) -> list[dict]:
-    """Plain settings as values; the storage credentials only as Secret references."""
+    """Plain settings as values (with the forwarded MLflow run); the storage and MLflow
+    credentials only as Secret references."""
     env = [
         # The root filesystem is read-only: everything that writes goes to /tmp.
         {"name": "HOME", "value": "/tmp"},
@@ -96,6 +98,12 @@ def build_env(cluster: ClusterSettings) -> list[dict]:
         if key == "AWS_ENDPOINT_URL":
             ref["optional"] = True  # absent for AWS S3 itself
         env.append({"name": key, "valueFrom": {"secretKeyRef": ref}})
+    env += [{"name": name, "value": value} for name, value in cluster.forward_env]
+    if cluster.mlflow_secret:
+        # A token or a user name and password: whichever the Secret holds.
+        env += [{"name": key, "valueFrom": {"secretKeyRef": {
+            "name": cluster.mlflow_secret, "key": key, "optional": True}}}
+            for key in MLFLOW_CREDENTIAL_KEYS]
     return env
 
 

@@ -89,7 +89,12 @@ def job_summary(record: dict[str, Any], spec: TrainSpec) -> dict[str, Any]:
             "batch_per_gpu": record.get("batch_per_process", spec.batch // world),
             "workers": record.get("workers"), "cache": record.get("cache"),
             "input_reason": record.get("input_pipeline", {}).get("reason", ""),
-            "epochs_timed": len(timed), "images_per_s": round(per_rank * world, 1)}
+            "epochs_timed": len(timed), "images_per_s": round(per_rank * world, 1),
+            # per epoch, for the training report: the job's images/s, rank 0's peak memory
+            "epochs": [{"epoch": e["epoch"], "seconds": round(e["seconds"], 3),
+                        "images_per_s": round(e["images_per_s"] * world, 2),
+                        **({"gpu_memory_mib": round(e["max_memory_reserved_mib"], 1)}
+                           if "max_memory_reserved_mib" in e else {})} for e in epochs]}
 
 
 def _amp_setting(spec: TrainSpec, device_type: str) -> bool | str:
@@ -119,7 +124,7 @@ def make_trainer(spec: TrainSpec, env: DistEnv, device_type: str, data_yaml: Pat
                  scratch: Path, checkpoint: Checkpoint | None,
                  pipeline: InputPipeline) -> Any:
     """ultralytics' DetectionTrainer for this process: rank, world size and device from torchrun."""
-    from kfp_yolo.components.ultralytics_patches import launcher_trainer_class
+    from kfp_yolo.components.ultralytics_patches import launcher_trainer_class, mlflow_callback_off
 
     if spec.model.endswith(".pt") and checkpoint is None:
         check_checkpoint_task(spec.model)
@@ -138,8 +143,9 @@ def make_trainer(spec: TrainSpec, env: DistEnv, device_type: str, data_yaml: Pat
         # Ultralytics restores args (data, save_dir, ...) from the checkpoint; data and
         # save_dir given here win, so a restarted pod's own paths are used.
         overrides["resume"] = str(checkpoint.last)
-    trainer = launcher_trainer_class()(overrides, world_size=env.world_size,
-                                       local_rank=env.local_rank, is_main=main)
+    with mlflow_callback_off(enabled=main):  # kfp-yolo logs to MLflow itself (reporting.py)
+        trainer = launcher_trainer_class()(overrides, world_size=env.world_size,
+                                           local_rank=env.local_rank, is_main=main)
     if checkpoint is not None and main:
         # best.pt and results.csv of the earlier epochs, as the interrupted run left them.
         if checkpoint.best is not None:

@@ -19,6 +19,10 @@ every rank records its own throughput in SCRATCH/progress/rank<R>.json.
 Checkpoints (kfp_yolo.components.training.checkpoints): rank 0 uploads them every epoch; a job
 started again with the same run id resumes.
 
+Tracking (kfp_yolo.components.training.reporting): with MLFLOW_TRACKING_URI set, rank 0 logs the
+parameters and every epoch's metrics (step = epoch) to MLflow; with KUBEFLOW_TRAINER_SERVER_URL
+set (a TrainJob with the TrainJobStatus gate), it posts the job's progress after each epoch.
+
 Dataloader workers and image cache are chosen per run from the pod's CPUs and memory, the
 processes sharing it and the dataset (kfp_yolo.components.training.inputs), unless the spec sets
 them; `--procs-per-host` says how many processes share the machine when it is more than this
@@ -30,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -69,6 +74,7 @@ from kfp_yolo.components.training.inputs import (
     split_images,
 )
 from kfp_yolo.components.training.node import EXIT_BAD_INPUT, EXIT_OUT_OF_MEMORY
+from kfp_yolo.components.training.reporting import EpochReporter, Tracking
 from kfp_yolo.components.training.trainer import Progress, job_summary, make_trainer
 
 __all__ = ["COLLECTIVE_TIMEOUT_S", "DistEnv", "entry", "main", "run_worker"]
@@ -184,11 +190,12 @@ def _finish_from_checkpoint(checkpoint: Checkpoint, spec: TrainSpec, scratch: Pa
 
 
 def run_worker(spec: TrainSpec, env: DistEnv, scratch: Path | None = None,
-               procs_per_host: int | None = None) -> Path | None:
+               procs_per_host: int | None = None, tracking: Tracking | None = None
+               ) -> Path | None:
     """Trains per spec in this process; returns best.pt on rank 0 (None on other ranks).
 
     `procs_per_host`: training processes sharing this machine's CPUs and memory (default this
-    node's, LOCAL_WORLD_SIZE).
+    node's, LOCAL_WORLD_SIZE). `tracking`: where rank 0 reports each epoch (default nowhere).
 
     Raises:
         UserError: the spec cannot work here (batch not divisible, no data.yaml, no CUDA).
@@ -228,11 +235,19 @@ def run_worker(spec: TrainSpec, env: DistEnv, scratch: Path | None = None,
         trainer.add_callback("on_train_epoch_end", progress.epoch_end)
         if env.is_main and spec.checkpoint_uri:
             trainer.add_callback("on_model_save", lambda t: upload_checkpoint(t, spec))
-        trainer.train()
+        reporter = EpochReporter(tracking or Tracking(), spec, progress.record)
+        if env.is_main:
+            trainer.add_callback("on_train_start", reporter.train_start)
+            trainer.add_callback("on_fit_epoch_end", reporter.fit_epoch_end)
+        try:
+            trainer.train()
+        finally:
+            mlflow_run = reporter.close() if env.is_main else ""
         if not env.is_main:
             return None
         shape = scratch / "training.json"  # the shape and speed the run summary shows
-        shape.write_text(json.dumps(job_summary(progress.record, spec), indent=1))
+        record = {**job_summary(progress.record, spec), "mlflow_run_id": mlflow_run}
+        shape.write_text(json.dumps(record, indent=1))
         return _publish({"best.pt": trainer.best, "last.pt": trainer.last,
                          "results.csv": trainer.csv, "training.json": shape},
                         spec.output_uri, scratch)
@@ -252,8 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     text = Path(args.spec[1:]).read_text() if args.spec.startswith("@") else args.spec
     spec = TrainSpec.from_json(text)
     env = DistEnv.from_environ()
+    tracking = Tracking.from_environ(os.environ)
     logging.basicConfig(level=logging.INFO, format=f"[rank{env.rank}] %(message)s")
-    run_worker(spec, env, Path(args.scratch) if args.scratch else None, args.procs_per_host)
+    run_worker(spec, env, Path(args.scratch) if args.scratch else None, args.procs_per_host,
+               tracking)
     return 0
 
 

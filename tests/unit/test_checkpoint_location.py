@@ -55,7 +55,9 @@ def _step_spec(monkeypatch, rendered: TrainSpec, launcher: str) -> TrainSpec:
             checkpoint_uri="", image="ghcr.io/kfp-yolo/kfp-yolo:0.1.0",
             namespace="kubeflow-user", queue="", storage_secret="kfp-yolo-storage",
             workload_priority_class="", service_account="", job_timeout_s=3600,
-            queue_timeout_s=0, min_gpu_memory_mib=40960, tolerations=[], weights=weights)
+            queue_timeout_s=0, min_gpu_memory_mib=40960, tolerations=[], weights=weights,
+            report=dsl.HTML(name="report", uri=f"{rendered.output_uri}-report"),
+            metrics=dsl.Metrics(name="metrics", uri=f"{rendered.output_uri}-metrics"))
     (spec,) = handed
     return spec
 

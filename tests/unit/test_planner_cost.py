@@ -314,7 +314,8 @@ def test_the_trainings_record_carries_the_gpu_product():
                      nodes=1, procs_per_node=1, checkpoint_uri="c", output_uri="o")
     record_ = {"world_size": 1, "device": "cuda", "gpu_product": "NVIDIA-H200",
                "batch_per_process": 4, "workers": 3,
-               "epochs": [{"images": 10, "seconds": 1.0}, {"images": 10, "seconds": 0.5}]}
+               "epochs": [{"epoch": 1, "images": 10, "seconds": 1.0, "images_per_s": 10.0},
+                          {"epoch": 2, "images": 10, "seconds": 0.5, "images_per_s": 20.0}]}
     summary = job_summary(record_, spec)
     assert summary["gpu_product"] == "NVIDIA-H200" and summary["images_per_s"] == 20.0
     cpu = {k: v for k, v in record_.items() if k != "gpu_product"} | {"device": "cpu"}

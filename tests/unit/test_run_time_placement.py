@@ -11,7 +11,7 @@ import os
 
 import pytest
 import yaml
-from kfp.dsl import Dataset, Markdown, Model
+from kfp.dsl import HTML, Dataset, Markdown, Metrics, Model
 
 # The stand-in KFP API of the submit tests (fixtures imported for use here).
 from test_submit import NEW_TOKEN, kfp_server  # noqa: F401
@@ -115,7 +115,9 @@ def test_the_cluster_settings_reach_the_launcher(tmp_path, monkeypatch):
             storage_secret="team-s3", workload_priority_class="kfp-yolo-retraining",
             service_account="kfp-yolo-pipeline", job_timeout_s=7200, queue_timeout_s=600,
             min_gpu_memory_mib=12000, tolerations=[EDGE_TOLERATION],
-            weights=Model(name="weights", uri="minio://mlpipeline/run/weights", metadata={}))
+            weights=Model(name="weights", uri="minio://mlpipeline/run/weights", metadata={}),
+            report=HTML(name="report", uri=str(tmp_path / "report"), metadata={}),
+            metrics=Metrics(name="metrics", uri=str(tmp_path / "metrics"), metadata={}))
     cluster = made[0].cluster
     assert (cluster.namespace, cluster.queue, cluster.storage_secret) == (
         "team-a", "kfp-yolo", "team-s3")

@@ -43,6 +43,41 @@ def _params(func) -> list[str]:
 # ---------------------------------------------------------------------------------- trainer
 
 
+def test_mlflow_callback_off():
+    from collections import defaultdict
+
+    from ultralytics.engine.trainer import BaseTrainer
+    from ultralytics.utils import SETTINGS
+    from ultralytics.utils.callbacks import add_integration_callbacks
+    from ultralytics.utils.callbacks import mlflow as upstream
+
+    if not upstream.callbacks:
+        pytest.skip("mlflow is not installed: ultralytics has no MLflow callback to turn off")
+    # the trainer adds integrations at construction, and they read SETTINGS then
+    assert ("global", "callbacks") in _uses(BaseTrainer.__init__)
+    assert ("attr", "add_integration_callbacks") in _uses(BaseTrainer.__init__)
+
+    class FakeTrainer:  # add_integration_callbacks tells a trainer by its class name
+        def __init__(self):
+            self.callbacks = defaultdict(list)
+
+    def mlflow_callbacks() -> set:
+        trainer = FakeTrainer()
+        add_integration_callbacks(trainer)
+        return {f for fs in trainer.callbacks.values() for f in fs
+                if getattr(f, "__module__", "") == upstream.__name__}
+
+    before = SETTINGS["mlflow"]
+    SETTINGS.update(mlflow=True)
+    try:
+        assert mlflow_callbacks() == set(upstream.callbacks.values()) != set()
+        with patches.mlflow_callback_off():
+            assert mlflow_callbacks() == set()
+        assert SETTINGS["mlflow"] is True  # put back
+    finally:
+        SETTINGS.update(mlflow=before)
+
+
 def test_amp_check_skipped():
     from ultralytics.engine import trainer as module
     from ultralytics.engine.trainer import BaseTrainer
