@@ -71,7 +71,7 @@ def _on_cluster(task: dsl.PipelineTask, p: dict, *, timeout_s: int, retries: int
 def _components(cfg: RunConfig, specs: list[tuple]) -> dict[str, Callable]:
     """The step functions as KFP components on the project image (nothing pip-installed)."""
     def wrap(func: Callable) -> Callable:
-        # steps.py keeps real annotations (no postponed annotations there): KFP reads them
+        # components/steps/ keeps real annotations (no postponed annotations there): KFP reads them
         return dsl.component(base_image=cfg.image, install_kfp_package=False)(func)
 
     compiled = {key: getattr(cfg, key) for key in sorted(COMPILE_TIME)}

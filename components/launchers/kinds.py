@@ -15,8 +15,8 @@ from kfp_yolo.components.launchers import pytorchjob, trainjob
 from kfp_yolo.components.launchers.cluster import ClusterSettings
 from kfp_yolo.components.spec import TrainSpec
 
-__all__ = ["KINDS", "PYTORCHJOB", "TRAINJOB", "JobKind", "condition", "ended_container",
-           "trainer_progress"]
+__all__ = ["KINDS", "PYTORCHJOB", "TRAINJOB", "JobKind", "condition", "duration",
+           "ended_container", "trainer_progress"]
 
 @dataclass(frozen=True, kw_only=True)
 class JobKind:
@@ -101,10 +101,11 @@ def ended_container(core: Any, namespace: str, pod: str, container: str
     return None
 
 
-def _duration(seconds: int) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+def duration(seconds: float) -> str:
+    """'1h02m03s' or '2m03s': the watch loop's and the progress lines' way to say a time."""
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
 def trainer_progress(job: dict) -> tuple[str, str] | None:
@@ -120,7 +121,7 @@ def trainer_progress(job: dict) -> tuple[str, str] | None:
     details = [f"epoch {metrics.pop('epoch')}"] if "epoch" in metrics else []
     details += [f"{name} {value}" for name, value in metrics.items()][:6]
     if "estimatedRemainingSeconds" in status:
-        details.append(f"ETA {_duration(status['estimatedRemainingSeconds'])}")
+        details.append(f"ETA {duration(status['estimatedRemainingSeconds'])}")
     line = parts[0] + (": " + ", ".join(details) if details else "")
     return str(status.get("lastUpdatedTime", "")), line
 

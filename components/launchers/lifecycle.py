@@ -39,6 +39,7 @@ from kfp_yolo.components.launchers.kinds import (
     TRAINJOB,
     JobKind,
     condition,
+    duration,
     ended_container,
 )
 from kfp_yolo.components.spec import TrainSpec
@@ -67,13 +68,6 @@ def _sigterm_raises() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _fmt(seconds: float) -> str:
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
 def _log_key(stamp: str) -> tuple[str, int]:
@@ -296,8 +290,8 @@ class ClusterJobLauncher:
 
     def _report(self, name: str, phase: str, spent: dict[str, float]) -> None:
         where = self._where(name)
-        queued = _fmt(spent["queued"])
-        active = _fmt(spent["starting"] + spent["running"])
+        queued = duration(spent["queued"])
+        active = duration(spent["starting"] + spent["running"])
         messages = {
             "queued": f"{where} is waiting for Kueue admission (queue "
                       f"{self.cluster.queue or '-'}); queued time is not run time",
@@ -319,12 +313,13 @@ class ClusterJobLauncher:
         limit = self.cluster.queue_timeout_s
         if phase == "queued" and limit and spent["queued"] > limit:
             raise JobFailed(f"{self._where(name)} was not admitted by Kueue within "
-                            f"{_fmt(limit)} (queue {self.cluster.queue!r}); deleted it. Check "
+                            f"{duration(limit)} (queue {self.cluster.queue!r}); deleted it. Check "
                             "the ClusterQueue's quota (kubectl get clusterqueue).")
         active = spent["starting"] + spent["running"]
         if active > self.cluster.wait_timeout_s:
             raise JobFailed(f"{self._where(name)} did not finish within "
-                            f"{_fmt(self.cluster.wait_timeout_s)} of admitted time; deleted it.")
+                            f"{duration(self.cluster.wait_timeout_s)} of admitted time; "
+                            "deleted it.")
 
     def _failure(self, name: str, job: dict) -> str:
         cond = condition(job, "Failed") or {}

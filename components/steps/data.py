@@ -1,0 +1,101 @@
+"""The data and planning steps: prepare-dataset, plan-resources."""
+
+from typing import NamedTuple
+
+from kfp.dsl import Dataset, Markdown, Output
+
+__all__ = ["plan_resources_component", "prepare_dataset_component"]
+
+
+def prepare_dataset_component(
+    dataset_uri: str,
+    seed: int,
+    val_fraction: float,
+    dataset: Output[Dataset],
+    report: Output[Markdown],
+) -> NamedTuple("PrepareOutputs", [("content_hash", str), ("nc", int),
+                                   ("train_images", int)]):
+    """KFP step: prepares the dataset into the Dataset artifact.
+
+    Returns:
+        content_hash of the prepared dataset; nc, its number of classes, and train_images, the
+        size of its training split (the planner's inputs: the detection head and the loss grow
+        with nc; an auto batch keeps enough batches per epoch).
+    """
+    from collections import namedtuple
+
+    from kfp_yolo.components.data.prepare import prepare_dataset, render_report
+
+    prepared = prepare_dataset(dataset_uri, dataset.path, seed=seed, val_fraction=val_fraction)
+    dataset.metadata.update({"content_hash": prepared.content_hash, **prepared.stats})
+    with open(report.path, "w") as handle:
+        handle.write(render_report(prepared))
+    outputs = namedtuple("PrepareOutputs", ["content_hash", "nc", "train_images"])
+    return outputs(prepared.content_hash, len(prepared.names), prepared.stats["train_images"])
+
+
+def plan_resources_component(
+    model: str, imgsz: int, batch: int, nodes: int, procs_per_node: int, precision: str,
+    optimizer: str, nc: int, node_pools: str, report: Output[Markdown], train_images: int = 0,
+    epochs: int = 0, objective: str = "smallest", deadline_h: float = 0.0, workers: int = 0,
+    registry_uri: str = "", checkpoint_uri: str = "",
+) -> NamedTuple("PlanOutputs", [("batch", int), ("peak_mib", int), ("pool", str),
+                                ("min_gpu_memory_mib", int), ("node_affinity", dict),
+                                ("tolerations", list), ("batch_rule", str),
+                                ("accumulate", int), ("pool_rule", str)]):
+    """KFP step: plan the run on the compiled-in node-pool catalog (batch 0 = largest that fits).
+
+    Args:
+        nc: number of classes, from the prepare step.
+        train_images: the training split's size, from the prepare step (0 = unknown).
+        node_pools: the catalog's text (YAML or JSON), a pipeline parameter, so a pool added
+            in git needs no new image.
+        objective, deadline_h, epochs, workers: how the pool is chosen (smallest, cost or
+            time; planner/objective.py); images/s come from the throughput history beside
+            registry_uri (else under checkpoint_uri) when one is readable, else from the model.
+        report: the per-pool table (batch, fit, images/s, epoch and run time, cost).
+
+    Returns:
+        batch (global), peak_mib (per GPU), pool (name), min_gpu_memory_mib, and the
+        placement every GPU task of the run gets at run time: node_affinity (a Kubernetes
+        NodeAffinity requiring that much GPU memory) and the pool's tolerations; batch_rule
+        says how the batch was chosen, accumulate how many steps ultralytics accumulates,
+        pool_rule why this pool (the objective).
+    """
+    # KFP copies this function's source alone into the component: imports live here
+    from collections import namedtuple
+
+    from kfp_yolo.components.planner import plan
+    from kfp_yolo.components.planner.history import history_uri, read_history
+    from kfp_yolo.components.planner.report import markdown_report
+    from kfp_yolo.components.pools import (
+        load_pools_text,
+        pools_for_precision,
+        required_node_affinity,
+    )
+
+    # bf16 goes only to GPUs that compute in it (Ampere or newer): the others emulate it
+    pools = pools_for_precision(load_pools_text(node_pools, source="the node_pools parameter"),
+                                precision)
+    history, uri = [], history_uri(registry_uri, checkpoint_uri)
+    try:  # a hint: a store that cannot be read now plans from the throughput model
+        history = read_history(uri) if uri else []
+    except Exception as exc:  # noqa: BLE001
+        print(f"warning: throughput history {uri} not read ({exc}); planning without it")
+    result = plan(model, imgsz=imgsz, batch=batch, world_size=nodes * procs_per_node,
+                  precision=precision, optimizer=optimizer, nc=nc, pools=pools,
+                  procs_per_node=procs_per_node, train_images=train_images or None,
+                  objective=objective, epochs=epochs or None, deadline_h=deadline_h,
+                  history=history, workers=workers)
+    with open(report.path, "w") as handle:
+        handle.write(markdown_report(result, history=uri, records=len(history)))
+    print(f"plan: {result.peak_mib} MiB per GPU at batch {result.batch_per_gpu} per GPU "
+          f"(global {result.batch}, {nc} classes) -> pool {result.pool.name}; "
+          f"{result.batch_rule}; {result.pool_rule}")
+    outputs = namedtuple("PlanOutputs", ["batch", "peak_mib", "pool", "min_gpu_memory_mib",
+                                         "node_affinity", "tolerations", "batch_rule",
+                                         "accumulate", "pool_rule"])
+    return outputs(result.batch, result.peak_mib, result.pool.name, result.min_gpu_memory_mib,
+                   required_node_affinity(result.affinity),
+                   [dict(t) for t in result.pool.tolerations], result.batch_rule,
+                   result.accumulate, result.pool_rule)

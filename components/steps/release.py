@@ -1,0 +1,190 @@
+"""The release steps behind the quality gate: export-onnx, build-tensorrt, publish, deploy."""
+
+from typing import NamedTuple
+
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+__all__ = ["build_tensorrt_component", "deploy_component", "export_onnx_component",
+           "publish_component"]
+
+
+def export_onnx_component(
+    weights: Input[Model],
+    imgsz: int,
+    opset: int,
+    dynamic: bool,
+    tolerance: float,
+    onnx_model: Output[Model],
+    parity: Output[Metrics],
+) -> NamedTuple("ExportOutputs", [("max_abs_diff", float)]):
+    """KFP step: model.onnx into the Model artifact; fails when parity exceeds the tolerance."""
+    import os
+    from collections import namedtuple
+
+    from kfp_yolo.components.errors import JobFailed
+    from kfp_yolo.components.export_onnx import export_onnx, parity_check
+
+    os.makedirs(onnx_model.path, exist_ok=True)
+    best = os.path.join(weights.path, "best.pt")
+    onnx_path = export_onnx(best, os.path.join(onnx_model.path, "model.onnx"), imgsz=imgsz,
+                            opset=opset, dynamic=dynamic)
+    result = parity_check(best, onnx_path, imgsz=imgsz)
+    parity.log_metric("max_abs_diff", result.max_abs_diff)
+    parity.log_metric("tolerance", tolerance)
+    onnx_model.metadata.update({"opset": opset, "dynamic": dynamic, "imgsz": imgsz,
+                                "max_abs_diff": result.max_abs_diff})
+    print(f"ONNX parity: max |onnx - torch| = {result.max_abs_diff:.3g} (tolerance {tolerance})")
+    if result.max_abs_diff > tolerance:
+        raise JobFailed(f"ONNX parity check failed: max |onnx - torch| = "
+                        f"{result.max_abs_diff:.3g} exceeds onnx_tolerance={tolerance}; check the "
+                        "opset or raise the tolerance.")
+    return namedtuple("ExportOutputs", ["max_abs_diff"])(result.max_abs_diff)
+
+
+def build_tensorrt_component(
+    onnx_model: Input[Model],
+    dataset: Input[Dataset],
+    imgsz: int,
+    precision: str,
+    engine: Output[Model],
+    latency: Output[Metrics],
+) -> NamedTuple("TrtOutputs", [("status", str), ("reason", str)]):
+    """KFP step: model.engine and its latency, or status `skipped` with the reason."""
+    import os
+    from collections import namedtuple
+
+    from kfp_yolo.components.tensorrt import availability, build_engine, measure_latency
+
+    outputs = namedtuple("TrtOutputs", ["status", "reason"])
+    reason = availability()
+    if reason:
+        print(f"TensorRT build skipped: {reason}")
+        engine.metadata["status"] = "skipped"
+        latency.log_metric("built", 0)
+        return outputs("skipped", reason)
+    os.makedirs(engine.path, exist_ok=True)
+    max_batch = 8
+    path = build_engine(os.path.join(onnx_model.path, "model.onnx"),
+                        os.path.join(engine.path, "model.engine"), imgsz=imgsz,
+                        precision=precision, max_batch=max_batch,
+                        calibration_images=os.path.join(dataset.path, "images", "val"))
+    for batch in (1, max_batch):
+        milliseconds = measure_latency(path, imgsz=imgsz, batch=batch)
+        latency.log_metric(f"latency_ms_batch{batch}", round(milliseconds, 4))
+        latency.log_metric(f"images_per_s_batch{batch}", round(batch * 1000 / milliseconds, 1))
+    latency.log_metric("built", 1)
+    import tensorrt  # the plan loads only in a Triton of this TensorRT: publish records it
+
+    engine.metadata.update({"status": "built", "precision": precision,
+                            "tensorrt_version": tensorrt.__version__})
+    return outputs("built", "")
+
+
+def publish_component(
+    weights: Input[Model],
+    onnx_model: Input[Model],
+    engine: Input[Model],
+    dataset: Input[Dataset],
+    metrics: Input[Metrics],
+    registry_uri: str,
+    name: str,
+    version: str,
+    model_registry_address: str = "",
+    model_registry_token_path: str = "",
+    storage_key: str = "",
+    run_id: str = "",
+    run_name: str = "",
+    namespace: str = "",
+) -> str:
+    """KFP step: publishes the gated model; the version URI, or '' when registry_uri is ''.
+
+    The version holds a Triton model repository (triton/), and is registered in MLflow's
+    registry when MLFLOW_TRACKING_URI is set and in the Kubeflow Model Registry when
+    model_registry_address is; `latest` moves after both.
+    """
+    import json
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from kfp_yolo.components.publish import publish
+    from kfp_yolo.components.registries import RunSource, open_registries
+    from kfp_yolo.components.triton import build_repository
+
+    if not registry_uri:
+        print("publish skipped: registry_uri is empty")
+        return ""
+    files = {"best.pt": Path(weights.path) / "best.pt",
+             "model.onnx": Path(onnx_model.path) / "model.onnx",
+             "data.yaml": Path(dataset.path) / "data.yaml"}
+    engine_file = Path(engine.path) / "model.engine"
+    if engine.metadata.get("status") == "built" and engine_file.is_file():
+        files["model.engine"] = engine_file
+    # KFP keeps Metrics values in the artifact's metadata, not in its file.
+    values = {k: v for k, v in metrics.metadata.items() if isinstance(v, int | float)}
+    metadata = {"metrics": values, "training": dict(weights.metadata),
+                "dataset": dict(dataset.metadata), "onnx": dict(onnx_model.metadata),
+                "tensorrt": dict(engine.metadata) or {"status": "not built"}}
+    # The environment is read here, at the step's edge: KFP's MLflow plugin injects it.
+    registries = open_registries(mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", ""),
+                                 model_registry_address=model_registry_address,
+                                 model_registry_token_path=model_registry_token_path,
+                                 storage_key=storage_key)
+    with tempfile.TemporaryDirectory() as tmp:
+        metrics_file = os.path.join(tmp, "metrics.json")
+        with open(metrics_file, "w") as handle:
+            json.dump(values, handle, indent=1, sort_keys=True)
+        files["metrics.json"] = Path(metrics_file)
+        triton = Path(tmp) / "triton"
+        models = build_repository(triton, name, files["model.onnx"], files.get("model.engine"))
+        print(f"Triton model repository: {', '.join(models)}")
+        uri = publish(registry_uri=registry_uri, name=name, version=version, files=files,
+                      metadata=metadata, folders={"triton": triton}, registries=registries,
+                      source=RunSource(run_id, run_name, namespace) if run_id else None,
+                      dataset_hash=str(dataset.metadata.get("content_hash", "")),
+                      tensorrt_version=str(engine.metadata.get("tensorrt_version", "")))
+    print(f"published {uri}" + "".join(f"; registered in {r.label}" for r in registries))
+    return uri
+
+
+def deploy_component(
+    published_uri: str,
+    name: str,
+    namespace: str,
+    serving_runtime_version: str,
+    serving_format: str,
+    serving_service_account: str,
+    serving_gpu_memory_mib: int,
+    deploy_timeout_s: int,
+    node_pools: str,
+) -> str:
+    """KFP step: creates or updates the InferenceService of the published version, waits until
+    it is Ready; returns its URL ('' when nothing was published)."""
+    from kfp_yolo.components import storage
+    from kfp_yolo.components.deploy import deploy_inferenceservice
+    from kfp_yolo.components.errors import UserError
+    from kfp_yolo.components.kserve import (
+        ServingSettings,
+        build_inferenceservice,
+        pool_tolerations,
+        served_model,
+    )
+    from kfp_yolo.components.pools import load_pools_text
+    from kfp_yolo.components.registries import serving_uri
+
+    if not published_uri:
+        print("deploy skipped: nothing was published (registry_uri is empty)")
+        return ""
+    pools = load_pools_text(node_pools, source="the node_pools parameter")
+    settings = ServingSettings(
+        namespace=namespace, runtime_version=serving_runtime_version,
+        model_format=serving_format, service_account=serving_service_account,
+        gpu_memory_mib=serving_gpu_memory_mib,
+        tolerations=pool_tolerations(pools, serving_gpu_memory_mib))
+    repository = f"{published_uri.rstrip('/')}/triton"
+    if not storage.exists(f"{repository}/{served_model(name, settings)}/config.pbtxt"):
+        raise UserError(f"{repository} has no {serving_format} model (no TensorRT engine is "
+                        "built without a GPU pool); set serving_format: onnx.")
+    service = build_inferenceservice(name, published_uri.rstrip("/").rsplit("/", 1)[-1],
+                                     serving_uri(repository), settings)
+    return deploy_inferenceservice(service, timeout_s=deploy_timeout_s)

@@ -1,0 +1,180 @@
+"""The training steps: train (through the launcher) and evaluate (with the gate)."""
+
+
+from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Model, Output
+
+__all__ = ["evaluate_component", "train_component"]
+
+
+def train_component(
+    dataset: Input[Dataset],
+    run_id: str,
+    model: str,
+    imgsz: int,
+    epochs: int,
+    batch: int,
+    precision: str,
+    optimizer: str,
+    lr0: float,
+    seed: int,
+    workers: int,
+    cache: str,
+    nodes: int,
+    procs_per_node: int,
+    launcher: str,
+    checkpoint_uri: str,
+    image: str,
+    namespace: str,
+    queue: str,
+    storage_secret: str,
+    workload_priority_class: str,
+    service_account: str,
+    job_timeout_s: int,
+    queue_timeout_s: int,
+    min_gpu_memory_mib: int,
+    tolerations: list,
+    weights: Output[Model],
+    report: Output[HTML],
+    metrics: Output[Metrics],
+    priority_class: str = "",
+    backoff_limit: int = 3,
+    ttl_after_finished_s: int = 86400,
+    registry_uri: str = "",
+    name: str = "kfp-yolo",
+    pool: str = "",
+    node_pools: str = "",
+    mlflow_secret: str = "",
+):
+    """KFP step: trains through the launcher; best.pt, last.pt, results.csv into `weights`.
+
+    The weights' metadata says which launcher ran the job (auto resolves to one) and the
+    training's shape and speed (nodes x processes, batch per GPU, workers, cache, images/s);
+    the speed also goes to the throughput history beside registry_uri (else under
+    checkpoint_uri), which later plans read.
+    `report` is the training report (HTML: curves per epoch, best epoch, sample predictions),
+    `metrics` its numbers (best epoch, images/s, GPU-hours, cost at `pool`'s price in the
+    `node_pools` catalog). With MLFLOW_TRACKING_URI set (KFP's MLflow plugin, or the user) the
+    training logs into MLFLOW_RUN_ID, else into a new run in experiment `name`; the pods get
+    the MLflow credentials from the Secret `mlflow_secret`.
+    """
+    import json
+    import os
+
+    from kfp_yolo.components import storage
+    from kfp_yolo.components.launchers import get_launcher
+    from kfp_yolo.components.pools import node_affinity
+    from kfp_yolo.components.reports.training import train_step_report
+    from kfp_yolo.components.spec import TrainSpec, default_checkpoint_uri
+    from kfp_yolo.components.tracking.mlflow_log import MlflowSettings, MlflowTracker
+
+    remote = launcher != "local"
+    # Training pods are not KFP tasks: on a cluster they read and write object storage directly.
+    output_uri = weights.uri if remote else weights.path
+    spec = TrainSpec(
+        run_id=run_id, dataset_uri=dataset.uri if remote else dataset.path, model=model,
+        imgsz=imgsz, epochs=epochs, batch=batch, precision=precision, optimizer=optimizer,
+        lr0=lr0, seed=seed, workers=workers, cache=cache, nodes=nodes,
+        procs_per_node=procs_per_node,
+        # empty: beside the weights, in object storage for a cluster job (as `job render` shows)
+        checkpoint_uri=checkpoint_uri or default_checkpoint_uri(output_uri),
+        output_uri=output_uri)
+    # The pods require the planner's need (Gt need-1 MiB) and tolerate the chosen pool, as
+    # the plan step's outputs say: the image's own copy of the catalog is not read.
+    settings = {} if not remote else {
+        "image": image, "namespace": namespace, "queue": queue,
+        "storage_secret": storage_secret, "workload_priority_class": workload_priority_class,
+        "service_account": service_account, "active_deadline_s": job_timeout_s,
+        "queue_timeout_s": queue_timeout_s, "priority_class": priority_class,
+        "backoff_limit": backoff_limit, "ttl_after_finished_s": ttl_after_finished_s,
+        "node_affinity": tuple(node_affinity(min_gpu_memory_mib)),
+        "tolerations": tuple(tolerations)}
+    # One MLflow run for the whole step: the pods log each epoch into it, the report follows.
+    tracker = MlflowTracker(MlflowSettings.from_environ(), experiment=name, run_name=run_id)
+    mlflow_run = tracker.start()  # '' when off, or when the server failed (warned once)
+    forward = tracker.settings.with_run(mlflow_run).env() if mlflow_run else {}
+    if remote:
+        settings.update(forward_env=tuple(forward.items()), mlflow_secret=mlflow_secret)
+    elif forward:
+        settings["env"] = forward
+    backend = get_launcher(launcher, **settings)
+    try:
+        backend.launch(spec)
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
+    if remote:
+        storage.download(output_uri, weights.path)
+    weights.metadata.update({"run_id": run_id, "epochs": epochs, "imgsz": imgsz, "batch": batch,
+                             "launcher": backend.kind})
+    shape = os.path.join(weights.path, "training.json")
+    training = {}
+    if os.path.exists(shape):  # absent when a finished run was published from its checkpoint
+        with open(shape) as handle:
+            training = json.load(handle)
+        weights.metadata["training"] = {k: v for k, v in training.items() if k != "epochs"}
+    values = train_step_report(weights.path, dataset.path, report.path, training=training,
+                               launcher=backend.kind, pool=pool, node_pools=node_pools,
+                               precision=precision, model=model, imgsz=imgsz, epochs=epochs,
+                               run_id=run_id)
+    for key, value in values.items():
+        metrics.log_metric(key, value)
+    # prefixed: images_per_s and the like are also per-epoch series in the same run
+    tracker.log_metrics({f"run/{k}": v for k, v in values.items()},
+                        step=values.get("epochs_run", 0))
+    tracker.log_artifact(report.path, "reports", name="training_report.html")
+    tracker.finish()
+    if tracker.active:  # the evaluate step adds its report to the same run
+        weights.metadata["mlflow_run_id"] = tracker.run_id
+    from kfp_yolo.components.planner.history import history_uri, record_training
+
+    if training and history_uri(registry_uri, checkpoint_uri):
+        record_training(history_uri(registry_uri, checkpoint_uri), weights.metadata["training"],
+                        model=model, imgsz=imgsz, precision=precision, source=f"run {run_id}")
+
+
+def evaluate_component(
+    dataset: Input[Dataset],
+    weights: Input[Model],
+    imgsz: int,
+    min_map50_95: float,
+    registry_uri: str,
+    name: str,
+    metrics: Output[Metrics],
+    report: Output[Markdown],
+) -> bool:
+    """KFP step: validation metrics, a Markdown report; returns whether the gate passed.
+
+    A single `bool` output on purpose: kfp.local resolves a dsl.If condition on a task's
+    single `Output`, not on a named output of a NamedTuple.
+    """
+    import os
+
+    from kfp_yolo.components.evaluate import champion_map50_95, evaluate, gate, render_report
+    from kfp_yolo.components.tracking.mlflow_log import MlflowSettings, MlflowTracker
+
+    # MLflow (when on): KFP's run for this task, else the training's run
+    settings = MlflowSettings.from_environ()
+    tracker = MlflowTracker(settings if settings.run_id else settings.with_run(
+        weights.metadata.get("mlflow_run_id", "")), experiment=name)
+    data_yaml = os.path.join(dataset.path, "data.yaml")
+    work = os.path.dirname(report.path)
+    result = evaluate(os.path.join(weights.path, "best.pt"), data_yaml, imgsz=imgsz,
+                      out_dir=os.path.join(work, "plots"))
+    champion = champion_map50_95(registry_uri, name, data_yaml, imgsz=imgsz, work=work)
+    passed, verdict = gate(result, min_map50_95=min_map50_95, champion=champion)
+    if champion is not None:
+        metrics.log_metric("champion_mAP50-95", round(champion[0], 6))
+    for key, value in (("mAP50-95", result.map50_95), ("mAP50", result.map50),
+                       ("precision", result.precision), ("recall", result.recall)):
+        metrics.log_metric(key, round(value, 6))
+    for name, row in result.per_class.items():
+        metrics.log_metric(f"mAP50-95/{name}", round(row["mAP50-95"], 6))
+    with open(report.path, "w") as handle:
+        handle.write(render_report(result, min_map50_95=min_map50_95, passed=passed,
+                                   verdict=verdict))
+    report.metadata["verdict"] = verdict
+    tracker.log_metrics({f"eval/{k}": v for k, v in metrics.metadata.items()
+                         if isinstance(v, int | float)}, step=weights.metadata.get("epochs", 0))
+    tracker.log_artifact(report.path, "reports", name="evaluation_report.md")
+    print(f"quality gate {'passed' if passed else 'failed'}: {verdict}")
+    return passed
