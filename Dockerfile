@@ -41,6 +41,8 @@ RUN pip install --no-cache-dir \
       kubernetes==30.1.0 \
       minio==7.2.20 \
       mlflow-skinny==3.17.2 \
+      model-registry==0.3.18 \
+      aiohttp==3.14.5 \
       onnx==1.23.2 \
       onnxruntime==1.32.0 \
       onnxslim==0.1.98 \

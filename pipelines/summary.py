@@ -27,7 +27,6 @@ TASKS = {
     "export": "export-onnx-component",
     "tensorrt": "build-tensorrt-component",
     "publish": "publish-component",
-    "deploy": "deploy-component",
 }
 
 

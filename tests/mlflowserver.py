@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from processes import stop_group
 from s3server import free_port
 
 __all__ = ["MLflowServer", "mlflow_binary"]
@@ -112,22 +112,7 @@ class MLflowServer:
     def stop(self, timeout_s: float = 5.0) -> None:
         """SIGTERM to the whole group, a bounded wait, then SIGKILL."""
         process, self._process = self._process, None
-        if process is not None:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                pass
-            except ProcessLookupError:
-                pass
-            # The group's other members (huey consumers, uvicorn workers) may outlive the
-            # leader: the group is killed whatever the leader did.
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            if process.poll() is None:
-                process.wait(timeout=timeout_s)
+        stop_group(process, timeout_s)
         log = getattr(self, "_log", None)
         if log is not None:
             log.close()

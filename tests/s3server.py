@@ -13,7 +13,6 @@ import io
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from processes import stop_group
 
 __all__ = ["SeaweedS3", "free_port", "weed_binary"]
 
@@ -154,14 +155,7 @@ class SeaweedS3:
         """SIGTERM, a short bounded wait, then SIGKILL: weed ignores SIGTERM for 15 s and more."""
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=timeout_s)
-            except ProcessLookupError:
-                pass
+            stop_group(process, timeout_s)
         log = getattr(self, "_log", None)
         if log is not None:
             log.close()

@@ -10,25 +10,14 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 from statusserver import StatusServer, trainer_status_schema
 
 from kfp_yolo.components.spec import TrainSpec
-from kfp_yolo.components.synth import SynthSpec, synthesize
 from kfp_yolo.components.tracking.mlflow_log import MlflowSettings, MlflowTracker
 from kfp_yolo.components.training.reporting import Tracking
 from kfp_yolo.components.training.worker import DistEnv, run_worker
 
 pytestmark = pytest.mark.timeout(600)
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("dataset")
-    data_yaml = synthesize(folder, SynthSpec(images=32, imgsz=64))
-    data = yaml.safe_load(data_yaml.read_text())
-    data_yaml.write_text(yaml.safe_dump({**data, "path": str(folder)}, sort_keys=False))
-    return folder
 
 
 def _spec(tmp_path: Path, dataset: Path, epochs: int = 2) -> TrainSpec:

@@ -12,27 +12,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import yaml
 
 from kfp_yolo.components.atomic import PART_SUFFIX
 from kfp_yolo.components.errors import JobFailed, UserError
 from kfp_yolo.components.launchers.local import LocalLauncher
 from kfp_yolo.components.spec import TrainSpec
-from kfp_yolo.components.synth import SynthSpec, synthesize
 from kfp_yolo.components.training.worker import DistEnv, run_worker
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN_IMAGES = 26  # SynthSpec(images=32): a fifth (6) goes to val
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """32 synthetic 64 px images in the prepared layout, data.yaml with an absolute path."""
-    folder = tmp_path_factory.mktemp("dataset")
-    data_yaml = synthesize(folder, SynthSpec(images=32, imgsz=64))
-    data = yaml.safe_load(data_yaml.read_text())
-    data_yaml.write_text(yaml.safe_dump({**data, "path": str(folder)}, sort_keys=False))
-    return folder
 
 
 def _spec(tmp_path: Path, dataset: Path, **changes) -> TrainSpec:

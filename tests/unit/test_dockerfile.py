@@ -90,3 +90,50 @@ def test_image_carries_package_and_pool_catalog():
     # installed like any user installs it: the catalog comes as package data, not hand-copied
     assert "site-packages" not in text and "default_pools_path" not in text
     assert "load_pools()" in text
+
+
+def _pinned() -> dict[str, str]:
+    installs = [args for instruction, args in _instructions()
+                if instruction == "RUN" and "pip install" in args]
+    words = [word for args in installs for word in shlex.split(args.split("&&")[0])
+             if "==" in word]
+    return {_normal(w.split("==")[0]): w.split("==")[1] for w in words}
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_the_image_installs_every_runtime_dependency():
+    """`pip install --no-deps` of the project, then `pip check`: a dependency of pyproject.toml
+    that the image neither pins nor gets through a pinned package breaks the build."""
+    import tomllib
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    pyproject = tomllib.loads((DOCKERFILE.parent / "pyproject.toml").read_text())
+    wanted = {_normal(Requirement(r).name) for r in pyproject["project"]["dependencies"]}
+    pinned = _pinned()
+    reached, todo = set(), list(pinned)
+    while todo:  # what pip installs for the pinned packages, from their installed metadata
+        name = todo.pop()
+        if name in reached:
+            continue
+        reached.add(name)
+        try:
+            requires = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue  # tensorrt: not on this machine; it brings nothing pyproject names
+        for text in requires:
+            requirement = Requirement(text)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                todo.append(_normal(requirement.name))
+    missing = sorted(wanted - reached)
+    assert not missing, f"pyproject.toml needs {missing}; pin them in the Dockerfile's pip install"
+    for name, version in pinned.items():  # and the pins are what the tests ran with
+        if name in wanted and name != "tensorrt-cu13":
+            try:
+                assert metadata.version(name) == version, name
+            except metadata.PackageNotFoundError:
+                pass

@@ -54,3 +54,26 @@ def test_a_transfer_without_a_terminal_writes_lines_once_listed(monkeypatch, cap
         transfer.plan(1, 1)
         time.sleep(0.05)
     assert capsys.readouterr().err == ""
+
+
+def test_dataset_convert_shows_progress_on_stderr(tmp_path, monkeypatch, capsys):
+    import json
+
+    from PIL import Image
+
+    from kfp_yolo.components.data.formats import convert
+
+    monkeypatch.setattr(progress_module, "EVERY_S", 0.0)
+    images = [{"id": i, "file_name": f"{i}.png", "width": 40, "height": 30} for i in range(1, 4)]
+    (tmp_path / "src" / "images").mkdir(parents=True)
+    for image in images:
+        Image.new("RGB", (40, 30)).save(tmp_path / "src" / "images" / image["file_name"])
+    (tmp_path / "src" / "annotations").mkdir()
+    (tmp_path / "src" / "annotations" / "instances_default.json").write_text(json.dumps({
+        "categories": [{"id": 1, "name": "box"}], "images": images,
+        "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [1, 1, 10, 10]}
+                        for i in range(1, 4)]}))
+    convert(tmp_path / "src", tmp_path / "out")
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("dataset convert: 1/3 images (33%)")
+    assert err[-1].startswith("dataset convert: 3/3 images (100%) in ")

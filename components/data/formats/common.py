@@ -20,6 +20,7 @@ import yaml
 
 from kfp_yolo.components.data.layout import IMAGE_SUFFIXES, label_path
 from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.progress import Progress
 
 __all__ = ["Conversion", "Item", "LinkMode", "box_row", "check_suffix", "find_image", "image_size",
            "split_of", "write_yolo"]
@@ -226,31 +227,33 @@ def write_yolo(items: Iterable[Item], conversion: Conversion, dest: Path, mode: 
     owners: dict[str, Item] = {}
     made: set[str] = set()
     prefix = len({item.subset for group in splits.values() for item in group}) > 1
-    for split, group in splits.items():
-        folder = os.path.join(dest, "images", split) if split else os.path.join(dest, "images")
-        for item in group:
-            rel = item.rel
-            if prefix and (split == "" or split_of(item.subset) is None):
-                rel = f"{item.subset}/{rel}"  # two subsets may hold the same file name
-            image = os.path.join(folder, rel)
-            label = str(label_path(Path(image)))  # ultralytics' rule, whatever rel holds
-            other = owners.setdefault(label, item)
-            if other is not item:
-                raise UserError(f"{other.origin} ({other.image.name}) and {item.origin} "
-                                f"({item.image.name}) would share the label file "
-                                f"{os.path.relpath(label, dest)} (one image listed twice, or two "
-                                "that differ only in extension); list each image once.")
-            for path in (image, label) if item.rows else (image,):
-                parent = os.path.dirname(path)
-                if parent not in made:
-                    os.makedirs(parent, exist_ok=True)
-                    made.add(parent)
-            _place(str(item.image), image, mode)
-            if item.rows:
-                with open(label, "w") as handle:
-                    handle.write("\n".join(item.rows) + "\n")
-            else:
-                conversion.count("background_images")
+    with Progress("dataset convert", len(items), "images") as progress:
+        for split, group in splits.items():
+            folder = os.path.join(dest, "images", split) if split else os.path.join(dest, "images")
+            for item in group:
+                rel = item.rel
+                if prefix and (split == "" or split_of(item.subset) is None):
+                    rel = f"{item.subset}/{rel}"  # two subsets may hold the same file name
+                image = os.path.join(folder, rel)
+                label = str(label_path(Path(image)))  # ultralytics' rule, whatever rel holds
+                other = owners.setdefault(label, item)
+                if other is not item:
+                    raise UserError(f"{other.origin} ({other.image.name}) and {item.origin} "
+                                    f"({item.image.name}) would share the label file "
+                                    f"{os.path.relpath(label, dest)} (one image listed twice, or "
+                                    "two that differ only in extension); list each image once.")
+                for path in (image, label) if item.rows else (image,):
+                    parent = os.path.dirname(path)
+                    if parent not in made:
+                        os.makedirs(parent, exist_ok=True)
+                        made.add(parent)
+                _place(str(item.image), image, mode)
+                progress.advance()
+                if item.rows:
+                    with open(label, "w") as handle:
+                        handle.write("\n".join(item.rows) + "\n")
+                else:
+                    conversion.count("background_images")
     data: dict = {"names": dict(enumerate(conversion.names))}
     # Named explicitly: a subset or a file name called train/ must not pass for a split.
     if "train" in splits:
