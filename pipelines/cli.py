@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds --wait follows the run")
     submit.add_argument("--api-timeout", type=float, default=None, metavar="S",
                         help="seconds all the API calls of the submit may take, retries "
-                             "included (default 120; each answer may take up to 60 s)")
+                             "included (default 110; each answer may take up to 60 s)")
     submit.add_argument("--retry-failed", action="store_true",
                         help="when this config's last run ended FAILED or CANCELED, start a "
                              "new attempt (without it: exit 1 naming that run)")

@@ -45,8 +45,9 @@ CONNECT_TIMEOUT_S = 10.0
 """Seconds a connection to the API may take."""
 READ_TIMEOUT_S = 60.0
 """Seconds one answer may take (a loaded API server answers in 20 s and must still work)."""
-API_TIMEOUT_S = 120.0
-"""Seconds all the API calls of one submit may take, retries included (--api-timeout)."""
+API_TIMEOUT_S = 110.0
+"""Seconds all the API calls of one submit may take, retries included (--api-timeout): a
+stalled API is exit 1 within 2 minutes of starting, and five 20 s answers still fit."""
 BACKOFF_S = 2.0
 """First pause before a retry; doubled each time, with jitter."""
 T = TypeVar("T")

@@ -379,7 +379,7 @@ def test_kfp_api_failing_during_wait_is_a_fault(kfp_server, config_file, monkeyp
 
 def test_an_api_that_stalls_after_its_health_check_is_a_fault(kfp_server, config_file,
                                                               monkeypatch, capfd):
-    """The real defaults stop a stall within API_TIMEOUT_S (120 s); here --api-timeout 4."""
+    """The real defaults stop a stall within API_TIMEOUT_S (110 s); here --api-timeout 4."""
     state, host = kfp_server
     monkeypatch.setenv("KF_PIPELINES_TOKEN", NEW_TOKEN)
     monkeypatch.setattr(kfp_api, "READ_TIMEOUT_S", 2.0)
@@ -402,7 +402,7 @@ def test_an_api_that_stalls_after_its_health_check_is_a_fault(kfp_server, config
 
 def test_an_api_answering_slowly_still_submits(kfp_server, config_file, monkeypatch, capsys):
     """Every answer takes 20 s on a loaded server. Scaled by 1/10 here: 2 s answers, read
-    timeout 6 s and deadline 12 s for the real 60 s and 120 s; the real defaults are checked to
+    timeout 6 s and deadline 11 s for the real 60 s and 110 s; the real defaults are checked to
     leave the same room."""
     state, host = kfp_server
     monkeypatch.setenv("KF_PIPELINES_TOKEN", NEW_TOKEN)
