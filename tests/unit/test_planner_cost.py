@@ -136,9 +136,16 @@ def test_cost_takes_the_cheapest_epoch_and_time_the_shortest(probe_cache, capsys
         assert row["images_per_s_source"] == "estimated" and row["fits"]
         assert row["epoch_s"] == pytest.approx(10000 / row["images_per_s"])
         assert row["run_s"] == pytest.approx(out["epochs"] * row["epoch_s"])
-        assert row["cost_per_run"] == pytest.approx(out["epochs"] * row["cost_per_epoch"])
-    best = min(rows.values(), key=lambda r: r[key])
+        if row["cost_per_epoch"] is not None:
+            assert row["cost_per_run"] == pytest.approx(out["epochs"] * row["cost_per_epoch"])
+    # the shipped 8 GiB pool has no public price: cost never takes it, and says so
+    unpriced = [r["name"] for r in rows.values() if r["price_per_gpu_hour"] is None]
+    assert unpriced == ["rtx4000-8g"] and rows["rtx4000-8g"]["cost_per_epoch"] is None
+    ranked = [r for r in rows.values() if r[key] is not None]
+    best = min(ranked, key=lambda r: r[key])
     assert out["pool"] == best["name"] and out["objective"] == objective
+    if objective == "cost":
+        assert "rtx4000-8g: no hourly_price, ranked after the priced pools" in out["pool_rule"]
     assert out["batch"] == best["batch"] and out["pool_rule"].startswith(f"objective {objective}")
     assert out["epochs"] == 20  # RunConfig's default
 
