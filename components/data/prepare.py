@@ -30,12 +30,14 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
 
 import yaml
 
+from kfp_yolo.components import storage
 from kfp_yolo.components.data import formats
 from kfp_yolo.components.data.checks import Checked, check_boxes, check_leaks, validate
-from kfp_yolo.components.data.layout import Layout, discover, fetch, label_path
+from kfp_yolo.components.data.layout import Layout, discover, fetch, label_path, refuse_inside
 from kfp_yolo.components.errors import UserError
 
 __all__ = ["PreparedDataset", "check_dataset", "prepare_dataset",
@@ -181,6 +183,24 @@ def _converted(root: Path, dest: Path, mode: str) -> tuple[Path, formats.Convers
     return dest, conversion
 
 
+def _local_export(uri: str, out_dir: Path) -> Path | None:
+    """The folder of a local annotation export (COCO, NDJSON, VOC), else None (fetch it).
+
+    Converting reads the export and only links its images, so it needs no copy of its own;
+    the YOLO layout is still copied (its checks may repair files, and splits move them).
+    """
+    if not uri.strip() or storage.is_remote(uri) or urlparse(uri).scheme == "synthetic":
+        return None
+    try:
+        source = storage.local_path(uri).expanduser()
+    except UserError:
+        return None  # fetch names the problem
+    if not source.is_dir() or formats.detect(source) == "yolo":
+        return None
+    refuse_inside(out_dir, source, what="where the prepared dataset goes,")
+    return source
+
+
 def _with_conversion(layout: Layout, conversion: formats.Conversion | None) -> dict | None:
     if conversion is None:
         return None
@@ -221,11 +241,13 @@ def prepare_dataset(uri: str, out_dir: str | Path, *, seed: int = 0,
     if any((out_dir / name).exists() for name in ("images", "labels", "data.yaml")):
         raise UserError(f"{out_dir} already holds a dataset; give an empty folder.")
     staging = out_dir / ".source"  # on out_dir's filesystem, so files move instead of copying
-    converted = out_dir / ".converted"  # hard links into staging: no second copy
+    converted = out_dir / ".converted"  # hard links into the export: no second copy
     for folder in (staging, converted):
         shutil.rmtree(folder, ignore_errors=True)
     try:
-        root = fetch(uri, staging)
+        # a local export is converted from where it lies (its images hard-linked, copied only
+        # across filesystems); everything else is fetched into staging first
+        root = _local_export(uri, out_dir) or fetch(uri, staging)
         root, conversion = _converted(root, converted, "hard")
         layout, splits, stats, content_hash = _inspect(root, seed, val_fraction)
         _publish(out_dir, splits)

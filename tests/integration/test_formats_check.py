@@ -97,7 +97,12 @@ def test_convert_writes_what_check_reads_and_ultralytics_trains_on(shapes, tmp_p
 def test_prepare_keeps_the_mapping_in_data_yaml_and_report(shapes, tmp_path):
     root, names, images = shapes
     export = WRITERS["roboflow"](tmp_path / "rf", names, images)
+    before = _digest(export)
     prepared = prepare_dataset(str(export), tmp_path / "prepared")
+    # a local export is converted where it lies: the prepared images are its own files, linked
+    inodes = {p.stat().st_ino for p in export.rglob("*") if p.suffix in (".jpg", ".png")}
+    linked = {p.stat().st_ino for p in (tmp_path / "prepared" / "images").rglob("*.*")}
+    assert linked and linked <= inodes and _digest(export) == before
     data = yaml.safe_load(prepared.data_yaml.read_text())
     assert data["names"] == dict(enumerate(names)) and data["nc"] == 3
     assert data["source"]["layout"] == "roboflow"
@@ -110,6 +115,27 @@ def test_prepare_keeps_the_mapping_in_data_yaml_and_report(shapes, tmp_path):
         "data.yaml", "images", "labels"]  # scratch folders removed
     reference = prepare_dataset(str(root), tmp_path / "reference")
     assert prepared.stats == reference.stats
+
+
+def test_the_dataset_artifact_carries_the_conversion(shapes, tmp_path):
+    from types import SimpleNamespace
+
+    from kfp_yolo.components.steps import prepare_dataset_component
+
+    root, names, images = shapes
+    export = WRITERS["roboflow"](tmp_path / "rf", names, images)
+    dataset = SimpleNamespace(path=str(tmp_path / "dataset"), metadata={})
+    report = SimpleNamespace(path=str(tmp_path / "report.md"))
+    prepare_dataset_component(str(export), 0, 0.2, dataset, report)
+    meta = dataset.metadata
+    assert (meta["source_format"], meta["source_layout"], meta["source_splits"]) == (
+        "coco", "roboflow", "export")
+    assert meta["source_class_ids"] == {"0": 1, "1": 2, "2": 3}  # JSON keys, as the UI shows
+    assert isinstance(meta["source_counts"], dict) and meta["images"] == 10
+    json.dumps(meta)  # KFP stores it as JSON
+    yolo = SimpleNamespace(path=str(tmp_path / "yolo"), metadata={})
+    prepare_dataset_component(str(root), 0, 0.2, yolo, report)
+    assert yolo.metadata["source_format"] == "yolo" and "source_layout" not in yolo.metadata
 
 
 def test_export_in_s3_prepares_and_converts_like_the_local_one(shapes, s3_env, s3_bucket,
