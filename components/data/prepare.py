@@ -183,6 +183,25 @@ def _converted(root: Path, dest: Path, mode: str) -> tuple[Path, formats.Convers
     return dest, conversion
 
 
+def _inspect_export(root: Path, export: Path, conversion: formats.Conversion | None, seed: int,
+                    val_fraction: float, uri: str
+                    ) -> tuple[Layout, dict[str, list[Checked]], dict, str]:
+    """_inspect of root; a converted export's errors name the export's files (under uri), not
+    those of the converted copy, which the user never sees."""
+    try:
+        return _inspect(root, seed, val_fraction)
+    except UserError as err:
+        if conversion is None:
+            raise
+        text = str(err)
+        for rel, source in conversion.image_sources.items():
+            if rel in text:  # only on a failure: the map has one entry per image
+                text = text.replace(rel, os.path.relpath(source, export))
+        if text == str(err):
+            raise
+        raise UserError(f"{text.rstrip('.')} (files of the export {uri}).") from None
+
+
 def _local_export(uri: str, out_dir: Path) -> Path | None:
     """The folder of a local annotation export (COCO, NDJSON, VOC), else None (fetch it).
 
@@ -221,9 +240,10 @@ def check_dataset(uri: str, *, seed: int = 0, val_fraction: float = 0.2) -> dict
     """
     _check_fraction(val_fraction)
     with tempfile.TemporaryDirectory(prefix="kfp-yolo-check-") as scratch:
-        root = fetch(uri, Path(scratch) / "source", link=True)
-        root, conversion = _converted(root, Path(scratch) / "converted", "symbolic")
-        layout, _, stats, content_hash = _inspect(root, seed, val_fraction)
+        export = fetch(uri, Path(scratch) / "source", link=True)
+        root, conversion = _converted(export, Path(scratch) / "converted", "symbolic")
+        layout, _, stats, content_hash = _inspect_export(root, export, conversion, seed,
+                                                         val_fraction, uri)
     return {"uri": uri, "names": layout.names, "stats": stats, "content_hash": content_hash,
             "warnings": layout.warnings, "conversion": _with_conversion(layout, conversion)}
 
@@ -247,9 +267,10 @@ def prepare_dataset(uri: str, out_dir: str | Path, *, seed: int = 0,
     try:
         # a local export is converted from where it lies (its images hard-linked, copied only
         # across filesystems); everything else is fetched into staging first
-        root = _local_export(uri, out_dir) or fetch(uri, staging)
-        root, conversion = _converted(root, converted, "hard")
-        layout, splits, stats, content_hash = _inspect(root, seed, val_fraction)
+        export = _local_export(uri, out_dir) or fetch(uri, staging)
+        root, conversion = _converted(export, converted, "hard")
+        layout, splits, stats, content_hash = _inspect_export(root, export, conversion, seed,
+                                                              val_fraction, uri)
         _publish(out_dir, splits)
     finally:
         for folder in (staging, converted):

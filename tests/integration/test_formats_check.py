@@ -16,6 +16,7 @@ from exports import WRITERS, read_yolo
 
 from kfp_yolo.components import storage
 from kfp_yolo.components.data.prepare import prepare_dataset, render_report
+from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.synth import SynthSpec, synthesize
 from kfp_yolo.pipelines.cli import main
 
@@ -196,3 +197,17 @@ def test_what_ultralytics_convert_coco_would_have_done(shapes, tmp_path):
     assert not [p for p in (tmp_path / "plain").rglob("*") if p.suffix == ".png"]
     with pytest.raises(TypeError):  # the default 91-to-80 table has no class for id 0
         convert_coco(str(export / "annotations"), str(tmp_path / "mapped"))
+
+
+def test_a_broken_image_in_an_export_is_named_as_the_export_has_it(shapes, tmp_path, capsys):
+    """The checks run on the converted copy; their sentence names the export's own file."""
+    root, names, images = shapes
+    export = WRITERS["roboflow"](tmp_path / "rf", names, images)
+    broken = next((export / "valid").glob("*.png"))
+    broken.write_bytes(b"not an image")
+    assert main(["dataset", "check", str(export)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"valid/{broken.name}: not an image Pillow can read" in err, err
+    assert "images/val" not in err and err.endswith(f"(files of the export {export}).")
+    with pytest.raises(UserError, match=f"valid/{broken.name}: not an image"):
+        prepare_dataset(str(export), tmp_path / "prepared")

@@ -66,6 +66,9 @@ class Conversion:
     splits: str = ""
     """'export' when the export's own train/val subsets were kept, else 'val_fraction'."""
     warnings: list[str] = field(default_factory=list)
+    image_sources: dict[str, str] = field(default_factory=dict, repr=False)
+    """Each written image's path under dest ('images/train/a.jpg') -> the export's file, so
+    a check of the converted copy can name the file the user has."""
 
     def count(self, key: str, n: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + n
@@ -248,6 +251,7 @@ def write_yolo(items: Iterable[Item], conversion: Conversion, dest: Path, mode: 
                         os.makedirs(parent, exist_ok=True)
                         made.add(parent)
                 _place(str(item.image), image, mode)
+                conversion.image_sources[os.path.relpath(image, dest)] = str(item.image)
                 progress.advance()
                 if item.rows:
                     with open(label, "w") as handle:
