@@ -82,8 +82,11 @@ def test_convert_writes_what_check_reads_and_ultralytics_trains_on(shapes, tmp_p
     data = yaml.safe_load((tmp_path / "yolo" / "data.yaml").read_text())
     assert data["names"] == dict(enumerate(names))
     assert data["source"]["source_class_ids"] == {0: 2, 1: 5, 2: 9}
-    _same_dataset(_check_json(tmp_path / "yolo", capsys), _check_json(root, capsys),
-                  same_split=True)
+    want = _check_json(root, capsys)
+    _same_dataset(_check_json(tmp_path / "yolo", capsys), want, same_split=True)
+    # the summary says how much was converted
+    assert f"{want['stats']['images']} images, {want['stats']['boxes']['count']} boxes, 3 classes" \
+        in out
     # the labels are byte-for-byte what a YOLO dataset holds, up to the 6th decimal
     ours = (tmp_path / "yolo" / "labels" / "train").iterdir()
     for label in ours:
