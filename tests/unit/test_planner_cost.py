@@ -403,3 +403,29 @@ def test_job_render_places_the_job_where_the_objective_does(probe_cache, capsys)
         assert cli_main(["job", "render", *argv, "--set", f"objective={objective}"]) == 0
         assert f"planned for pool {expected}" in capsys.readouterr().out.splitlines()[0]
     assert expected != "h100-80g"  # cost: not where time goes
+
+
+def test_a_pool_without_a_price_ranks_after_the_priced_ones():
+    """Mixed catalog: cost never takes an unpriced pool while a priced one can run the job."""
+    from kfp_yolo.components.planner.objective import PoolRow, choose
+    from kfp_yolo.components.pools import Pool
+
+    def row(name, price, images_per_s):
+        epoch = 10000 / images_per_s
+        return PoolRow(name=name, gpu_product="X", fits=True, batch=16, batch_per_gpu=16,
+                       peak_mib=1, world_size=1, workers=8, images_per_s=images_per_s,
+                       images_per_s_source="estimated", images_per_s_note="", epoch_s=epoch,
+                       run_s=10 * epoch, price_per_gpu_hour=price,
+                       cost_per_epoch=price * epoch / 3600 if price is not None else None,
+                       cost_per_run=None)
+
+    rows = [row("priced", 1.0, 10.0), row("own", None, 1000.0)]
+    pools = [Pool(name=r.name, gpu_product="X", gpu_memory_mib=8192 * (i + 1), gpus_per_node=1,
+                  max_nodes=1, flavor="f", hourly_price=r.price_per_gpu_hour)
+             for i, r in enumerate(rows)]
+    best, rule = choose(rows, pools, "cost", epochs=10, train_images=10000)
+    assert best.name == "priced"
+    assert rule.endswith("; own: no hourly_price, ranked after the priced pools")
+    # the priced pool misses the deadline: the unpriced one, by GPU-hours, and not "no prices"
+    best, rule = choose(rows, pools, "cost", deadline_h=1.0, epochs=10, train_images=10000)
+    assert best.name == "own" and "no pool that can take it has a price" in rule
