@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import plan_json
+from planner_helpers import plan_json
 
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.planner import plan
