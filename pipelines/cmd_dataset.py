@@ -40,8 +40,9 @@ def _convert(args: argparse.Namespace) -> int:
     conversion = convert_uri(args.src, args.dst)
     report = conversion.report()
     if args.json:
-        print(json.dumps({"dst": args.dst, "names": conversion.names, **report,
-                          "warnings": conversion.warnings}, indent=2))
+        print(json.dumps({"dst": args.dst, "names": conversion.names,
+                          "images": len(conversion.image_sources), "boxes": conversion.boxes,
+                          **report, "warnings": conversion.warnings}, indent=2))
         return 0
     for warning in conversion.warnings:
         print(f"warning: {warning}")
@@ -49,6 +50,7 @@ def _convert(args: argparse.Namespace) -> int:
     splits = ("train and val from the export" if report["splits"] == "export" else
               "no val subset, so one images/ folder that kfp-yolo splits by val_fraction")
     print(f"{args.src}: {conversion.format} export ({conversion.layout}) converted to {args.dst}: "
+          f"{len(conversion.image_sources)} images, {conversion.boxes} boxes, "
           f"{len(conversion.names)} classes{counts}; {splits}. Check it with "
           f"`kfp-yolo dataset check {args.dst}`.")
     return 0

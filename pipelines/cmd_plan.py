@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
                           "deadline_h": cfg.deadline_h, "history": source,
                           "history_records": len(history), **result.to_dict()}, indent=2))
     else:
-        print(_table(result, model, cfg, args.nc, pools))
+        print(_table(result, model, cfg, args.nc, pools, source, len(history)))
     return 0
 
 
@@ -112,7 +112,8 @@ def pools_table(result: Plan) -> list[str]:
     return lines
 
 
-def _table(result: Plan, model: str, cfg: RunConfig, nc: int, pools: list[Pool]) -> str:
+def _table(result: Plan, model: str, cfg: RunConfig, nc: int, pools: list[Pool],
+           history: str = "", records: int = 0) -> str:
     lines = [
         f"model {model}  imgsz {cfg.imgsz}  precision {cfg.precision}  "
         f"optimizer {cfg.optimizer}  nc {nc}",
@@ -129,7 +130,7 @@ def _table(result: Plan, model: str, cfg: RunConfig, nc: int, pools: list[Pool])
         f"  {'total':<22}{result.peak_mib:>8,}  ({result.peak_mib / 1024:.1f} GiB)",
         f"  {'requested':<22}{result.min_gpu_memory_mib:>8,}  (peak / {HEADROOM:.0%} headroom)",
         "",
-        f"   {'pool':<12}{'GPU':<24}{'MiB':>8}{'max batch/GPU':>15}{'auto batch':>12}"
+        f"   {'pool':<12}{'GPU':<24}{'GPU MiB':>8}{'max batch/GPU':>15}{'auto batch':>12}"
         f"{'$/GPU-hour':>12}",
     ]
     for pool in pools:
@@ -140,12 +141,22 @@ def _table(result: Plan, model: str, cfg: RunConfig, nc: int, pools: list[Pool])
                      f"{result.auto_batch.get(pool.name, 0):>12}{price:>12}")
     per = (f"{result.train_images} training images x {result.epochs} epochs"
            if result.train_images else "epoch and run need --train-images N")
-    lines += ["", f"time and cost ({per}; images/s of the whole job):", *pools_table(result)]
-    for row in result.pools:
-        if row.why:
-            lines.append(f"   {row.name}: {row.why}")
+    lines += ["", f"time and cost ({per}; images/s of the whole job; $ = the catalog's "
+              "hourly_price x GPUs x hours):", *pools_table(result), "",
+              "images/s source: measured = the nearest run in the throughput history "
+              f"({_history_note(history, records)}), scaled to this shape; estimated = the "
+              "H200 reference scaled by the GPU's spec sheet, capped by the dataloader; "
+              "unknown = neither."]
+    for row in result.pools:  # why a row cannot be chosen, else where its images/s comes from
+        lines.append(f"   {row.name}: {row.why or row.images_per_s_note}")
     expr = result.affinity[0]
     lines += ["", result.pool_rule,
               f"pool {result.pool.name}: node affinity {expr['key']} {expr['operator']} "
               f"{expr['values'][0]}"]
     return "\n".join(lines)
+
+
+def _history_note(uri: str, records: int) -> str:
+    if not uri:
+        return "none configured: registry_uri, checkpoint_uri or --history"
+    return f"{uri}, {records} record(s)"

@@ -143,21 +143,3 @@ def config_dir(tmp_path_factory: pytest.TempPathFactory):
 def probe_cache(config_dir: Path) -> Path:
     """The same cache folder the CLI uses, so in-process calls and the CLI share one probe."""
     return config_dir / "memory-probes"
-
-
-def v5l_peak(cache: Path, batch: int, precision: str, imgsz: int = 640, **kw):
-    """The planner's estimate for yolov5l.yaml, from the probe cache."""
-    from kfp_yolo.components.planner import estimate_peak
-
-    return estimate_peak("yolov5l.yaml", imgsz=imgsz, batch=batch, precision=precision,
-                         cache_dir=cache, **kw)
-
-
-def plan_json(capsys: pytest.CaptureFixture, *argv: str) -> dict:
-    """`kfp-yolo plan ... --json`, in process, parsed."""
-    import json
-
-    from kfp_yolo.pipelines.cli import main as cli_main
-
-    assert cli_main(["plan", *argv, "--json"]) == 0
-    return json.loads(capsys.readouterr().out)

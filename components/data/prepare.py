@@ -30,12 +30,14 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
 
 import yaml
 
+from kfp_yolo.components import storage
 from kfp_yolo.components.data import formats
 from kfp_yolo.components.data.checks import Checked, check_boxes, check_leaks, validate
-from kfp_yolo.components.data.layout import Layout, discover, fetch, label_path
+from kfp_yolo.components.data.layout import Layout, discover, fetch, label_path, refuse_inside
 from kfp_yolo.components.errors import UserError
 
 __all__ = ["PreparedDataset", "check_dataset", "prepare_dataset",
@@ -181,6 +183,43 @@ def _converted(root: Path, dest: Path, mode: str) -> tuple[Path, formats.Convers
     return dest, conversion
 
 
+def _inspect_export(root: Path, export: Path, conversion: formats.Conversion | None, seed: int,
+                    val_fraction: float, uri: str
+                    ) -> tuple[Layout, dict[str, list[Checked]], dict, str]:
+    """_inspect of root; a converted export's errors name the export's files (under uri), not
+    those of the converted copy, which the user never sees."""
+    try:
+        return _inspect(root, seed, val_fraction)
+    except UserError as err:
+        if conversion is None:
+            raise
+        text = str(err)
+        for rel, source in conversion.image_sources.items():
+            if rel in text:  # only on a failure: the map has one entry per image
+                text = text.replace(rel, os.path.relpath(source, export))
+        if text == str(err):
+            raise
+        raise UserError(f"{text.rstrip('.')} (files of the export {uri}).") from None
+
+
+def _local_export(uri: str, out_dir: Path) -> Path | None:
+    """The folder of a local annotation export (COCO, NDJSON, VOC), else None (fetch it).
+
+    Converting reads the export and only links its images, so it needs no copy of its own;
+    the YOLO layout is still copied (its checks may repair files, and splits move them).
+    """
+    if not uri.strip() or storage.is_remote(uri) or urlparse(uri).scheme == "synthetic":
+        return None
+    try:
+        source = storage.local_path(uri).expanduser()
+    except UserError:
+        return None  # fetch names the problem
+    if not source.is_dir() or formats.detect(source) == "yolo":
+        return None
+    refuse_inside(out_dir, source, what="where the prepared dataset goes,")
+    return source
+
+
 def _with_conversion(layout: Layout, conversion: formats.Conversion | None) -> dict | None:
     if conversion is None:
         return None
@@ -201,9 +240,10 @@ def check_dataset(uri: str, *, seed: int = 0, val_fraction: float = 0.2) -> dict
     """
     _check_fraction(val_fraction)
     with tempfile.TemporaryDirectory(prefix="kfp-yolo-check-") as scratch:
-        root = fetch(uri, Path(scratch) / "source", link=True)
-        root, conversion = _converted(root, Path(scratch) / "converted", "symbolic")
-        layout, _, stats, content_hash = _inspect(root, seed, val_fraction)
+        export = fetch(uri, Path(scratch) / "source", link=True)
+        root, conversion = _converted(export, Path(scratch) / "converted", "symbolic")
+        layout, _, stats, content_hash = _inspect_export(root, export, conversion, seed,
+                                                         val_fraction, uri)
     return {"uri": uri, "names": layout.names, "stats": stats, "content_hash": content_hash,
             "warnings": layout.warnings, "conversion": _with_conversion(layout, conversion)}
 
@@ -221,13 +261,16 @@ def prepare_dataset(uri: str, out_dir: str | Path, *, seed: int = 0,
     if any((out_dir / name).exists() for name in ("images", "labels", "data.yaml")):
         raise UserError(f"{out_dir} already holds a dataset; give an empty folder.")
     staging = out_dir / ".source"  # on out_dir's filesystem, so files move instead of copying
-    converted = out_dir / ".converted"  # hard links into staging: no second copy
+    converted = out_dir / ".converted"  # hard links into the export: no second copy
     for folder in (staging, converted):
         shutil.rmtree(folder, ignore_errors=True)
     try:
-        root = fetch(uri, staging)
-        root, conversion = _converted(root, converted, "hard")
-        layout, splits, stats, content_hash = _inspect(root, seed, val_fraction)
+        # a local export is converted from where it lies (its images hard-linked, copied only
+        # across filesystems); everything else is fetched into staging first
+        export = _local_export(uri, out_dir) or fetch(uri, staging)
+        root, conversion = _converted(export, converted, "hard")
+        layout, splits, stats, content_hash = _inspect_export(root, export, conversion, seed,
+                                                              val_fraction, uri)
         _publish(out_dir, splits)
     finally:
         for folder in (staging, converted):

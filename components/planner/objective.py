@@ -9,7 +9,8 @@ A row's images/s is `measured` (the nearest point of the throughput history on t
 scaled to the planned shape by the throughput model), `estimated` (the model alone) or
 `unknown` (a GPU without spec figures and without measurements): cost and time rank unknown
 rows last and say so. Cost is the pool's hourly_price per GPU-hour x the GPUs the job holds;
-a catalog without prices ranks cost by GPU-hours instead.
+pools without a price rank after the priced ones (and say so), and a catalog without prices
+ranks cost by GPU-hours instead.
 """
 
 from __future__ import annotations
@@ -165,9 +166,15 @@ def choose(rows: list[PoolRow], pools: list[Pool], objective: str, *, deadline_h
             reason = f"the lowest cost per epoch ({_speed(best)})"
         else:
             best = min(known, key=lambda r: (per_image[r.name], memory[r.name]))
-            reason = f"the fewest GPU-hours per epoch: the catalog has no prices ({_speed(best)})"
+            none = ("the catalog has no prices" if all(p.hourly_price is None for p in pools)
+                    else "no pool that can take it has a price")
+            reason = f"the fewest GPU-hours per epoch: {none} ({_speed(best)})"
     unknown = [r.name for r in fitting if not r.images_per_s]
     tail = f"; {', '.join(unknown)}: images/s unknown, ranked last" if unknown else ""
+    unpriced = [r.name for r in known if r.price_per_gpu_hour is None]
+    if objective == "cost" and unpriced and len(unpriced) < len(known):
+        # a pool without hourly_price has no cost to compare: it is never the cost choice
+        tail += f"; {', '.join(unpriced)}: no hourly_price, ranked after the priced pools"
     within = f" within deadline_h={deadline_h:g}" if deadline_h else ""
     return best, f"objective {objective}: {best.name} has {reason}{within}{tail}"
 

@@ -236,7 +236,13 @@ def plan(model: str, *, imgsz: int, batch: int, world_size: int = 1, precision: 
         reason = (f"objective {objective}: no pool that fits has an images/s figure, so the "
                   f"smallest pool that fits, as objective smallest")
     else:
-        reason = picked[1] if picked else "objective smallest: the least GPU memory that fits"
+        # with batch 0 the pools run different batches: say which one the smallest pool holds
+        total = per_gpu * world_size
+        less = any(auto[p.name] < total for p in big_enough)
+        what = (f"batch {batch}" if batch else f"the largest auto batch, {total}"
+                + (" (smaller pools run less)" if less else ""))
+        reason = picked[1] if picked else \
+            f"objective smallest: the least GPU memory that fits {what}"
     if objective == "smallest" and deadline_h:
         reason += f"; deadline_h={deadline_h:g} is not checked (cost and time use it)"
     total = per_gpu * world_size

@@ -28,6 +28,12 @@ def prepare_dataset_component(
 
     prepared = prepare_dataset(dataset_uri, dataset.path, seed=seed, val_fraction=val_fraction)
     dataset.metadata.update({"content_hash": prepared.content_hash, **prepared.stats})
+    # how an export was read, beside the statistics in the UI (the same as data.yaml's source)
+    source = prepared.conversion or {"format": "yolo"}
+    dataset.metadata.update({
+        (key if key.startswith("source_") else f"source_{key}"):
+            {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+        for key, value in source.items() if key != "files"})
     with open(report.path, "w") as handle:
         handle.write(render_report(prepared))
     outputs = namedtuple("PrepareOutputs", ["content_hash", "nc", "train_images"])

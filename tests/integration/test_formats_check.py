@@ -16,6 +16,7 @@ from exports import WRITERS, read_yolo
 
 from kfp_yolo.components import storage
 from kfp_yolo.components.data.prepare import prepare_dataset, render_report
+from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.synth import SynthSpec, synthesize
 from kfp_yolo.pipelines.cli import main
 
@@ -81,8 +82,11 @@ def test_convert_writes_what_check_reads_and_ultralytics_trains_on(shapes, tmp_p
     data = yaml.safe_load((tmp_path / "yolo" / "data.yaml").read_text())
     assert data["names"] == dict(enumerate(names))
     assert data["source"]["source_class_ids"] == {0: 2, 1: 5, 2: 9}
-    _same_dataset(_check_json(tmp_path / "yolo", capsys), _check_json(root, capsys),
-                  same_split=True)
+    want = _check_json(root, capsys)
+    _same_dataset(_check_json(tmp_path / "yolo", capsys), want, same_split=True)
+    # the summary says how much was converted
+    assert f"{want['stats']['images']} images, {want['stats']['boxes']['count']} boxes, 3 classes" \
+        in out
     # the labels are byte-for-byte what a YOLO dataset holds, up to the 6th decimal
     ours = (tmp_path / "yolo" / "labels" / "train").iterdir()
     for label in ours:
@@ -97,7 +101,12 @@ def test_convert_writes_what_check_reads_and_ultralytics_trains_on(shapes, tmp_p
 def test_prepare_keeps_the_mapping_in_data_yaml_and_report(shapes, tmp_path):
     root, names, images = shapes
     export = WRITERS["roboflow"](tmp_path / "rf", names, images)
+    before = _digest(export)
     prepared = prepare_dataset(str(export), tmp_path / "prepared")
+    # a local export is converted where it lies: the prepared images are its own files, linked
+    inodes = {p.stat().st_ino for p in export.rglob("*") if p.suffix in (".jpg", ".png")}
+    linked = {p.stat().st_ino for p in (tmp_path / "prepared" / "images").rglob("*.*")}
+    assert linked and linked <= inodes and _digest(export) == before
     data = yaml.safe_load(prepared.data_yaml.read_text())
     assert data["names"] == dict(enumerate(names)) and data["nc"] == 3
     assert data["source"]["layout"] == "roboflow"
@@ -110,6 +119,27 @@ def test_prepare_keeps_the_mapping_in_data_yaml_and_report(shapes, tmp_path):
         "data.yaml", "images", "labels"]  # scratch folders removed
     reference = prepare_dataset(str(root), tmp_path / "reference")
     assert prepared.stats == reference.stats
+
+
+def test_the_dataset_artifact_carries_the_conversion(shapes, tmp_path):
+    from types import SimpleNamespace
+
+    from kfp_yolo.components.steps import prepare_dataset_component
+
+    root, names, images = shapes
+    export = WRITERS["roboflow"](tmp_path / "rf", names, images)
+    dataset = SimpleNamespace(path=str(tmp_path / "dataset"), metadata={})
+    report = SimpleNamespace(path=str(tmp_path / "report.md"))
+    prepare_dataset_component(str(export), 0, 0.2, dataset, report)
+    meta = dataset.metadata
+    assert (meta["source_format"], meta["source_layout"], meta["source_splits"]) == (
+        "coco", "roboflow", "export")
+    assert meta["source_class_ids"] == {"0": 1, "1": 2, "2": 3}  # JSON keys, as the UI shows
+    assert isinstance(meta["source_counts"], dict) and meta["images"] == 10
+    json.dumps(meta)  # KFP stores it as JSON
+    yolo = SimpleNamespace(path=str(tmp_path / "yolo"), metadata={})
+    prepare_dataset_component(str(root), 0, 0.2, yolo, report)
+    assert yolo.metadata["source_format"] == "yolo" and "source_layout" not in yolo.metadata
 
 
 def test_export_in_s3_prepares_and_converts_like_the_local_one(shapes, s3_env, s3_bucket,
@@ -170,3 +200,17 @@ def test_what_ultralytics_convert_coco_would_have_done(shapes, tmp_path):
     assert not [p for p in (tmp_path / "plain").rglob("*") if p.suffix == ".png"]
     with pytest.raises(TypeError):  # the default 91-to-80 table has no class for id 0
         convert_coco(str(export / "annotations"), str(tmp_path / "mapped"))
+
+
+def test_a_broken_image_in_an_export_is_named_as_the_export_has_it(shapes, tmp_path, capsys):
+    """The checks run on the converted copy; their sentence names the export's own file."""
+    root, names, images = shapes
+    export = WRITERS["roboflow"](tmp_path / "rf", names, images)
+    broken = next((export / "valid").glob("*.png"))
+    broken.write_bytes(b"not an image")
+    assert main(["dataset", "check", str(export)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"valid/{broken.name}: not an image Pillow can read" in err, err
+    assert "images/val" not in err and err.endswith(f"(files of the export {export}).")
+    with pytest.raises(UserError, match=f"valid/{broken.name}: not an image"):
+        prepare_dataset(str(export), tmp_path / "prepared")

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import plan_json, v5l_peak
+from planner_helpers import plan_json, v5l_peak
 
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.planner import (

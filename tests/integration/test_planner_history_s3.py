@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from conftest import plan_json
+from planner_helpers import plan_json
 
 from kfp_yolo.components.planner.history import read_history, record_training
 

@@ -124,6 +124,14 @@ def test_image_listed_but_missing(tmp_path, refused):
     assert "image id 2 'b.png' is listed but missing" in message and JSON in message
 
 
+def test_the_annotations_folder_given_for_the_export_says_go_up(tmp_path, refused):
+    root = _coco(tmp_path / "src")
+    message = refused(root / "annotations")  # a user pointing at the JSON's own folder
+    assert message.startswith("instances_default.json line ")
+    assert message.endswith("is listed but missing (looked in the top folder); give "
+                            "the export's top folder, the one above annotations/.")
+
+
 def test_annotation_of_an_unknown_image(tmp_path, refused):
     root = _coco(tmp_path / "src", annotations=[
         {"id": 7, "image_id": 99, "category_id": 1, "bbox": [1, 1, 5, 5]}])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import plan_json
+from planner_helpers import plan_json
 
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.planner import plan
@@ -136,9 +136,16 @@ def test_cost_takes_the_cheapest_epoch_and_time_the_shortest(probe_cache, capsys
         assert row["images_per_s_source"] == "estimated" and row["fits"]
         assert row["epoch_s"] == pytest.approx(10000 / row["images_per_s"])
         assert row["run_s"] == pytest.approx(out["epochs"] * row["epoch_s"])
-        assert row["cost_per_run"] == pytest.approx(out["epochs"] * row["cost_per_epoch"])
-    best = min(rows.values(), key=lambda r: r[key])
+        if row["cost_per_epoch"] is not None:
+            assert row["cost_per_run"] == pytest.approx(out["epochs"] * row["cost_per_epoch"])
+    # the shipped 8 GiB pool has no public price: cost never takes it, and says so
+    unpriced = [r["name"] for r in rows.values() if r["price_per_gpu_hour"] is None]
+    assert unpriced == ["rtx4000-8g"] and rows["rtx4000-8g"]["cost_per_epoch"] is None
+    ranked = [r for r in rows.values() if r[key] is not None]
+    best = min(ranked, key=lambda r: r[key])
     assert out["pool"] == best["name"] and out["objective"] == objective
+    if objective == "cost":
+        assert "rtx4000-8g: no hourly_price, ranked after the priced pools" in out["pool_rule"]
     assert out["batch"] == best["batch"] and out["pool_rule"].startswith(f"objective {objective}")
     assert out["epochs"] == 20  # RunConfig's default
 
@@ -396,3 +403,29 @@ def test_job_render_places_the_job_where_the_objective_does(probe_cache, capsys)
         assert cli_main(["job", "render", *argv, "--set", f"objective={objective}"]) == 0
         assert f"planned for pool {expected}" in capsys.readouterr().out.splitlines()[0]
     assert expected != "h100-80g"  # cost: not where time goes
+
+
+def test_a_pool_without_a_price_ranks_after_the_priced_ones():
+    """Mixed catalog: cost never takes an unpriced pool while a priced one can run the job."""
+    from kfp_yolo.components.planner.objective import PoolRow, choose
+    from kfp_yolo.components.pools import Pool
+
+    def row(name, price, images_per_s):
+        epoch = 10000 / images_per_s
+        return PoolRow(name=name, gpu_product="X", fits=True, batch=16, batch_per_gpu=16,
+                       peak_mib=1, world_size=1, workers=8, images_per_s=images_per_s,
+                       images_per_s_source="estimated", images_per_s_note="", epoch_s=epoch,
+                       run_s=10 * epoch, price_per_gpu_hour=price,
+                       cost_per_epoch=price * epoch / 3600 if price is not None else None,
+                       cost_per_run=None)
+
+    rows = [row("priced", 1.0, 10.0), row("own", None, 1000.0)]
+    pools = [Pool(name=r.name, gpu_product="X", gpu_memory_mib=8192 * (i + 1), gpus_per_node=1,
+                  max_nodes=1, flavor="f", hourly_price=r.price_per_gpu_hour)
+             for i, r in enumerate(rows)]
+    best, rule = choose(rows, pools, "cost", epochs=10, train_images=10000)
+    assert best.name == "priced"
+    assert rule.endswith("; own: no hourly_price, ranked after the priced pools")
+    # the priced pool misses the deadline: the unpriced one, by GPU-hours, and not "no prices"
+    best, rule = choose(rows, pools, "cost", deadline_h=1.0, epochs=10, train_images=10000)
+    assert best.name == "own" and "no pool that can take it has a price" in rule

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import plan_json, v5l_peak
+from planner_helpers import plan_json, v5l_peak
 
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.planner import (
@@ -230,7 +230,14 @@ def test_plan_table_with_batch_0_shows_the_auto_batch_per_pool(probe_cache, caps
     table = capsys.readouterr().out
     data = plan_json(capsys, "--model", "yolov5l", "--imgsz", "640", "--batch", "0")
     assert data["batch_rule"] in table
+    # smallest with batch 0: the rule names the batch that decided it (not "the least memory")
+    assert data["pool_rule"] == ("objective smallest: the least GPU memory that fits the largest "
+                                 f"auto batch, {data['batch']} (smaller pools run less)")
+    # every row of the time-and-cost table is explained under it
+    assert "images/s source: measured = the nearest run in the throughput history" in table
     names = set(data["auto_batch"])
+    for name in names:
+        assert f"   {name}: " in table.split("images/s source:")[1]
     shown = {}
     for line in table.split("time and cost")[0].splitlines():
         words = line.replace("*", " ").split()

@@ -125,8 +125,12 @@ def _image(record: object, line: int, data: _File, bases: list[Path], root: Path
     found = find_image(name, bases)
     if found is None:
         looked = ", ".join(_shown(b, root) for b in bases) or "the export's folders"
+        # instances_*.json at the top: the annotations/ folder of a CVAT or COCO export was
+        # given, and the images are one level up
+        fix = ("give the export's top folder, the one above annotations/" if
+               where.startswith("instances_") else "add the image or remove its entry")
         raise UserError(f"{where}: image id {image_id} {name!r} is listed but missing (looked in "
-                        f"{looked}); add the image or remove its entry.")
+                        f"{looked}); {fix}.")
     width, height = record.get("width"), record.get("height")
     if not (_number(width) and _number(height) and 0 < width < math.inf
             and 0 < height < math.inf):

@@ -66,6 +66,11 @@ class Conversion:
     splits: str = ""
     """'export' when the export's own train/val subsets were kept, else 'val_fraction'."""
     warnings: list[str] = field(default_factory=list)
+    boxes: int = 0
+    """Boxes written (label rows), for `dataset convert`'s summary."""
+    image_sources: dict[str, str] = field(default_factory=dict, repr=False)
+    """Each written image's path under dest ('images/train/a.jpg') -> the export's file, so
+    a check of the converted copy can name the file the user has."""
 
     def count(self, key: str, n: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + n
@@ -248,7 +253,9 @@ def write_yolo(items: Iterable[Item], conversion: Conversion, dest: Path, mode: 
                         os.makedirs(parent, exist_ok=True)
                         made.add(parent)
                 _place(str(item.image), image, mode)
+                conversion.image_sources[os.path.relpath(image, dest)] = str(item.image)
                 progress.advance()
+                conversion.boxes += len(item.rows)
                 if item.rows:
                     with open(label, "w") as handle:
                         handle.write("\n".join(item.rows) + "\n")
