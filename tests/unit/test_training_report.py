@@ -85,3 +85,33 @@ def test_ticks_are_round_and_cover_the_range():
     ticks = nice_ticks(0.0031, 0.0748)
     assert ticks[0] <= 0.0031 and ticks[-1] >= 0.0748 and len(ticks) <= 7
     assert nice_ticks(5, 5) == [5.0, 6.0, 7.0, 8.0, 9.0, 10.0]
+
+
+def test_legend_is_drawn_over_the_lines_and_labels_have_a_halo():
+    svg = line_chart({"a": [(1, 0.0), (2, 1.0)], "b": [(1, 1.0), (2, 1.0)]}, title="t",
+                     marker_x=2)
+    # the legend's backing and text come after every line: a line cannot cross its text
+    assert svg.rindex("<polyline") < svg.index('fill="#fff" fill-opacity') < svg.index(">a</text>")
+    assert 'paint-order="stroke">best</text>' in svg
+
+
+def test_cpu_run_says_why_there_is_no_gpu_memory_and_names_the_lr_groups(results):
+    cpu = {**TRAINING, "device": "cpu",
+           "epochs": [{k: v for k, v in e.items() if k != "gpu_memory_mib"}
+                      for e in TRAINING["epochs"]]}
+    html = render_training_report(results, cpu, {}, training_metrics(results, cpu,
+                                                                     hourly_price=3.67))
+    assert "no GPU: trained on CPU" in html and "not recorded" not in html
+    assert "<b>0 (CPU)</b><span>est. cost (USD)</span>" in html
+    for name in ("pg0 weights", "pg1 norm weights", "pg2 biases"):
+        assert f">{name}</text>" in html
+
+
+def test_samples_without_boxes_are_explained(results):
+    metrics = training_metrics(results, TRAINING)
+    empty = render_training_report(results, TRAINING, {}, metrics,
+                                   [("a.jpg: no box", b"x"), ("b.jpg: no box", b"y")])
+    assert "No box reaches confidence 0.25" in empty and "a.jpg: no box" in empty
+    some = render_training_report(results, TRAINING, {}, metrics,
+                                  [("a.jpg: 2 boxes", b"x"), ("b.jpg: no box", b"y")])
+    assert "No box reaches" not in some
