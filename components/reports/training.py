@@ -22,7 +22,7 @@ from typing import Any
 from kfp_yolo.components.reports.svg import line_chart
 
 __all__ = ["best_epoch", "prediction_samples", "read_results", "render_training_report",
-           "train_step_report", "training_metrics", "write_training_report"]
+           "train_step_report", "training_metrics", "wall_time", "write_training_report"]
 
 _CSS = """
 body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:20px;color:#222}
@@ -84,6 +84,29 @@ def _value_at(results: Mapping[str, Sequence[float]], column: str, epoch: int | 
     return results[column][epochs.index(epoch)]
 
 
+def wall_time(results: Mapping[str, Sequence[float]], training: Mapping[str, Any]) -> float:
+    """Seconds the training took, validation included, across resumes.
+
+    results.csv's `time` counts from the start of the process that trained the epoch, so a
+    resumed run starts counting again: each process's last time is added up. A new process
+    began where the time goes down, and at the first epoch of the worker's own record
+    (training.json holds the epochs of the last process only). Without a time column: the
+    worker's per-epoch seconds (training loops only).
+    """
+    recorded = [int(e["epoch"]) for e in training.get("epochs") or [] if "epoch" in e]
+    resumed_at = min(recorded) if recorded else None
+    total, previous = 0.0, None
+    for epoch, seconds in zip(results.get("epoch", []), results.get("time", []), strict=False):
+        if not math.isfinite(seconds):
+            continue
+        if previous is not None and (seconds < previous or int(epoch) == resumed_at):
+            total += previous
+        previous = seconds
+    if previous is not None:
+        return total + previous
+    return sum(e.get("seconds", 0.0) for e in training.get("epochs") or [])
+
+
 def training_metrics(results: Mapping[str, Sequence[float]], training: Mapping[str, Any], *,
                      hourly_price: float | None = None) -> dict:
     """The Metrics artifact's values: best epoch and its mAP, epochs run, images/s, wall time,
@@ -91,9 +114,7 @@ def training_metrics(results: Mapping[str, Sequence[float]], training: Mapping[s
     (`hourly_price`: the catalog's price of one GPU-hour). Cost is left out when the pool has
     no price."""
     best = best_epoch(results)
-    times = [t for t in results.get("time", []) if math.isfinite(t)]
-    epochs = training.get("epochs") or []
-    wall_s = max(times) if times else sum(e.get("seconds", 0.0) for e in epochs)
+    wall_s = wall_time(results, training)
     gpus = training.get("world_size", 1) if training.get("device") == "cuda" else 0
     gpu_hours = wall_s / 3600 * gpus
     values = {"best_epoch": best or 0, "epochs_run": len(results.get("epoch", [])),

@@ -12,6 +12,7 @@ from kfp_yolo.components.reports.training import (
     read_results,
     render_training_report,
     training_metrics,
+    wall_time,
 )
 
 HEADER = ("epoch,time,train/box_loss,train/cls_loss,train/dfl_loss,metrics/precision(B),"
@@ -115,3 +116,26 @@ def test_samples_without_boxes_are_explained(results):
     some = render_training_report(results, TRAINING, {}, metrics,
                                   [("a.jpg: 2 boxes", b"x"), ("b.jpg: no box", b"y")])
     assert "No box reaches" not in some
+
+
+def test_wall_time_adds_up_the_processes_of_a_resumed_run():
+    def training(*epochs):
+        return {"epochs": [{"epoch": e, "seconds": 100.0} for e in epochs]}
+
+    # one process: its last time
+    assert wall_time({"epoch": [1, 2, 3], "time": [1200, 2400, 3600]}, training(1, 2, 3)) == 3600
+    # resumed at epoch 3, whose process counted from 0 again: 2400 + 900 (max would say 2400)
+    assert wall_time({"epoch": [1, 2, 3], "time": [1200, 2400, 900]}, training(3)) == 3300
+    # ... even when the resumed process ran longer than the first (the time does not go down)
+    assert wall_time({"epoch": [1, 2, 3], "time": [500, 1000, 1100]}, training(3)) == 2100
+    # resumed twice: the earlier restart shows where the time goes down
+    assert wall_time({"epoch": [1, 2, 3, 4], "time": [500, 1000, 600, 700]},
+                     training(4)) == 2300
+    # no time column: the worker's own seconds per epoch
+    assert wall_time({"epoch": [1, 2]}, training(1, 2)) == 200
+    assert wall_time({}, {}) == 0
+    results = {"epoch": [1, 2, 3], "time": [1200, 2400, 900], "mAP50-95": [0.1, 0.2, 0.3],
+               "mAP50": [0.2, 0.3, 0.4]}
+    resumed = {**TRAINING, "epochs": [{"epoch": 3, "seconds": 800, "images_per_s": 10.0}]}
+    values = training_metrics(results, resumed, hourly_price=1.0)
+    assert values["wall_time_s"] == 3300 and values["gpu_hours"] == round(3300 / 3600 * 8, 4)
