@@ -40,7 +40,7 @@ from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.k8s_names import MODEL_NAME
 from kfp_yolo.components.registries import Registry, Release, RunSource, serving_uri
 
-__all__ = ["LATEST", "default_version", "promote", "publish", "read_latest",
+__all__ = ["LATEST", "default_version", "finished_version", "promote", "publish", "read_latest",
            "render_model_card", "version_uri"]
 
 log = logging.getLogger(__name__)
@@ -235,6 +235,18 @@ def publish(*, registry_uri: str, name: str, version: str, files: dict[str, Path
     return target
 
 
+def finished_version(registry_uri: str, name: str, version: str, *,
+                     command: str = "kfp-yolo promote") -> str:
+    """The URI of a finished published version; a UserError naming where the versions are."""
+    _check_names(name, version)
+    target = version_uri(registry_uri, name, version)
+    if not version or not storage.finished(target):
+        raise UserError(f"{target} is not a finished published version; `{command}` "
+                        "takes one of the versions under "
+                        f"{registry_uri.rstrip('/')}/{name}/.")
+    return target
+
+
 def promote(*, registry_uri: str, name: str, version: str,
             registries: Sequence[Registry] = ()) -> dict:
     """Points `latest` (and each registry's champion) at an earlier finished version.
@@ -242,12 +254,7 @@ def promote(*, registry_uri: str, name: str, version: str,
     Returns:
         The new `latest` pointer.
     """
-    _check_names(name, version)
-    target = version_uri(registry_uri, name, version)
-    if not version or not storage.finished(target):
-        raise UserError(f"{target} is not a finished published version; `kfp-yolo promote` "
-                        "takes one of the versions under "
-                        f"{registry_uri.rstrip('/')}/{name}/.")
+    target = finished_version(registry_uri, name, version)
     metrics: dict = {}
     if storage.exists(f"{target}/metrics.json"):
         metrics = json.loads(storage.read_bytes(f"{target}/metrics.json"))
