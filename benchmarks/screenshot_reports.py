@@ -5,11 +5,11 @@
     make screenshots WORKDIR=runs/demo
 
 Reads WORKDIR/summary.json; renders the training report (HTML, as the Kubeflow UI's HTML viewer
-shows it) and the evaluation report (Markdown, turned into HTML here the way the UI's Markdown
-viewer shows tables and images) to OUT/training_report.png and OUT/evaluation_report.png, and
-prints each file's size. Chromium gets no network at all (every host resolves to nothing), so
-a report that needed one would show holes. Needs Debian's chromium (/usr/bin/chromium) or
-CHROMIUM=/path/to/chrome.
+shows it) and the Markdown reports of the dataset, plan and evaluate steps (turned into HTML here
+the way the UI's Markdown viewer shows tables, lists and images) to OUT/<report>.png, each as
+tall as its page (blank rows below it cut off), and prints each file's size. Chromium gets no
+network at all (every host resolves to nothing), so a report that needed one would show holes.
+Needs Debian's chromium (/usr/bin/chromium) or CHROMIUM=/path/to/chrome.
 """
 
 from __future__ import annotations
@@ -35,14 +35,16 @@ def chromium() -> str | None:
 
 
 def markdown_to_html(text: str) -> str:
-    """Just enough Markdown for kfp-yolo's reports: headings, paragraphs, bold, pipe tables
-    and images (data URIs)."""
+    """Just enough Markdown for kfp-yolo's reports: headings, paragraphs, lists, bold, italic,
+    code, pipe tables and images (data URIs)."""
     def inline(line: str) -> str:
         line = html.escape(line, quote=False)
         line = re.sub(r"!\[([^\]]*)\]\(([^)]+)\)",
                       lambda m: f'<img alt="{m.group(1)}" src="{m.group(2)}" '
                                 'style="max-width:100%">', line)
-        return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", line)
+        line = re.sub(r"`([^`]+)`", r"<code>\1</code>", line)
+        line = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", line)
+        return re.sub(r"(?<![\w*])\*([^*]+)\*(?![\w*])", r"<i>\1</i>", line)
 
     out, table = [], []
     for line in [*text.splitlines(), ""]:
@@ -57,15 +59,41 @@ def markdown_to_html(text: str) -> str:
                        + "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in row) + "</tr>"
                                  for row in rows) + "</table>")
             table = []
-        if match := re.match(r"^(#{1,6}) (.*)", line):
+        if line.startswith("- "):
+            out.append(f"<li>{inline(line[2:])}</li>")
+        elif match := re.match(r"^(#{1,6}) (.*)", line):
             level = len(match.group(1))
             out.append(f"<h{level}>{inline(match.group(2))}</h{level}>")
         elif line.strip():
             out.append(f"<p>{inline(line)}</p>")
     style = ("body{font-family:sans-serif;margin:20px}table{border-collapse:collapse;"
-             "font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px}")
+             "font-size:13px;margin:10px 0}td,th{border:1px solid #ccc;padding:3px 8px}")
+    body = re.sub(r"((?:<li>.*?</li>)+)", r"<ul>\1</ul>", "".join(out))
     return (f'<!DOCTYPE html><html><head><meta charset="utf-8"><style>{style}</style></head>'
-            f"<body>{''.join(out)}</body></html>")
+            f"<body>{body}</body></html>")
+
+
+def step_report(summary: dict, folder: str) -> Path | None:
+    """The `report` artifact of one task of the run (its folder under run_dir), if it has one."""
+    output = Path(summary.get("run_dir") or "") / folder / "executor_output.json"
+    if not summary.get("run_dir") or not output.exists():
+        return None
+    found = json.loads(output.read_text()).get("artifacts", {}).get("report", {})
+    uris = [a.get("uri") for a in found.get("artifacts", []) if a.get("uri")]
+    return Path(uris[0]) if uris and Path(uris[0]).exists() else None
+
+
+def trim(png: Path) -> None:
+    """Cuts the blank rows below the page (the window is taller than most pages)."""
+    try:
+        from PIL import Image, ImageChops
+    except ImportError:  # the untrimmed screenshot is still right, only taller
+        return
+    with Image.open(png) as image:
+        rgb = image.convert("RGB")
+    box = ImageChops.difference(rgb, Image.new("RGB", rgb.size, (255, 255, 255))).getbbox()
+    if box is not None and box[3] + 20 < rgb.height:
+        rgb.crop((0, 0, rgb.width, box[3] + 20)).save(png)
 
 
 def screenshot(binary: str, page: Path, png: Path, width: int, height: int) -> None:
@@ -84,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--out", type=Path, default=None,
                         help="folder for the PNGs (default WORKDIR/screenshots)")
     parser.add_argument("--width", type=int, default=1280)
-    parser.add_argument("--height", type=int, default=2200)
+    parser.add_argument("--height", type=int, default=6000,
+                        help="window height; the PNG is cut below the page's last content")
     args = parser.parse_args(argv)
     binary = chromium()
     if binary is None:
@@ -97,10 +126,15 @@ def main(argv: list[str] | None = None) -> int:
     pages = {}
     if artifacts.get("training_report"):
         pages["training_report"] = Path(artifacts["training_report"])
-    if artifacts.get("evaluation_report"):
-        converted = out / "evaluation_report.html"
-        converted.write_text(markdown_to_html(Path(artifacts["evaluation_report"]).read_text()))
-        pages["evaluation_report"] = converted
+    markdown = {"dataset_report": step_report(summary, "prepare-dataset-component"),
+                "plan_report": step_report(summary, "plan-resources-component"),
+                "evaluation_report": Path(artifacts["evaluation_report"])
+                if artifacts.get("evaluation_report") else None}
+    for name, source in markdown.items():
+        if source is not None:
+            converted = out / f"{name}.html"
+            converted.write_text(markdown_to_html(source.read_text()))
+            pages[name] = converted
     for name, page in pages.items():
         # the HTML artifact has no .html suffix: Chromium must be told it is HTML
         source = page if page.suffix == ".html" else out / f"{name}.html"
@@ -108,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copyfile(page, source)
         png = out / f"{name}.png"
         screenshot(binary, source, png, args.width, args.height)
-        print(f"{png}  {png.stat().st_size} bytes  (page {page.stat().st_size} bytes)")
+        trim(png)
+        original = markdown.get(name) or page
+        print(f"{png}  {png.stat().st_size} bytes  (report {original.stat().st_size} bytes)")
     return 0 if pages else 1
 
 

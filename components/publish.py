@@ -40,7 +40,7 @@ from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.k8s_names import MODEL_NAME
 from kfp_yolo.components.registries import Registry, Release, RunSource, serving_uri
 
-__all__ = ["LATEST", "default_version", "promote", "publish", "read_latest",
+__all__ = ["LATEST", "default_version", "finished_version", "promote", "publish", "read_latest",
            "render_model_card", "version_uri"]
 
 log = logging.getLogger(__name__)
@@ -97,15 +97,28 @@ def _table(rows: dict[str, Any], header: tuple[str, str]) -> list[str]:
     return lines + [f"| {_cell(key)} | {_cell(value)} |" for key, value in rows.items()]
 
 
+_USES = {
+    "best.pt": "`best.pt`: `ultralytics.YOLO('best.pt')` (PyTorch).",
+    "model.onnx": "`model.onnx`: onnxruntime or any ONNX runtime.",
+    "model.engine": "`model.engine`: a plain TensorRT plan; it runs only with the TensorRT "
+                    "version and GPU model it was built with.",
+    "triton": "`triton/`: a Triton model repository (ONNX, and the plan when one was built) with "
+              "ultralytics' metadata: `kfp-yolo serve render --version {version}` serves it on "
+              "KServe, and `ultralytics.YOLO('http://HOST:8000/{name}')` uses a Triton serving it.",
+}
+
+
 def render_model_card(name: str, version: str, metadata: dict[str, Any],
-                      files: dict[str, tuple[int, str]]) -> str:
-    """The model card in Markdown: metrics, every metadata section, files with sizes and sha256.
+                      files: dict[str, tuple[int, str]], folders: Sequence[str] = ()) -> str:
+    """The model card in Markdown: metrics, every metadata section, files with sizes and sha256,
+    and how to use what this version holds.
 
     Args:
         name: registry name of the model.
         version: the version being published.
         metadata: scalars go in a Details table; each dict value becomes a section of its own.
         files: {file name: (bytes, sha256)}.
+        folders: the folders published with the files (triton).
     """
     lines = [f"# {name} {version}", "",
              "A YOLO object detector trained and exported by kfp-yolo.", ""]
@@ -120,11 +133,10 @@ def render_model_card(name: str, version: str, metadata: dict[str, Any],
                   *_table(rows, ("key", "value")), ""]
     lines += ["## Files", "", "| file | bytes | sha256 |", "|---|---|---|"]
     lines += [f"| {n} | {size} | `{digest}` |" for n, (size, digest) in files.items()]
+    held = [*files, *folders]
     lines += ["", "## Use", "",
-              "- `best.pt`: `ultralytics.YOLO('best.pt')` (PyTorch).",
-              "- `model.onnx`: onnxruntime or any ONNX runtime.",
-              "- `model.engine`: a plain TensorRT plan; it runs only with the TensorRT version and "
-              "GPU model it was built with.", "",
+              *("- " + use.format(name=name, version=version) for key, use in _USES.items()
+                if key in held), "",
               "## Licence", "",
               "Trained with ultralytics (AGPL-3.0); kfp-yolo is AGPL-3.0-or-later.", ""]
     return "\n".join(lines)
@@ -198,10 +210,11 @@ def publish(*, registry_uri: str, name: str, version: str, files: dict[str, Path
                                         sort_keys=True).encode()).hexdigest()
     model_uri = f"{registry_uri.rstrip('/')}/{name}"
     version = (version or _resumable(
-        model_uri, content, lambda v: render_model_card(name, v, metadata, described))
+        model_uri, content, lambda v: render_model_card(name, v, metadata, described,
+                                                        sorted(folders)))
         or default_version({n: d for n, (_, d) in described.items()}))
     target = version_uri(registry_uri, name, version)
-    card = render_model_card(name, version, metadata, described)
+    card = render_model_card(name, version, metadata, described, sorted(folders))
     if storage.finished(target):
         # The same files and metadata as a finished version: an earlier try of this publish
         # that failed later (a registry was down). Anything else would overwrite a version.
@@ -235,6 +248,18 @@ def publish(*, registry_uri: str, name: str, version: str, files: dict[str, Path
     return target
 
 
+def finished_version(registry_uri: str, name: str, version: str, *,
+                     command: str = "kfp-yolo promote") -> str:
+    """The URI of a finished published version; a UserError naming where the versions are."""
+    _check_names(name, version)
+    target = version_uri(registry_uri, name, version)
+    if not version or not storage.finished(target):
+        raise UserError(f"{target} is not a finished published version; `{command}` "
+                        "takes one of the versions under "
+                        f"{registry_uri.rstrip('/')}/{name}/.")
+    return target
+
+
 def promote(*, registry_uri: str, name: str, version: str,
             registries: Sequence[Registry] = ()) -> dict:
     """Points `latest` (and each registry's champion) at an earlier finished version.
@@ -242,12 +267,7 @@ def promote(*, registry_uri: str, name: str, version: str,
     Returns:
         The new `latest` pointer.
     """
-    _check_names(name, version)
-    target = version_uri(registry_uri, name, version)
-    if not version or not storage.finished(target):
-        raise UserError(f"{target} is not a finished published version; `kfp-yolo promote` "
-                        "takes one of the versions under "
-                        f"{registry_uri.rstrip('/')}/{name}/.")
+    target = finished_version(registry_uri, name, version)
     metrics: dict = {}
     if storage.exists(f"{target}/metrics.json"):
         metrics = json.loads(storage.read_bytes(f"{target}/metrics.json"))

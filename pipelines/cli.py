@@ -169,16 +169,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="the KServe InferenceService of a published version")
     ssub = serve.add_subparsers(dest="serve_command", required=True, metavar="ACTION")
-    srender = ssub.add_parser("render", parents=common,
-                              help="print the InferenceService (kubectl-appliable)")
+    srender = ssub.add_parser(
+        "render", parents=common, help="print the InferenceService (kubectl-appliable)",
+        description="Print the KServe InferenceService (Triton runtime, runtimeVersion = "
+                    "serving_runtime_version) that serves a published version's triton/ "
+                    "folder; pipe it to `kubectl apply -f -`.")
     _config_args(srender)
     _pools_arg(srender)
     srender.add_argument("--version", default=None,
                          help="published version to serve (default: the one `latest` names)")
     srender.set_defaults(module="serve")
 
-    promote = sub.add_parser("promote", parents=common,
-                             help="point `latest` and the registries' champion at a version")
+    promote = sub.add_parser(
+        "promote", parents=common,
+        help="point `latest` and the registries' champion at a version",
+        description="Roll back (or forward): move the champion of MLflow (when "
+                    "MLFLOW_TRACKING_URI is set) and of the Kubeflow Model Registry (when "
+                    "model_registry_address is), then `latest` under registry_uri, to VERSION. "
+                    "A registry that is down leaves `latest` where it was (exit 1).")
     _config_args(promote)
     promote.add_argument("version", metavar="VERSION", help="an earlier finished version")
     promote.set_defaults(module="promote")

@@ -12,7 +12,7 @@ import argparse
 import os
 
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.publish import promote
+from kfp_yolo.components.publish import finished_version, promote
 from kfp_yolo.components.registries import open_registries
 from kfp_yolo.pipelines.config import load_config
 
@@ -25,6 +25,8 @@ def run(args: argparse.Namespace) -> int:
     if not cfg.registry_uri:
         raise UserError("registry_uri is empty: there is nothing published to promote; set "
                         "registry_uri in the config.")
+    # a wrong version is found before any registry is asked (or found to be down)
+    finished_version(cfg.registry_uri, cfg.name, args.version)
     registries = open_registries(
         mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", ""),
         model_registry_address=cfg.model_registry_address,

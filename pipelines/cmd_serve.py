@@ -58,6 +58,12 @@ def render_service(cfg: RunConfig, version: str | None = None, *,
         raise UserError("registry_uri is empty: nothing is published to serve; set registry_uri "
                         "in the config (the registry root publish writes to).")
     if version:
+        from kfp_yolo.components import storage
+        from kfp_yolo.components.publish import finished_version
+
+        if not storage.is_remote(cfg.registry_uri):  # readable here: a typo is caught now
+            finished_version(cfg.registry_uri, cfg.name, version,
+                             command="kfp-yolo serve render --version")
         note = f"version {version}"
     else:
         version, note = _latest_version(cfg)

@@ -93,6 +93,27 @@ def _format_training(training: dict) -> str:
     return ": ".join(parts)
 
 
+DEPLOY_TASK = "deploy-component"
+"""Not in TASKS: unless deploy is kserve it never runs, and that is no failure."""
+
+
+def _deploy_state(run_dir: Path | None, cfg: RunConfig, published: str,
+                  failure: dict | None) -> str:
+    """The deploy step's line (`published`: the publish step's): skipped and why, not run,
+    failed, or the Ready InferenceService's URL."""
+    if published != "succeeded":
+        return published if published.startswith("skipped") else "not run"
+    if cfg.deploy != "kserve":
+        return f"skipped (deploy: {cfg.deploy})"
+    if failure is not None and failure["step"] == DEPLOY_TASK:
+        return "failed"
+    path = run_dir / DEPLOY_TASK / "executor_output.json" if run_dir is not None else None
+    if path is None or not path.exists():
+        return "not run"
+    url = json.loads(path.read_text()).get("parameterValues", {}).get("Output")
+    return f"ready at {url}" if url else "skipped (nothing was published)"
+
+
 def collect_summary(run_dir: Path | None, cfg: RunConfig, *, elapsed_s: float,
                     failed_task: str | None = None, stopped: str = "") -> dict:
     """status, reason, failure, per-step status, metrics, gate, artifact paths, parity, ...
@@ -136,6 +157,7 @@ def collect_summary(run_dir: Path | None, cfg: RunConfig, *, elapsed_s: float,
     published = _params(outputs["publish"]).get("Output")
     if published == "":
         steps["publish"] = "skipped (no registry_uri)"
+    steps["deploy"] = _deploy_state(run_dir, cfg, steps["publish"], failure)
     return {
         "status": status,
         "reason": reason,

@@ -88,7 +88,8 @@ def registry_fault(label: str, address: str, exc: BaseException, reason: str = "
         reason = f"cannot connect: {errno.group(1).strip()}"
     reason = reason[:200] or type(exc).__name__
     return Fault(f"{label} at {address} failed ({type(exc).__name__}: {reason}); `latest` was "
-                 "not moved, run the publish again once it answers (it resumes this version).")
+                 "not moved: run the publish (or promote) again once it answers, it resumes "
+                 "this version.")
 
 
 def open_registries(*, mlflow_tracking_uri: str = "", model_registry_address: str = "",

@@ -18,6 +18,7 @@ bounded time; the client is imported only when model_registry_address is set.
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +53,22 @@ class KubeflowModelRegistry:
         self._connected = True
 
     def _connect(self, author: str, token: str | None) -> Any:
+        import warnings
+
         from model_registry import ModelRegistry
 
         # The address carries scheme and port; the client infers is_secure and port from it.
-        return ModelRegistry(self.address, author=author, user_token=token,
-                             async_runner=self._run)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            client = ModelRegistry(self.address, author=author, user_token=token,
+                                   async_runner=self._run)
+        if any("token is missing" in str(w.message) for w in caught):
+            # the client's own warning points at its source line; this one says what to do
+            logging.getLogger(__name__).warning(
+                "the Kubeflow Model Registry at %s gets no bearer token: "
+                "model_registry_token_path is empty and neither $KF_PIPELINES_SA_TOKEN_PATH nor "
+                "a service-account token was found", self.address)
+        return client
 
     def _run(self, coro: Any) -> Any:
         # One loop per call (the client opens and closes its HTTP session per call too): no

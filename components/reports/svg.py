@@ -11,6 +11,7 @@ __all__ = ["PALETTE", "line_chart", "nice_ticks"]
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf")
 _MARGIN = {"left": 52, "right": 12, "top": 28, "bottom": 34}
+_HALO = 'stroke="#fff" stroke-width="3" paint-order="stroke"'  # text stays legible over lines
 
 
 def nice_ticks(low: float, high: float, count: int = 5, *, whole: bool = False) -> list[float]:
@@ -44,9 +45,11 @@ def _label(value: float) -> str:
 
 def line_chart(series: Mapping[str, Sequence[tuple[float, float]]], *, title: str,
                x_label: str = "epoch", y_label: str = "", width: int = 440, height: int = 250,
-               marker_x: float | None = None, marker_label: str = "best") -> str:
+               marker_x: float | None = None, marker_label: str = "best",
+               empty: str = "not recorded") -> str:
     """One chart: a polyline per series (name -> [(x, y), ...]), axes with round ticks, a legend,
-    and a dashed vertical line at `marker_x`. Non-finite points are left out."""
+    and a dashed vertical line at `marker_x`. Non-finite points are left out; a chart with no
+    point says `empty` instead."""
     clean = {name: [(float(x), float(y)) for x, y in points
                     if math.isfinite(float(x)) and math.isfinite(float(y))]
              for name, points in series.items()}
@@ -58,7 +61,7 @@ def line_chart(series: Mapping[str, Sequence[tuple[float, float]]], *, title: st
              f'font-weight="bold">{escape(title)}</text>']
     if not clean:
         parts.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" '
-                     'fill="#888">not recorded</text></svg>')
+                     f'fill="#888">{escape(empty)}</text></svg>')
         return "".join(parts)
     xs = [x for points in clean.values() for x, _ in points]
     ys = [y for points in clean.values() for _, y in points]
@@ -97,8 +100,8 @@ def line_chart(series: Mapping[str, Sequence[tuple[float, float]]], *, title: st
         parts.append(f'<line x1="{at:.1f}" x2="{at:.1f}" y1="{top}" y2="{bottom}" '
                      'stroke="#444" stroke-dasharray="4 3"/>'
                      f'<text {side}x="{at + (-3 if side else 3):.1f}" y="{bottom - 4}" '
-                     f'fill="#444">{escape(marker_label)}</text>')
-    for index, (name, points) in enumerate(clean.items()):
+                     f'fill="#444" {_HALO}>{escape(marker_label)}</text>')
+    for index, points in enumerate(clean.values()):
         color = PALETTE[index % len(PALETTE)]
         coords = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in points)
         parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.8" '
@@ -106,6 +109,11 @@ def line_chart(series: Mapping[str, Sequence[tuple[float, float]]], *, title: st
         if len(points) == 1:
             x, y = points[0]
             parts.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{color}"/>')
+    # The legend comes last, on a white backing: lines pass under it, not through its text.
+    parts.append(f'<rect x="{right - 122}" y="{top - 2}" width="120" '
+                 f'height="{14 * len(clean) + 4}" fill="#fff" fill-opacity="0.85"/>')
+    for index, name in enumerate(clean):
+        color = PALETTE[index % len(PALETTE)]
         legend_y = top + 6 + 14 * index
         parts.append(f'<rect x="{right - 118}" y="{legend_y - 8}" width="10" height="3" '
                      f'fill="{color}"/><text x="{right - 104}" y="{legend_y - 3}" '

@@ -22,7 +22,7 @@ from typing import Any
 from kfp_yolo.components.reports.svg import line_chart
 
 __all__ = ["best_epoch", "prediction_samples", "read_results", "render_training_report",
-           "train_step_report", "training_metrics", "write_training_report"]
+           "train_step_report", "training_metrics", "wall_time", "write_training_report"]
 
 _CSS = """
 body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:20px;color:#222}
@@ -38,6 +38,10 @@ text-align:right}th{background:#f5f5f5}td:first-child,th:first-child{text-align:
 tr.best{background:#fff4c2}.samples{display:flex;flex-wrap:wrap;gap:10px}
 figure{margin:0}.samples img{min-width:160px}figcaption{font-size:12px;color:#555}
 """
+_LR_GROUPS = ("pg0 weights", "pg1 norm weights", "pg2 biases")
+"""lr/pg0..2 of results.csv: weights with decay, batch-norm weights and biases without."""
+SAMPLE_CONF = 0.25
+"""Boxes drawn on the sample images from this confidence up (ultralytics' plotting default)."""
 # ultralytics' column -> the name the report (and MLflow) uses
 _COLUMNS = {"metrics/precision(B)": "precision", "metrics/recall(B)": "recall",
             "metrics/mAP50(B)": "mAP50", "metrics/mAP50-95(B)": "mAP50-95"}
@@ -80,6 +84,29 @@ def _value_at(results: Mapping[str, Sequence[float]], column: str, epoch: int | 
     return results[column][epochs.index(epoch)]
 
 
+def wall_time(results: Mapping[str, Sequence[float]], training: Mapping[str, Any]) -> float:
+    """Seconds the training took, validation included, across resumes.
+
+    results.csv's `time` counts from the start of the process that trained the epoch, so a
+    resumed run starts counting again: each process's last time is added up. A new process
+    began where the time goes down, and at the first epoch of the worker's own record
+    (training.json holds the epochs of the last process only). Without a time column: the
+    worker's per-epoch seconds (training loops only).
+    """
+    recorded = [int(e["epoch"]) for e in training.get("epochs") or [] if "epoch" in e]
+    resumed_at = min(recorded) if recorded else None
+    total, previous = 0.0, None
+    for epoch, seconds in zip(results.get("epoch", []), results.get("time", []), strict=False):
+        if not math.isfinite(seconds):
+            continue
+        if previous is not None and (seconds < previous or int(epoch) == resumed_at):
+            total += previous
+        previous = seconds
+    if previous is not None:
+        return total + previous
+    return sum(e.get("seconds", 0.0) for e in training.get("epochs") or [])
+
+
 def training_metrics(results: Mapping[str, Sequence[float]], training: Mapping[str, Any], *,
                      hourly_price: float | None = None) -> dict:
     """The Metrics artifact's values: best epoch and its mAP, epochs run, images/s, wall time,
@@ -87,9 +114,7 @@ def training_metrics(results: Mapping[str, Sequence[float]], training: Mapping[s
     (`hourly_price`: the catalog's price of one GPU-hour). Cost is left out when the pool has
     no price."""
     best = best_epoch(results)
-    times = [t for t in results.get("time", []) if math.isfinite(t)]
-    epochs = training.get("epochs") or []
-    wall_s = max(times) if times else sum(e.get("seconds", 0.0) for e in epochs)
+    wall_s = wall_time(results, training)
     gpus = training.get("world_size", 1) if training.get("device") == "cuda" else 0
     gpu_hours = wall_s / 3600 * gpus
     values = {"best_epoch": best or 0, "epochs_run": len(results.get("epoch", [])),
@@ -105,7 +130,8 @@ def training_metrics(results: Mapping[str, Sequence[float]], training: Mapping[s
 
 def prediction_samples(weights: str | Path, images: Sequence[str | Path], *, imgsz: int,
                        max_side: int = 320, quality: int = 70) -> list[tuple[str, bytes]]:
-    """(file name, JPEG) of each image with the model's boxes drawn, at most max_side px."""
+    """(caption, JPEG) of each image with the model's boxes (confidence >= SAMPLE_CONF) drawn, at
+    most max_side px; the caption is the file name and how many boxes it got."""
     from PIL import Image
 
     from kfp_yolo.components.runtime import offline_environment
@@ -116,12 +142,14 @@ def prediction_samples(weights: str | Path, images: Sequence[str | Path], *, img
     model = YOLO(str(weights))
     samples = []
     for result in model.predict([str(p) for p in images], imgsz=imgsz, device="cpu",
-                                verbose=False, conf=0.25):
+                                verbose=False, conf=SAMPLE_CONF):
         drawn = Image.fromarray(result.plot()[..., ::-1])  # BGR -> RGB
         drawn.thumbnail((max_side, max_side))
         buffer = io.BytesIO()
         drawn.convert("RGB").save(buffer, format="JPEG", quality=quality, optimize=True)
-        samples.append((Path(result.path).name, buffer.getvalue()))
+        boxes = len(result.boxes) if result.boxes is not None else 0
+        count = "no box" if boxes == 0 else f"{boxes} box" + ("es" if boxes > 1 else "")
+        samples.append((f"{Path(result.path).name}: {count}", buffer.getvalue()))
     return samples
 
 
@@ -147,13 +175,23 @@ def _charts(results: Mapping[str, Sequence[float]], training: Mapping[str, Any],
                              title="precision and recall", marker_x=best))
     charts.append(line_chart(_series(results, {"mAP50": "mAP50", "mAP50-95": "mAP50-95"}),
                              title="mAP", marker_x=best))
-    lrs = {f"group {c[-1]}": c for c in sorted(results) if c.startswith("lr/pg")}
-    charts.append(line_chart(_series(results, lrs), title="learning rate", marker_x=best))
+    groups = sorted(c for c in results if c.startswith("lr/pg"))
+    # ultralytics 8.4 builds its SGD/Adam groups in this order (trainer.build_optimizer)
+    names = (_LR_GROUPS if len(groups) == len(_LR_GROUPS)
+             else tuple(f"group {c[len('lr/pg'):]}" for c in groups))
+    charts.append(line_chart(_series(results, dict(zip(names, groups, strict=True))),
+                             title="learning rate", marker_x=best))
     charts.append(line_chart({"job": _per_epoch(training, "images_per_s")},
                              title="throughput", y_label="images/s"))
     charts.append(line_chart({"rank 0": _per_epoch(training, "gpu_memory_mib")},
-                             title="peak GPU memory reserved", y_label="MiB"))
+                             title="peak GPU memory reserved", y_label="MiB",
+                             empty="no GPU: trained on CPU" if training.get("device") == "cpu"
+                             else "not recorded"))
     return charts
+
+
+_NO_BOXES = (f"No box reaches confidence {SAMPLE_CONF} on these images yet: the model needs "
+             "more epochs (or data) before it is sure of what it sees.")
 
 
 def _cards(metrics: Mapping[str, Any]) -> str:
@@ -164,7 +202,8 @@ def _cards(metrics: Mapping[str, Any]) -> str:
              ("images/s", metrics.get("images_per_s")),
              ("wall time", _duration(metrics.get("wall_time_s") or 0)),
              ("GPU-hours", metrics.get("gpu_hours") if metrics.get("gpus") != 0 else "0 (CPU)"),
-             ("est. cost (USD)", metrics.get("estimated_cost_usd", "no price"))]
+             ("est. cost (USD)", metrics.get("estimated_cost_usd", "no price")
+              if metrics.get("gpus") != 0 else "0 (CPU)")]
     return "".join(f'<div class="card"><b>{escape(_fmt(v))}</b><span>{escape(k)}</span></div>'
                    for k, v in shown if v is not None)
 
@@ -191,7 +230,7 @@ def _table(results: Mapping[str, Sequence[float]], training: Mapping[str, Any],
     for i, epoch in enumerate(results.get("epoch", [])):
         cells = [_fmt(int(epoch))] + [_fmt(results[c][i]) for c in columns[1:]]
         record = extra.get(int(epoch), {})
-        cells += [_fmt(record.get("images_per_s", "")), _fmt(record.get("gpu_memory_mib", ""))]
+        cells += [_fmt(record.get("images_per_s", "")), _fmt(record.get("gpu_memory_mib", "-"))]
         mark = ' class="best"' if best is not None and int(epoch) == best else ""
         rows.append(f"<tr{mark}>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
@@ -228,7 +267,10 @@ def render_training_report(results: Mapping[str, Sequence[float]], training: Map
         "<h2>Run</h2>", f"<table>{shape_rows}</table>",
         "<h2>Per epoch</h2>", f'<div class="charts">{"".join(_charts(results, training, best))}'
                               "</div>",
-        "<h2>Validation images, best.pt's boxes</h2>" if samples else "",
+        f"<h2>Validation images, best.pt's boxes (confidence &ge; {SAMPLE_CONF})</h2>"
+        if samples else "",
+        f'<p class="sub">{_NO_BOXES}</p>'
+        if samples and all(name.endswith(": no box") for name, _ in samples) else "",
         f'<div class="samples">{figures}</div>' if samples else "",
         "<h2>Table</h2>", _table(results, training, best),
         "</body></html>\n"])

@@ -65,6 +65,8 @@ class EpochReporter:
         self.status = TrainerStatusReporter(tracking.trainer_status)
         self._started = time.monotonic()
         self._first_epoch: int | None = None
+        self._last_percent = 0
+        self._last_shown: dict[str, Any] = {}
 
     def train_start(self, trainer: Any) -> None:
         self._started = time.monotonic()
@@ -82,9 +84,23 @@ class EpochReporter:
         shown = {"epoch": f"{done}/{self.spec.epochs}",
                  **{name: round(values[key], 4) for key, name in _STATUS_METRICS.items()
                     if key in values}}
+        self._last_percent = round(100 * done / self.spec.epochs)
+        self._last_shown = shown
         self.status.report(status_body(
-            progress_percentage=round(100 * done / self.spec.epochs),
+            progress_percentage=self._last_percent,
             estimated_remaining_s=per_epoch * max(0, self.spec.epochs - done), metrics=shown))
+
+    def train_end(self, trainer: Any) -> None:
+        """A training that ended before its last epoch (ultralytics' patience) says it is done:
+        100%, nothing remaining, the epoch it stopped after."""
+        if self._last_percent >= 100:
+            return  # the last epoch's post already said so
+        done = trainer.epoch + 1
+        shown = {**self._last_shown, "epoch": f"{done}/{self.spec.epochs}",
+                 "stopped": f"early, after epoch {done}"}
+        self._last_percent = 100
+        self.status.report(status_body(progress_percentage=100, estimated_remaining_s=0,
+                                       metrics=shown))
 
     def close(self) -> str:
         """Waits a few seconds at most for the last progress post; returns the MLflow run id."""

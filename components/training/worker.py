@@ -239,6 +239,7 @@ def run_worker(spec: TrainSpec, env: DistEnv, scratch: Path | None = None,
         if env.is_main:
             trainer.add_callback("on_train_start", reporter.train_start)
             trainer.add_callback("on_fit_epoch_end", reporter.fit_epoch_end)
+            trainer.add_callback("on_train_end", reporter.train_end)
         try:
             trainer.train()
         finally:

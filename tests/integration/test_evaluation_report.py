@@ -27,6 +27,9 @@ def test_80_class_report_fits_the_ui_with_its_plots(coco8, tmp_path):
     assert len(report) < MARKDOWN_LIMIT
     assert len(re.findall(r"!\[[^\]]*\]\(data:image/jpeg;base64,", report)) == len(result.plots)
     assert report.count("\n| ") >= 80 + 6
+    # each plot says what it shows (an untrained model's prediction batch has no box at all)
+    assert "**Precision-recall curve** per class" in report
+    assert report.count("\n**") >= len(result.plots)
 
 
 def test_plots_too_large_for_any_size_are_left_out_with_a_note(tmp_path):
@@ -40,6 +43,7 @@ def test_plots_too_large_for_any_size_are_left_out_with_a_note(tmp_path):
     result = EvalResult(map50_95=0.6, map50=0.8, precision=0.7, recall=0.6, plots=plots[:2])
     report = render_report(result, min_map50_95=0.5, passed=True)
     assert len(report) < MARKDOWN_LIMIT and report.count("data:image/jpeg") == 2
+    assert report.count("**noise**\n\n![noise](data:image/jpeg") == 2  # unknown plots: their name
     result.plots = plots
     report = render_report(result, min_map50_95=0.5, passed=True)
     assert len(report) < MARKDOWN_LIMIT and "data:image" not in report

@@ -39,7 +39,8 @@ def test_full_run_succeeds_with_every_artifact(passed_run):
     assert summary["steps"] == {"validate": "succeeded", "prepare": "succeeded",
                                 "plan": "succeeded", "train": "succeeded",
                                 "evaluate": "succeeded", "export": "succeeded",
-                                "tensorrt": "skipped", "publish": "succeeded"}
+                                "tensorrt": "skipped", "publish": "succeeded",
+                                "deploy": "skipped (deploy: none)"}
     assert Path(summary["artifacts"]["best_pt"]).stat().st_size > 100_000
     assert {"mAP50-95", "mAP50", "precision", "recall"} <= set(summary["metrics"])
     assert summary["gate"] == {"min_map50_95": 0.0, "passed": True}

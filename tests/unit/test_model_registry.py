@@ -205,3 +205,19 @@ def test_the_standin_refuses_what_the_spec_does_not_allow():
         assert call("POST", f"{base}/model_versions/1/artifacts",
                     {"artifactType": "no-such-type", "name": "a"}) == 400
         assert len(server.violations) == 5
+
+
+def test_no_token_at_all_is_one_logged_line_not_the_clients_warning(monkeypatch, caplog,
+                                                                      recwarn):
+    from model_registry._client import DEFAULT_K8S_SA_TOKEN_PATH
+
+    from kfp_yolo.components.registries.kubeflow_registry import KubeflowModelRegistry
+
+    if Path(DEFAULT_K8S_SA_TOKEN_PATH).exists():
+        pytest.skip("this machine is a pod: the client finds its service-account token")
+    monkeypatch.delenv("KF_PIPELINES_SA_TOKEN_PATH", raising=False)
+    with ModelRegistryStandIn(token=None) as open_server:  # a registry that asks for none
+        KubeflowModelRegistry(open_server.url)
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
+    (line,) = [r.getMessage() for r in caplog.records if "bearer token" in r.getMessage()]
+    assert "model_registry_token_path is empty" in line

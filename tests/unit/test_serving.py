@@ -120,6 +120,12 @@ def test_serve_render_follows_latest_of_a_readable_registry(capsys, tmp_path):
         "s3://bucket/x/shapes/v1/triton"  # KServe reads s3://, minio:// is our alias
     _, service = _render(capsys, "--set", f"registry_uri={registry}", "--set", "name=shapes")
     assert service["spec"]["predictor"]["model"]["storageUri"] == f"{registry}/shapes/v5/triton"
+    # a version this registry does not have: one sentence, not a manifest that cannot load
+    assert main(["serve", "render", "--set", f"registry_uri={registry}", "--set", "name=shapes",
+                 "--version", "v4"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "shapes/v4 is not a finished published version; `kfp-yolo serve render --version` " \
+           "takes one of the versions under" in line
 
 
 def test_serve_render_without_a_registry_is_a_user_error(capsys):
@@ -252,6 +258,11 @@ def test_promote_points_latest_at_an_earlier_version(tmp_path, capsys, monkeypat
     assert main([*args, "v3"]) == 2
     assert "is not a finished published version" in capsys.readouterr().err
     assert read_latest(str(registry), "shapes")["version"] == "v1"
+    # a wrong version is named before any registry is asked: a dead one is not the error
+    dead = ["--set", "model_registry_address=http://127.0.0.1:9"]
+    assert main([*args, *dead, "v3"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("kfp-yolo: error: ") and "shapes/v3 is not a finished" in line
 
 
 def test_deploy_step_refuses_a_tensorrt_model_that_was_not_built(tmp_path):

@@ -115,3 +115,56 @@ def test_disabled_reporter_does_nothing():
     reporter.report(status_body(progress_percentage=1, estimated_remaining_s=1, metrics={}))
     reporter.close()
     assert reporter.sent == reporter.failed == 0
+
+
+class _StoppedTrainer:
+    """What EpochReporter reads of ultralytics' trainer, for a run of 10 epochs that its
+    patience stopped after epoch 3."""
+
+    epoch = 2  # 0-based: the third epoch
+    start_epoch = 0
+    tloss = (1.0, 2.0, 3.0)
+    metrics = {"metrics/mAP50-95(B)": 0.25}
+    lr = {"lr/pg0": 0.01}
+
+    @staticmethod
+    def label_loss_items(loss, prefix="train"):
+        return {f"{prefix}/{name}_loss": value
+                for name, value in zip(("box", "cls", "dfl"), loss, strict=True)}
+
+
+def _reporter(server, epochs: int):
+    from kfp_yolo.components.spec import TrainSpec
+    from kfp_yolo.components.training.reporting import EpochReporter, Tracking
+
+    spec = TrainSpec(run_id="r", dataset_uri="d", model="yolov5n.yaml", imgsz=64, epochs=epochs,
+                     batch=8, precision="amp", optimizer="SGD", lr0=0.01, seed=0, workers=0,
+                     nodes=1, procs_per_node=1, checkpoint_uri="", output_uri="o", device="cpu",
+                     init_timeout_s=60)
+    return EpochReporter(Tracking(trainer_status=server.settings()), spec,
+                         {"epochs": [{"images_per_s": 10.0}]})
+
+
+def test_a_training_stopped_early_ends_at_100_percent(server):
+    reporter = _reporter(server, epochs=10)
+    reporter.train_start(_StoppedTrainer)
+    reporter.fit_epoch_end(_StoppedTrainer)
+    _wait_for(lambda: len(server.posts) == 1)
+    reporter.train_end(_StoppedTrainer)
+    reporter.close()
+    assert [p["errors"] for p in server.posts] == [[], []]
+    first, last = (p["body"]["trainerStatus"] for p in server.posts)
+    assert first["progressPercentage"] == 30 and first["estimatedRemainingSeconds"] >= 0
+    assert last["progressPercentage"] == 100 and last["estimatedRemainingSeconds"] == 0
+    assert {"name": "epoch", "value": "3/10"} in last["metrics"]
+    assert {"name": "stopped", "value": "early, after epoch 3"} in last["metrics"]
+    assert {"name": "mAP50-95", "value": "0.25"} in last["metrics"]
+
+
+def test_a_training_that_ran_every_epoch_posts_100_percent_once(server):
+    reporter = _reporter(server, epochs=3)
+    reporter.fit_epoch_end(_StoppedTrainer)  # epoch 3 of 3
+    _wait_for(lambda: len(server.posts) == 1)
+    reporter.train_end(_StoppedTrainer)
+    reporter.close()
+    assert [p["body"]["trainerStatus"]["progressPercentage"] for p in server.posts] == [100]

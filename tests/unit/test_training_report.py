@@ -12,6 +12,7 @@ from kfp_yolo.components.reports.training import (
     read_results,
     render_training_report,
     training_metrics,
+    wall_time,
 )
 
 HEADER = ("epoch,time,train/box_loss,train/cls_loss,train/dfl_loss,metrics/precision(B),"
@@ -85,3 +86,56 @@ def test_ticks_are_round_and_cover_the_range():
     ticks = nice_ticks(0.0031, 0.0748)
     assert ticks[0] <= 0.0031 and ticks[-1] >= 0.0748 and len(ticks) <= 7
     assert nice_ticks(5, 5) == [5.0, 6.0, 7.0, 8.0, 9.0, 10.0]
+
+
+def test_legend_is_drawn_over_the_lines_and_labels_have_a_halo():
+    svg = line_chart({"a": [(1, 0.0), (2, 1.0)], "b": [(1, 1.0), (2, 1.0)]}, title="t",
+                     marker_x=2)
+    # the legend's backing and text come after every line: a line cannot cross its text
+    assert svg.rindex("<polyline") < svg.index('fill="#fff" fill-opacity') < svg.index(">a</text>")
+    assert 'paint-order="stroke">best</text>' in svg
+
+
+def test_cpu_run_says_why_there_is_no_gpu_memory_and_names_the_lr_groups(results):
+    cpu = {**TRAINING, "device": "cpu",
+           "epochs": [{k: v for k, v in e.items() if k != "gpu_memory_mib"}
+                      for e in TRAINING["epochs"]]}
+    html = render_training_report(results, cpu, {}, training_metrics(results, cpu,
+                                                                     hourly_price=3.67))
+    assert "no GPU: trained on CPU" in html and "not recorded" not in html
+    assert "<b>0 (CPU)</b><span>est. cost (USD)</span>" in html
+    for name in ("pg0 weights", "pg1 norm weights", "pg2 biases"):
+        assert f">{name}</text>" in html
+
+
+def test_samples_without_boxes_are_explained(results):
+    metrics = training_metrics(results, TRAINING)
+    empty = render_training_report(results, TRAINING, {}, metrics,
+                                   [("a.jpg: no box", b"x"), ("b.jpg: no box", b"y")])
+    assert "No box reaches confidence 0.25" in empty and "a.jpg: no box" in empty
+    some = render_training_report(results, TRAINING, {}, metrics,
+                                  [("a.jpg: 2 boxes", b"x"), ("b.jpg: no box", b"y")])
+    assert "No box reaches" not in some
+
+
+def test_wall_time_adds_up_the_processes_of_a_resumed_run():
+    def training(*epochs):
+        return {"epochs": [{"epoch": e, "seconds": 100.0} for e in epochs]}
+
+    # one process: its last time
+    assert wall_time({"epoch": [1, 2, 3], "time": [1200, 2400, 3600]}, training(1, 2, 3)) == 3600
+    # resumed at epoch 3, whose process counted from 0 again: 2400 + 900 (max would say 2400)
+    assert wall_time({"epoch": [1, 2, 3], "time": [1200, 2400, 900]}, training(3)) == 3300
+    # ... even when the resumed process ran longer than the first (the time does not go down)
+    assert wall_time({"epoch": [1, 2, 3], "time": [500, 1000, 1100]}, training(3)) == 2100
+    # resumed twice: the earlier restart shows where the time goes down
+    assert wall_time({"epoch": [1, 2, 3, 4], "time": [500, 1000, 600, 700]},
+                     training(4)) == 2300
+    # no time column: the worker's own seconds per epoch
+    assert wall_time({"epoch": [1, 2]}, training(1, 2)) == 200
+    assert wall_time({}, {}) == 0
+    results = {"epoch": [1, 2, 3], "time": [1200, 2400, 900], "mAP50-95": [0.1, 0.2, 0.3],
+               "mAP50": [0.2, 0.3, 0.4]}
+    resumed = {**TRAINING, "epochs": [{"epoch": 3, "seconds": 800, "images_per_s": 10.0}]}
+    values = training_metrics(results, resumed, hourly_price=1.0)
+    assert values["wall_time_s"] == 3300 and values["gpu_hours"] == round(3300 / 3600 * 8, 4)
