@@ -38,6 +38,13 @@ def check_config(values: dict[str, Any], node_pools: str) -> RunConfig:
         raise UserError(f"{PARAMETER_SOURCE}: precision='bf16' is invalid: no node pool's GPU "
                         f"runs bf16 natively (it needs an Ampere or newer GPU; the catalog has "
                         f"{products}); use precision=amp, or add such a pool to the catalog.")
+    largest = max((p.gpu_memory_mib for p in pools), default=0)
+    if cfg.deploy == "kserve" and cfg.serving_gpu_memory_mib > largest:
+        # no node has that much: the InferenceService would wait deploy_timeout_s, then fail
+        raise UserError(f"{PARAMETER_SOURCE}: serving_gpu_memory_mib="
+                        f"{cfg.serving_gpu_memory_mib} is invalid: no node pool's GPU has that "
+                        f"much memory (the catalog's largest has {largest} MiB); use at most "
+                        f"{largest}, or 0 to serve on CPU.")
     return cfg
 
 

@@ -296,6 +296,14 @@ class RunConfig(BaseModel):
             raise ValueError(str(exc).rstrip(".")) from None
         return self
 
+    @field_validator("model_registry_address", "deploy")
+    @classmethod
+    def _release_keys_are_used(cls, value: str, info: ValidationInfo) -> str:
+        # registry_uri comes earlier in the class, so info.data has it (unless it was refused)
+        if "registry_uri" in info.data:
+            sk.check_release_keys(info.field_name, value, info.data["registry_uri"])
+        return value
+
     @property
     def world_size(self) -> int:
         return self.nodes * self.procs_per_node

@@ -35,6 +35,7 @@ from kfp_yolo.components.steps import (
 )
 from kfp_yolo.pipelines.checks import NODE_POOLS
 from kfp_yolo.pipelines.config import COMPILE_TIME, RunConfig, parameter_specs
+from kfp_yolo.pipelines.serving_keys import DEPLOY_TIMEOUT_MAX
 
 __all__ = ["NODE_POOLS", "PIPELINE_NAME", "build_pipeline", "compiled_settings"]
 
@@ -196,7 +197,9 @@ def _wire(c: dict[str, Callable], raw: dict, cfg: RunConfig, *, cluster: bool) -
     _on_gpu(trt, plan)
     _on_cluster(publish, p, timeout_s=3600, retries=2)
     # the deploy step reads the registry (is the chosen model there?) with the Secret's keys
-    _on_cluster(deploy, p, timeout_s=cfg.deploy_timeout_s + 600, retries=1)
+    # deploy_timeout_s is a run-time parameter (the step waits that long): the pod's deadline
+    # is its largest value, or a longer wait typed in the UI would be cut by the compiled one
+    _on_cluster(deploy, p, timeout_s=DEPLOY_TIMEOUT_MAX + 600, retries=1)
 
 
 def compiled_settings(cfg: RunConfig) -> str:

@@ -205,6 +205,16 @@ def test_cluster_settings_reach_the_step_pods(tmp_path):
     assert int(unlimited["exec-train-component"]["activeDeadlineSeconds"]) == 2 * 7200 + 3600
 
 
+def test_the_deploy_pod_outlives_any_deploy_timeout_the_ui_can_set(tmp_path):
+    """deploy_timeout_s is a run-time parameter: the compiled pod deadline is its largest value."""
+    from kfp_yolo.pipelines.serving_keys import DEPLOY_TIMEOUT_MAX
+
+    executors = _platform_executors(_compile(tmp_path, "deploy_timeout_s=60"))
+    assert int(executors["exec-deploy-component"]["activeDeadlineSeconds"]) == (
+        DEPLOY_TIMEOUT_MAX + 600)
+    assert RunConfig.model_fields["deploy_timeout_s"].metadata[-1].le == DEPLOY_TIMEOUT_MAX
+
+
 def test_compile_neither_imports_torch_nor_plans(tmp_path):
     output = tmp_path / "p.yaml"
     code = ("import sys\n"
