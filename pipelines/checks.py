@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.pipelines.config import COMPILE_TIME, RunConfig, format_error
+from kfp_yolo.pipelines.values import check_local_model
 
 __all__ = ["NODE_POOLS", "PARAMETER_SOURCE", "check_config", "check_run_parameters"]
 
@@ -69,6 +70,8 @@ def check_run_parameters(values: dict[str, Any], *, compiled: dict[str, Any]) ->
                 f"{PARAMETER_SOURCE}: deploy='kserve' needs a Kubernetes API server and this "
                 "step found none (no in-cluster service account and no kubeconfig); run on a "
                 "cluster or set deploy=none."))
+    if cfg.launcher == "local":  # the train step trains in a pod of this step's image
+        check_local_model(cfg.model, PARAMETER_SOURCE)
     checked = {name: getattr(cfg, name) for name in values}
     if "lr0" in checked:
         checked["lr0"] = cfg.learning_rate

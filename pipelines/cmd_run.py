@@ -92,9 +92,13 @@ def _steps_logged(log_path: Path, *, verbose: bool) -> Iterator[_StepLog]:
 
 
 def _check_workdir(cfg: RunConfig, workdir: Path) -> None:
-    """Refuses a work folder inside a local dataset before any step runs."""
+    """Refuses a work folder inside a local dataset, or a model file that is not there, before
+    any step runs."""
     from kfp_yolo.components import storage
     from kfp_yolo.components.data.layout import refuse_inside
+    from kfp_yolo.pipelines.values import check_local_model
+
+    check_local_model(cfg.model, "kfp-yolo run")
 
     if urlparse(cfg.dataset_uri).scheme not in ("", "file"):
         return

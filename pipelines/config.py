@@ -71,8 +71,10 @@ class RunConfig(BaseModel):
                              "s3://bucket/prefix, minio://bucket/prefix, file:///path, a path, "
                              "or synthetic://shapes.")
     model: str = Field("yolov5n.yaml", description="Ultralytics YOLO detection model: a model "
-                       "YAML (e.g. yolov5l.yaml, trained from scratch) or a .pt checkpoint path "
-                       "or URI; not RT-DETR, classification, segmentation, pose or OBB models.")
+                       "YAML (e.g. yolov5l.yaml, trained from scratch) or a .pt checkpoint, as a "
+                       "name ultralytics ships, a path (on a cluster: in the image) or an s3://, "
+                       "minio:// or file:// URI; not RT-DETR, classification, segmentation, pose "
+                       "or OBB models.")
     imgsz: int = Field(128, ge=32, le=4096, description="Training and export image size in pixels: "
                        "a multiple of 32 from 32 to 4096.")
     epochs: int = Field(20, ge=1, le=10000, description="Training epochs: 1 to 10000.")

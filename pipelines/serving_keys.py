@@ -86,8 +86,8 @@ ServingFormat = Literal["onnx", "tensorrt"]
 
 REGISTRY_ADDRESS_FIELD = Field(
     "", description="Kubeflow Model Registry URL (http:// or https://, host and port) where "
-    "publish registers each version; empty = not registered there. MLflow's registry is used "
-    "when MLFLOW_TRACKING_URI is set.")
+    "publish registers each version (needs registry_uri); empty = not registered there. "
+    "MLflow's registry is used when MLFLOW_TRACKING_URI is set.")
 TOKEN_PATH_FIELD = Field(
     "", description="Absolute path of a file holding the Model Registry's bearer token; empty "
     "= $KF_PIPELINES_SA_TOKEN_PATH, else the pod's service-account token.")
@@ -108,8 +108,8 @@ FORMAT_FIELD = Field(
     "Triton) or tensorrt (the plan; needs an engine built and serving_runtime_version's "
     "TensorRT to be the one that built it).")
 DEPLOY_FIELD = Field(
-    "none", description="After publish: none, or kserve (create or update the "
-    "InferenceService of the new version and wait until it is Ready).")
+    "none", description="After publish: none, or kserve (needs registry_uri; create or update "
+    "the InferenceService of the new version and wait until it is Ready).")
 DEPLOY_TIMEOUT_FIELD = Field(
     900, ge=30, le=DEPLOY_TIMEOUT_MAX, description="Longest the deploy step waits for the "
     "InferenceService to be Ready, in seconds (30-86400).")
