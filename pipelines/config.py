@@ -72,8 +72,8 @@ class RunConfig(BaseModel):
                              "or synthetic://shapes.")
     model: str = Field("yolov5n.yaml", description="Ultralytics YOLO detection model: a model "
                        "YAML (e.g. yolov5l.yaml, trained from scratch) or a .pt checkpoint, as a "
-                       "name ultralytics ships, a path (on a cluster: in the image) or an s3://, "
-                       "minio:// or file:// URI; not RT-DETR, classification, segmentation, pose "
+                       "name ultralytics ships or a path (on a cluster: in the image; no URI, "
+                       "nothing is downloaded); not RT-DETR, classification, segmentation, pose "
                        "or OBB models.")
     imgsz: int = Field(128, ge=32, le=4096, description="Training and export image size in pixels: "
                        "a multiple of 32 from 32 to 4096.")

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 from kfp_yolo.components.errors import UserError
 
 __all__ = ["LR0_DEFAULTS", "URI_FORMS", "check_detection_model", "check_local_model", "check_uri",
-           "default_lr0", "local_path_of"]
+           "default_lr0"]
 
 LR0_DEFAULTS = {"SGD": 0.01, "Adam": 0.001, "AdamW": 0.004, "auto": 0.01}
 """lr0 when the config leaves it empty, per optimizer. SGD 0.01 and Adam 0.001 are ultralytics'
@@ -67,11 +67,11 @@ def check_detection_model(value: str) -> None:
     loss, and a classifier, segmenter or pose model another head; both ended in a raw
     AttributeError deep in training before this check.
     """
-    if "://" in value:  # the worker fetches it from the store (s3://, minio://, file://)
-        check_uri(value)
-        if urlparse(value).scheme != "file":
-            return  # reading it here would read data: the train step refuses another task's
-        value = str(local_path_of(value))
+    if "://" in value:
+        # The plan step reads a checkpoint to size the GPUs and ultralytics reads a path: no
+        # step downloads a model (it went to ultralytics as a URI and failed after the data).
+        raise ValueError("kfp-yolo downloads no model: give a model ultralytics ships (such as "
+                         "yolov5l.yaml) or a path, which on a cluster is a path in the image")
     stem = Path(value).stem.lower()
     for suffix, task in _OTHER_TASKS.items():
         if re.search(rf"-{suffix}(\b|$)", stem):
@@ -88,24 +88,16 @@ def check_detection_model(value: str) -> None:
 
 
 def check_local_model(value: str, source: str) -> None:
-    """Refuses a model path (or file:// URI) that is not there, for a run on this machine.
+    """Refuses a model path that is not there, for a run on this machine.
 
     Not a RunConfig rule: a path may name a file in the image of a cluster's pods, which the
     machine that compiles or submits does not have. A bare YAML name is ultralytics' own.
     """
-    if "://" in value and urlparse(value).scheme != "file":
-        return
-    path = local_path_of(value)
+    path = Path(value).expanduser()
     if ("/" in value or "\\" in value or value.endswith(".pt")) and not path.is_file():
         raise UserError(f"{source}: model={value!r} is invalid: there is no such file "
                         f"({path}); give the path of a model YAML or .pt checkpoint, or a model "
                         "ultralytics ships such as yolov5n.yaml.")
-
-
-def local_path_of(value: str) -> Path:
-    """The path of a file:// URI or a plain path."""
-    parsed = urlparse(value)
-    return Path(parsed.path if parsed.scheme == "file" else value).expanduser()
 
 
 def _own_head(path: Path) -> str | None:

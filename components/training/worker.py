@@ -32,7 +32,6 @@ node's (the local launcher runs several nodes on one machine).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -119,21 +118,6 @@ def _fetch_dataset(spec: TrainSpec, env: DistEnv, scratch: Path, procs_per_host:
             _build_label_caches(data_yaml, spec.imgsz, disk_cache=pipeline.cache == "disk")
         barrier()
     return data_yaml, pipeline
-
-
-def _fetch_model(spec: TrainSpec, env: DistEnv, scratch: Path) -> TrainSpec:
-    """spec with a model given as a URI (s3://, minio://, file://) fetched into this rank's
-    scratch folder: ultralytics reads a model from a path only (one small file per rank)."""
-    if "://" not in spec.model:
-        return spec
-    local = scratch / f"model.rank{env.rank}" / spec.model.rstrip("/").rsplit("/", 1)[-1]
-    if not local.is_file():
-        local.parent.mkdir(parents=True, exist_ok=True)
-        if not storage.exists(spec.model):
-            raise UserError(f"model={spec.model!r} is invalid: there is no such object; give "
-                            "the URI of a model YAML or .pt checkpoint.")
-        storage.download(spec.model, local, progress=False)
-    return dataclasses.replace(spec, model=str(local))
 
 
 def _input_pipeline(spec: TrainSpec, env: DistEnv, data_yaml: Path, procs_per_host: int,
@@ -235,7 +219,6 @@ def run_worker(spec: TrainSpec, env: DistEnv, scratch: Path | None = None,
 
         data_yaml, pipeline = _fetch_dataset(spec, env, scratch,
                                              procs_per_host or env.local_world_size)
-        spec = _fetch_model(spec, env, scratch)
         checkpoint = fetch_checkpoint(spec, env, scratch)
         if checkpoint is not None and checkpoint.epoch + 1 >= spec.epochs:
             log.info("run %s finished all %d epochs before it stopped; publishing its "
