@@ -17,10 +17,16 @@ from kfp_yolo.components.errors import UserError
 from kfp_yolo.pipelines.config import COMPILE_TIME, RunConfig, format_error
 from kfp_yolo.pipelines.values import check_local_model
 
-__all__ = ["NODE_POOLS", "PARAMETER_SOURCE", "check_config", "check_run_parameters"]
+__all__ = ["CLUSTER_JOB_KEYS", "NODE_POOLS", "PARAMETER_SOURCE", "check_config",
+           "check_run_parameters"]
 
 NODE_POOLS = "node_pools"
 """The pipeline parameter that carries the node-pool catalog's text."""
+CLUSTER_JOB_KEYS = ("queue", "workload_priority_class", "priority_class", "service_account",
+                    "backoff_limit", "ttl_after_finished_s", "mlflow_secret")
+"""Settings of a cluster launcher's training job: a pipeline compiled with launcher=local trains
+in the train step's own pod, and they change nothing there (the description says so, and
+validate-config warns when one is set)."""
 PARAMETER_SOURCE = "run parameter"
 """How a refused value's sentence starts: `run parameter: epochs=-1 is invalid: ...`."""
 
@@ -72,6 +78,12 @@ def check_run_parameters(values: dict[str, Any], *, compiled: dict[str, Any]) ->
                 "cluster or set deploy=none."))
     if cfg.launcher == "local":  # the train step trains in a pod of this step's image
         check_local_model(cfg.model, PARAMETER_SOURCE)
+        unused = [f"{key}={getattr(cfg, key)!r}" for key in CLUSTER_JOB_KEYS
+                  if key in values and getattr(cfg, key) != RunConfig.model_fields[key].default]
+        if unused:
+            print(f"validate-config: warning: {', '.join(unused)} change nothing: this pipeline "
+                  "was compiled with launcher=local (the train step trains in its own pod); "
+                  "compile with `--set launcher=auto` for a cluster job.")
     checked = {name: getattr(cfg, name) for name in values}
     if "lr0" in checked:
         checked["lr0"] = cfg.learning_rate

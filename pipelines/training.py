@@ -33,7 +33,7 @@ from kfp_yolo.components.steps import (
     publish_component,
     train_component,
 )
-from kfp_yolo.pipelines.checks import NODE_POOLS
+from kfp_yolo.pipelines.checks import CLUSTER_JOB_KEYS, NODE_POOLS
 from kfp_yolo.pipelines.config import COMPILE_TIME, RunConfig, parameter_specs
 from kfp_yolo.pipelines.serving_keys import DEPLOY_TIMEOUT_MAX
 
@@ -205,8 +205,11 @@ def _wire(c: dict[str, Callable], raw: dict, cfg: RunConfig, *, cluster: bool) -
 def compiled_settings(cfg: RunConfig) -> str:
     """The pipeline description's line of compile-time keys and their compiled values."""
     values = ", ".join(f"{key}={getattr(cfg, key)}" for key in sorted(COMPILE_TIME))
+    local = (" With launcher=local the train step trains in its own pod: "
+             f"{', '.join(CLUSTER_JOB_KEYS)} (a cluster job's settings) change nothing."
+             if cfg.launcher == "local" else "")
     return (f"Compiled with {values} (fixed at compile time: `kfp-yolo compile --set KEY=VALUE` "
-            "to change them).")
+            f"to change them).{local}")
 
 
 def build_pipeline(cfg: RunConfig, *, node_pools: str | None = None,

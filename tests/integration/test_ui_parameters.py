@@ -110,6 +110,19 @@ def test_a_serving_gpu_no_pool_has_is_refused(compiled):
         step(**{**values, "serving_gpu_memory_mib": 200000})
 
 
+def test_a_local_launcher_pipeline_says_its_cluster_job_keys_change_nothing(compiled, capsys):
+    """Compiled with launcher=local, the train step trains in its own pod: a queue typed into
+    the form is said to change nothing (description and validate-config's log)."""
+    description = _document(compiled)["pipelineInfo"]["description"]
+    assert "With launcher=local the train step trains in its own pod: queue, " in description
+    step = _shipped_step(compiled)
+    step(**{**_defaults(compiled), "queue": "team-q", "backoff_limit": 3})
+    (warning,) = [line for line in capsys.readouterr().out.splitlines() if "warning" in line]
+    assert warning.startswith("validate-config: warning: queue='team-q' change nothing: this "
+                              "pipeline was compiled with launcher=local")
+    assert "backoff_limit" not in warning  # only the keys set off their default
+
+
 def test_the_shipped_step_passes_checked_values_on(compiled):
     step = _shipped_step(compiled)
     values = _defaults(compiled)
