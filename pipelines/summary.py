@@ -142,9 +142,10 @@ def collect_summary(run_dir: Path | None, cfg: RunConfig, *, elapsed_s: float,
         if failed is not None:
             steps[failed] = "failed"
         status = "failed"
-        name = failure["step"] if failure is not None else TASKS[failed]
-        reason = (f"step {name!r} failed: {failure['message']}" if failure is not None
-                  else f"step {name!r} failed")
+        # the step as the table names it (prepare), not kfp.local's task folder
+        name = failed or (failure["step"] if failure is not None else "?")
+        reason = (f"step {name} failed: {failure['message']}" if failure is not None
+                  else f"step {name} failed")
     else:
         status, reason = "succeeded", ""
     if trt.get("status") == "skipped":

@@ -64,3 +64,22 @@ def test_the_job_summary_keeps_the_planned_workers_beside_what_ultralytics_used(
     spec = SimpleNamespace(nodes=1, procs_per_node=1, world_size=1, batch=16)
     shape = job_summary(record, spec)
     assert (shape["workers"], shape["workers_planned"]) == (0, 1)
+
+
+def test_a_failed_steps_reason_names_the_step_as_the_table_does(tmp_path):
+    import json
+
+    from kfp_yolo.components.boundary import write_failure
+    from kfp_yolo.components.errors import UserError
+    from kfp_yolo.pipelines.config import RunConfig
+    from kfp_yolo.pipelines.summary import collect_summary
+
+    (tmp_path / "validate-config-component").mkdir()
+    (tmp_path / "validate-config-component" / "executor_output.json").write_text(json.dumps({}))
+    write_failure(UserError("'/d': dataset folder does not exist."),
+                  tmp_path / "prepare-dataset-component")
+    summary = collect_summary(tmp_path, RunConfig(), elapsed_s=1.0)
+    assert summary["reason"] == "step prepare failed: '/d': dataset folder does not exist."
+    assert summary["steps"]["prepare"] == "failed"
+    assert summary["failure"]["step"] == "prepare-dataset-component"  # the folder, as data
+    assert summary["failure"]["exit_code"] == 2
