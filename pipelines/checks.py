@@ -31,24 +31,26 @@ PARAMETER_SOURCE = "run parameter"
 """How a refused value's sentence starts: `run parameter: epochs=-1 is invalid: ...`."""
 
 
-def check_config(values: dict[str, Any], node_pools: str) -> RunConfig:
-    """RunConfig from raw values, checked against the catalog too; refusals are UserErrors."""
+def check_config(values: dict[str, Any], node_pools: str,
+                 source: str = PARAMETER_SOURCE) -> RunConfig:
+    """RunConfig from raw values, checked against the catalog too; refusals are UserErrors
+    whose sentence starts with source."""
     from kfp_yolo.components.pools import load_pools_text, pools_for_precision
 
     try:
         cfg = RunConfig(**values)
     except ValidationError as err:
-        raise UserError(format_error(err, PARAMETER_SOURCE)) from None
+        raise UserError(format_error(err, source)) from None
     pools = load_pools_text(node_pools, source=f"the {NODE_POOLS} parameter")
     if not pools_for_precision(pools, cfg.precision):
         products = ", ".join(sorted({p.gpu_product for p in pools}))
-        raise UserError(f"{PARAMETER_SOURCE}: precision='bf16' is invalid: no node pool's GPU "
+        raise UserError(f"{source}: precision='bf16' is invalid: no node pool's GPU "
                         f"runs bf16 natively (it needs an Ampere or newer GPU; the catalog has "
                         f"{products}); use precision=amp, or add such a pool to the catalog.")
     largest = max((p.gpu_memory_mib for p in pools), default=0)
     if cfg.deploy == "kserve" and cfg.serving_gpu_memory_mib > largest:
         # no node has that much: the InferenceService would wait deploy_timeout_s, then fail
-        raise UserError(f"{PARAMETER_SOURCE}: serving_gpu_memory_mib="
+        raise UserError(f"{source}: serving_gpu_memory_mib="
                         f"{cfg.serving_gpu_memory_mib} is invalid: no node pool's GPU has that "
                         f"much memory (the catalog's largest has {largest} MiB); use at most "
                         f"{largest}, or 0 to serve on CPU.")

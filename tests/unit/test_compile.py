@@ -238,6 +238,20 @@ def test_a_bad_catalog_fails_the_compile(tmp_path, capsys):
     assert not (tmp_path / "p.yaml").exists()
 
 
+def test_a_config_the_catalog_cannot_run_fails_the_compile(tmp_path, capsys):
+    """bf16 with only pre-Ampere pools: refused at compile (and so at submit), not by the run's
+    first step on the cluster."""
+    pools = tmp_path / "pools.yaml"
+    pools.write_text("pools:\n  - {name: t4, gpu_product: Tesla-T4, gpu_memory_mib: 15360, "
+                     "gpus_per_node: 4, max_nodes: 4, flavor: gpu-16g}\n")
+    argv = ["compile", "-o", str(tmp_path / "p.yaml"), "--pools", str(pools)]
+    assert main([*argv, "--set", "precision=bf16"]) == 2
+    assert "kfp-yolo: error: config: precision='bf16' is invalid: no node pool's GPU runs bf16" \
+        in capsys.readouterr().err
+    assert not (tmp_path / "p.yaml").exists()
+    assert main(argv) == 0
+
+
 def test_compile_time_keys_are_not_parameters_but_described(tmp_path):
     output = _compile(tmp_path, "launcher=trainjob", "image=registry.example/kfp-yolo:2",
                       "procs_per_node=4", "job_timeout_s=7200", "queue_timeout_s=600")
