@@ -207,9 +207,11 @@ def format_summary(summary: dict) -> str:
                                     f"(tolerance {summary['onnx_parity']['tolerance']})"))
     trt = summary["tensorrt"]
     rows.append(("tensorrt", trt["status"] + (f": {trt['reason']}" if trt["reason"] else "")))
+    # KFP names the report files `report`, with no extension that says how to open them
+    kinds = {"training_report": " (HTML)", "evaluation_report": " (Markdown)"}
     for name, path in summary["artifacts"].items():
         if path:
-            rows.append((name, path))
+            rows.append((name, path + kinds.get(name, "")))
     rows.append(("wall time", f"{summary['elapsed_s']} s"))
     width = max(len(key) for key, _ in rows)
     line = "-" * 78

@@ -11,7 +11,9 @@ def _summary(**changes) -> dict:
         "steps": {"validate": "succeeded", "train": "succeeded"},
         "metrics": {"mAP50-95": 0.6512, "mAP50": 0.9},
         "gate": {"min_map50_95": 0.5, "passed": True},
-        "artifacts": {"best_pt": "/w/best.pt", "onnx": None},
+        "artifacts": {"best_pt": "/w/best.pt", "onnx": None,
+                      "training_report": "/w/train-component/report",
+                      "evaluation_report": "/w/evaluate-component/report"},
         "onnx_parity": None, "tensorrt": {"status": "not run", "reason": ""},
         "plan": {"batch": 16, "peak_mib": 760, "pool": "rtx4000-8g"},
         "training": {"launcher": "local", "nodes": 1, "procs_per_node": 1, "world_size": 1,
@@ -83,3 +85,10 @@ def test_a_failed_steps_reason_names_the_step_as_the_table_does(tmp_path):
     assert summary["steps"]["prepare"] == "failed"
     assert summary["failure"]["step"] == "prepare-dataset-component"  # the folder, as data
     assert summary["failure"]["exit_code"] == 2
+
+
+def test_the_report_rows_say_how_to_open_a_file_named_report():
+    rows = _rows(_summary())
+    assert rows["training_report"] == "/w/train-component/report (HTML)"
+    assert rows["evaluation_report"] == "/w/evaluate-component/report (Markdown)"
+    assert rows["best_pt"] == "/w/best.pt" and "onnx" not in rows
