@@ -206,7 +206,8 @@ def format_summary(summary: dict) -> str:
         rows.append(("onnx parity", f"max |diff| {summary['onnx_parity']['max_abs_diff']:.3g} "
                                     f"(tolerance {summary['onnx_parity']['tolerance']})"))
     trt = summary["tensorrt"]
-    rows.append(("tensorrt", trt["status"] + (f": {trt['reason']}" if trt["reason"] else "")))
+    if trt["status"] != "not run":  # the step rows already say it did not run, and why
+        rows.append(("tensorrt", trt["status"] + (f": {trt['reason']}" if trt["reason"] else "")))
     # KFP names the report files `report`, with no extension that says how to open them
     kinds = {"training_report": " (HTML)", "evaluation_report": " (Markdown)"}
     for name, path in summary["artifacts"].items():

@@ -92,3 +92,9 @@ def test_the_report_rows_say_how_to_open_a_file_named_report():
     assert rows["training_report"] == "/w/train-component/report (HTML)"
     assert rows["evaluation_report"] == "/w/evaluate-component/report (Markdown)"
     assert rows["best_pt"] == "/w/best.pt" and "onnx" not in rows
+
+
+def test_the_tensorrt_row_only_when_the_step_ran():
+    assert "tensorrt" not in _rows(_summary())  # "step tensorrt" says it did not run
+    skipped = _summary(tensorrt={"status": "skipped", "reason": "no CUDA device"})
+    assert _rows(skipped)["tensorrt"] == "skipped: no CUDA device"
