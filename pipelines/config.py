@@ -154,9 +154,12 @@ class RunConfig(BaseModel):
                                 "1-253 lower-case letters, digits, '-' or '.' (launcher "
                                 "pytorchjob only: a TrainJob takes its runtime's); empty = the "
                                 "cluster's default.")
-    backoff_limit: int = Field(3, ge=0, le=100, description="Pod restarts a PyTorchJob allows "
-                               "before it fails (a restart resumes from the checkpoint): 0 to "
-                               "100; a TrainJob takes its runtime's.")
+    backoff_limit: int = Field(3, ge=0, le=100, description="A PyTorchJob's runPolicy."
+                               "backoffLimit, 0 to 100: failures before the job fails (a "
+                               "restart resumes from the checkpoint); the Training Operator v1 "
+                               "does not count the recreated pods of restartPolicy ExitCode "
+                               "(kubeflow/trainer#2045), so job_timeout_s bounds those; a "
+                               "TrainJob takes its runtime's.")
     ttl_after_finished_s: int = Field(86400, ge=0, description="Seconds a finished PyTorchJob "
                                       "stays for inspection before the operator deletes it: 0 "
                                       "or more; a TrainJob stays until its owner is deleted.")
