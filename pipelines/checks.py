@@ -15,29 +15,45 @@ from pydantic import ValidationError
 
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.pipelines.config import COMPILE_TIME, RunConfig, format_error
+from kfp_yolo.pipelines.values import check_local_model
 
-__all__ = ["NODE_POOLS", "PARAMETER_SOURCE", "check_config", "check_run_parameters"]
+__all__ = ["CLUSTER_JOB_KEYS", "NODE_POOLS", "PARAMETER_SOURCE", "check_config",
+           "check_run_parameters"]
 
 NODE_POOLS = "node_pools"
 """The pipeline parameter that carries the node-pool catalog's text."""
+CLUSTER_JOB_KEYS = ("queue", "workload_priority_class", "priority_class", "service_account",
+                    "backoff_limit", "ttl_after_finished_s", "mlflow_secret")
+"""Settings of a cluster launcher's training job: a pipeline compiled with launcher=local trains
+in the train step's own pod, and they change nothing there (the description says so, and
+validate-config warns when one is set)."""
 PARAMETER_SOURCE = "run parameter"
 """How a refused value's sentence starts: `run parameter: epochs=-1 is invalid: ...`."""
 
 
-def check_config(values: dict[str, Any], node_pools: str) -> RunConfig:
-    """RunConfig from raw values, checked against the catalog too; refusals are UserErrors."""
+def check_config(values: dict[str, Any], node_pools: str,
+                 source: str = PARAMETER_SOURCE) -> RunConfig:
+    """RunConfig from raw values, checked against the catalog too; refusals are UserErrors
+    whose sentence starts with source."""
     from kfp_yolo.components.pools import load_pools_text, pools_for_precision
 
     try:
         cfg = RunConfig(**values)
     except ValidationError as err:
-        raise UserError(format_error(err, PARAMETER_SOURCE)) from None
+        raise UserError(format_error(err, source)) from None
     pools = load_pools_text(node_pools, source=f"the {NODE_POOLS} parameter")
     if not pools_for_precision(pools, cfg.precision):
         products = ", ".join(sorted({p.gpu_product for p in pools}))
-        raise UserError(f"{PARAMETER_SOURCE}: precision='bf16' is invalid: no node pool's GPU "
+        raise UserError(f"{source}: precision='bf16' is invalid: no node pool's GPU "
                         f"runs bf16 natively (it needs an Ampere or newer GPU; the catalog has "
                         f"{products}); use precision=amp, or add such a pool to the catalog.")
+    largest = max((p.gpu_memory_mib for p in pools), default=0)
+    if cfg.deploy == "kserve" and cfg.serving_gpu_memory_mib > largest:
+        # no node has that much: the InferenceService would wait deploy_timeout_s, then fail
+        raise UserError(f"{source}: serving_gpu_memory_mib="
+                        f"{cfg.serving_gpu_memory_mib} is invalid: no node pool's GPU has that "
+                        f"much memory (the catalog's largest has {largest} MiB); use at most "
+                        f"{largest}, or 0 to serve on CPU.")
     return cfg
 
 
@@ -62,6 +78,14 @@ def check_run_parameters(values: dict[str, Any], *, compiled: dict[str, Any]) ->
                 f"{PARAMETER_SOURCE}: deploy='kserve' needs a Kubernetes API server and this "
                 "step found none (no in-cluster service account and no kubeconfig); run on a "
                 "cluster or set deploy=none."))
+    if cfg.launcher == "local":  # the train step trains in a pod of this step's image
+        check_local_model(cfg.model, PARAMETER_SOURCE)
+        unused = [f"{key}={getattr(cfg, key)!r}" for key in CLUSTER_JOB_KEYS
+                  if key in values and getattr(cfg, key) != RunConfig.model_fields[key].default]
+        if unused:
+            print(f"validate-config: warning: {', '.join(unused)} change nothing: this pipeline "
+                  "was compiled with launcher=local (the train step trains in its own pod); "
+                  "compile with `--set launcher=auto` for a cluster job.")
     checked = {name: getattr(cfg, name) for name in values}
     if "lr0" in checked:
         checked["lr0"] = cfg.learning_rate

@@ -270,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     """Runs one command; returns its exit code (0, 1, 2, 130 or 143) and never raises."""
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = os.environ.get(DEBUG_ENV, "") not in ("", "0") or "--debug" in argv
+    previous = _stop_on_sigterm()
     try:
         try:
             args = build_parser().parse_args(argv)
@@ -284,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     except Stopped as exc:  # a command that owns processes stopped them first (cmd_run)
         if exc.signum == signal.SIGINT:
             print("kfp-yolo: interrupted", file=sys.stderr)
+        elif getattr(exc, "started_nothing", False):
+            print(f"kfp-yolo: {exc}", file=sys.stderr)
         else:
             print(f"kfp-yolo: {exc}; every process it started was stopped", file=sys.stderr)
         return exc.exit_code
@@ -294,6 +297,26 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except Exception as exc:  # noqa: BLE001 - the one boundary that turns any failure into a sentence
         return _report(exc, debug)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_on_sigterm() -> object:
+    """SIGTERM (a pod's, a CI runner's or Argo's hook stop) ends any command with exit 143 and
+    a last line, as Ctrl-C does with 130; `kfp-yolo run` replaces it with its own, which stops
+    its process tree first. The previous handler, or None off the main thread."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum: int, frame: object) -> None:
+        stopped = Stopped(signum)
+        stopped.started_nothing = True  # this command started no process to stop
+        raise stopped
+
+    return signal.signal(signal.SIGTERM, stop)
 
 
 if __name__ == "__main__":

@@ -23,10 +23,14 @@ def compile_pipeline(cfg: RunConfig, output: str | Path,
     from kfp import compiler
 
     from kfp_yolo.components.pools import catalog_json
+    from kfp_yolo.pipelines.checks import check_config
     from kfp_yolo.pipelines.training import build_pipeline
 
-    # Checked here: a bad catalog fails the compile, not the run.
-    pipeline = build_pipeline(cfg, node_pools=catalog_json(pools_path), cluster=True)
+    # Checked here: a bad catalog, or a config the catalog cannot run (bf16 with no Ampere
+    # pool), fails the compile and the submit, not the run's first step on the cluster.
+    node_pools = catalog_json(pools_path)
+    check_config(cfg.model_dump(), node_pools, source="config")
+    pipeline = build_pipeline(cfg, node_pools=node_pools, cluster=True)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     with staged(output, suffix=".yaml") as partial:  # the compiler insists on the extension

@@ -91,6 +91,14 @@ def render_job(cfg: RunConfig, *, pools_path: str | None = None,
     return kind.build(spec, cluster), note
 
 
+class _NoAliases(yaml.SafeDumper):
+    """Writes a value the Master and Worker share twice, not as &id001/*id001 (which reviewers
+    of a GitOps diff and some tools read badly)."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
+
+
 def run(args: argparse.Namespace) -> int:
     """Prints the manifest to stdout."""
     cfg = load_config(args.config, args.overrides)
@@ -101,5 +109,5 @@ def run(args: argparse.Namespace) -> int:
         header += (f"# Needs the ClusterTrainingRuntime {job['spec']['runtimeRef']['name']!r} "
                    "(kubectl apply -k k8s/trainer).\n")
     # One write: the manifest is far smaller than a pipe's buffer, so `| head` cannot break it.
-    sys.stdout.write(header + yaml.safe_dump(job, sort_keys=False, width=100))
+    sys.stdout.write(header + yaml.dump(job, Dumper=_NoAliases, sort_keys=False, width=100))
     return 0

@@ -70,14 +70,21 @@ class _StepLog(io.TextIOBase):
     def _progress(self, line: str) -> None:
         if match := TASK_STARTED.search(line):
             self._started[match.group(1)] = time.monotonic()
-            print(f"kfp-yolo: {match.group(1)} ...", file=self._terminal, flush=True)
+            print(f"kfp-yolo: {_shown(match.group(1))} ...", file=self._terminal, flush=True)
         elif match := TASK_ENDED.search(line):
             task, state = match.groups()
             if state == "FAILURE":
                 self.failed.append(task)
             took = time.monotonic() - self._started.get(task, time.monotonic())
             verdict = {"SUCCESS": "succeeded", "FAILURE": "failed"}.get(state, state.lower())
-            print(f"kfp-yolo: {task} {verdict} ({took:.0f} s)", file=self._terminal, flush=True)
+            print(f"kfp-yolo: {_shown(task)} {verdict} ({took:.0f} s)", file=self._terminal,
+                  flush=True)
+
+
+def _shown(task: str) -> str:
+    """A task as the Kubeflow UI names it (its display name: prepare-dataset), not kfp.local's
+    function-derived name (prepare-dataset-component)."""
+    return task.removesuffix("-component")
 
 
 @contextlib.contextmanager
@@ -92,9 +99,13 @@ def _steps_logged(log_path: Path, *, verbose: bool) -> Iterator[_StepLog]:
 
 
 def _check_workdir(cfg: RunConfig, workdir: Path) -> None:
-    """Refuses a work folder inside a local dataset before any step runs."""
+    """Refuses a work folder inside a local dataset, or a model file that is not there, before
+    any step runs."""
     from kfp_yolo.components import storage
     from kfp_yolo.components.data.layout import refuse_inside
+    from kfp_yolo.pipelines.values import check_local_model
+
+    check_local_model(cfg.model, "kfp-yolo run")
 
     if urlparse(cfg.dataset_uri).scheme not in ("", "file"):
         return

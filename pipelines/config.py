@@ -71,8 +71,10 @@ class RunConfig(BaseModel):
                              "s3://bucket/prefix, minio://bucket/prefix, file:///path, a path, "
                              "or synthetic://shapes.")
     model: str = Field("yolov5n.yaml", description="Ultralytics YOLO detection model: a model "
-                       "YAML (e.g. yolov5l.yaml, trained from scratch) or a .pt checkpoint path "
-                       "or URI; not RT-DETR, classification, segmentation, pose or OBB models.")
+                       "YAML (e.g. yolov5l.yaml, trained from scratch) or a .pt checkpoint, as a "
+                       "name ultralytics ships or a path (on a cluster: in the image; no URI, "
+                       "nothing is downloaded); not RT-DETR, classification, segmentation, pose "
+                       "or OBB models.")
     imgsz: int = Field(128, ge=32, le=4096, description="Training and export image size in pixels: "
                        "a multiple of 32 from 32 to 4096.")
     epochs: int = Field(20, ge=1, le=10000, description="Training epochs: 1 to 10000.")
@@ -152,9 +154,12 @@ class RunConfig(BaseModel):
                                 "1-253 lower-case letters, digits, '-' or '.' (launcher "
                                 "pytorchjob only: a TrainJob takes its runtime's); empty = the "
                                 "cluster's default.")
-    backoff_limit: int = Field(3, ge=0, le=100, description="Pod restarts a PyTorchJob allows "
-                               "before it fails (a restart resumes from the checkpoint): 0 to "
-                               "100; a TrainJob takes its runtime's.")
+    backoff_limit: int = Field(3, ge=0, le=100, description="A PyTorchJob's runPolicy."
+                               "backoffLimit, 0 to 100: failures before the job fails (a "
+                               "restart resumes from the checkpoint); the Training Operator v1 "
+                               "does not count the recreated pods of restartPolicy ExitCode "
+                               "(kubeflow/trainer#2045), so job_timeout_s bounds those; a "
+                               "TrainJob takes its runtime's.")
     ttl_after_finished_s: int = Field(86400, ge=0, description="Seconds a finished PyTorchJob "
                                       "stays for inspection before the operator deletes it: 0 "
                                       "or more; a TrainJob stays until its owner is deleted.")
@@ -295,6 +300,14 @@ class RunConfig(BaseModel):
         except UserError as exc:
             raise ValueError(str(exc).rstrip(".")) from None
         return self
+
+    @field_validator("model_registry_address", "deploy")
+    @classmethod
+    def _release_keys_are_used(cls, value: str, info: ValidationInfo) -> str:
+        # registry_uri comes earlier in the class, so info.data has it (unless it was refused)
+        if "registry_uri" in info.data:
+            sk.check_release_keys(info.field_name, value, info.data["registry_uri"])
+        return value
 
     @property
     def world_size(self) -> int:

@@ -13,14 +13,18 @@ from urllib.parse import urlparse
 
 from pydantic import AfterValidator, Field
 
-__all__ = ["DEPLOY_FIELD", "DEPLOY_TIMEOUT_FIELD", "Deploy", "FORMAT_FIELD", "GPU_MEMORY_FIELD",
+from kfp_yolo.components import k8s_names
+
+__all__ = ["DEPLOY_FIELD", "DEPLOY_TIMEOUT_FIELD", "DEPLOY_TIMEOUT_MAX", "Deploy",
+           "FORMAT_FIELD", "GPU_MEMORY_FIELD",
            "REGISTRY_ADDRESS_FIELD", "RUNTIME_VERSION_FIELD", "RegistryAddress",
            "RuntimeVersion", "SERVICE_ACCOUNT_FIELD", "ServiceAccount", "ServingFormat",
-           "TOKEN_PATH_FIELD", "TokenPath"]
+           "TOKEN_PATH_FIELD", "TokenPath", "check_release_keys"]
 
 DEFAULT_RUNTIME_VERSION = "25.08-py3"
+DEPLOY_TIMEOUT_MAX = 86400
+"""deploy_timeout_s's upper bound; also the deploy pod's deadline (less its margin)."""
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$")
 
 
 def _address(value: str) -> str:
@@ -51,9 +55,26 @@ def _runtime_version(value: str) -> str:
 
 
 def _service_account(value: str) -> str:
-    if not _K8S_NAME.match(value):
-        raise ValueError("must be a Kubernetes name such as kfp-yolo-serving")
+    # the one table of name rules (components/k8s_names.py): a service account is a subdomain
+    if problem := k8s_names.DNS_SUBDOMAIN.problem(value):
+        raise ValueError(f"must be a Kubernetes name such as kfp-yolo-serving: {problem}")
     return value
+
+
+def check_release_keys(key: str, value: str, registry_uri: str) -> None:
+    """Refuses a release key (deploy, model_registry_address) that would be ignored: publish
+    runs only with a registry_uri, and both the Model Registry and deploy take what publish
+    wrote (without one, the run trained for hours and then skipped them in silence)."""
+    if registry_uri:
+        return
+    if key == "deploy" and value == "kserve":
+        raise ValueError("it serves the version publish writes, and publish needs "
+                         "registry_uri; set registry_uri (e.g. s3://models/kfp-yolo) or "
+                         "deploy=none")
+    if key == "model_registry_address" and value:
+        raise ValueError("it registers the version publish writes, and "
+                         "publish needs registry_uri; set registry_uri (e.g. "
+                         "s3://models/kfp-yolo) or leave model_registry_address empty")
 
 
 RegistryAddress = Annotated[str, AfterValidator(_address)]
@@ -65,8 +86,8 @@ ServingFormat = Literal["onnx", "tensorrt"]
 
 REGISTRY_ADDRESS_FIELD = Field(
     "", description="Kubeflow Model Registry URL (http:// or https://, host and port) where "
-    "publish registers each version; empty = not registered there. MLflow's registry is used "
-    "when MLFLOW_TRACKING_URI is set.")
+    "publish registers each version (needs registry_uri); empty = not registered there. "
+    "MLflow's registry is used when MLFLOW_TRACKING_URI is set.")
 TOKEN_PATH_FIELD = Field(
     "", description="Absolute path of a file holding the Model Registry's bearer token; empty "
     "= $KF_PIPELINES_SA_TOKEN_PATH, else the pod's service-account token.")
@@ -77,17 +98,18 @@ RUNTIME_VERSION_FIELD = Field(
 SERVICE_ACCOUNT_FIELD = Field(
     "kfp-yolo-serving", description="Service account of the InferenceService's predictor: the "
     "one bound to the Secret with the S3 credentials and KServe's serving.kserve.io/s3-* "
-    "annotations.")
+    "annotations; 1-253 lower-case letters, digits, '-' or '.'.")
 GPU_MEMORY_FIELD = Field(
     15360, ge=0, le=10_000_000, description="GPU memory (MiB) a serving node needs "
-    "(node affinity nvidia.com/gpu.memory Gt this - 1, one GPU); 0 = serve on CPU.")
+    "(node affinity nvidia.com/gpu.memory Gt this - 1, one GPU), 0 to 10000000; 0 = serve on "
+    "CPU; with deploy kserve, at most the largest GPU memory of the node-pool catalog.")
 FORMAT_FIELD = Field(
     "onnx", description="Model Triton serves from the version's repository: onnx (any recent "
     "Triton) or tensorrt (the plan; needs an engine built and serving_runtime_version's "
     "TensorRT to be the one that built it).")
 DEPLOY_FIELD = Field(
-    "none", description="After publish: none, or kserve (create or update the "
-    "InferenceService of the new version and wait until it is Ready).")
+    "none", description="After publish: none, or kserve (needs registry_uri; create or update "
+    "the InferenceService of the new version and wait until it is Ready).")
 DEPLOY_TIMEOUT_FIELD = Field(
-    900, ge=30, le=86400, description="Longest the deploy step waits for the "
+    900, ge=30, le=DEPLOY_TIMEOUT_MAX, description="Longest the deploy step waits for the "
     "InferenceService to be Ready, in seconds (30-86400).")

@@ -86,10 +86,16 @@ def _format_training(training: dict) -> str:
     """'TrainJob: 2 nodes x 4 processes (world_size 8), batch 8 per GPU, ...' for the table."""
     parts = [f"{training.get('launcher') or '?'}"]
     if "world_size" in training:
+        per = "GPU" if training.get("device") == "cuda" else "process"
+        workers = f"{training['workers']} dataloader workers"
+        planned = training.get("workers_planned")
+        if planned is not None and planned != training["workers"]:
+            # ultralytics lowers the count (none on a CPU, at most the CPUs per process)
+            workers += f" ({planned} planned, lowered by ultralytics)"
         parts.append(f"{training['nodes']} node(s) x {training['procs_per_node']} process(es) "
                      f"(world_size {training['world_size']}, {training['device']}), batch "
-                     f"{training['batch_per_gpu']} per GPU, {training['workers']} dataloader "
-                     f"workers, cache {training['cache']}, {training['images_per_s']} images/s")
+                     f"{training['batch_per_gpu']} per {per}, {workers}, cache "
+                     f"{training['cache']}, {training['images_per_s']} images/s")
     return ": ".join(parts)
 
 
@@ -112,6 +118,16 @@ def _deploy_state(run_dir: Path | None, cfg: RunConfig, published: str,
         return "not run"
     url = json.loads(path.read_text()).get("parameterValues", {}).get("Output")
     return f"ready at {url}" if url else "skipped (nothing was published)"
+
+
+def _format_gate(gate: dict, metrics: dict) -> str:
+    """'passed: mAP50-95 0.6512 >= 0.5', 'not met: ...' or 'not evaluated (min ...)'."""
+    score = metrics.get("mAP50-95")
+    if gate["passed"] is None or score is None:
+        return f"not evaluated (min_map50_95 {gate['min_map50_95']})"
+    if gate["passed"]:
+        return f"passed: mAP50-95 {score:.4f} >= min_map50_95 {gate['min_map50_95']}"
+    return f"not met: mAP50-95 {score:.4f} < min_map50_95 {gate['min_map50_95']}"
 
 
 def collect_summary(run_dir: Path | None, cfg: RunConfig, *, elapsed_s: float,
@@ -142,14 +158,15 @@ def collect_summary(run_dir: Path | None, cfg: RunConfig, *, elapsed_s: float,
             steps[failed] = "stopped"
         status, reason = "stopped", stopped
     elif failure is not None or failed is not None:
-        by_task = {name: task for task, name in TASKS.items()}
+        by_task = {name: task for task, name in {**TASKS, "deploy": DEPLOY_TASK}.items()}
         failed = by_task.get(failure["step"], failed) if failure is not None else failed
         if failed is not None:
             steps[failed] = "failed"
         status = "failed"
-        name = failure["step"] if failure is not None else TASKS[failed]
-        reason = (f"step {name!r} failed: {failure['message']}" if failure is not None
-                  else f"step {name!r} failed")
+        # the step as the table names it (prepare), not kfp.local's task folder
+        name = failed or (failure["step"] if failure is not None else "?")
+        reason = (f"step {name} failed: {failure['message']}" if failure is not None
+                  else f"step {name} failed")
     else:
         status, reason = "succeeded", ""
     if trt.get("status") == "skipped":
@@ -191,8 +208,11 @@ def format_summary(summary: dict) -> str:
     rows += [(f"step {task}", state) for task, state in summary["steps"].items()]
     plan = summary.get("plan")
     if plan:
+        # kfp.local places nothing: the pool is where a cluster run would go
+        local = summary.get("config", {}).get("launcher") == "local"
+        where = " (where a cluster run would go)" if local else ""
         rows.append(("plan", f"batch {plan.get('batch')}, peak {plan.get('peak_mib')} MiB per "
-                             f"GPU, pool {plan.get('pool')}"))
+                             f"GPU, pool {plan.get('pool')}{where}"))
         if plan.get("batch_rule"):
             rows.append(("batch rule", plan["batch_rule"]))
         if plan.get("pool_rule"):
@@ -203,16 +223,18 @@ def format_summary(summary: dict) -> str:
     for key in ("mAP50-95", "mAP50", "precision", "recall"):
         if key in summary["metrics"]:
             rows.append((key, f"{summary['metrics'][key]:.4f}"))
-    gate = summary["gate"]
-    rows.append(("gate", f"min_map50_95={gate['min_map50_95']} passed={gate['passed']}"))
+    rows.append(("gate", _format_gate(summary["gate"], summary["metrics"])))
     if summary["onnx_parity"]:
         rows.append(("onnx parity", f"max |diff| {summary['onnx_parity']['max_abs_diff']:.3g} "
                                     f"(tolerance {summary['onnx_parity']['tolerance']})"))
     trt = summary["tensorrt"]
-    rows.append(("tensorrt", trt["status"] + (f": {trt['reason']}" if trt["reason"] else "")))
+    if trt["status"] != "not run":  # the step rows already say it did not run, and why
+        rows.append(("tensorrt", trt["status"] + (f": {trt['reason']}" if trt["reason"] else "")))
+    # KFP names the report files `report`, with no extension that says how to open them
+    kinds = {"training_report": " (HTML)", "evaluation_report": " (Markdown)"}
     for name, path in summary["artifacts"].items():
         if path:
-            rows.append((name, path))
+            rows.append((name, path + kinds.get(name, "")))
     rows.append(("wall time", f"{summary['elapsed_s']} s"))
     width = max(len(key) for key, _ in rows)
     line = "-" * 78

@@ -33,8 +33,9 @@ from kfp_yolo.components.steps import (
     publish_component,
     train_component,
 )
-from kfp_yolo.pipelines.checks import NODE_POOLS
+from kfp_yolo.pipelines.checks import CLUSTER_JOB_KEYS, NODE_POOLS
 from kfp_yolo.pipelines.config import COMPILE_TIME, RunConfig, parameter_specs
+from kfp_yolo.pipelines.serving_keys import DEPLOY_TIMEOUT_MAX
 
 __all__ = ["NODE_POOLS", "PIPELINE_NAME", "build_pipeline", "compiled_settings"]
 
@@ -196,14 +197,19 @@ def _wire(c: dict[str, Callable], raw: dict, cfg: RunConfig, *, cluster: bool) -
     _on_gpu(trt, plan)
     _on_cluster(publish, p, timeout_s=3600, retries=2)
     # the deploy step reads the registry (is the chosen model there?) with the Secret's keys
-    _on_cluster(deploy, p, timeout_s=cfg.deploy_timeout_s + 600, retries=1)
+    # deploy_timeout_s is a run-time parameter (the step waits that long): the pod's deadline
+    # is its largest value, or a longer wait typed in the UI would be cut by the compiled one
+    _on_cluster(deploy, p, timeout_s=DEPLOY_TIMEOUT_MAX + 600, retries=1)
 
 
 def compiled_settings(cfg: RunConfig) -> str:
     """The pipeline description's line of compile-time keys and their compiled values."""
     values = ", ".join(f"{key}={getattr(cfg, key)}" for key in sorted(COMPILE_TIME))
+    local = (" With launcher=local the train step trains in its own pod: "
+             f"{', '.join(CLUSTER_JOB_KEYS)} (a cluster job's settings) change nothing."
+             if cfg.launcher == "local" else "")
     return (f"Compiled with {values} (fixed at compile time: `kfp-yolo compile --set KEY=VALUE` "
-            "to change them).")
+            f"to change them).{local}")
 
 
 def build_pipeline(cfg: RunConfig, *, node_pools: str | None = None,

@@ -14,7 +14,8 @@ from urllib.parse import urlparse
 
 from kfp_yolo.components.errors import UserError
 
-__all__ = ["LR0_DEFAULTS", "URI_FORMS", "check_detection_model", "check_uri", "default_lr0"]
+__all__ = ["LR0_DEFAULTS", "URI_FORMS", "check_detection_model", "check_local_model", "check_uri",
+           "default_lr0"]
 
 LR0_DEFAULTS = {"SGD": 0.01, "Adam": 0.001, "AdamW": 0.004, "auto": 0.01}
 """lr0 when the config leaves it empty, per optimizer. SGD 0.01 and Adam 0.001 are ultralytics'
@@ -66,12 +67,17 @@ def check_detection_model(value: str) -> None:
     loss, and a classifier, segmenter or pose model another head; both ended in a raw
     AttributeError deep in training before this check.
     """
+    if "://" in value:
+        # The plan step reads a checkpoint to size the GPUs and ultralytics reads a path: no
+        # step downloads a model (it went to ultralytics as a URI and failed after the data).
+        raise ValueError("kfp-yolo downloads no model: give a model ultralytics ships (such as "
+                         "yolov5l.yaml) or a path, which on a cluster is a path in the image")
     stem = Path(value).stem.lower()
     for suffix, task in _OTHER_TASKS.items():
         if re.search(rf"-{suffix}(\b|$)", stem):
             raise ValueError(f"{value!r} is a {task} model, and kfp-yolo trains object detectors; "
                              f"use a detection model such as {stem.split('-' + suffix)[0]}.yaml")
-    head = _shipped_head(value)
+    head = _own_head(Path(value)) if Path(value).is_file() else _shipped_head(value)
     if stem.startswith(("rtdetr", "rt-detr")) or head == "RTDETRDecoder":
         raise ValueError(f"{value!r} is an RT-DETR model, which needs ultralytics' RT-DETR "
                          "trainer; kfp-yolo trains YOLO detectors: use a model such as "
@@ -79,6 +85,41 @@ def check_detection_model(value: str) -> None:
     if head is not None and head not in _DETECT_HEADS:
         raise ValueError(f"{value!r} is a {head} model, and kfp-yolo trains object detectors "
                          "(a Detect head); use a detection model such as yolo11n.yaml")
+
+
+def check_local_model(value: str, source: str) -> None:
+    """Refuses a model path that is not there, for a run on this machine.
+
+    Not a RunConfig rule: a path may name a file in the image of a cluster's pods, which the
+    machine that compiles or submits does not have. A bare YAML name is ultralytics' own.
+    """
+    path = Path(value).expanduser()
+    if ("/" in value or "\\" in value or value.endswith(".pt")) and not path.is_file():
+        raise UserError(f"{source}: model={value!r} is invalid: there is no such file "
+                        f"({path}); give the path of a model YAML or .pt checkpoint, or a model "
+                        "ultralytics ships such as yolov5n.yaml.")
+
+
+def _own_head(path: Path) -> str | None:
+    """The output module of the user's own model YAML (None for a .pt: the train step checks
+    a checkpoint's task, as reading it here would need torch).
+
+    Raises ValueError for a YAML that is not an ultralytics model (no backbone and head).
+    """
+    if path.suffix not in (".yaml", ".yml"):
+        return None
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if loaded.get("backbone"):
+            return str(loaded["head"][-1][-2])
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError, KeyError, IndexError,
+            TypeError):
+        pass
+    raise ValueError(f"{str(path)!r} is not an ultralytics model YAML (one with a backbone: "
+                     "and a head: list, such as ultralytics' yolov8.yaml); give such a file or a "
+                     "model name such as yolov8s.yaml")
 
 
 @functools.cache
@@ -100,6 +141,8 @@ def _shipped_head(value: str) -> str | None:
     folder = _ultralytics_models()
     if folder is None or not value.endswith((".yaml", ".yml")) or "/" in value or "\\" in value:
         return None
+    if Path(value).is_file():
+        return _own_head(Path(value))  # ultralytics reads a file of that name first
     stem = Path(value).stem
     if stem in (f"yolov{d}{x}6" for x in "nsmlx" for d in (5, 8)):  # the old P6 names
         stem = re.sub(r"(\d+)([nslmx])6(.+)?$", r"\1\2-p6\3", stem)

@@ -88,6 +88,8 @@ def job_summary(record: dict[str, Any], spec: TrainSpec) -> dict[str, Any]:
             "batch": spec.batch,
             "batch_per_gpu": record.get("batch_per_process", spec.batch // world),
             "workers": record.get("workers"), "cache": record.get("cache"),
+            # kfp-yolo's choice, which input_reason explains; ultralytics may lower it
+            "workers_planned": record.get("input_pipeline", {}).get("workers"),
             "input_reason": record.get("input_pipeline", {}).get("reason", ""),
             "epochs_timed": len(timed), "images_per_s": round(per_rank * world, 1),
             # per epoch, for the training report: the job's images/s, rank 0's peak memory

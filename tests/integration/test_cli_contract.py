@@ -278,7 +278,7 @@ def test_run_with_a_bad_dataset_path_ends_with_its_sentence(tmp_path):
     result = _run(tmp_path / "work", f"dataset_uri={missing}")
     _assert_refused(result, tmp_path / "work", f"{str(missing)!r}: dataset folder does not "
                     "exist; give a folder with images/ and labels/.")
-    assert "prepare-dataset-component failed" in result.stderr  # one line per step
+    assert "kfp-yolo: prepare-dataset failed" in result.stderr  # one line per step, UI's name
     assert len(result.stderr.splitlines()) < 30  # not the executor's 150 lines
 
 

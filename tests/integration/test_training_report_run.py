@@ -16,7 +16,8 @@ import pytest
 pytestmark = pytest.mark.timeout(1200)
 
 TINY = ["epochs=3", "dataset_uri=synthetic://shapes?images=32&imgsz=64", "imgsz=64", "batch=8",
-        "workers=0", "min_map50_95=0", "name=report-test"]
+        "workers=0", "min_map50_95=0", "name=report-test",
+        "objective=cost"]  # cost ranks the catalog's unpriced pool last: a priced pool is chosen
 NETWORK = re.compile(r"https?://|(?:src|href)\s*=\s*[\"']?//", re.IGNORECASE)
 
 
@@ -65,7 +66,12 @@ def test_train_step_metrics(run):
     assert values["epochs_run"] == 3 and 1 <= values["best_epoch"] <= 3
     assert values["images_per_s"] > 0 and values["wall_time_s"] > 0
     assert values["gpu_hours"] == 0  # a CPU run holds no GPU
-    assert "estimated_cost_usd" in values  # the catalog's pools have prices
+    from kfp_yolo.components.pools import load_pools
+
+    pool = summary["plan"]["pool"]
+    priced = {p.name for p in load_pools() if p.hourly_price is not None}
+    assert pool in priced, (pool, priced)
+    assert values["estimated_cost_usd"] == 0  # its price x 0 GPU-hours
 
 
 def test_mlflow_run_has_one_point_per_epoch(run, mlflow_server):

@@ -49,6 +49,13 @@ BAD_VALUES = [
     ("step_cpu", "lots", "step_cpu='lots' is invalid: must be a positive CPU quantity"),
     ("workers", 65, "workers=65 is invalid"),
     ("precision", "bf16", "precision='bf16' is invalid: no node pool's GPU runs bf16"),
+    # release keys that publish would skip in silence (registry_uri is empty by default)
+    ("deploy", "kserve", "deploy='kserve' is invalid: it serves the version publish writes, "
+                         "and publish needs registry_uri"),
+    ("model_registry_address", "http://mr:8080", "model_registry_address='http://mr:8080' is "
+                                                 "invalid: it registers the version publish"),
+    ("serving_service_account", "s" * 254, "is invalid: must be a Kubernetes name such as "
+                                           "kfp-yolo-serving: 254 characters long"),
 ]
 
 
@@ -91,6 +98,30 @@ def test_the_shipped_step_refuses_each_bad_value_naming_it(compiled, key, value,
     message = str(err.value)
     assert message.startswith("run parameter: ") and sentence in message, message
     assert message.count("\n") == 0 and message.endswith(".")
+
+
+def test_a_serving_gpu_no_pool_has_is_refused(compiled):
+    """deploy: kserve with more GPU memory than any pool: the InferenceService would never be
+    scheduled, and the deploy step would wait deploy_timeout_s after a whole training."""
+    step = _shipped_step(compiled)
+    values = {**_defaults(compiled), "deploy": "kserve", "registry_uri": "s3://models/r"}
+    with pytest.raises(UserError, match=r"^run parameter: serving_gpu_memory_mib=200000 is "
+                                        r"invalid: no node pool's GPU has that much memory "
+                                        r"\(the catalog's largest has 81559 MiB\)"):
+        step(**{**values, "serving_gpu_memory_mib": 200000})
+
+
+def test_a_local_launcher_pipeline_says_its_cluster_job_keys_change_nothing(compiled, capsys):
+    """Compiled with launcher=local, the train step trains in its own pod: a queue typed into
+    the form is said to change nothing (description and validate-config's log)."""
+    description = _document(compiled)["pipelineInfo"]["description"]
+    assert "With launcher=local the train step trains in its own pod: queue, " in description
+    step = _shipped_step(compiled)
+    step(**{**_defaults(compiled), "queue": "team-q", "backoff_limit": 3})
+    (warning,) = [line for line in capsys.readouterr().out.splitlines() if "warning" in line]
+    assert warning.startswith("validate-config: warning: queue='team-q' change nothing: this "
+                              "pipeline was compiled with launcher=local")
+    assert "backoff_limit" not in warning  # only the keys set off their default
 
 
 def test_the_shipped_step_passes_checked_values_on(compiled):

@@ -205,6 +205,16 @@ def test_cluster_settings_reach_the_step_pods(tmp_path):
     assert int(unlimited["exec-train-component"]["activeDeadlineSeconds"]) == 2 * 7200 + 3600
 
 
+def test_the_deploy_pod_outlives_any_deploy_timeout_the_ui_can_set(tmp_path):
+    """deploy_timeout_s is a run-time parameter: the compiled pod deadline is its largest value."""
+    from kfp_yolo.pipelines.serving_keys import DEPLOY_TIMEOUT_MAX
+
+    executors = _platform_executors(_compile(tmp_path, "deploy_timeout_s=60"))
+    assert int(executors["exec-deploy-component"]["activeDeadlineSeconds"]) == (
+        DEPLOY_TIMEOUT_MAX + 600)
+    assert RunConfig.model_fields["deploy_timeout_s"].metadata[-1].le == DEPLOY_TIMEOUT_MAX
+
+
 def test_compile_neither_imports_torch_nor_plans(tmp_path):
     output = tmp_path / "p.yaml"
     code = ("import sys\n"
@@ -226,6 +236,20 @@ def test_a_bad_catalog_fails_the_compile(tmp_path, capsys):
     assert main(["compile", "-o", str(tmp_path / "p.yaml"), "--pools", str(pools)]) == 2
     assert f"{pools}:2: pool #1 lacks" in capsys.readouterr().err
     assert not (tmp_path / "p.yaml").exists()
+
+
+def test_a_config_the_catalog_cannot_run_fails_the_compile(tmp_path, capsys):
+    """bf16 with only pre-Ampere pools: refused at compile (and so at submit), not by the run's
+    first step on the cluster."""
+    pools = tmp_path / "pools.yaml"
+    pools.write_text("pools:\n  - {name: t4, gpu_product: Tesla-T4, gpu_memory_mib: 15360, "
+                     "gpus_per_node: 4, max_nodes: 4, flavor: gpu-16g}\n")
+    argv = ["compile", "-o", str(tmp_path / "p.yaml"), "--pools", str(pools)]
+    assert main([*argv, "--set", "precision=bf16"]) == 2
+    assert "kfp-yolo: error: config: precision='bf16' is invalid: no node pool's GPU runs bf16" \
+        in capsys.readouterr().err
+    assert not (tmp_path / "p.yaml").exists()
+    assert main(argv) == 0
 
 
 def test_compile_time_keys_are_not_parameters_but_described(tmp_path):

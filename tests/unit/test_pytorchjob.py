@@ -317,6 +317,7 @@ def test_job_render_prints_an_appliable_job(capsys, pytorchjob_schema):
     assert spec.run_id == "demo" and spec.nodes == 2 and spec.batch == 32
     assert spec.dataset_uri == "minio://mlpipeline/v2/artifacts/demo/prepare-dataset/dataset"
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "kfp-yolo"
+    assert "&id" not in out and "*id" not in out  # Master and Worker spelled out, no aliases
 
 
 def test_job_render_places_the_job_where_the_planner_says(capsys):

@@ -52,3 +52,12 @@ def test_each_row_gives_the_type_default_and_when_of_its_key():
         expected = "compile time" if name in COMPILE_TIME else "run time"
         assert row["when"] == expected, name
         assert row["meaning"].strip(), name
+
+
+def test_each_rows_meaning_is_the_parameter_description_the_ui_shows():
+    """The row's meaning is the key's description (what the Kubeflow UI's form shows), so the
+    two never say different things (the README had kept `checkpoint_uri`'s old meaning)."""
+    rows = _readme_rows()
+    for name, field in RunConfig.model_fields.items():
+        assert rows[name]["meaning"] == field.description.replace("|", "\\|"), (
+            f"README.md's row of {name!r}: copy its description from RunConfig")

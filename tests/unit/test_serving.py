@@ -307,6 +307,20 @@ def test_good_serving_keys_are_kept():
     from kfp_yolo.pipelines.config import load_config
 
     cfg = load_config(None, ["model_registry_address=https://mr.example:8443/",
-                             "deploy=kserve", "serving_format=tensorrt"])
+                             "deploy=kserve", "serving_format=tensorrt", "registry_uri=/tmp/r"])
     assert cfg.model_registry_address == "https://mr.example:8443"
     assert (cfg.deploy, cfg.serving_format, cfg.deploy_timeout_s) == ("kserve", "tensorrt", 900)
+
+
+@pytest.mark.parametrize("item, says", [
+    ("deploy=kserve", "it serves the version publish writes, and publish needs registry_uri"),
+    ("model_registry_address=http://mr:8080", "it registers the version publish writes"),
+])
+def test_release_keys_without_a_registry_uri_are_refused_at_load(item, says):
+    """publish is skipped without registry_uri: deploy and the Model Registry would be too."""
+    from kfp_yolo.pipelines.config import load_config
+
+    key = item.split("=")[0]
+    with pytest.raises(UserError, match=rf"^--set: {key}=.* is invalid: {says}"):
+        load_config(None, [item])
+    assert load_config(None, [item, "registry_uri=s3://models/r"])

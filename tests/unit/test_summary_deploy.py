@@ -35,8 +35,8 @@ def test_deploy_none_is_a_skip_with_its_reason(tmp_path):
 
 def test_a_ready_inferenceservice_shows_its_url(tmp_path):
     url = "http://tiny.models.example.com"
-    summary = collect_summary(_run_dir(tmp_path, deploy_url=url), RunConfig(deploy="kserve"),
-                              elapsed_s=1)
+    cfg = RunConfig(deploy="kserve", registry_uri="/reg")
+    summary = collect_summary(_run_dir(tmp_path, deploy_url=url), cfg, elapsed_s=1)
     assert summary["status"] == "succeeded" and summary["steps"]["deploy"] == f"ready at {url}"
 
 
@@ -45,15 +45,15 @@ def test_a_failed_deploy_fails_the_run_and_says_which_step(tmp_path):
     (run_dir / DEPLOY_TASK).mkdir()
     (run_dir / DEPLOY_TASK / FAILURE_FILE).write_text(json.dumps(
         {"type": "JobFailed", "message": "not Ready within 900 s", "exit_code": 1}))
-    summary = collect_summary(run_dir, RunConfig(deploy="kserve"), elapsed_s=1)
+    summary = collect_summary(run_dir, RunConfig(deploy="kserve", registry_uri="/reg"), elapsed_s=1)
     assert summary["status"] == "failed" and summary["steps"]["deploy"] == "failed"
-    assert summary["reason"] == "step 'deploy-component' failed: not Ready within 900 s"
+    assert summary["reason"] == "step deploy failed: not Ready within 900 s"
 
 
 def test_no_deploy_without_a_publish(tmp_path):
     run_dir = _run_dir(tmp_path)
     (run_dir / TASKS["publish"] / "executor_output.json").write_text(
         json.dumps({"parameterValues": {"Output": ""}}))
-    summary = collect_summary(run_dir, RunConfig(deploy="kserve"), elapsed_s=1)
+    summary = collect_summary(run_dir, RunConfig(deploy="kserve", registry_uri="/reg"), elapsed_s=1)
     assert summary["steps"]["deploy"] == "skipped (no registry_uri)"
     assert collect_summary(None, RunConfig(), elapsed_s=1)["steps"]["deploy"] == "not run"
