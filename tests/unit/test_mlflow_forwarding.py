@@ -6,16 +6,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from kfp.dsl import HTML, Dataset, Metrics, Model
 from test_k8s_manifests import crd_validator
 from test_pytorchjob import full_settings, make_spec
+from train_step import cluster_settings_of_train_step
 
-from kfp_yolo.components import launchers
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.launchers.cluster import ClusterSettings
 from kfp_yolo.components.launchers.pytorchjob import build_pytorchjob
 from kfp_yolo.components.launchers.trainjob import build_trainjob
-from kfp_yolo.components.steps import train_component
 from kfp_yolo.components.tracking.mlflow_log import CREDENTIAL_KEYS, MlflowSettings
 from kfp_yolo.pipelines.cli import main
 from kfp_yolo.pipelines.config import load_config
@@ -62,30 +60,8 @@ def test_credentials_are_never_forwarded_as_values(name):
 
 def _launcher_settings(tmp_path, monkeypatch) -> ClusterSettings:
     """The ClusterSettings train_component hands the (real) launcher; the job is not run."""
-    made, real = [], launchers.get_launcher
-
-    class Stop(Exception):
-        pass
-
-    def build_then_stop(name, **settings):
-        made.append(real(name, **settings))  # the real launcher validates its settings
-        raise Stop
-
-    monkeypatch.setattr(launchers, "get_launcher", build_then_stop)
-    with pytest.raises(Stop):
-        train_component(
-            dataset=Dataset(name="dataset", uri="minio://mlpipeline/run/dataset", metadata={}),
-            run_id="run-1", model="yolov5n.yaml", imgsz=64, epochs=1, batch=8, precision="amp",
-            optimizer="SGD", lr0=0.01, seed=0, workers=0, cache="auto", nodes=1,
-            procs_per_node=1, launcher="trainjob", checkpoint_uri="minio://ck/run",
-            image="registry.example/kfp-yolo:1", namespace="team-a", queue="",
-            storage_secret="team-s3", workload_priority_class="", service_account="",
-            job_timeout_s=7200, queue_timeout_s=0, min_gpu_memory_mib=12000, tolerations=[],
-            weights=Model(name="weights", uri="minio://mlpipeline/run/weights", metadata={}),
-            report=HTML(name="report", uri=str(tmp_path / "report"), metadata={}),
-            metrics=Metrics(name="metrics", uri=str(tmp_path / "metrics"), metadata={}),
-            name="nightly", mlflow_secret="team-mlflow")
-    return made[0].cluster
+    return cluster_settings_of_train_step(tmp_path, monkeypatch, name="nightly",
+                                          mlflow_secret="team-mlflow")
 
 
 def test_train_step_forwards_its_mlflow_run_to_the_launcher(tmp_path, monkeypatch):

@@ -11,12 +11,12 @@ import os
 
 import pytest
 import yaml
-from kfp.dsl import HTML, Dataset, Markdown, Metrics, Model
+from kfp.dsl import Dataset, Markdown
 
 # The stand-in KFP API of the submit tests (fixtures imported for use here).
 from test_submit import NEW_TOKEN, kfp_server  # noqa: F401
+from train_step import cluster_settings_of_train_step
 
-from kfp_yolo.components import launchers
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.pools import (
     default_pools_path,
@@ -26,7 +26,6 @@ from kfp_yolo.components.pools import (
 from kfp_yolo.components.steps import (
     plan_resources_component,
     prepare_dataset_component,
-    train_component,
 )
 from kfp_yolo.components.synth import CLASS_NAMES
 from kfp_yolo.pipelines.cli import main
@@ -92,33 +91,11 @@ def test_a_run_that_fits_no_pool_is_refused_by_the_plan_step(tmp_path):
         plan_resources_component(**TINY_RUN, node_pools=text)
 
 
-class _Stop(Exception):
-    pass
-
-
 def test_the_cluster_settings_reach_the_launcher(tmp_path, monkeypatch):
-    made = []
-    real = launchers.get_launcher
-
-    def build_then_stop(name, **settings):
-        made.append(real(name, **settings))  # the real launcher validates its settings
-        raise _Stop
-
-    monkeypatch.setattr(launchers, "get_launcher", build_then_stop)
-    with pytest.raises(_Stop):
-        train_component(
-            dataset=Dataset(name="dataset", uri="minio://mlpipeline/run/dataset", metadata={}),
-            run_id="run-1", model="yolov5n.yaml", imgsz=64, epochs=1, batch=8,
-            precision="amp", optimizer="SGD", lr0=0.01, seed=0, workers=0, cache="auto", nodes=1,
-            procs_per_node=1, launcher="pytorchjob", checkpoint_uri="minio://ck/run",
-            image="registry.example/kfp-yolo:1", namespace="team-a", queue="kfp-yolo",
-            storage_secret="team-s3", workload_priority_class="kfp-yolo-retraining",
-            service_account="kfp-yolo-pipeline", job_timeout_s=7200, queue_timeout_s=600,
-            min_gpu_memory_mib=12000, tolerations=[EDGE_TOLERATION],
-            weights=Model(name="weights", uri="minio://mlpipeline/run/weights", metadata={}),
-            report=HTML(name="report", uri=str(tmp_path / "report"), metadata={}),
-            metrics=Metrics(name="metrics", uri=str(tmp_path / "metrics"), metadata={}))
-    cluster = made[0].cluster
+    cluster = cluster_settings_of_train_step(
+        tmp_path, monkeypatch, launcher="pytorchjob", queue="kfp-yolo",
+        workload_priority_class="kfp-yolo-retraining", service_account="kfp-yolo-pipeline",
+        queue_timeout_s=600, tolerations=[EDGE_TOLERATION])
     assert (cluster.namespace, cluster.queue, cluster.storage_secret) == (
         "team-a", "kfp-yolo", "team-s3")
     assert cluster.workload_priority_class == "kfp-yolo-retraining"
