@@ -154,7 +154,7 @@ def test_a_killed_step_takes_its_torchrun_and_workers_along(tmp_path, mark):
         os.kill(step, signal.SIGKILL)
         _, err = run.communicate(timeout=120)
         assert run.returncode == 1, err[-3000:]
-        assert "train-component" in err.strip().splitlines()[-1]
+        assert "step train failed" in err.strip().splitlines()[-1]  # named as the table names it
         assert "without a failure record" in err.strip().splitlines()[-1]
         _wait_for(lambda: not _marked(mark) or None, 30,
                   f"every process of the run gone (left: {_marked(mark)})")
