@@ -86,9 +86,24 @@ def _check(name: str, version: str, files: dict[str, Path], folders: dict[str, P
                             "plain name, a file's name, or not a folder.")
 
 
+def _plain(value: Any) -> Any:
+    """KFP's metadata comes back through protobuf Structs: every number a float. Whole ones are
+    shown as the counts they are."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _cell(value: Any) -> str:
+    value = _plain(value)
     if isinstance(value, float):
         value = f"{value:.4g}"
+    elif isinstance(value, dict | list):  # nested metadata as JSON, not Python's repr
+        value = json.dumps(value, separators=(", ", ": "))
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
