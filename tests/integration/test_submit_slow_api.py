@@ -1,0 +1,34 @@
+"""`kfp-yolo submit` against a KFP API that answers every call in 20 s, in real time, with the
+real defaults (issue 18): it submits. The unit lane checks the same at a tenth of the time."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))  # the KFP API stand-in
+
+from test_submit import NEW_TOKEN, config_file, kfp_server  # noqa: E402, F401
+
+from kfp_yolo.pipelines import kfp_api  # noqa: E402
+from kfp_yolo.pipelines.cli import main  # noqa: E402
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def test_an_api_answering_each_call_in_20_s_still_submits(kfp_server, config_file,  # noqa: F811
+                                                          monkeypatch, capsys):
+    state, host = kfp_server
+    monkeypatch.setenv("KF_PIPELINES_TOKEN", NEW_TOKEN)
+    state.delay_s = 20.0
+    started = time.monotonic()
+
+    code = main(["submit", "--config", str(config_file), "--host", host])
+
+    took = time.monotonic() - started
+    assert code == 0, capsys.readouterr().err
+    assert len(state.created_runs()) == 1 and "submitted run" in capsys.readouterr().out
+    assert len(state.requests) * 20 <= took < kfp_api.API_TIMEOUT_S
