@@ -14,10 +14,17 @@ import time
 from types import TracebackType
 from typing import TextIO
 
-__all__ = ["EVERY_S", "Progress"]
+__all__ = ["EVERY_S", "Progress", "duration"]
 
 EVERY_S = 5.0
 """Seconds between two progress lines."""
+
+
+def duration(seconds: float) -> str:
+    """'1h02m03s' or '2m03s': how a wait, an ETA or a wall time is said in logs and reports."""
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
 class Progress:

@@ -13,10 +13,11 @@ from typing import Any
 
 from kfp_yolo.components.launchers import pytorchjob, trainjob
 from kfp_yolo.components.launchers.cluster import ClusterSettings
+from kfp_yolo.components.progress import duration
 from kfp_yolo.components.spec import TrainSpec
 
-__all__ = ["KINDS", "PYTORCHJOB", "TRAINJOB", "JobKind", "condition", "duration",
-           "ended_container", "trainer_progress"]
+__all__ = ["KINDS", "PYTORCHJOB", "TRAINJOB", "JobKind", "condition", "ended_container",
+           "trainer_progress"]
 
 @dataclass(frozen=True, kw_only=True)
 class JobKind:
@@ -99,13 +100,6 @@ def ended_container(core: Any, namespace: str, pod: str, container: str
             if ended is not None and ended.exit_code:
                 return int(ended.exit_code), " ".join((ended.message or "").split())
     return None
-
-
-def duration(seconds: float) -> str:
-    """'1h02m03s' or '2m03s': the watch loop's and the progress lines' way to say a time."""
-    hours, rest = divmod(int(seconds), 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
 def trainer_progress(job: dict) -> tuple[str, str] | None:

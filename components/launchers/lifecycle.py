@@ -39,9 +39,9 @@ from kfp_yolo.components.launchers.kinds import (
     TRAINJOB,
     JobKind,
     condition,
-    duration,
     ended_container,
 )
+from kfp_yolo.components.progress import duration
 from kfp_yolo.components.spec import TrainSpec
 from kfp_yolo.components.training.node import EXIT_BAD_INPUT, EXIT_OUT_OF_MEMORY
 

@@ -19,6 +19,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from kfp_yolo.components.progress import duration
 from kfp_yolo.components.reports.svg import line_chart
 
 __all__ = ["best_epoch", "prediction_samples", "read_results", "render_training_report",
@@ -200,7 +201,7 @@ def _cards(metrics: Mapping[str, Any]) -> str:
              ("mAP50 (best)", metrics.get("best_mAP50")),
              ("epochs run", metrics.get("epochs_run")),
              ("images/s", metrics.get("images_per_s")),
-             ("wall time", _duration(metrics.get("wall_time_s") or 0)),
+             ("wall time", duration(metrics.get("wall_time_s") or 0)),
              ("GPU-hours", metrics.get("gpu_hours") if metrics.get("gpus") != 0 else "0 (CPU)"),
              ("est. cost (USD)", metrics.get("estimated_cost_usd", "no price")
               if metrics.get("gpus") != 0 else "0 (CPU)")]
@@ -212,12 +213,6 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
 def _table(results: Mapping[str, Sequence[float]], training: Mapping[str, Any],
