@@ -95,6 +95,8 @@ class TrainSpec:
     """Seconds a rendezvous or process-group init may take before failing."""
     cache: str = "auto"
     """Image cache, one of CACHES; auto = chosen per run (training/inputs.py)."""
+    model_sha256: str = ""
+    """sha256 of a fetched base checkpoint (warm_start.py): every node checks its copy."""
 
     @property
     def world_size(self) -> int:

@@ -8,6 +8,7 @@ with the sentence `--set` would give. The later steps take the checked values it
 
 from __future__ import annotations
 
+import json
 from collections import namedtuple
 from typing import Any
 
@@ -17,7 +18,7 @@ from kfp_yolo.components.errors import UserError
 from kfp_yolo.pipelines.config import COMPILE_TIME, RunConfig, format_error
 from kfp_yolo.pipelines.values import check_local_model
 
-__all__ = ["CLUSTER_JOB_KEYS", "NODE_POOLS", "PARAMETER_SOURCE", "check_config",
+__all__ = ["CLUSTER_JOB_KEYS", "CONFIG_JSON", "NODE_POOLS", "PARAMETER_SOURCE", "check_config",
            "check_run_parameters"]
 
 NODE_POOLS = "node_pools"
@@ -27,6 +28,8 @@ CLUSTER_JOB_KEYS = ("queue", "workload_priority_class", "priority_class", "servi
 """Settings of a cluster launcher's training job: a pipeline compiled with launcher=local trains
 in the train step's own pod, and they change nothing there (the description says so, and
 validate-config warns when one is set)."""
+CONFIG_JSON = "config_json"
+"""The validate step's extra output: the whole checked config as JSON (for lineage)."""
 PARAMETER_SOURCE = "run parameter"
 """How a refused value's sentence starts: `run parameter: epochs=-1 is invalid: ...`."""
 
@@ -90,6 +93,9 @@ def check_run_parameters(values: dict[str, Any], *, compiled: dict[str, Any]) ->
     if "lr0" in checked:
         checked["lr0"] = cfg.learning_rate
     checked[NODE_POOLS] = node_pools
+    # what a published version's lineage records (the catalog is a parameter, not the run's)
+    checked[CONFIG_JSON] = json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
     print("validate-config: every parameter is valid: " + ", ".join(
-        f"{name}={value!r}" for name, value in checked.items() if name != NODE_POOLS))
+        f"{name}={value!r}" for name, value in checked.items()
+        if name not in (NODE_POOLS, CONFIG_JSON)))
     return namedtuple("CheckedConfig", list(checked))(**checked)

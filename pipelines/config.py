@@ -26,7 +26,13 @@ from kfp_yolo.components.quotas import PRIORITY_CLASSES
 from kfp_yolo.components.spec import CACHES, OPTIMIZERS, PRECISIONS, check_batch_shape
 from kfp_yolo.components.tensorrt import TRT_PRECISIONS
 from kfp_yolo.pipelines import serving_keys as sk
-from kfp_yolo.pipelines.values import URI_FORMS, check_detection_model, check_uri, default_lr0
+from kfp_yolo.pipelines.values import (
+    REGISTRY_PREFIX,
+    URI_FORMS,
+    check_detection_model,
+    check_uri,
+    default_lr0,
+)
 
 __all__ = ["COMPILE_TIME", "RunConfig", "check_detection_model", "check_uri", "format_error",
            "load_config", "parameter_specs", "parse_overrides", "run_time_values"]
@@ -37,6 +43,7 @@ Launcher = Literal[LAUNCHERS]
 TrtPrecision = Literal[TRT_PRECISIONS]
 Cache = Literal[CACHES]
 Objective = Literal["smallest", "cost", "time"]
+WarmStart = Literal["none", "champion", "latest"]
 
 COMPILE_TIME = frozenset({"launcher", "image", "procs_per_node", "job_timeout_s",
                           "queue_timeout_s"})
@@ -71,10 +78,12 @@ class RunConfig(BaseModel):
                              "s3://bucket/prefix, minio://bucket/prefix, file:///path, a path, "
                              "or synthetic://shapes.")
     model: str = Field("yolov5n.yaml", description="Ultralytics YOLO detection model: a model "
-                       "YAML (e.g. yolov5l.yaml, trained from scratch) or a .pt checkpoint, as a "
-                       "name ultralytics ships or a path (on a cluster: in the image; no URI, "
-                       "nothing is downloaded); not RT-DETR, classification, segmentation, pose "
-                       "or OBB models.")
+                       "YAML (e.g. yolov5l.yaml, trained from scratch), a .pt checkpoint to "
+                       "fine-tune (a name ultralytics ships, a path, or s3://, minio://, "
+                       "file:// URI: the plan step fetches it once), or registry:champion, "
+                       "registry:latest or registry:VERSION (a version of this run's name under "
+                       "registry_uri); not RT-DETR, classification, segmentation, pose or OBB "
+                       "models.")
     imgsz: int = Field(128, ge=32, le=4096, description="Training and export image size in pixels: "
                        "a multiple of 32 from 32 to 4096.")
     epochs: int = Field(20, ge=1, le=10000, description="Training epochs: 1 to 10000.")
@@ -185,6 +194,16 @@ class RunConfig(BaseModel):
                                "MLFLOW_TRACKING_PASSWORD) the training pods read; a Secret name, "
                                "or empty = none (MLflow logging needs MLFLOW_TRACKING_URI in the "
                                "train step's environment).")
+    # fine-tuning and lineage (components/training/warm_start.py, components/release/lineage.py)
+    warm_start: WarmStart = Field("none", description="none (train from `model`), champion or "
+                                  "latest: fine-tune from that version of this run's name under "
+                                  "registry_uri (champion: the one `latest` points at; latest: "
+                                  "the newest finished one); with none published yet, the run "
+                                  "trains from `model` and says so.")
+    dataset_hash: str = Field("", description="The prepared dataset's expected content hash "
+                              "(sha256, 64 hex digits, as the Dataset artifact's content_hash "
+                              "and a version's lineage record it); a run whose data differs is "
+                              "refused before training; empty = not pinned.")
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
                               allow_inf_nan=False)
@@ -277,8 +296,10 @@ class RunConfig(BaseModel):
     @field_validator("model")
     @classmethod
     def _model_is_yaml_or_pt(cls, value: str) -> str:
-        if not value.endswith((".yaml", ".yml", ".pt")):
-            raise ValueError("must be a model YAML such as yolov5l.yaml or a .pt checkpoint")
+        if not value.endswith((".yaml", ".yml", ".pt")) and not value.startswith(
+                REGISTRY_PREFIX):
+            raise ValueError("must be a model YAML such as yolov5l.yaml, a .pt checkpoint, or "
+                             "registry:champion")
         check_detection_model(value)
         return value
 
@@ -290,6 +311,23 @@ class RunConfig(BaseModel):
                              "runtimePatches cannot); set launcher=pytorchjob, or use "
                              "workload_priority_class")
         return value
+
+    @field_validator("dataset_hash")
+    @classmethod
+    def _dataset_hash_is_sha256(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[0-9a-f]{64}", value):
+            raise ValueError("must be a sha256 in 64 lower-case hex digits (the Dataset "
+                             "artifact's content_hash), or empty")
+        return value
+
+    @model_validator(mode="after")
+    def _registry_model_needs_a_registry(self) -> RunConfig:
+        if not self.registry_uri and (self.model.startswith(REGISTRY_PREFIX)
+                                      or self.warm_start != "none"):
+            key = "warm_start" if self.warm_start != "none" else "model"
+            raise ValueError(f"{key}={getattr(self, key)!r} reads the registry, and registry_uri "
+                             "is empty; set registry_uri (where versions are published)")
+        return self
 
     @model_validator(mode="after")
     def _batch_divides(self) -> RunConfig:

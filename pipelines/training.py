@@ -33,7 +33,7 @@ from kfp_yolo.components.steps import (
     publish_component,
     train_component,
 )
-from kfp_yolo.pipelines.checks import CLUSTER_JOB_KEYS, NODE_POOLS
+from kfp_yolo.pipelines.checks import CLUSTER_JOB_KEYS, CONFIG_JSON, NODE_POOLS
 from kfp_yolo.pipelines.config import COMPILE_TIME, RunConfig, parameter_specs
 from kfp_yolo.pipelines.serving_keys import DEPLOY_TIMEOUT_MAX
 
@@ -104,7 +104,8 @@ def _wire(c: dict[str, Callable], raw: dict, cfg: RunConfig, *, cluster: bool) -
     p = {name: validate.outputs[name] for name in raw}
     p.update({key: getattr(cfg, key) for key in COMPILE_TIME})
     prepare = c["prepare"](dataset_uri=p["dataset_uri"], seed=p["seed"],
-                           val_fraction=p["val_fraction"]).set_display_name("prepare-dataset")
+                           val_fraction=p["val_fraction"], dataset_hash=p["dataset_hash"],
+                           ).set_display_name("prepare-dataset")
     # Runs before any GPU is requested: batch 0 becomes the largest batch that fits the pool.
     plan = c["plan"](model=p["model"], imgsz=p["imgsz"], batch=p["batch"], nodes=p["nodes"],
                      procs_per_node=p["procs_per_node"], precision=p["precision"],
@@ -113,6 +114,7 @@ def _wire(c: dict[str, Callable], raw: dict, cfg: RunConfig, *, cluster: bool) -
                      node_pools=p[NODE_POOLS], epochs=p["epochs"], objective=p["objective"],
                      deadline_h=p["deadline_h"], workers=p["workers"],
                      registry_uri=p["registry_uri"], checkpoint_uri=p["checkpoint_uri"],
+                     name=p["name"], warm_start=p["warm_start"],
                      ).set_display_name("plan-resources")
     plan.set_caching_options(False)  # it reads the throughput history, which grows
     train = c["train"](
@@ -129,6 +131,7 @@ def _wire(c: dict[str, Callable], raw: dict, cfg: RunConfig, *, cluster: bool) -
         backoff_limit=p["backoff_limit"], ttl_after_finished_s=p["ttl_after_finished_s"],
         min_gpu_memory_mib=plan.outputs["min_gpu_memory_mib"],
         tolerations=plan.outputs["tolerations"], registry_uri=p["registry_uri"],
+        base_model=plan.outputs["base_model"],
         # the training report: MLflow's experiment, and the pool's price for the cost
         name=p["name"], pool=plan.outputs["pool"], node_pools=p[NODE_POOLS],
         mlflow_secret=p["mlflow_secret"],
@@ -156,7 +159,8 @@ def _wire(c: dict[str, Callable], raw: dict, cfg: RunConfig, *, cluster: bool) -
                                storage_key=p["storage_secret"],
                                run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                                run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-                               namespace=p["namespace"])
+                               namespace=p["namespace"], dataset_uri=p["dataset_uri"],
+                               config_json=validate.outputs[CONFIG_JSON], image=p["image"])
         publish.set_display_name("publish").set_caching_options(False)
         with dsl.If(p["deploy"] == "kserve", name="deploy-kserve"):
             deploy = c["deploy"](

@@ -14,8 +14,8 @@ from urllib.parse import urlparse
 
 from kfp_yolo.components.errors import UserError
 
-__all__ = ["LR0_DEFAULTS", "URI_FORMS", "check_detection_model", "check_local_model", "check_uri",
-           "default_lr0"]
+__all__ = ["LR0_DEFAULTS", "REGISTRY_PREFIX", "URI_FORMS", "check_detection_model",
+           "check_local_model", "check_uri", "default_lr0"]
 
 LR0_DEFAULTS = {"SGD": 0.01, "Adam": 0.001, "AdamW": 0.004, "auto": 0.01}
 """lr0 when the config leaves it empty, per optimizer. SGD 0.01 and Adam 0.001 are ultralytics'
@@ -24,6 +24,9 @@ demo's shapes from scratch to mAP50-95 0.65 in 20 epochs (0.48 with ultralytics'
 auto: ultralytics picks optimizer and lr0 itself and ignores the value."""
 URI_FORMS = "s3://BUCKET/PREFIX, minio://BUCKET/PREFIX, file:///PATH or a path"
 _STORE_SCHEMES = ("s3", "minio", "file")
+REGISTRY_PREFIX = "registry:"
+"""`model: registry:champion|latest|VERSION`: a version of this run's name (warm_start.py)."""
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # ultralytics tells a model's task by these suffixes of its YAML or checkpoint name.
 _OTHER_TASKS = {"cls": "classification", "seg": "segmentation", "pose": "pose",
                 "obb": "oriented-box"}
@@ -67,11 +70,20 @@ def check_detection_model(value: str) -> None:
     loss, and a classifier, segmenter or pose model another head; both ended in a raw
     AttributeError deep in training before this check.
     """
+    if value.startswith(REGISTRY_PREFIX):
+        which = value.removeprefix(REGISTRY_PREFIX)
+        if not _VERSION.match(which):
+            raise ValueError("a registry model is registry:champion, registry:latest or "
+                             "registry:VERSION (a version published under registry_uri/NAME/)")
+        return
     if "://" in value:
-        # The plan step reads a checkpoint to size the GPUs and ultralytics reads a path: no
-        # step downloads a model (it went to ultralytics as a URI and failed after the data).
-        raise ValueError("kfp-yolo downloads no model: give a model ultralytics ships (such as "
-                         "yolov5l.yaml) or a path, which on a cluster is a path in the image")
+        # The plan step fetches a checkpoint (components/training/warm_start.py); a model YAML
+        # is read by ultralytics from a path, so only a .pt may be a URI.
+        check_uri(value)
+        if not value.endswith(".pt"):
+            raise ValueError("a model URI names a .pt checkpoint (s3://BUCKET/models/best.pt); "
+                             "give a model YAML as a name or a path")
+        return
     stem = Path(value).stem.lower()
     for suffix, task in _OTHER_TASKS.items():
         if re.search(rf"-{suffix}(\b|$)", stem):
@@ -93,7 +105,9 @@ def check_local_model(value: str, source: str) -> None:
     Not a RunConfig rule: a path may name a file in the image of a cluster's pods, which the
     machine that compiles or submits does not have. A bare YAML name is ultralytics' own.
     """
-    path = Path(value).expanduser()
+    if "://" in value and not value.startswith("file://") or value.startswith(REGISTRY_PREFIX):
+        return  # the plan step fetches it and says what is wrong in one sentence
+    path = Path(value.removeprefix("file://")).expanduser()
     if ("/" in value or "\\" in value or value.endswith(".pt")) and not path.is_file():
         raise UserError(f"{source}: model={value!r} is invalid: there is no such file "
                         f"({path}); give the path of a model YAML or .pt checkpoint, or a model "

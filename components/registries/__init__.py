@@ -58,6 +58,8 @@ class Release:
     formats: dict[str, str] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
     source: RunSource | None = None
+    lineage: dict[str, Any] = field(default_factory=dict)
+    """The version's lineage record (components/release/lineage.py); {} when promoting."""
 
 
 class Registry(Protocol):

@@ -2,7 +2,7 @@
 
 from typing import NamedTuple
 
-from kfp.dsl import Dataset, Markdown, Output
+from kfp.dsl import Dataset, Markdown, Model, Output
 
 __all__ = ["plan_resources_component", "prepare_dataset_component"]
 
@@ -13,6 +13,7 @@ def prepare_dataset_component(
     val_fraction: float,
     dataset: Output[Dataset],
     report: Output[Markdown],
+    dataset_hash: str = "",
 ) -> NamedTuple("PrepareOutputs", [("content_hash", str), ("nc", int),
                                    ("train_images", int)]):
     """KFP step: prepares the dataset into the Dataset artifact.
@@ -21,12 +22,23 @@ def prepare_dataset_component(
         content_hash of the prepared dataset; nc, its number of classes, and train_images, the
         size of its training split (the planner's inputs: the detection head and the loss grow
         with nc; an auto batch keeps enough batches per epoch).
+
+    Raises:
+        UserError: dataset_hash is pinned and the prepared data's content hash differs.
     """
     from collections import namedtuple
 
     from kfp_yolo.components.data.prepare import prepare_dataset, render_report
 
     prepared = prepare_dataset(dataset_uri, dataset.path, seed=seed, val_fraction=val_fraction)
+    if dataset_hash and prepared.content_hash != dataset_hash:
+        from kfp_yolo.components.errors import UserError
+
+        raise UserError(f"dataset_hash={dataset_hash!r} is invalid: {dataset_uri} now hashes to "
+                        f"{prepared.content_hash!r}, so the data changed since it was pinned; "
+                        "pin the new hash, or restore the data.")
+    print(f"prepare-dataset: content hash {prepared.content_hash}"
+          + (" (matches the pinned dataset_hash)" if dataset_hash else ""))
     dataset.metadata.update({"content_hash": prepared.content_hash, **prepared.stats})
     # how an export was read, beside the statistics in the UI (the same as data.yaml's source)
     source = prepared.conversion or {"format": "yolo"}
@@ -42,9 +54,11 @@ def prepare_dataset_component(
 
 def plan_resources_component(
     model: str, imgsz: int, batch: int, nodes: int, procs_per_node: int, precision: str,
-    optimizer: str, nc: int, node_pools: str, report: Output[Markdown], train_images: int = 0,
+    optimizer: str, nc: int, node_pools: str, report: Output[Markdown], base_model: Output[Model],
+    train_images: int = 0,
     epochs: int = 0, objective: str = "smallest", deadline_h: float = 0.0, workers: int = 0,
-    registry_uri: str = "", checkpoint_uri: str = "",
+    registry_uri: str = "", checkpoint_uri: str = "", name: str = "",
+    warm_start: str = "none",
 ) -> NamedTuple("PlanOutputs", [("batch", int), ("peak_mib", int), ("pool", str),
                                 ("min_gpu_memory_mib", int), ("node_affinity", dict),
                                 ("tolerations", list), ("batch_rule", str),
@@ -60,6 +74,10 @@ def plan_resources_component(
             time; planner/objective.py); images/s come from the throughput history beside
             registry_uri (else under checkpoint_uri) when one is readable, else from the model.
         report: the per-pool table (batch, fit, images/s, epoch and run time, cost).
+        name, warm_start: with model a .pt URI or path or registry:VERSION, or warm_start
+            champion/latest, the checkpoint is fetched once into `base_model` (base.pt, its
+            sha256 and classes in the metadata), checked, and sized from its architecture; the
+            train step and its pods read those bytes.
 
     Returns:
         batch (global), peak_mib (per GPU), pool (name), min_gpu_memory_mib, and the
@@ -79,6 +97,15 @@ def plan_resources_component(
         pools_for_precision,
         required_node_affinity,
     )
+    from kfp_yolo.components.training.warm_start import fetch_base_model
+
+    # Before the planner: a missing, corrupt or wrong-task checkpoint is refused here, in one
+    # sentence, and the planner sizes the GPUs from the checkpoint's own architecture.
+    base = fetch_base_model(model, base_model.path, warm_start=warm_start,
+                            registry_uri=registry_uri, name=name)
+    if base is not None:
+        base_model.metadata.update(base.metadata())
+        model = str(base.path)
 
     # bf16 goes only to GPUs that compute in it (Ampere or newer): the others emulate it
     pools = pools_for_precision(load_pools_text(node_pools, source="the node_pools parameter"),

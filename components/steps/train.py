@@ -33,6 +33,7 @@ def train_component(
     queue_timeout_s: int,
     min_gpu_memory_mib: int,
     tolerations: list,
+    base_model: Input[Model],
     weights: Output[Model],
     report: Output[HTML],
     metrics: Output[Metrics],
@@ -56,6 +57,9 @@ def train_component(
     `node_pools` catalog). With MLFLOW_TRACKING_URI set (KFP's MLflow plugin, or the user) the
     training logs into MLFLOW_RUN_ID, else into a new run in experiment `name`; the pods get
     the MLflow credentials from the Secret `mlflow_secret`.
+    `base_model` is the checkpoint the plan step fetched (empty when the run trains `model`
+    from its YAML): the pods fine-tune from those bytes, and the weights' metadata names it as
+    the parent.
     """
     import json
     import os
@@ -70,8 +74,14 @@ def train_component(
     remote = launcher != "local"
     # Training pods are not KFP tasks: on a cluster they read and write object storage directly.
     output_uri = weights.uri if remote else weights.path
+    parent = dict(base_model.metadata)
+    start = model  # the plan step's fetched bytes, read as the dataset is when there are some
+    if parent.get("sha256"):
+        start = (f"{base_model.uri.rstrip('/')}/{parent['file']}" if remote
+                 else os.path.join(base_model.path, parent["file"]))
     spec = TrainSpec(
-        run_id=run_id, dataset_uri=dataset.uri if remote else dataset.path, model=model,
+        run_id=run_id, dataset_uri=dataset.uri if remote else dataset.path, model=start,
+        model_sha256=str(parent.get("sha256", "")),
         imgsz=imgsz, epochs=epochs, batch=batch, precision=precision, optimizer=optimizer,
         lr0=lr0, seed=seed, workers=workers, cache=cache, nodes=nodes,
         procs_per_node=procs_per_node,
@@ -105,7 +115,8 @@ def train_component(
     if remote:
         storage.download(output_uri, weights.path)
     weights.metadata.update({"run_id": run_id, "epochs": epochs, "imgsz": imgsz, "batch": batch,
-                             "launcher": backend.kind})
+                             "launcher": backend.kind,
+                             "parent": parent or {"source": model}})
     shape = os.path.join(weights.path, "training.json")
     training = {}
     if os.path.exists(shape):  # absent when a finished run was published from its checkpoint

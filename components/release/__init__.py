@@ -1,0 +1,1 @@
+"""What a published version records of where it came from (lineage)."""
