@@ -91,7 +91,10 @@ def check_run_parameters(values: dict[str, Any], *, compiled: dict[str, Any]) ->
                   "compile with `--set launcher=auto` for a cluster job.")
     checked = {name: getattr(cfg, name) for name in values}
     if "lr0" in checked:
-        checked["lr0"] = cfg.learning_rate
+        # 0 with a warm start from a YAML: the train step picks the fine-tune or from-scratch
+        # default once the plan step has found (or not) the registry's version
+        undecided = not cfg.lr0 and cfg.warm_start != "none" and not cfg.fine_tunes
+        checked["lr0"] = 0.0 if undecided else cfg.learning_rate
     checked[NODE_POOLS] = node_pools
     # what a published version's lineage records (the catalog is a parameter, not the run's)
     checked[CONFIG_JSON] = json.dumps(cfg.model_dump(mode="json"), sort_keys=True)

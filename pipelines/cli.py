@@ -191,6 +191,19 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("version", metavar="VERSION", help="an earlier finished version")
     promote.set_defaults(module="promote")
 
+    lineage = sub.add_parser(
+        "lineage", parents=common,
+        help="the chain of versions a published version was fine-tuned from",
+        description="Print VERSION's lineage (dataset URI and content hash, parent checkpoint "
+                    "and its sha256, config hash, kfp-yolo version, image) and its parent's, "
+                    "back to the first version trained from scratch or from a file.")
+    _config_args(lineage)
+    lineage.add_argument("version", metavar="VERSION",
+                         help="a finished version, or latest (the one `latest` names)")
+    lineage.add_argument("--json", action="store_true",
+                         help="print the chain as JSON (newest first) on stdout")
+    lineage.set_defaults(module="lineage")
+
     quotas = sub.add_parser("quotas", parents=common,
                             help="Kueue objects for the node-pool catalog")
     _pools_arg(quotas)

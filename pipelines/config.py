@@ -97,8 +97,9 @@ class RunConfig(BaseModel):
     optimizer: Optimizer = Field("AdamW", description="SGD, Adam, AdamW, or auto (ultralytics' "
                                  "choice by run length).")
     lr0: float = Field(0, ge=0, le=1, description="Initial learning rate, 0 to 1; 0 = the "
-                       "optimizer's default (SGD 0.01, Adam 0.001, AdamW 0.004); ignored by "
-                       "optimizer auto.")
+                       "optimizer's default (from scratch: SGD 0.01, Adam 0.001, AdamW 0.004; "
+                       "fine-tuning a checkpoint: ultralytics' own, SGD 0.01, Adam and AdamW "
+                       "0.001); ignored by optimizer auto.")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed for the split and training: 0 to "
                       "4294967295.")
     val_fraction: float = Field(0.2, gt=0, lt=1, description="Share of images held out for "
@@ -352,9 +353,16 @@ class RunConfig(BaseModel):
         return self.nodes * self.procs_per_node
 
     @property
+    def fine_tunes(self) -> bool:
+        """Whether the run starts from a checkpoint whatever the registry holds (a .pt, a
+        registry version); warm_start decides only when the plan step reads the registry."""
+        return self.model.endswith(".pt") or self.model.startswith(REGISTRY_PREFIX)
+
+    @property
     def learning_rate(self) -> float:
-        """lr0, or the optimizer's default when lr0 is 0 (not set)."""
-        return self.lr0 or default_lr0(self.optimizer)
+        """lr0, or the optimizer's default when lr0 is 0 (not set): ultralytics' own for a
+        fine-tune, kfp-yolo's from-scratch value otherwise (values.FINE_TUNE_LR0)."""
+        return self.lr0 or default_lr0(self.optimizer, fine_tune=self.fine_tunes)
 
 
 def run_time_values(cfg: RunConfig) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 
 from kfp_yolo.components.errors import UserError
 
-__all__ = ["LR0_DEFAULTS", "REGISTRY_PREFIX", "URI_FORMS", "check_detection_model",
+__all__ = ["FINE_TUNE_LR0", "LR0_DEFAULTS", "REGISTRY_PREFIX", "URI_FORMS", "check_detection_model",
            "check_local_model", "check_uri", "default_lr0"]
 
 LR0_DEFAULTS = {"SGD": 0.01, "Adam": 0.001, "AdamW": 0.004, "auto": 0.01}
@@ -22,6 +22,11 @@ LR0_DEFAULTS = {"SGD": 0.01, "Adam": 0.001, "AdamW": 0.004, "auto": 0.01}
 own (cfg/default.yaml: "SGD=1e-2, Adam/AdamW=1e-3"); AdamW keeps 0.004, which trains the
 demo's shapes from scratch to mAP50-95 0.65 in 20 epochs (0.48 with ultralytics' auto choice).
 auto: ultralytics picks optimizer and lr0 itself and ignores the value."""
+FINE_TUNE_LR0 = {"SGD": 0.01, "Adam": 0.001, "AdamW": 0.001, "auto": 0.01}
+"""lr0 of a fine-tune (a .pt or a registry version) when the config leaves it empty: ultralytics'
+own defaults (cfg/default.yaml: SGD 1e-2, Adam/AdamW 1e-3), whose warm-up (warmup_epochs 3,
+warmup_momentum 0.8, warmup_bias_lr 0.1) kfp-yolo never changes: AdamW's 0.004, tuned to train
+from scratch, would move pretrained weights four times further per step."""
 URI_FORMS = "s3://BUCKET/PREFIX, minio://BUCKET/PREFIX, file:///PATH or a path"
 _STORE_SCHEMES = ("s3", "minio", "file")
 REGISTRY_PREFIX = "registry:"
@@ -34,9 +39,9 @@ _OTHER_TASKS = {"cls": "classification", "seg": "segmentation", "pose": "pose",
 _DETECT_HEADS = ("Detect", "v10Detect")
 
 
-def default_lr0(optimizer: str) -> float:
+def default_lr0(optimizer: str, *, fine_tune: bool = False) -> float:
     """The learning rate a run with this optimizer gets when lr0 is not set."""
-    return LR0_DEFAULTS[optimizer]
+    return (FINE_TUNE_LR0 if fine_tune else LR0_DEFAULTS)[optimizer]
 
 
 def check_uri(value: str, *, synthetic: bool = False) -> None:

@@ -79,6 +79,10 @@ def train_component(
     if parent.get("sha256"):
         start = (f"{base_model.uri.rstrip('/')}/{parent['file']}" if remote
                  else os.path.join(base_model.path, parent["file"]))
+    if not lr0:  # a warm start: validate-config left it to what the plan step found
+        from kfp_yolo.pipelines.values import default_lr0
+
+        lr0 = default_lr0(optimizer, fine_tune=bool(parent.get("sha256")))
     spec = TrainSpec(
         run_id=run_id, dataset_uri=dataset.uri if remote else dataset.path, model=start,
         model_sha256=str(parent.get("sha256", "")),
