@@ -224,6 +224,10 @@ def _check_args(args: argparse.Namespace) -> None:
             check_detection_model(args.model)
         except ValueError as exc:
             raise UserError(f"--model {exc}.") from None
+        if "://" in args.model or args.model.startswith("registry:"):
+            raise UserError(f"--model {args.model!r}: `kfp-yolo plan` reads a model YAML or a "
+                            "local .pt (a run's plan step fetches a URI or registry version); "
+                            "download the checkpoint and give its path.")
     if args.module == "compile" and Path(args.output).is_dir():
         raise UserError(f"-o {args.output}: is a folder; give a file name such as "
                         f"{Path(args.output) / 'pipeline.yaml'}.")

@@ -313,6 +313,15 @@ class RunConfig(BaseModel):
                              "workload_priority_class")
         return value
 
+    @field_validator("dataset_hash", mode="before")
+    @classmethod
+    def _dataset_hash_is_text(cls, value: Any) -> Any:
+        # YAML and --set read a hash of digits only as a number, and its leading zeros are lost
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise ValueError("YAML read it as a number; quote the hash "
+                             "(dataset_hash: \"0123...\")")
+        return value
+
     @field_validator("dataset_hash")
     @classmethod
     def _dataset_hash_is_sha256(cls, value: str) -> str:

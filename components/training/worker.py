@@ -221,7 +221,7 @@ def run_worker(spec: TrainSpec, env: DistEnv, scratch: Path | None = None,
 
         data_yaml, pipeline = _fetch_dataset(spec, env, scratch,
                                              procs_per_host or env.local_world_size)
-        if spec.model_sha256:  # a fine-tune: the plan step's bytes, one copy per node
+        if spec.model_sha256 or storage.is_remote(spec.model):  # the plan step's bytes
             spec = dataclasses.replace(spec, model=localise_base_model(
                 spec.model, spec.model_sha256, scratch / "base_model",
                 fetch=env.local_rank == 0))

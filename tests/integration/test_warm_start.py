@@ -131,7 +131,7 @@ def test_a_checkpoint_that_cannot_be_fine_tuned_is_exit_2_before_training(store,
 
 
 def test_a_pinned_dataset_hash_that_differs_is_exit_2_before_training(tmp_path):
-    pinned = "1" * 64
+    pinned = "ab" * 32
     result, _ = _run(tmp_path / "w", {}, f"dataset_uri={DATA}", f"dataset_hash={pinned}")
     assert result.returncode == 2, result.stderr[-3000:]
     (error,) = [ln for ln in result.stderr.splitlines() if ln.startswith("kfp-yolo: error: ")]

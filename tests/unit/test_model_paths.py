@@ -99,3 +99,4 @@ def test_validate_config_refuses_a_missing_model_file_when_the_train_step_trains
         check_run_parameters(values, compiled=compiled)
     (tmp_path / "m.pt").write_bytes(b"x")
     assert check_run_parameters(values, compiled=compiled).model == cfg.model
+

@@ -5,7 +5,6 @@ built from shipped YAMLs (tests/checkpoints.py) and a registry written by `publi
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,6 +19,7 @@ from kfp_yolo.components.training.warm_start import (
     localise_base_model,
     transfer_report,
 )
+from kfp_yolo.pipelines.config import load_config
 
 
 @pytest.fixture(scope="module")
@@ -169,4 +169,10 @@ def test_a_pinned_dataset_hash_that_differs_is_refused_naming_both(tmp_path):
     again = prepare_dataset_component(uri, 0, 0.2, artifact("d3"), artifact("r3.md"),
                                       dataset_hash=first.content_hash)
     assert again.content_hash == first.content_hash
-    assert json.loads(json.dumps(first.nc)) == 3
+    assert first.nc == 3
+
+
+def test_a_dataset_hash_read_as_a_number_is_refused_with_the_fix():
+    with pytest.raises(UserError, match=r"dataset_hash=1111.* is invalid: YAML read it as a "
+                                        r"number; quote the hash"):
+        load_config(None, ["dataset_hash=" + "1" * 64])
