@@ -80,6 +80,9 @@ def test_a_checkpoint_on_s3_is_fine_tuned_and_its_version_names_it(from_s3, stor
            "checkpoint had 5); classes: circle, square, triangle" in line
     done, total = map(int, line.split("transferred ")[1].split(" ")[0].split("/"))
     assert 0.9 * total < done < total
+    # and in the run's summary table
+    assert any(ln.startswith("fine-tune ") and "re-initialised for 3 classes" in ln
+               for ln in result.stderr.splitlines())
     lineage = _lineage(store, _published(result))
     assert lineage["parent"] == {"kind": "file", "source": store["uris"]["base"], "name": "",
                                  "version": "", "uri": store["uris"]["base"],
