@@ -10,8 +10,8 @@ Then the planner's GPU-hours for yolov5l at 640 on a COCO-sized dataset (118,287
 images, 80 classes, 8 GPUs of the catalog's cheapest pool that fits), for 300 epochs from
 scratch and for the epochs the measured ratio gives.
 
-    .venv/bin/python benchmarks/warm_start.py                   # 128 images at 64 px
-    .venv/bin/python benchmarks/warm_start.py --images 256 --imgsz 128 --gate 0.5
+    .venv/bin/python benchmarks/warm_start.py        # 256 images at 128 px, gate 0.4
+    .venv/bin/python benchmarks/warm_start.py --images 512 --gate 0.5 --max-epochs 40
 """
 
 import argparse
@@ -69,11 +69,11 @@ def _planner_gpu_hours(epochs: int, cache_dir: Path) -> tuple[float, str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=128)
-    parser.add_argument("--imgsz", type=int, default=64)
+    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--imgsz", type=int, default=128)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--gate", type=float, default=0.3, help="mAP50-95 to reach")
-    parser.add_argument("--max-epochs", type=int, default=30)
+    parser.add_argument("--gate", type=float, default=0.4, help="mAP50-95 to reach")
+    parser.add_argument("--max-epochs", type=int, default=25)
     parser.add_argument("--model", default="yolov5n.yaml")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args()
