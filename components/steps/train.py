@@ -33,7 +33,6 @@ def train_component(
     queue_timeout_s: int,
     min_gpu_memory_mib: int,
     tolerations: list,
-    base_model: Input[Model],
     weights: Output[Model],
     report: Output[HTML],
     metrics: Output[Metrics],
@@ -45,6 +44,7 @@ def train_component(
     pool: str = "",
     node_pools: str = "",
     mlflow_secret: str = "",
+    base_model: Input[Model] = None,
 ):
     """KFP step: trains through the launcher; best.pt, last.pt, results.csv into `weights`.
 
@@ -74,7 +74,7 @@ def train_component(
     remote = launcher != "local"
     # Training pods are not KFP tasks: on a cluster they read and write object storage directly.
     output_uri = weights.uri if remote else weights.path
-    parent = dict(base_model.metadata)
+    parent = dict(base_model.metadata) if base_model is not None else {}
     start = model  # the plan step's fetched bytes, read as the dataset is when there are some
     if parent.get("sha256"):
         start = (f"{base_model.uri.rstrip('/')}/{parent['file']}" if remote

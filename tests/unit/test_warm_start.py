@@ -176,3 +176,37 @@ def test_a_dataset_hash_read_as_a_number_is_refused_with_the_fix():
     with pytest.raises(UserError, match=r"dataset_hash=1111.* is invalid: YAML read it as a "
                                         r"number; quote the hash"):
         load_config(None, ["dataset_hash=" + "1" * 64])
+
+
+def test_a_cluster_train_step_hands_its_pods_the_plan_steps_bytes(tmp_path, monkeypatch):
+    """The pods read the plan step's base_model artifact (as they read the dataset's), check
+    its sha256, and a fine-tune with lr0 unset takes ultralytics' own lr0 (AdamW 0.001)."""
+    from kfp.dsl import HTML, Dataset, Metrics, Model
+    from train_step import STEP_ARGUMENTS
+
+    from kfp_yolo.components import launchers
+    from kfp_yolo.components.steps import train_component
+
+    launched = []
+
+    class Launcher:
+        kind = "trainjob"
+
+        def launch(self, spec) -> None:
+            launched.append(spec)
+            raise KeyboardInterrupt  # stop here: the job itself is not the point
+
+    monkeypatch.setattr(launchers, "get_launcher", lambda name, **settings: Launcher())
+    base = Model(name="base_model", uri="minio://mlpipeline/run/plan/base_model",
+                 metadata={"sha256": "ab" * 32, "file": BASE_FILE, "version": "v1",
+                           "source": "registry:champion"})
+    with pytest.raises(KeyboardInterrupt):
+        train_component(
+            dataset=Dataset(name="dataset", uri="minio://mlpipeline/run/dataset", metadata={}),
+            weights=Model(name="weights", uri="minio://mlpipeline/run/weights", metadata={}),
+            report=HTML(name="report", uri=str(tmp_path / "report"), metadata={}),
+            metrics=Metrics(name="metrics", uri=str(tmp_path / "metrics"), metadata={}),
+            base_model=base, **{**STEP_ARGUMENTS, "optimizer": "AdamW", "lr0": 0.0})
+    (spec,) = launched
+    assert spec.model == "minio://mlpipeline/run/plan/base_model/base.pt"
+    assert spec.model_sha256 == "ab" * 32 and spec.lr0 == 0.001
