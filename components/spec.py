@@ -108,7 +108,10 @@ class TrainSpec:
         return f" ({self.nodes} nodes x {self.procs_per_node} processes per node)"
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        data = asdict(self)
+        if not data["model_sha256"]:  # a run from a YAML: the spec (and its hash) as before
+            del data["model_sha256"]
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> TrainSpec:

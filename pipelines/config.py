@@ -29,6 +29,7 @@ from kfp_yolo.pipelines import serving_keys as sk
 from kfp_yolo.pipelines.values import (
     REGISTRY_PREFIX,
     URI_FORMS,
+    check_dataset_hash,
     check_detection_model,
     check_uri,
     default_lr0,
@@ -315,20 +316,8 @@ class RunConfig(BaseModel):
 
     @field_validator("dataset_hash", mode="before")
     @classmethod
-    def _dataset_hash_is_text(cls, value: Any) -> Any:
-        # YAML and --set read a hash of digits only as a number, and its leading zeros are lost
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            raise ValueError("YAML read it as a number; quote the hash "
-                             "(dataset_hash: \"0123...\")")
-        return value
-
-    @field_validator("dataset_hash")
-    @classmethod
-    def _dataset_hash_is_sha256(cls, value: str) -> str:
-        if value and not re.fullmatch(r"[0-9a-f]{64}", value):
-            raise ValueError("must be a sha256 in 64 lower-case hex digits (the Dataset "
-                             "artifact's content_hash), or empty")
-        return value
+    def _dataset_hash_is_sha256(cls, value: Any) -> Any:
+        return check_dataset_hash(value)
 
     @model_validator(mode="after")
     def _registry_model_needs_a_registry(self) -> RunConfig:
@@ -363,8 +352,7 @@ class RunConfig(BaseModel):
 
     @property
     def fine_tunes(self) -> bool:
-        """Whether the run starts from a checkpoint whatever the registry holds (a .pt, a
-        registry version); warm_start decides only when the plan step reads the registry."""
+        """A .pt or a registry version (warm_start is decided by the plan step)."""
         return self.model.endswith(".pt") or self.model.startswith(REGISTRY_PREFIX)
 
     @property

@@ -14,8 +14,8 @@ from urllib.parse import urlparse
 
 from kfp_yolo.components.errors import UserError
 
-__all__ = ["FINE_TUNE_LR0", "LR0_DEFAULTS", "REGISTRY_PREFIX", "URI_FORMS", "check_detection_model",
-           "check_local_model", "check_uri", "default_lr0"]
+__all__ = ["FINE_TUNE_LR0", "LR0_DEFAULTS", "REGISTRY_PREFIX", "URI_FORMS", "check_dataset_hash",
+           "check_detection_model", "check_local_model", "check_uri", "default_lr0"]
 
 LR0_DEFAULTS = {"SGD": 0.01, "Adam": 0.001, "AdamW": 0.004, "auto": 0.01}
 """lr0 when the config leaves it empty, per optimizer. SGD 0.01 and Adam 0.001 are ultralytics'
@@ -102,6 +102,17 @@ def check_detection_model(value: str) -> None:
     if head is not None and head not in _DETECT_HEADS:
         raise ValueError(f"{value!r} is a {head} model, and kfp-yolo trains object detectors "
                          "(a Detect head); use a detection model such as yolo11n.yaml")
+
+
+def check_dataset_hash(value: object) -> object:
+    """Refuses a pinned dataset hash that is not a sha256 in hex (or empty)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        # YAML and --set read a hash of digits only as a number, and its leading zeros are lost
+        raise ValueError("YAML read it as a number; quote the hash (dataset_hash: \"0123...\")")
+    if isinstance(value, str) and value and not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise ValueError("must be a sha256 in 64 lower-case hex digits (the Dataset "
+                         "artifact's content_hash), or empty")
+    return value
 
 
 def check_local_model(value: str, source: str) -> None:

@@ -54,11 +54,10 @@ def prepare_dataset_component(
 
 def plan_resources_component(
     model: str, imgsz: int, batch: int, nodes: int, procs_per_node: int, precision: str,
-    optimizer: str, nc: int, node_pools: str, report: Output[Markdown], base_model: Output[Model],
-    train_images: int = 0,
+    optimizer: str, nc: int, node_pools: str, report: Output[Markdown], train_images: int = 0,
     epochs: int = 0, objective: str = "smallest", deadline_h: float = 0.0, workers: int = 0,
     registry_uri: str = "", checkpoint_uri: str = "", name: str = "",
-    warm_start: str = "none",
+    warm_start: str = "none", base_model: Output[Model] = None,
 ) -> NamedTuple("PlanOutputs", [("batch", int), ("peak_mib", int), ("pool", str),
                                 ("min_gpu_memory_mib", int), ("node_affinity", dict),
                                 ("tolerations", list), ("batch_rule", str),
@@ -87,6 +86,7 @@ def plan_resources_component(
         pool_rule why this pool (the objective).
     """
     # KFP copies this function's source alone into the component: imports live here
+    import tempfile
     from collections import namedtuple
 
     from kfp_yolo.components.planner import plan
@@ -101,10 +101,12 @@ def plan_resources_component(
 
     # Before the planner: a missing, corrupt or wrong-task checkpoint is refused here, in one
     # sentence, and the planner sizes the GPUs from the checkpoint's own architecture.
-    base = fetch_base_model(model, base_model.path, warm_start=warm_start,
-                            registry_uri=registry_uri, name=name)
+    out = base_model.path if base_model is not None else tempfile.mkdtemp(prefix="kfp-yolo-")
+    base = fetch_base_model(model, out, warm_start=warm_start, registry_uri=registry_uri,
+                            name=name)
     if base is not None:
-        base_model.metadata.update(base.metadata())
+        if base_model is not None:  # None only when a test calls the function directly
+            base_model.metadata.update(base.metadata())
         model = str(base.path)
 
     # bf16 goes only to GPUs that compute in it (Ampere or newer): the others emulate it
