@@ -22,6 +22,7 @@ TASKS = {
     "validate": "validate-config-component",
     "prepare": "prepare-dataset-component",
     "plan": "plan-resources-component",
+    "search": "search-component",
     "train": "train-component",
     "evaluate": "evaluate-component",
     "export": "export-onnx-component",
