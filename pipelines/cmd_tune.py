@@ -10,24 +10,35 @@ HTML report (search_report.html).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.pipelines.config import load_config
+from kfp_yolo.components.hpo.result import SearchResult, format_table
+from kfp_yolo.pipelines.config import RunConfig, load_config
 
 __all__ = ["run"]
 
 
 def run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)
+    # stdout is the trials table: ultralytics' and the trials' logs go to stderr
+    with contextlib.redirect_stdout(sys.stderr):
+        search, workdir = _search(cfg, args)
+    print(format_table(search), flush=True)
+    print(f"tune: report {workdir / 'search_report.html'}, trials {workdir / 'search.json'}",
+          file=sys.stderr)
+    return 0
+
+
+def _search(cfg: RunConfig, args: argparse.Namespace) -> tuple[SearchResult, Path]:
     from kfp_yolo.components.data.prepare import prepare_dataset
     from kfp_yolo.components.hpo.budget import trial_cost
-    from kfp_yolo.components.hpo.result import format_table
     from kfp_yolo.components.hpo.runner import run_search, write_outputs
     from kfp_yolo.components.planner import plan
     from kfp_yolo.components.pools import load_pools, pools_for_precision
 
-    cfg = load_config(args.config, args.overrides)
     if not cfg.hpo_trials:
         raise UserError("kfp-yolo tune: hpo_trials is 0, so there is nothing to search; "
                         "add --set hpo_trials=4 (or set it in the config).")
@@ -46,8 +57,5 @@ def run(args: argparse.Namespace) -> int:
     cost = trial_cost(result, epochs=cfg.hpo_epochs, fraction=cfg.hpo_fraction)
     config = {**cfg.model_dump(), "run_id": cfg.name, "batch": result.batch, "launcher": "local"}
     search = run_search(config, str(workdir / "dataset"), workdir / "trials", cost)
-    print(format_table(search), flush=True)
     write_outputs(search, workdir / "search_report.html", title=f"Search for {cfg.name}")
-    print(f"tune: report {workdir / 'search_report.html'}, trials {workdir / 'search.json'}",
-          file=sys.stderr)
-    return 0
+    return search, workdir

@@ -1,5 +1,5 @@
-"""The DAG: validate-config -> prepare -> plan -> search -> train -> evaluate -> If(passed): export_onnx
--> build_tensorrt -> publish.
+"""The DAG: validate-config -> prepare -> plan -> search -> train -> evaluate -> If(passed):
+export_onnx -> build_tensorrt -> publish.
 
 This module only wires tasks. Every run-time RunConfig key (all but config.COMPILE_TIME) is a
 parameter of the pipeline, with the config's value as its default and the field's description
@@ -45,7 +45,8 @@ SEARCH_KEYS = ("name", "model", "imgsz", "precision", "optimizer", "lr0", "seed"
                "cache", "procs_per_node", "launcher", "hpo_trials", "hpo_epochs",
                "hpo_fraction", "hpo_parallel", "hpo_algorithm", "hpo_budget_gpu_h", "hpo_lr0",
                "hpo_momentum", "hpo_weight_decay", "hpo_mosaic", "hpo_scale", "hpo_hsv",
-               "hpo_imgsz")
+               "hpo_imgsz", "image", "namespace", "queue", "storage_secret",
+               "workload_priority_class", "service_account", "job_timeout_s")
 """The config keys the search step reads (besides the plan's outputs)."""
 VALIDATE_CPU, VALIDATE_MEMORY = "500m", "1Gi"
 """Fixed requests of the validate step: step_cpu and step_memory are among what it checks."""
@@ -130,7 +131,9 @@ def _wire(c: dict[str, Callable], raw: dict, cfg: RunConfig, *, cluster: bool) -
         dataset=prepare.outputs["dataset"], run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
         batch=plan.outputs["batch"], trial_gpu_h=plan.outputs["trial_gpu_h"],
         pool=plan.outputs["pool"], node_pools=p[NODE_POOLS],
-        **{key: p[key] for key in SEARCH_KEYS}).set_display_name("search")
+        min_gpu_memory_mib=plan.outputs["min_gpu_memory_mib"],
+        tolerations=plan.outputs["tolerations"], **{key: p[key] for key in SEARCH_KEYS},
+    ).set_display_name("search")
     search.set_caching_options(False)
     imgsz = search.outputs["imgsz"]
     train = c["train"](

@@ -77,5 +77,6 @@ def check_budget(trials: int, budget_gpu_h: float, cost: TrialCost) -> None:
     raise UserError(
         f"hpo_budget_gpu_h={budget_gpu_h:g} fits {fit} of hpo_trials={trials} trials: each "
         f"takes about {cost.gpu_h:.3g} GPU-hours ({cost.epochs} epochs on pool {cost.pool}"
-        f"{price}); set hpo_trials={fit}" + (" or fewer" if fit else "") +
-        f", or raise hpo_budget_gpu_h to {trials * cost.gpu_h:.3g}.")
+        f"{price}); " + (f"set hpo_trials={fit} or fewer, or " if fit else "") +
+        f"raise hpo_budget_gpu_h to {trials * cost.gpu_h:.3g}" +
+        ("" if fit else " (or set hpo_trials=0: no search)") + ".")

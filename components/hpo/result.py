@@ -27,6 +27,8 @@ class TrialRecord:
     estimated_gpu_h: float | None = None
     """The plan's estimate for the epochs it ran."""
     error: str = ""
+    name: str = ""
+    """The Katib Trial's name on a cluster."""
 
     @property
     def best_metric(self) -> float | None:
@@ -37,7 +39,7 @@ class TrialRecord:
                 "metrics": list(self.metrics), "best_metric": self.best_metric,
                 "epochs_run": len(self.metrics), "seconds": self.seconds,
                 "measured_gpu_h": self.measured_gpu_h, "estimated_gpu_h": self.estimated_gpu_h,
-                "error": self.error}
+                "error": self.error, "name": self.name}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrialRecord:
@@ -45,7 +47,8 @@ class TrialRecord:
                    state=data["state"], metrics=tuple(data.get("metrics", ())),
                    seconds=float(data.get("seconds", 0)),
                    measured_gpu_h=float(data.get("measured_gpu_h", 0)),
-                   estimated_gpu_h=data.get("estimated_gpu_h"), error=data.get("error", ""))
+                   estimated_gpu_h=data.get("estimated_gpu_h"), error=data.get("error", ""),
+                   name=data.get("name", ""))
 
 
 @dataclass(frozen=True)

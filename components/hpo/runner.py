@@ -16,7 +16,7 @@ from kfp_yolo.components.spec import TrainSpec
 __all__ = ["base_spec", "price_of", "run_search", "run_search_step"]
 
 
-def base_spec(config: dict[str, Any], dataset: str, workdir: Path) -> TrainSpec:
+def base_spec(config: dict[str, Any], dataset: str, output_uri: str) -> TrainSpec:
     """The training's TrainSpec that every trial varies (the train step's, without outputs)."""
     return TrainSpec(
         run_id=config["run_id"], dataset_uri=dataset, model=config["model"],
@@ -25,7 +25,7 @@ def base_spec(config: dict[str, Any], dataset: str, workdir: Path) -> TrainSpec:
         optimizer=config["optimizer"], lr0=float(config["lr0"]), seed=int(config["seed"]),
         workers=int(config["workers"]), cache=config["cache"], nodes=1,
         procs_per_node=int(config["procs_per_node"]), checkpoint_uri="",
-        output_uri=str(workdir / "weights"))
+        output_uri=output_uri)
 
 
 def price_of(pool: str, node_pools: str) -> float | None:
@@ -59,7 +59,7 @@ def run_search(config: dict[str, Any], dataset: str, workdir: Path, cost: TrialC
     from kfp_yolo.components.hpo.local import run_local_search
 
     return run_local_search(
-        base_spec(config, dataset, workdir), space, trials=trials,
+        base_spec(config, dataset, str(workdir / "weights")), space, trials=trials,
         epochs=int(config["hpo_epochs"]), workdir=workdir,
         algorithm=config["hpo_algorithm"], parallel=int(config["hpo_parallel"]),
         fraction=float(config["hpo_fraction"]), budget_gpu_h=budget, cost=cost,
@@ -76,7 +76,7 @@ def write_outputs(result: SearchResult, report_path: str | Path, title: str) -> 
     (report.parent / "search.json").write_text(json.dumps(result.to_dict(), indent=1))
 
 
-def run_search_step(*, dataset_path: str, dataset_uri: str, report_path: str,
+def run_search_step(*, dataset_path: str, dataset_uri: str, report_path: str, report_uri: str,
                     config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The search step's work: (the best trial's training arguments, the summary)."""
     gpu_h = float(config.get("trial_gpu_h") or 0)
@@ -86,6 +86,8 @@ def run_search_step(*, dataset_path: str, dataset_uri: str, report_path: str,
                      epochs=int(config["hpo_epochs"]))
     remote = config.get("launcher", "local") != "local"
     workdir = Path(report_path).parent / "trials"
+    # a cluster's trials write beside the report artifact, in the pipeline root's store
+    config = {**config, "output_uri": report_uri.rstrip("/").rsplit("/", 1)[0] + "/trials"}
     result = run_search(config, dataset_uri if remote else dataset_path, workdir, cost)
     print(format_table(result), flush=True)
     write_outputs(result, report_path, title=f"Search before run {config['run_id']}")

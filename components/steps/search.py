@@ -13,7 +13,9 @@ def search_component(
     procs_per_node: int, launcher: str, hpo_trials: int, hpo_epochs: int, hpo_fraction: float,
     hpo_parallel: int, hpo_algorithm: str, hpo_budget_gpu_h: float, hpo_lr0: str,
     hpo_momentum: str, hpo_weight_decay: str, hpo_mosaic: str, hpo_scale: str, hpo_hsv: str,
-    hpo_imgsz: str, trial_gpu_h: float, pool: str, node_pools: str,
+    hpo_imgsz: str, trial_gpu_h: float, pool: str, node_pools: str, image: str, namespace: str,
+    queue: str, storage_secret: str, workload_priority_class: str, service_account: str,
+    job_timeout_s: int, min_gpu_memory_mib: int, tolerations: list,
     report: Output[HTML], metrics: Output[Metrics],
 ) -> NamedTuple("SearchOutputs", [("imgsz", int), ("lr0", float), ("hyp", dict),
                                   ("summary", dict)]):
@@ -38,12 +40,16 @@ def search_component(
         return outputs(imgsz, lr0, {}, {})
     best, summary = run_search_step(
         dataset_path=dataset.path, dataset_uri=dataset.uri, report_path=report.path,
+        report_uri=report.uri,
         config={k: v for k, v in locals().items() if k.startswith("hpo_")} | {
             "run_id": run_id, "name": name, "model": model, "imgsz": imgsz, "batch": batch,
             "precision": precision, "optimizer": optimizer, "lr0": lr0, "seed": seed,
             "workers": workers, "cache": cache, "procs_per_node": procs_per_node,
             "launcher": launcher, "trial_gpu_h": trial_gpu_h, "pool": pool,
-            "node_pools": node_pools})
+            "node_pools": node_pools, "image": image, "namespace": namespace, "queue": queue,
+            "storage_secret": storage_secret, "workload_priority_class": workload_priority_class,
+            "service_account": service_account, "job_timeout_s": job_timeout_s,
+            "min_gpu_memory_mib": min_gpu_memory_mib, "tolerations": tolerations})
     for key, value in summary.items():
         if isinstance(value, int | float) and not isinstance(value, bool):
             metrics.log_metric(f"search/{key}", value)
