@@ -53,14 +53,12 @@ def _suggest(trial: Any, space: SearchSpace) -> dict[str, float]:
 
 
 def trial_spec(base: TrainSpec, values: dict[str, float], *, number: int, epochs: int,
-               fraction: float, workdir: Path) -> TrainSpec:
+               workdir: Path) -> TrainSpec:
     """The TrainSpec of trial `number`: short, with the trial's values, no checkpoints."""
     args = apply_values(values)
     changes: dict[str, Any] = {k: args.pop(k) for k in ("imgsz", "lr0") if k in args}
     if "imgsz" in changes:
         changes["imgsz"] = int(changes["imgsz"])
-    if fraction < 1:
-        args["fraction"] = fraction
     return replace(base, run_id=f"{base.run_id}-trial{number}", epochs=epochs,
                    hyp={**base.hyp, **args}, metric_lines=True, checkpoint_uri="",
                    output_uri=str(workdir / f"trial{number}" / "weights"), **changes)
@@ -95,14 +93,15 @@ class _Trial:
 
 def run_local_search(base: TrainSpec, space: SearchSpace, *, trials: int, epochs: int,
                      workdir: Path, algorithm: str = "tpe", parallel: int = 1,
-                     fraction: float = 1.0, budget_gpu_h: float = 0.0,
+                     budget_gpu_h: float = 0.0,
                      cost: TrialCost | None = None, launcher_env: dict[str, str] | None = None,
                      on_trial: Any = None) -> SearchResult:
     """Runs up to `trials` trials of `base` over `space`; returns every trial and the best.
 
     Args:
-        base: the training's spec (its dataset, model, batch); trials take their values and
-            `epochs`, and write under `workdir`/trial<N>.
+        base: the training's spec (its dataset, model, batch, and hyp's fraction of the
+            training split); trials take their values and `epochs`, and write under
+            `workdir`/trial<N>.
         budget_gpu_h: no trial starts once the finished ones measured this much (0 = none).
         cost: the plan's estimate of one trial, recorded beside what was measured.
         on_trial: called with each finished TrialRecord (progress lines, MLflow).
@@ -136,8 +135,7 @@ def run_local_search(base: TrainSpec, space: SearchSpace, *, trials: int, epochs
             trial.study.stop()
             raise optuna.TrialPruned("budget spent")  # recorded as not run, below
         values = _suggest(trial, space)
-        spec = trial_spec(base, values, number=trial.number, epochs=epochs, fraction=fraction,
-                          workdir=workdir)
+        spec = trial_spec(base, values, number=trial.number, epochs=epochs, workdir=workdir)
         state = _Trial(trial)
         started = time.monotonic()
         outcome, error = "complete", ""

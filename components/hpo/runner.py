@@ -25,7 +25,8 @@ def base_spec(config: dict[str, Any], dataset: str, output_uri: str) -> TrainSpe
         optimizer=config["optimizer"], lr0=float(config["lr0"]), seed=int(config["seed"]),
         workers=int(config["workers"]), cache=config["cache"], nodes=1,
         procs_per_node=int(config["procs_per_node"]), checkpoint_uri="",
-        output_uri=output_uri)
+        output_uri=output_uri, hyp={"fraction": float(config["hpo_fraction"])}
+        if float(config["hpo_fraction"]) < 1 else {})
 
 
 def price_of(pool: str, node_pools: str) -> float | None:
@@ -62,7 +63,7 @@ def run_search(config: dict[str, Any], dataset: str, workdir: Path, cost: TrialC
         base_spec(config, dataset, str(workdir / "weights")), space, trials=trials,
         epochs=int(config["hpo_epochs"]), workdir=workdir,
         algorithm=config["hpo_algorithm"], parallel=int(config["hpo_parallel"]),
-        fraction=float(config["hpo_fraction"]), budget_gpu_h=budget, cost=cost,
+        budget_gpu_h=budget, cost=cost,
         on_trial=progress)
 
 
