@@ -204,19 +204,19 @@ class RunConfig(BaseModel):
                                     "spend, 0 = no budget: the plan refuses a search whose "
                                     "estimated trials do not fit, and no trial starts once it "
                                     "is spent.")
-    hpo_lr0: str = Field("0.0005:0.02", description="Search range LOW:HIGH of the initial "
+    hpo_lr0: str = Field("0.0005..0.02", description="Search range LOW..HIGH of the initial "
                          "learning rate (log scale); empty = not searched.")
-    hpo_momentum: str = Field("", description="Search range LOW:HIGH of the optimizer's "
-                              "momentum (SGD) or beta1 (Adam, AdamW), within 0:0.999; empty = "
+    hpo_momentum: str = Field("", description="Search range LOW..HIGH of the optimizer's "
+                              "momentum (SGD) or beta1 (Adam, AdamW), within 0..0.999; empty = "
                               "not searched.")
-    hpo_weight_decay: str = Field("", description="Search range LOW:HIGH of the weight decay "
-                                  "(log scale), within 1e-7:0.1; empty = not searched.")
-    hpo_mosaic: str = Field("0:1", description="Search range LOW:HIGH of the mosaic "
-                            "augmentation's probability, within 0:1; empty = not searched.")
-    hpo_scale: str = Field("", description="Search range LOW:HIGH of the scale augmentation's "
-                           "gain, within 0:0.95; empty = not searched.")
-    hpo_hsv: str = Field("", description="Search range LOW:HIGH of a gain on ultralytics' HSV "
-                         "augmentation (1 = its defaults), within 0:2; empty = not searched.")
+    hpo_weight_decay: str = Field("", description="Search range LOW..HIGH of the weight decay "
+                                  "(log scale), within 1e-7..0.1; empty = not searched.")
+    hpo_mosaic: str = Field("0..1", description="Search range LOW..HIGH of the mosaic "
+                            "augmentation's probability, within 0..1; empty = not searched.")
+    hpo_scale: str = Field("", description="Search range LOW..HIGH of the scale augmentation's "
+                           "gain, within 0..0.95; empty = not searched.")
+    hpo_hsv: str = Field("", description="Search range LOW..HIGH of a gain on ultralytics' HSV "
+                         "augmentation (1 = its defaults), within 0..2; empty = not searched.")
     hpo_imgsz: str = Field("", description="Image sizes to search, separated by commas (e.g. "
                            "64,96,128), multiples of 32 up to imgsz; empty = not searched.")
 
@@ -343,7 +343,7 @@ class RunConfig(BaseModel):
             sk.check_release_keys(info.field_name, value, info.data["registry_uri"])
         return value
 
-    @field_validator(*RANGE_KEYS)
+    @field_validator(*RANGE_KEYS, mode="before")
     @classmethod
     def _hpo_range(cls, value: str, info: ValidationInfo) -> str:
         check_range(info.field_name, value)
@@ -357,7 +357,7 @@ class RunConfig(BaseModel):
             raise ValueError(f"hpo_imgsz={self.hpo_imgsz!r} is invalid: {exc}") from None
         if self.hpo_trials and not SearchSpace.from_config(self.model_dump()).params:
             raise ValueError(f"hpo_trials={self.hpo_trials} searches nothing: set a range such "
-                             "as hpo_lr0=0.0005:0.02, or set hpo_trials=0")
+                             "as hpo_lr0=0.0005..0.02, or set hpo_trials=0")
         if self.hpo_trials and self.hpo_parallel > self.hpo_trials:
             raise ValueError(f"hpo_parallel={self.hpo_parallel} is more than "
                              f"hpo_trials={self.hpo_trials}; lower it")

@@ -1,6 +1,7 @@
 """The search space, from the config's hpo_* keys, and its checks.
 
-A range key is `LOW:HIGH` (empty = not searched); lr0 and weight_decay are searched on a log
+A range key is `LOW..HIGH` (empty = not searched; not `LOW:HIGH`, which YAML 1.1 reads as
+a base-60 number: `0:1` is 1); lr0 and weight_decay are searched on a log
 scale, the others uniformly. hpo_hsv is a gain on ultralytics' default HSV augmentation
 (hsv_h 0.015, hsv_s 0.7, hsv_v 0.4: 0 = none, 1 = the defaults). hpo_imgsz is a list of image
 sizes (`64,96,128`), each a multiple of 32 and at most the config's imgsz, which the plan step
@@ -33,18 +34,22 @@ _HYP_NAMES = {"imgsz", "fraction", *HSV_DEFAULTS, *(v[0] for v in RANGE_KEYS.val
 
 
 def check_range(key: str, text: str) -> tuple[float, float] | None:
-    """(low, high) of a range key's `LOW:HIGH`, None when empty; ValueError says what is wrong."""
+    """(low, high) of a range key's `LOW..HIGH`, None when empty; ValueError says what is
+    wrong."""
+    _, lowest, highest, log = RANGE_KEYS[key]
+    if not isinstance(text, str):  # YAML made a number of it (0:1 is base 60 there)
+        raise ValueError(f"give a range LOW..HIGH such as {lowest:g}..{highest:g}, or empty to "
+                         "leave it unsearched")
     if not text.strip():
         return None
-    _, lowest, highest, log = RANGE_KEYS[key]
-    parts = text.split(":")
+    parts = text.split("..")
     try:
         low, high = (float(p) for p in parts) if len(parts) == 2 else (None, None)
     except ValueError:
         low = high = None
     if low is None or not (math.isfinite(low) and math.isfinite(high)):
-        raise ValueError(f"give a range LOW:HIGH such as {lowest:g}:{highest:g}, or empty to "
-                         "leave it unsearched")
+        raise ValueError(f"give a range LOW..HIGH such as {lowest:g}..{highest:g}, or empty "
+                         "to leave it unsearched")
     if not lowest <= low < high <= highest:
         raise ValueError(f"needs {lowest:g} <= LOW < HIGH <= {highest:g}"
                          + (" (searched on a log scale, so LOW > 0)" if log else ""))
@@ -92,7 +97,7 @@ class SearchSpace:
         params = []
         for key, (name, _, _, log) in RANGE_KEYS.items():
             try:
-                bounds = check_range(key, str(values.get(key, "")))
+                bounds = check_range(key, values.get(key, ""))
             except ValueError as exc:
                 raise ValueError(f"{key}={values.get(key)!r} is invalid: {exc}") from None
             if bounds:

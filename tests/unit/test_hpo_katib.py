@@ -29,8 +29,8 @@ from kfp_yolo.components.launchers.cluster import Owner
 from kfp_yolo.components.training.worker import trial_spec
 
 SCHEMAS = Path(__file__).resolve().parents[3] / "shared" / "schemas"
-SPACE = SearchSpace.from_config({"hpo_lr0": "0.0005:0.02", "hpo_mosaic": "0:1",
-                                 "hpo_hsv": "0.5:1.5", "hpo_imgsz": "320,640", "imgsz": 640})
+SPACE = SearchSpace.from_config({"hpo_lr0": "0.0005..0.02", "hpo_mosaic": "0..1",
+                                 "hpo_hsv": "0.5..1.5", "hpo_imgsz": "320,640", "imgsz": 640})
 EXPS = rf"/apis/kubeflow.org/v1beta1/namespaces/{NS}/experiments"
 EXP = EXPS + "/exp-1-hpo"
 TRIALS = rf"/apis/kubeflow.org/v1beta1/namespaces/{NS}/trials"
