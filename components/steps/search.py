@@ -54,4 +54,5 @@ def search_component(
         if isinstance(value, int | float) and not isinstance(value, bool):
             metrics.log_metric(f"search/{key}", value)
     hyp = {k: v for k, v in best.items() if k not in ("imgsz", "lr0")}
+    summary = {k: v for k, v in summary.items() if v is not None}  # KFP's Struct has no null
     return outputs(int(best.get("imgsz", imgsz)), float(best.get("lr0", lr0)), hyp, summary)
