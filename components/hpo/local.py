@@ -116,6 +116,9 @@ def run_local_search(base: TrainSpec, space: SearchSpace, *, trials: int, epochs
     from kfp_yolo.components.launchers.local import JobStopped, LocalLauncher
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # The search logs each trial as a nested MLflow run itself (hpo/tracking.py): a trial's
+    # worker must not log into the step's own run as a training would.
+    launcher_env = {"MLFLOW_TRACKING_URI": "", **(launcher_env or {})}
     if algorithm not in SAMPLERS:
         raise UserError(f"hpo_algorithm must be one of {list(SAMPLERS)}, got {algorithm!r}.")
     study = optuna.create_study(

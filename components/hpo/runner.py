@@ -46,7 +46,14 @@ def run_search(config: dict[str, Any], dataset: str, workdir: Path, cost: TrialC
     if cost is not None:
         check_budget(trials, budget, cost)
 
+    from kfp_yolo.components.hpo.tracking import TrialRuns
+    from kfp_yolo.components.tracking.mlflow_log import MlflowSettings
+
+    runs = TrialRuns(MlflowSettings.from_environ(), experiment=config.get("name", "kfp-yolo"),
+                     run_name=f"{config['run_id']}-search")
+
     def progress(record: TrialRecord) -> None:
+        runs.trial(record)
         if echo:
             metric = f"{record.best_metric:.4f}" if record.best_metric is not None else "-"
             print(f"search: trial {record.number} {record.state} after {len(record.metrics)} "
@@ -56,15 +63,24 @@ def run_search(config: dict[str, Any], dataset: str, workdir: Path, cost: TrialC
     if config.get("launcher", "local") != "local":
         from kfp_yolo.components.hpo.katib import run_katib_search
 
-        return run_katib_search(config, space, dataset, cost)
+        result = run_katib_search(config, space, dataset, cost)
+        for record in result.trials:
+            runs.trial(record)
+        runs.finish(result.best_trial)
+        return result
     from kfp_yolo.components.hpo.local import run_local_search
 
-    return run_local_search(
-        base_spec(config, dataset, str(workdir / "weights")), space, trials=trials,
-        epochs=int(config["hpo_epochs"]), workdir=workdir,
-        algorithm=config["hpo_algorithm"], parallel=int(config["hpo_parallel"]),
-        budget_gpu_h=budget, cost=cost,
-        on_trial=progress)
+    try:
+        result = run_local_search(
+            base_spec(config, dataset, str(workdir / "weights")), space, trials=trials,
+            epochs=int(config["hpo_epochs"]), workdir=workdir,
+            algorithm=config["hpo_algorithm"], parallel=int(config["hpo_parallel"]),
+            budget_gpu_h=budget, cost=cost, on_trial=progress)
+    except BaseException:
+        runs.parent.finish("FAILED")
+        raise
+    runs.finish(result.best_trial)
+    return result
 
 
 def write_outputs(result: SearchResult, report_path: str | Path, title: str) -> None:
