@@ -21,11 +21,11 @@ from pydantic import (
 
 from kfp_yolo.components import k8s_names
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.hpo.space import RANGE_KEYS, SearchSpace, check_imgsz, check_range
 from kfp_yolo.components.launchers import LAUNCHERS
 from kfp_yolo.components.quotas import PRIORITY_CLASSES
 from kfp_yolo.components.spec import CACHES, OPTIMIZERS, PRECISIONS, check_batch_shape
 from kfp_yolo.components.tensorrt import TRT_PRECISIONS
+from kfp_yolo.pipelines import hpo_keys as hk
 from kfp_yolo.pipelines import serving_keys as sk
 from kfp_yolo.pipelines.values import URI_FORMS, check_detection_model, check_uri, default_lr0
 
@@ -38,7 +38,6 @@ Launcher = Literal[LAUNCHERS]
 TrtPrecision = Literal[TRT_PRECISIONS]
 Cache = Literal[CACHES]
 Objective = Literal["smallest", "cost", "time"]
-HpoAlgorithm = Literal["tpe", "multivariate-tpe", "random"]
 
 COMPILE_TIME = frozenset({"launcher", "image", "procs_per_node", "job_timeout_s",
                           "queue_timeout_s"})
@@ -187,38 +186,20 @@ class RunConfig(BaseModel):
                                "MLFLOW_TRACKING_PASSWORD) the training pods read; a Secret name, "
                                "or empty = none (MLflow logging needs MLFLOW_TRACKING_URI in the "
                                "train step's environment).")
-    # hyperparameter search before the training (components/hpo); off while hpo_trials is 0
-    hpo_trials: int = Field(0, ge=0, le=1000, description="Trials of the hyperparameter "
-                            "search before the training, 0 to 1000; 0 = no search. The best "
-                            "trial's values train the model.")
-    hpo_epochs: int = Field(3, ge=1, le=1000, description="Epochs of each search trial, 1 to "
-                            "1000 (the median pruner stops a trial after any epoch).")
-    hpo_fraction: float = Field(1.0, gt=0, le=1, description="Share of the training split each "
-                                "trial trains on: more than 0, at most 1.")
-    hpo_parallel: int = Field(1, ge=1, le=64, description="Trials run at once, 1 to 64 (at "
-                              "most hpo_trials).")
-    hpo_algorithm: HpoAlgorithm = Field("tpe", description="Search algorithm: tpe, "
-                                        "multivariate-tpe or random (Optuna here, Katib on a "
-                                        "cluster).")
-    hpo_budget_gpu_h: float = Field(0.0, ge=0, le=1e6, description="GPU-hours the search may "
-                                    "spend, 0 = no budget: the plan refuses a search whose "
-                                    "estimated trials do not fit, and no trial starts once it "
-                                    "is spent.")
-    hpo_lr0: str = Field("0.0005..0.02", description="Search range LOW..HIGH of the initial "
-                         "learning rate (log scale); empty = not searched.")
-    hpo_momentum: str = Field("", description="Search range LOW..HIGH of the optimizer's "
-                              "momentum (SGD) or beta1 (Adam, AdamW), within 0..0.999; empty = "
-                              "not searched.")
-    hpo_weight_decay: str = Field("", description="Search range LOW..HIGH of the weight decay "
-                                  "(log scale), within 1e-7..0.1; empty = not searched.")
-    hpo_mosaic: str = Field("0..1", description="Search range LOW..HIGH of the mosaic "
-                            "augmentation's probability, within 0..1; empty = not searched.")
-    hpo_scale: str = Field("", description="Search range LOW..HIGH of the scale augmentation's "
-                           "gain, within 0..0.95; empty = not searched.")
-    hpo_hsv: str = Field("", description="Search range LOW..HIGH of a gain on ultralytics' HSV "
-                         "augmentation (1 = its defaults), within 0..2; empty = not searched.")
-    hpo_imgsz: str = Field("", description="Image sizes to search, separated by commas (e.g. "
-                           "64,96,128), multiples of 32 up to imgsz; empty = not searched.")
+    # hyperparameter search before the training (components/hpo; checks in hpo_keys.py)
+    hpo_trials: int = hk.TRIALS_FIELD
+    hpo_epochs: int = hk.EPOCHS_FIELD
+    hpo_fraction: float = hk.FRACTION_FIELD
+    hpo_parallel: int = hk.PARALLEL_FIELD
+    hpo_algorithm: hk.HpoAlgorithm = hk.ALGORITHM_FIELD
+    hpo_budget_gpu_h: float = hk.BUDGET_FIELD
+    hpo_lr0: str = hk.LR0_FIELD
+    hpo_momentum: str = hk.MOMENTUM_FIELD
+    hpo_weight_decay: str = hk.WEIGHT_DECAY_FIELD
+    hpo_mosaic: str = hk.MOSAIC_FIELD
+    hpo_scale: str = hk.SCALE_FIELD
+    hpo_hsv: str = hk.HSV_FIELD
+    hpo_imgsz: str = hk.IMGSZ_FIELD
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
                               allow_inf_nan=False)
@@ -343,24 +324,14 @@ class RunConfig(BaseModel):
             sk.check_release_keys(info.field_name, value, info.data["registry_uri"])
         return value
 
-    @field_validator(*RANGE_KEYS, mode="before")
+    @field_validator(*hk.RANGE_KEYS, mode="before")
     @classmethod
     def _hpo_range(cls, value: str, info: ValidationInfo) -> str:
-        check_range(info.field_name, value)
-        return value
+        return hk.check_range_key(info.field_name, value)
 
     @model_validator(mode="after")
     def _hpo_search(self) -> RunConfig:
-        try:
-            check_imgsz(self.hpo_imgsz, self.imgsz)
-        except ValueError as exc:
-            raise ValueError(f"hpo_imgsz={self.hpo_imgsz!r} is invalid: {exc}") from None
-        if self.hpo_trials and not SearchSpace.from_config(self.model_dump()).params:
-            raise ValueError(f"hpo_trials={self.hpo_trials} searches nothing: set a range such "
-                             "as hpo_lr0=0.0005..0.02, or set hpo_trials=0")
-        if self.hpo_trials and self.hpo_parallel > self.hpo_trials:
-            raise ValueError(f"hpo_parallel={self.hpo_parallel} is more than "
-                             f"hpo_trials={self.hpo_trials}; lower it")
+        hk.check_search(self)
         return self
 
     @property
