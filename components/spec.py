@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 from kfp_yolo.components.errors import UserError
 
@@ -95,6 +95,12 @@ class TrainSpec:
     """Seconds a rendezvous or process-group init may take before failing."""
     cache: str = "auto"
     """Image cache, one of CACHES; auto = chosen per run (training/inputs.py)."""
+    hyp: dict[str, float] = field(default_factory=dict)
+    """More ultralytics training arguments, from a hyperparameter search (components/hpo):
+    momentum, weight_decay, mosaic, scale, hsv_h, hsv_s, hsv_v, fraction."""
+    metric_lines: bool = False
+    """Rank 0 prints `map50_95=VALUE` after every epoch: what Katib's StdOut collector and the
+    local search's pruner read."""
     model_sha256: str = ""
     """sha256 of a fetched base checkpoint (warm_start.py): every node checks its copy."""
 
@@ -109,8 +115,11 @@ class TrainSpec:
 
     def to_json(self) -> str:
         data = asdict(self)
-        if not data["model_sha256"]:  # a run from a YAML: the spec (and its hash) as before
-            del data["model_sha256"]
+        # Left out at their defaults: a training job's spec reads as it did before searches
+        # and fine-tunes.
+        for name, default in (("hyp", {}), ("metric_lines", False), ("model_sha256", "")):
+            if data[name] == default:
+                del data[name]
         return json.dumps(data, sort_keys=True)
 
     @classmethod

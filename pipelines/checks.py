@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.pipelines.config import COMPILE_TIME, RunConfig, format_error
 from kfp_yolo.pipelines.values import check_local_model
+from kfp_yolo.pipelines.warm_start_keys import fine_tunes
 
 __all__ = ["CLUSTER_JOB_KEYS", "CONFIG_JSON", "NODE_POOLS", "PARAMETER_SOURCE", "check_config",
            "check_run_parameters"]
@@ -93,7 +94,7 @@ def check_run_parameters(values: dict[str, Any], *, compiled: dict[str, Any]) ->
     if "lr0" in checked:
         # 0 with a warm start from a YAML: the train step picks the fine-tune or from-scratch
         # default once the plan step has found (or not) the registry's version
-        undecided = not cfg.lr0 and cfg.warm_start != "none" and not cfg.fine_tunes
+        undecided = not cfg.lr0 and cfg.warm_start != "none" and not fine_tunes(cfg.model)
         checked["lr0"] = 0.0 if undecided else cfg.learning_rate
     checked[NODE_POOLS] = node_pools
     # what a published version's lineage records (the catalog is a parameter, not the run's)

@@ -25,15 +25,10 @@ from kfp_yolo.components.launchers import LAUNCHERS
 from kfp_yolo.components.quotas import PRIORITY_CLASSES
 from kfp_yolo.components.spec import CACHES, OPTIMIZERS, PRECISIONS, check_batch_shape
 from kfp_yolo.components.tensorrt import TRT_PRECISIONS
+from kfp_yolo.pipelines import hpo_keys as hk
 from kfp_yolo.pipelines import serving_keys as sk
-from kfp_yolo.pipelines.values import (
-    REGISTRY_PREFIX,
-    URI_FORMS,
-    check_dataset_hash,
-    check_detection_model,
-    check_uri,
-    default_lr0,
-)
+from kfp_yolo.pipelines import warm_start_keys as wk
+from kfp_yolo.pipelines.values import URI_FORMS, check_detection_model, check_uri, default_lr0
 
 __all__ = ["COMPILE_TIME", "RunConfig", "check_detection_model", "check_uri", "format_error",
            "load_config", "parameter_specs", "parse_overrides", "run_time_values"]
@@ -44,7 +39,6 @@ Launcher = Literal[LAUNCHERS]
 TrtPrecision = Literal[TRT_PRECISIONS]
 Cache = Literal[CACHES]
 Objective = Literal["smallest", "cost", "time"]
-WarmStart = Literal["none", "champion", "latest"]
 
 COMPILE_TIME = frozenset({"launcher", "image", "procs_per_node", "job_timeout_s",
                           "queue_timeout_s"})
@@ -79,12 +73,11 @@ class RunConfig(BaseModel):
                              "s3://bucket/prefix, minio://bucket/prefix, file:///path, a path, "
                              "or synthetic://shapes.")
     model: str = Field("yolov5n.yaml", description="Ultralytics YOLO detection model: a model "
-                       "YAML (e.g. yolov5l.yaml, trained from scratch), a .pt checkpoint to "
-                       "fine-tune (a name ultralytics ships, a path, or s3://, minio://, "
-                       "file:// URI: the plan step fetches it once), or registry:champion, "
-                       "registry:latest or registry:VERSION (a version of this run's name under "
-                       "registry_uri); not RT-DETR, classification, segmentation, pose or OBB "
-                       "models.")
+                       "YAML (e.g. yolov5l.yaml, from scratch), a .pt checkpoint to fine-tune (a "
+                       "name ultralytics ships, a path, an s3://, minio:// or file:// URI), or "
+                       "registry:champion, registry:latest or registry:VERSION (of this run's "
+                       "name under registry_uri); not RT-DETR, classification, segmentation, "
+                       "pose or OBB models.")
     imgsz: int = Field(128, ge=32, le=4096, description="Training and export image size in pixels: "
                        "a multiple of 32 from 32 to 4096.")
     epochs: int = Field(20, ge=1, le=10000, description="Training epochs: 1 to 10000.")
@@ -196,16 +189,23 @@ class RunConfig(BaseModel):
                                "MLFLOW_TRACKING_PASSWORD) the training pods read; a Secret name, "
                                "or empty = none (MLflow logging needs MLFLOW_TRACKING_URI in the "
                                "train step's environment).")
-    # fine-tuning and lineage (components/training/warm_start.py, components/release/lineage.py)
-    warm_start: WarmStart = Field("none", description="none (train from `model`), champion or "
-                                  "latest: fine-tune from that version of this run's name under "
-                                  "registry_uri (champion: the one `latest` points at; latest: "
-                                  "the newest finished one); with none published yet, the run "
-                                  "trains from `model` and says so.")
-    dataset_hash: str = Field("", description="The prepared dataset's expected content hash "
-                              "(sha256, 64 hex digits, as the Dataset artifact's content_hash "
-                              "and a version's lineage record it); a run whose data differs is "
-                              "refused before training; empty = not pinned.")
+    # hyperparameter search before the training (components/hpo; checks in hpo_keys.py)
+    hpo_trials: int = hk.TRIALS_FIELD
+    hpo_epochs: int = hk.EPOCHS_FIELD
+    hpo_fraction: float = hk.FRACTION_FIELD
+    hpo_parallel: int = hk.PARALLEL_FIELD
+    hpo_algorithm: hk.HpoAlgorithm = hk.ALGORITHM_FIELD
+    hpo_budget_gpu_h: float = hk.BUDGET_FIELD
+    hpo_lr0: str = hk.LR0_FIELD
+    hpo_momentum: str = hk.MOMENTUM_FIELD
+    hpo_weight_decay: str = hk.WEIGHT_DECAY_FIELD
+    hpo_mosaic: str = hk.MOSAIC_FIELD
+    hpo_scale: str = hk.SCALE_FIELD
+    hpo_hsv: str = hk.HSV_FIELD
+    hpo_imgsz: str = hk.IMGSZ_FIELD
+    # fine-tuning and lineage (components/training/warm_start.py; checks in warm_start_keys.py)
+    warm_start: wk.WarmStart = wk.WARM_START_FIELD
+    dataset_hash: str = wk.DATASET_HASH_FIELD
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
                               allow_inf_nan=False)
@@ -298,8 +298,7 @@ class RunConfig(BaseModel):
     @field_validator("model")
     @classmethod
     def _model_is_yaml_or_pt(cls, value: str) -> str:
-        if not value.endswith((".yaml", ".yml", ".pt")) and not value.startswith(
-                REGISTRY_PREFIX):
+        if not value.endswith((".yaml", ".yml", ".pt")) and not wk.fine_tunes(value):
             raise ValueError("must be a model YAML such as yolov5l.yaml, a .pt checkpoint, or "
                              "registry:champion")
         check_detection_model(value)
@@ -317,15 +316,11 @@ class RunConfig(BaseModel):
     @field_validator("dataset_hash", mode="before")
     @classmethod
     def _dataset_hash_is_sha256(cls, value: Any) -> Any:
-        return check_dataset_hash(value)
+        return wk.check_dataset_hash(value)
 
     @model_validator(mode="after")
     def _registry_model_needs_a_registry(self) -> RunConfig:
-        if not self.registry_uri and (self.model.startswith(REGISTRY_PREFIX)
-                                      or self.warm_start != "none"):
-            key = "warm_start" if self.warm_start != "none" else "model"
-            raise ValueError(f"{key}={getattr(self, key)!r} reads the registry, and registry_uri "
-                             "is empty; set registry_uri (where versions are published)")
+        wk.check_registry_model(self)
         return self
 
     @model_validator(mode="after")
@@ -346,20 +341,25 @@ class RunConfig(BaseModel):
             sk.check_release_keys(info.field_name, value, info.data["registry_uri"])
         return value
 
+    @field_validator(*hk.RANGE_KEYS, mode="before")
+    @classmethod
+    def _hpo_range(cls, value: str, info: ValidationInfo) -> str:
+        return hk.check_range_key(info.field_name, value)
+
+    @model_validator(mode="after")
+    def _hpo_search(self) -> RunConfig:
+        hk.check_search(self)
+        return self
+
     @property
     def world_size(self) -> int:
         return self.nodes * self.procs_per_node
 
     @property
-    def fine_tunes(self) -> bool:
-        """A .pt or a registry version (warm_start is decided by the plan step)."""
-        return self.model.endswith(".pt") or self.model.startswith(REGISTRY_PREFIX)
-
-    @property
     def learning_rate(self) -> float:
         """lr0, or the optimizer's default when lr0 is 0 (not set): ultralytics' own for a
         fine-tune, kfp-yolo's from-scratch value otherwise (values.FINE_TUNE_LR0)."""
-        return self.lr0 or default_lr0(self.optimizer, fine_tune=self.fine_tunes)
+        return self.lr0 or default_lr0(self.optimizer, fine_tune=wk.fine_tunes(self.model))
 
 
 def run_time_values(cfg: RunConfig) -> dict[str, Any]:

@@ -133,9 +133,12 @@ def publish_component(
                             parent=dict(weights.metadata.get("parent", {})), name=name,
                             config=json.loads(config_json or "{}"), image=image)
     card_lineage = {k.removeprefix("lineage."): v for k, v in flat_lineage(lineage).items()}
-    metadata = {"metrics": values, "lineage": card_lineage, "training": dict(weights.metadata),
+    training = {k: v for k, v in weights.metadata.items() if k != "search"}
+    metadata = {"metrics": values, "lineage": card_lineage, "training": training,
                 "dataset": dict(dataset.metadata), "onnx": dict(onnx_model.metadata),
                 "tensorrt": dict(engine.metadata) or {"status": "not built"}}
+    if weights.metadata.get("search"):  # the search's trials and the values it chose
+        metadata["search"] = dict(weights.metadata["search"])
     # The environment is read here, at the step's edge: KFP's MLflow plugin injects it.
     registries = open_registries(mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", ""),
                                  model_registry_address=model_registry_address,
