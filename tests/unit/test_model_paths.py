@@ -100,3 +100,10 @@ def test_validate_config_refuses_a_missing_model_file_when_the_train_step_trains
     (tmp_path / "m.pt").write_bytes(b"x")
     assert check_run_parameters(values, compiled=compiled).model == cfg.model
 
+
+
+def test_a_search_with_a_fetched_checkpoint_is_refused_at_load():
+    """The search's trials train from `model` as given, not from the plan step's copy."""
+    with pytest.raises(UserError, match=r"a hyperparameter search \(hpo_trials > 0\) trains its "
+                                        r"trials from a model YAML or a local \.pt"):
+        load_config(None, ["model=s3://models/base/best.pt", "hpo_trials=4"])
