@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 
 from kfp_yolo.components.atomic import write_atomic
 from kfp_yolo.components.errors import JobFailed, Stopped, UserError
+from kfp_yolo.components.redact import redact, redact_data
 from kfp_yolo.pipelines.config import RunConfig, load_config
 from kfp_yolo.pipelines.run_control import hold_workdir, own_process_tree
 from kfp_yolo.pipelines.summary import (
@@ -56,6 +57,7 @@ class _StepLog(io.TextIOBase):
         return True
 
     def write(self, text: str) -> int:
+        text = redact(text)  # a step's log may quote a URI with user-info or a credential
         self._log.write(text)
         self._log.flush()  # `tail -f run.log` follows a long step
         if self._verbose:
@@ -175,6 +177,7 @@ def _run_held(cfg: RunConfig, workdir: Path, *, verbose: bool) -> dict:
         failed_task=steps.failed[-1] if steps.failed else None,
         stopped=f"{stopped}; every step and training process was stopped" if stopped else "")
     summary["log"] = str(log_path)
+    summary = redact_data(summary)
     write_atomic(workdir / "summary.json", json.dumps(summary, indent=2))
     if stopped is not None:
         raise stopped
