@@ -28,7 +28,8 @@ def money(value: float | None) -> str:
     return f"{value:,.2f}" if value >= 10 else f"{value:.3f}" if value >= 0.01 else f"{value:.4f}"
 
 
-def markdown_report(result: Any, *, history: str = "", records: int = 0) -> str:
+def markdown_report(result: Any, *, history: str = "", records: int = 0,
+                    ignored: str = "") -> str:
     """The plan step's report (Kubeflow UI): the choice, the rules and the per-pool table."""
     scope = (f"{result.train_images} training images x {result.epochs} epochs"
              if result.train_images else "dataset size unknown: no epoch or run time")
@@ -41,10 +42,11 @@ def markdown_report(result: Any, *, history: str = "", records: int = 0) -> str:
         f"- {md_text(result.pool_rule)}",
         f"- {md_text(result.batch_rule)}",
         f"- throughput history: {md_text(history or 'none configured')} ({records} records "
-        "read)", "",
-        f"Per pool ({scope}; images/s of the whole job: *measured* = the nearest run of the "
-        "history on that GPU type, scaled to this shape; *estimated* = the H200 reference "
-        "scaled by the GPU's spec sheet, capped by the dataloader):", "",
+        f"read{'; ' + md_text(ignored) if ignored else ''})", "",
+        f"Per pool ({scope}; images/s of the whole job: *measured* = the median of the "
+        "nearest shape's newest runs in the history on that GPU type, scaled to this shape; "
+        "*estimated* = the H200 reference scaled by the GPU's spec sheet, capped by the "
+        "dataloader):", "",
         "| pool | GPU | batch | peak MiB | fits | images/s | source | epoch | run | $/GPU-h "
         "| $/epoch | $/run | note |",
         "|---|---|--:|--:|---|--:|---|--:|--:|--:|--:|--:|---|",
