@@ -170,11 +170,14 @@ def deploy_component(
         served_model,
     )
     from kfp_yolo.components.pools import load_pools_text
+    from kfp_yolo.components.publish import verify_version
     from kfp_yolo.components.registries import serving_uri
 
     if not published_uri:
         print("deploy skipped: nothing was published (registry_uri is empty)")
         return ""
+    # a version changed or emptied since publish is never served
+    verify_version(published_uri, fix="publish it again; nothing was deployed")
     pools = load_pools_text(node_pools, source="the node_pools parameter")
     settings = ServingSettings(
         namespace=namespace, runtime_version=serving_runtime_version,
