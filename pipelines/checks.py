@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.pipelines.config import COMPILE_TIME, RunConfig, format_error
+from kfp_yolo.pipelines.preflight import check_environment
 from kfp_yolo.pipelines.values import check_local_model
 
 __all__ = ["CLUSTER_JOB_KEYS", "NODE_POOLS", "PARAMETER_SOURCE", "check_config",
@@ -86,6 +87,8 @@ def check_run_parameters(values: dict[str, Any], *, compiled: dict[str, Any]) ->
             print(f"validate-config: warning: {', '.join(unused)} change nothing: this pipeline "
                   "was compiled with launcher=local (the train step trains in its own pod); "
                   "compile with `--set launcher=auto` for a cluster job.")
+    # This step's pod has the image and environment of publish and the train step
+    check_environment(cfg, PARAMETER_SOURCE)
     checked = {name: getattr(cfg, name) for name in values}
     if "lr0" in checked:
         checked["lr0"] = cfg.learning_rate

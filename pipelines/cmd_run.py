@@ -101,13 +101,15 @@ def _steps_logged(log_path: Path, *, verbose: bool) -> Iterator[_StepLog]:
 
 
 def _check_workdir(cfg: RunConfig, workdir: Path) -> None:
-    """Refuses a work folder inside a local dataset, or a model file that is not there, before
-    any step runs."""
+    """Refuses a work folder inside a local dataset, a model file that is not there, a local
+    store that cannot be written or an unusable MLflow URI, before any step runs."""
     from kfp_yolo.components import storage
     from kfp_yolo.components.data.layout import refuse_inside
+    from kfp_yolo.pipelines.preflight import check_environment
     from kfp_yolo.pipelines.values import check_local_model
 
     check_local_model(cfg.model, "kfp-yolo run")
+    check_environment(cfg, "kfp-yolo run")  # a store or MLflow URI that fails after training
 
     if urlparse(cfg.dataset_uri).scheme not in ("", "file"):
         return
