@@ -131,8 +131,7 @@ class TokenSource(TokenCredentialsBase):
         self._env_var = env_var
         self._environ = os.environ if environ is None else environ
         self.origin = origin
-        self.user_file = user_file
-        """Whether the path is the user's own file (--token-file), warned about when open."""
+        self.user_file = user_file  # the user's own file (--token-file): warned about when open
         self._seen: set[str] = set()  # every token read, so messages can be scrubbed of them
         self._warned = False
 
@@ -175,10 +174,7 @@ class TokenSource(TokenCredentialsBase):
         or others (a pod's projected token is 0644 by the kubelet's choice: not warned)."""
         if self._path is None or self._warned or not self.user_file:
             return
-        try:
-            mode = self._path.stat().st_mode & 0o777
-        except OSError:
-            return
+        mode = self._path.stat().st_mode & 0o777  # read a moment ago: it is there
         if mode & 0o077:
             self._warned = True
             print(f"kfp-yolo: warning: the token file {self._path} is readable by group or "
