@@ -44,6 +44,7 @@ from typing import Any
 from kfp_yolo.components import storage
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.k8s_names import MODEL_NAME
+from kfp_yolo.components.redact import redact
 from kfp_yolo.components.registries import Registry, Release, RunSource, serving_uri
 from kfp_yolo.components.reports.escape import md_cell, md_code, md_text
 
@@ -113,7 +114,7 @@ def _cell(value: Any) -> str:
         value = f"{value:.4g}"
     elif isinstance(value, dict | list):  # nested metadata as JSON, not Python's repr
         value = json.dumps(value, separators=(", ", ": "))
-    return md_cell(value)
+    return md_cell(redact(str(value)))  # metadata may carry a URI with user-info
 
 
 def _table(rows: dict[str, Any], header: tuple[str, str]) -> list[str]:
