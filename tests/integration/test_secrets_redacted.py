@@ -99,3 +99,21 @@ def test_no_secret_in_any_file_or_stream_of_a_succeeded_failed_and_stopped_run(t
             long.communicate()
     assert long.returncode == 143, err[-3000:]
     assert _leaks(tmp_path / "stop", out, err) == []
+
+
+def test_mlflow_params_are_masked_in_a_real_store(tmp_path, monkeypatch):
+    """What reaches MLflow (shown to everyone who can read the experiment) is masked."""
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    from kfp_yolo.components.tracking.mlflow_log import MlflowSettings, MlflowTracker
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "awsSecretInParams99")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = MlflowTracker(MlflowSettings(tracking_uri=uri), experiment="redact")
+    run_id = tracker.start()
+    assert run_id
+    tracker.log_params({"dataset_uri": "http://bob:pw-in-uri-1234@data/x",
+                        "note": "key awsSecretInParams99", "epochs": 3})
+    params = MlflowClient(uri).get_run(run_id).data.params
+    assert params == {"dataset_uri": "http://***@data/x", "note": "key ***", "epochs": "3"}

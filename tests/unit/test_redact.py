@@ -66,3 +66,4 @@ def test_log_records_and_streams_are_masked(monkeypatch):
     stream = io.StringIO()
     RedactingStream(stream).write("token pw-from-env-77\n")
     assert stream.getvalue() == "token ***\n"
+
