@@ -152,3 +152,22 @@ def test_reports_of_hostile_class_names_render_as_text(tmp_path):
         {"run": HOSTILE[0], "classes": ", ".join(prepared.names)}, {}, title=HOSTILE[1])
     dom = _check(_html_page(training), "training report")
     assert {HOSTILE[0], ", ".join(prepared.names)} <= dom.cells()
+
+
+def test_the_plan_report_escapes_the_catalog_and_history(probe_cache, tmp_path):
+    """The plan report shows the catalog's GPU names (free text an admin wrote) and the names of
+    ignored history records (any object name on a shared store)."""
+    import dataclasses
+
+    from kfp_yolo.components.planner import plan
+    from kfp_yolo.components.planner.report import markdown_report
+    from kfp_yolo.components.pools import load_pools
+
+    pools = [dataclasses.replace(p, gpu_product=f"{HOSTILE[i % 3]} {p.gpu_product}")
+             for i, p in enumerate(load_pools())]
+    result = plan("yolov5n.yaml", imgsz=128, batch=16, pools=pools, cache_dir=probe_cache,
+                  train_images=100, epochs=1)
+    text = markdown_report(result, history=f"s3://b/{HOSTILE[1]}", records=0,
+                           ignored=f"1 ignored: {HOSTILE[0]}.json (not JSON)")
+    dom = _check(_markdown_page(text), "plan report")
+    assert {p.gpu_product for p in pools} <= dom.cells()
