@@ -27,7 +27,7 @@ __all__ = ["CREDENTIAL_ENV", "MASK", "RedactingFilter", "RedactingStream", "inst
 MASK = "***"
 CREDENTIAL_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN",
                   "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME",
-                  "KF_PIPELINES_TOKEN", "KUBEFLOW_TRAINER_SERVER_TOKEN", "HF_TOKEN")
+                  "KF_PIPELINES_TOKEN", "HF_TOKEN")
 """Variables whose values are secrets whatever their length."""
 _SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|API_KEY|ACCESS_KEY",
                           re.IGNORECASE)
@@ -56,8 +56,9 @@ def secrets_in(environ: Mapping[str, str] | None = None) -> set[str]:
             continue
         if name in CREDENTIAL_ENV and len(value) >= 4:
             found.add(value)
+        # A look-alike whose value is a path names where a secret is (the Trainer's TOKEN does)
         elif len(value) >= _MIN_GUESSED and _SECRET_NAME.search(name) \
-                and not name.endswith(("_FILE", "_PATH")):
+                and not name.endswith(("_FILE", "_PATH")) and not value.startswith("/"):
             found.add(value)
     for value in environ.values():  # a password inside a URI variable (MLFLOW_TRACKING_URI)
         for match in _USERINFO.finditer(value):
