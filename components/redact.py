@@ -28,11 +28,13 @@ MASK = "***"
 CREDENTIAL_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN",
                   "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME",
                   "KF_PIPELINES_TOKEN", "HF_TOKEN")
-"""Variables whose values are secrets whatever their length."""
+"""Variables whose values are secrets (from 8 characters: a shorter one, such as a test's
+`test`, would mask every word it is part of; in a URI any password is masked)."""
+_MIN_CREDENTIAL = 8
 _SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|API_KEY|ACCESS_KEY",
                           re.IGNORECASE)
 # Values this short in a look-alike variable (TOKEN_TTL=3600) are too common to mask anywhere.
-_MIN_GUESSED = 6
+_MIN_GUESSED = 8
 # scheme://user[:password]@ : the user-info ends at the last '@' before the path.
 _USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)[^\s/?#@'\"<>]+@")
 _SIGNATURE = re.compile(r"(X-Amz-(?:Signature|Credential|Security-Token)=)[^&\s'\"<>]+")
@@ -42,7 +44,7 @@ _registered: set[str] = set()
 def register(secret: str) -> None:
     """Masks secret from now on in this process (a token read from a file)."""
     secret = secret.strip()
-    if len(secret) >= 4:
+    if len(secret) >= _MIN_CREDENTIAL:
         _registered.add(secret)
 
 
@@ -54,7 +56,7 @@ def secrets_in(environ: Mapping[str, str] | None = None) -> set[str]:
         value = value.strip()
         if not value:
             continue
-        if name in CREDENTIAL_ENV and len(value) >= 4:
+        if name in CREDENTIAL_ENV and len(value) >= _MIN_CREDENTIAL:
             found.add(value)
         # A look-alike whose value is a path names where a secret is (the Trainer's TOKEN does)
         elif len(value) >= _MIN_GUESSED and _SECRET_NAME.search(name) \
@@ -63,7 +65,7 @@ def secrets_in(environ: Mapping[str, str] | None = None) -> set[str]:
     for value in environ.values():  # a password inside a URI variable (MLFLOW_TRACKING_URI)
         for match in _USERINFO.finditer(value):
             info = match.group(0)[len(match.group("scheme")):-1]
-            found.update(part for part in info.split(":", 1)[1:] if len(part) >= 4)
+            found.update(part for part in info.split(":", 1)[1:] if len(part) >= _MIN_CREDENTIAL)
     return found
 
 

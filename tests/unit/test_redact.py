@@ -20,15 +20,15 @@ def test_uri_user_info_is_masked_whatever_the_scheme():
 
 
 def test_credential_values_and_passwords_inside_uri_variables_are_masked_everywhere():
-    env = {"AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI", "AWS_ACCESS_KEY_ID": "AKIA1",
+    env = {"AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI", "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE1",
            "MLFLOW_TRACKING_URI": "http://bob:hunter22@mlflow:5000",
-           "MY_SERVICE_TOKEN": "abcdef-123", "TOKEN_TTL": "3600", "HOME": "/home/u",
+           "MY_SERVICE_TOKEN": "abcdef-12345", "TOKEN_TTL": "3600", "HOME": "/home/u",
            "KF_PIPELINES_SA_TOKEN_PATH": "/var/run/secrets/token",
            "KUBEFLOW_TRAINER_SERVER_TOKEN": "/var/run/secrets/trainer/token"}
-    text = ("key wJalrXUtnFEMI id AKIA1 pw hunter22 (logged in error) tok abcdef-123 "
+    text = ("key wJalrXUtnFEMI id AKIAEXAMPLE1 pw hunter22 (logged in error) tok abcdef-12345 "
             "ttl 3600 home /home/u path /var/run/secrets/token /var/run/secrets/trainer/token")
     got = redact(text, environ=env)
-    for secret in ("wJalrXUtnFEMI", "AKIA1", "hunter22", "abcdef-123"):
+    for secret in ("wJalrXUtnFEMI", "AKIAEXAMPLE1", "hunter22", "abcdef-12345"):
         assert secret not in got
     assert "ttl 3600 home /home/u path /var/run/secrets/token /var/run/secrets/trainer/token" \
         in got
