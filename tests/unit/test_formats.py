@@ -510,6 +510,8 @@ def test_an_image_linked_to_a_file_outside_the_export_is_refused(tmp_path, refus
     message = refused(root)
     assert f"the image images/b.png is a symbolic link to {outside.resolve()}, outside the " \
            f"export {root}" in message
+    # `dataset check` reads the export through a mirror of links: the same refusal
+    assert main(["dataset", "check", str(root)]) == 2
     # a link that stays inside the export is fine
     (root / "images" / "b.png").unlink()
     _png(root / "images" / "real" / "b.png")
