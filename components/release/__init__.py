@@ -1,0 +1,1 @@
+"""release: what serves a published version (Triton repository models, the local Triton, clients)."""
