@@ -22,7 +22,7 @@ def export_onnx_component(
     from collections import namedtuple
 
     from kfp_yolo.components.errors import JobFailed
-    from kfp_yolo.components.export_onnx import export_onnx, parity_check
+    from kfp_yolo.components.export_onnx import export_onnx, head_of, parity_check
 
     os.makedirs(onnx_model.path, exist_ok=True)
     best = os.path.join(weights.path, "best.pt")
@@ -31,8 +31,10 @@ def export_onnx_component(
     result = parity_check(best, onnx_path, imgsz=imgsz)
     parity.log_metric("max_abs_diff", result.max_abs_diff)
     parity.log_metric("tolerance", tolerance)
+    head = head_of(onnx_path)
     onnx_model.metadata.update({"opset": opset, "dynamic": dynamic, "imgsz": imgsz,
-                                "max_abs_diff": result.max_abs_diff})
+                                "max_abs_diff": result.max_abs_diff, "head": head,
+                                "output_shape": list(result.output_shape)})
     print(f"ONNX parity: max |onnx - torch| = {result.max_abs_diff:.3g} (tolerance {tolerance})")
     if result.max_abs_diff > tolerance:
         raise JobFailed(f"ONNX parity check failed: max |onnx - torch| = "
@@ -136,7 +138,9 @@ def publish_component(
             json.dump(values, handle, indent=1, sort_keys=True)
         files["metrics.json"] = Path(metrics_file)
         triton = Path(tmp) / "triton"
-        models = build_repository(triton, name, files["model.onnx"], files.get("model.engine"))
+        models = build_repository(
+            triton, name, files["model.onnx"], files.get("model.engine"),
+            tensorrt_version=str(engine.metadata.get("tensorrt_version", "")))
         print(f"Triton model repository: {', '.join(models)}")
         uri = publish(registry_uri=registry_uri, name=name, version=version, files=files,
                       metadata=metadata, folders={"triton": triton}, registries=registries,
