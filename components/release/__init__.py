@@ -1,1 +1,1 @@
-"""release: what serves a published version (Triton repository models, the local Triton, clients)."""
+"""release: what serves a published version (Triton models, the local Triton, the client)."""

@@ -122,7 +122,8 @@ class TritonPythonModel:
             cursor += count
             responses[index] = pb_utils.InferenceResponse(_tensors(found))
         for index, message in errors.items():
-            responses[index] = pb_utils.InferenceResponse(error=pb_utils.TritonError(message))
+            responses[index] = pb_utils.InferenceResponse(error=pb_utils.TritonError(
+                message, pb_utils.TritonError.INVALID_ARG))  # HTTP 400, not 500
         return [responses[index] for index in range(len(requests))]
 
 
