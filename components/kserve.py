@@ -90,7 +90,10 @@ def build_inferenceservice(name: str, version: str, storage_uri: str,
             # Only the chosen model: a plan from another TensorRT would fail to load, and a
             # model that fails at start-up stops Triton (--exit-on-error), ONNX model and all.
             "args": ["--model-control-mode=explicit",
-                     f"--load-model={served_model(name, settings)}", f"--load-model={name}"],
+                     f"--load-model={served_model(name, settings)}", f"--load-model={name}",
+                     # plans are built version-compatible (components/tensorrt.py)
+                     *(["--backend-config=tensorrt,version-compatible=true"]
+                       if settings.model_format == "tensorrt" else [])],
             "resources": _resources(settings),
         },
     }

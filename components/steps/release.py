@@ -78,7 +78,8 @@ def build_tensorrt_component(
     import tensorrt  # the plan loads only in a Triton of this TensorRT: publish records it
 
     engine.metadata.update({"status": "built", "precision": precision,
-                            "tensorrt_version": tensorrt.__version__})
+                            "tensorrt_version": tensorrt.__version__,
+                            "version_compatible": True})
     return outputs("built", "")
 
 
@@ -189,6 +190,14 @@ def deploy_component(
     if not storage.exists(f"{repository}/{served_model(name, settings)}/config.pbtxt"):
         raise UserError(f"{repository} has no {serving_format} model (no TensorRT engine is "
                         "built without a GPU pool); set serving_format: onnx.")
+    if serving_format == "tensorrt":
+        from kfp_yolo.components.release.tensorrt_runtimes import plan_problem
+
+        verdict, sentence = plan_problem(serving_runtime_version)
+        if verdict == "refuse":
+            raise UserError(f"serving_format tensorrt: {sentence}.")
+        if verdict == "unknown":
+            print(f"deploy: {sentence}.")
     service = build_inferenceservice(name, published_uri.rstrip("/").rsplit("/", 1)[-1],
                                      serving_uri(repository), settings)
     return deploy_inferenceservice(service, timeout_s=deploy_timeout_s)
