@@ -112,6 +112,7 @@ def publish_component(
 
     from kfp_yolo.components.publish import publish
     from kfp_yolo.components.registries import RunSource, open_registries
+    from kfp_yolo.components.release.serving_check import CHECK_JSON, expected_boxes
     from kfp_yolo.components.triton import build_repository
 
     if not registry_uri:
@@ -138,6 +139,16 @@ def publish_component(
         with open(metrics_file, "w") as handle:
             json.dump(values, handle, indent=1, sort_keys=True)
         files["metrics.json"] = Path(metrics_file)
+        # One validation image and ultralytics' boxes for it: deploy checks the served ones.
+        val = sorted(p for p in (Path(dataset.path) / "images" / "val").glob("*")
+                     if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+        if val:
+            check = expected_boxes(files["model.onnx"], val[0],
+                                   imgsz=int(onnx_model.metadata.get("imgsz", 640)))
+            check["image"] = f"serving_check{val[0].suffix.lower()}"
+            files[check["image"]] = val[0]
+            Path(tmp, CHECK_JSON).write_text(json.dumps(check))
+            files[CHECK_JSON] = Path(tmp, CHECK_JSON)
         triton = Path(tmp) / "triton"
         models = build_repository(
             triton, name, files["model.onnx"], files.get("model.engine"),
@@ -200,4 +211,16 @@ def deploy_component(
             print(f"deploy: {sentence}.")
     service = build_inferenceservice(name, published_uri.rstrip("/").rsplit("/", 1)[-1],
                                      serving_uri(repository), settings)
-    return deploy_inferenceservice(service, timeout_s=deploy_timeout_s)
+    url = deploy_inferenceservice(service, timeout_s=deploy_timeout_s)
+    from kfp_yolo.components.release.serving_check import CHECK_JSON, check_served
+
+    check_uri = f"{published_uri.rstrip('/')}/{CHECK_JSON}"
+    if url and storage.exists(check_uri):  # versions published before the check have none
+        import json
+
+        expected = json.loads(storage.read_bytes(check_uri))
+        image = storage.read_bytes(f"{published_uri.rstrip('/')}/{expected['image']}")
+        compared = check_served(url.rstrip("/"), name, image, expected)
+        print(f"deploy: the served boxes of {expected['image']} are ultralytics' "
+              f"({compared} compared)")
+    return url

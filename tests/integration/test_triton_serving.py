@@ -251,3 +251,15 @@ def test_serve_local_and_predict_commands(served, tmp_path):
             os.killpg(process.pid, 0)
     finally:
         stop_group(process, 10)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_the_deploy_check_passes_on_the_real_server(served, name):
+    """What publish stores (ultralytics' boxes for a validation image) against what Triton
+    serves: the deploy step's check, with the real server."""
+    from kfp_yolo.components.release.serving_check import check_served, expected_boxes
+
+    published, server = served
+    onnx, _ = published[name]
+    expected = expected_boxes(onnx, IMAGES[3], imgsz=IMGSZ, conf=CONF)
+    assert check_served(server.url, name, IMAGES[3].read_bytes(), expected) >= 1
