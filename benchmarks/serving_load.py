@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # tiny_detectors, as the tests import it
 IMAGES = sorted((REPO / "../shared/datasets/coco8/images/val").resolve().glob("*.jpg"))
 
 
@@ -81,11 +81,12 @@ def main() -> None:
     parser.add_argument("--imgsz", type=int, default=320)
     args = parser.parse_args()
 
+    from tiny_detectors import tiny_detector
+
     from kfp_yolo.components.export_onnx import export_onnx
     from kfp_yolo.components.release.predict_client import infer_image
     from kfp_yolo.components.release.triton_local import LocalTriton, local_repository
     from kfp_yolo.components.triton import build_repository
-    from tests.tiny_detectors import tiny_detector
 
     work = Path(tempfile.mkdtemp(prefix="serving-load-"))
     weights = tiny_detector(work / "model", "yolov8n.yaml", imgsz=args.imgsz)

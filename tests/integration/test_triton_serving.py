@@ -23,9 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from tests.processes import stop_group
-from tests.tiny_detectors import NAMES, tiny_detector
+from processes import stop_group
+from tiny_detectors import NAMES, tiny_detector
 
 pytestmark = pytest.mark.timeout(600)
 
