@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 WORKDIR ?= runs/demo
 
-.PHONY: demo test test-fast lint checkov compile screenshots clean
+.PHONY: demo test test-fast lint checkov compile golden screenshots clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 2; }
@@ -41,6 +41,10 @@ checkov:
 # PNGs of a run's training and evaluation reports, from headless Chromium (Debian's chromium).
 screenshots: $(STAMP)
 	$(BIN)/python benchmarks/screenshot_reports.py $(WORKDIR)
+
+# The compiled demo pipeline's golden (tests/golden): regenerate on purpose, review the diff.
+golden: $(STAMP)
+	KFP_YOLO_UPDATE_GOLDEN=1 $(BIN)/python -m pytest -q tests/unit/test_pipeline_golden.py
 
 compile: $(STAMP)
 	$(BIN)/kfp-yolo compile -o pipeline.yaml
