@@ -174,3 +174,26 @@ def config_dir(tmp_path_factory: pytest.TempPathFactory):
 def probe_cache(config_dir: Path) -> Path:
     """The same cache folder the CLI uses, so in-process calls and the CLI share one probe."""
     return config_dir / "memory-probes"
+
+
+# ---- the compiled pipeline: each config compiled once per session ------------------------------
+
+
+@pytest.fixture(scope="session")
+def compiled_pipeline(tmp_path_factory: pytest.TempPathFactory):
+    """compiled_pipeline(config_path, overrides) -> the YAML `kfp-yolo compile` writes for it,
+    compiled once per session (a compile takes seconds; several test modules read the same)."""
+    from kfp_yolo.pipelines.cmd_compile import compile_pipeline
+    from kfp_yolo.pipelines.config_file import load_config
+
+    cache: dict[tuple, Path] = {}
+
+    def compiled(config: Path | None = None, overrides: tuple[str, ...] = ()) -> Path:
+        key = (str(config), tuple(overrides))
+        if key not in cache:
+            folder = tmp_path_factory.mktemp("compiled")
+            cache[key] = compile_pipeline(load_config(config, list(overrides)),
+                                          folder / "pipeline.yaml")
+        return cache[key]
+
+    return compiled

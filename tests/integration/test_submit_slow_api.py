@@ -3,18 +3,13 @@ real defaults (issue 18): it submits. The unit lane checks the same at a tenth o
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import pytest
+from test_submit import NEW_TOKEN, config_file, kfp_server  # noqa: F401
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))  # the KFP API stand-in
-
-from test_submit import NEW_TOKEN, config_file, kfp_server  # noqa: E402, F401
-
-from kfp_yolo.pipelines import kfp_api  # noqa: E402
-from kfp_yolo.pipelines.cli import main  # noqa: E402
+from kfp_yolo.pipelines import kfp_api
+from kfp_yolo.pipelines.cli import main
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -12,16 +12,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kfp_yolo.pipelines.cmd_compile import compile_pipeline
-from kfp_yolo.pipelines.config_file import load_config
 from kfp_yolo.pipelines.ir_check import dangling_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = {
-    **{f"defaults-{launcher}": (None, [f"launcher={launcher}"])
-       for launcher in ("local", "pytorchjob", "trainjob", "auto")},
-    **{f"examples/{path.name}": (path, []) for path in sorted((ROOT / "examples").glob("*.yaml"))},
-    "k8s/gitops/train.yaml": (ROOT / "k8s" / "gitops" / "train.yaml", []),
+    # the defaults' launcher is local: the demo config the golden test compiles too
+    "defaults-local": (None, ()),
+    **{f"defaults-{launcher}": (None, (f"launcher={launcher}",))
+       for launcher in ("pytorchjob", "trainjob", "auto")},
+    **{f"examples/{path.name}": (path, ()) for path in sorted((ROOT / "examples").glob("*.yaml"))},
+    "k8s/gitops/train.yaml": (ROOT / "k8s" / "gitops" / "train.yaml", ()),
 }
 
 
@@ -31,16 +31,14 @@ def _documents(path: Path) -> tuple[dict, dict]:
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
-def test_every_dag_declares_every_input_it_reads(name, tmp_path):
-    config, overrides = SHIPPED[name]
-    output = compile_pipeline(load_config(config, overrides), tmp_path / "pipeline.yaml")
-    pipeline, platform = _documents(output)
+def test_every_dag_declares_every_input_it_reads(name, compiled_pipeline):
+    pipeline, platform = _documents(compiled_pipeline(*SHIPPED[name]))
     dags = [key for key, spec in pipeline["components"].items() if "dag" in spec]
     assert dags, "no sub-DAG: the quality gate's dsl.If is gone"
     assert dangling_inputs(pipeline, platform) == []
 
 
-def test_the_rule_finds_a_setting_its_sub_dag_does_not_declare(tmp_path):
+def test_the_rule_finds_a_setting_its_sub_dag_does_not_declare():
     """The check itself: the IR of issue 25 (a cpu request read in a sub-DAG that does not
     declare it, a secret's name likewise) is named, DAG, task and input."""
     pipeline = {

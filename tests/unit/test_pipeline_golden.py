@@ -18,9 +18,6 @@ from pathlib import Path
 
 import yaml
 
-from kfp_yolo.pipelines.cmd_compile import compile_pipeline
-from kfp_yolo.pipelines.config_file import load_config
-
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "demo-pipeline.yaml"
 UPDATE_ENV = "KFP_YOLO_UPDATE_GOLDEN"
 
@@ -37,9 +34,8 @@ def normalized(path: Path) -> str:
     return yaml.safe_dump_all(documents, sort_keys=True, width=100)
 
 
-def test_the_compiled_demo_pipeline_matches_its_golden(tmp_path):
-    compiled = compile_pipeline(load_config(None, []), tmp_path / "pipeline.yaml")
-    text = normalized(compiled)
+def test_the_compiled_demo_pipeline_matches_its_golden(compiled_pipeline):
+    text = normalized(compiled_pipeline())
     if os.environ.get(UPDATE_ENV) == "1":
         GOLDEN.write_text(text)
     expected = GOLDEN.read_text()
