@@ -53,6 +53,9 @@ def yolo_env(tmp_path, monkeypatch):
     from kfp_yolo.components.runtime import offline_environment
 
     monkeypatch.setenv("PYTHONUNBUFFERED", "1")
+    for key in ("YOLO_OFFLINE", "YOLO_AUTOINSTALL", "YOLO_VERBOSE", "MPLBACKEND",
+                "YOLO_CONFIG_DIR"):
+        monkeypatch.delenv(key, raising=False)  # restored after the test
     offline_environment(tmp_path / "yolo", load_ultralytics=False)  # the steps inherit it
 
 
