@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 from kfp_yolo.components.errors import UserError
 
@@ -95,6 +95,12 @@ class TrainSpec:
     """Seconds a rendezvous or process-group init may take before failing."""
     cache: str = "auto"
     """Image cache, one of CACHES; auto = chosen per run (training/inputs.py)."""
+    hyp: dict[str, float] = field(default_factory=dict)
+    """More ultralytics training arguments, from a hyperparameter search (components/hpo):
+    momentum, weight_decay, mosaic, scale, hsv_h, hsv_s, hsv_v, fraction."""
+    metric_lines: bool = False
+    """Rank 0 prints `map50_95=VALUE` after every epoch: what Katib's StdOut collector and the
+    local search's pruner read."""
 
     @property
     def world_size(self) -> int:
@@ -106,7 +112,12 @@ class TrainSpec:
         return f" ({self.nodes} nodes x {self.procs_per_node} processes per node)"
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        data = asdict(self)
+        # Left out at their defaults: a training job's spec reads as it did before searches.
+        for name, default in (("hyp", {}), ("metric_lines", False)):
+            if data[name] == default:
+                del data[name]
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> TrainSpec:

@@ -76,7 +76,8 @@ def _platform_executors(output) -> dict:
     return _load(output)[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
 
 
-GPU_TASKS = ("train-component", "evaluate-component", "build-tensorrt-component")
+GPU_TASKS = ("search-component", "train-component", "evaluate-component",
+             "build-tensorrt-component")
 
 
 def _tasks(document: dict) -> dict[str, tuple[dict, tuple[str, ...]]]:
