@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from kfp_yolo.components.errors import Fault, JobFailed, UserError
+from kfp_yolo.components.redact import redact
 
 __all__ = ["FAILURE_FILE", "OWNER_ENV", "TERMINATION_LOG", "failure_record", "install",
            "is_step_process", "owner_alive", "owner_token", "read_failure", "write_failure"]
@@ -49,7 +50,7 @@ def failure_record(exc: BaseException) -> dict[str, Any]:
     class (it is a fault or a bug), exit code 1.
     """
     cls = type(exc)
-    text = " ".join(str(exc).split())[:_MAX_MESSAGE]
+    text = redact(" ".join(str(exc).split()))[:_MAX_MESSAGE]
     if isinstance(exc, UserError | JobFailed | Fault):
         message, code = text, int(exc.exit_code)
     elif isinstance(exc, KeyboardInterrupt):
@@ -153,6 +154,10 @@ def install(argv: list[str] | None = None, environ: dict[str, str] | None = None
     if _installed:
         return
     _installed = True
+    # The step's own output (its logs, ultralytics', a traceback) is masked before it leaves.
+    from kfp_yolo.components.redact import install_streams
+
+    install_streams()
     argv = sys.argv if argv is None else argv
     environ = os.environ if environ is None else environ
     folder = _output_folder(argv)

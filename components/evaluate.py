@@ -5,6 +5,8 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kfp_yolo.components.reports.escape import md_cell, md_text
+
 __all__ = ["MARKDOWN_LIMIT", "EvalResult", "champion_map50_95", "evaluate", "gate",
            "render_report"]
 
@@ -94,14 +96,14 @@ def render_report(result: EvalResult, *, min_map50_95: float, passed: bool,
     verdict = verdict or f"mAP50-95 {result.map50_95:.4f} >= {min_map50_95:.4f}"
     lines = [
         "# Evaluation", "",
-        f"Gate: {verdict}: **{outcome}**", "",
+        f"Gate: {md_text(verdict)}: **{outcome}**", "",
         "| metric | value |", "|---|---|",
         f"| mAP50-95 | {result.map50_95:.4f} |", f"| mAP50 | {result.map50:.4f} |",
         f"| precision | {result.precision:.4f} |", f"| recall | {result.recall:.4f} |", "",
         "| class | precision | recall | mAP50 | mAP50-95 |", "|---|---|---|---|---|",
     ]
     for name, row in result.per_class.items():
-        lines.append(f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | "
+        lines.append(f"| {md_cell(name)} | {row['precision']:.3f} | {row['recall']:.3f} | "
                      f"{row['mAP50']:.3f} | {row['mAP50-95']:.3f} |")
     text = "\n".join(lines) + "\n"
     if not (embed_plots and result.plots):
@@ -110,8 +112,8 @@ def render_report(result: EvalResult, *, min_map50_95: float, passed: bool,
     # 3000 px wide: embedded as they are, the report is cut off and shows no plot at all).
     budget = MARKDOWN_LIMIT - len(text) - 2_000
     for side, quality in _PLOT_SIZES:
-        images = [f"\n{_caption(plot)}\n![{Path(plot).stem}]({_jpeg_uri(plot, side, quality)})\n"
-                  for plot in result.plots]
+        images = [f"\n{_caption(plot)}\n![{md_text(Path(plot).stem)}]"
+                  f"({_jpeg_uri(plot, side, quality)})\n" for plot in result.plots]
         if sum(map(len, images)) <= budget:
             return text + "".join(images)
     return text + ("\nThe plots do not fit the Kubeflow UI's 400,000 characters; they are in "
@@ -121,7 +123,7 @@ def render_report(result: EvalResult, *, min_map50_95: float, passed: bool,
 def _caption(plot: str | Path) -> str:
     """The line above a plot: what it shows, so a plot that looks empty is not taken for broken."""
     stem = Path(plot).stem
-    return _CAPTIONS.get(stem, f"**{stem}**") + "\n"
+    return _CAPTIONS.get(stem, f"**{md_text(stem)}**") + "\n"
 
 
 def _jpeg_uri(path: str | Path, max_side: int, quality: int) -> str:

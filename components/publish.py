@@ -6,6 +6,12 @@ Layout under registry_uri (s3://, minio://, file:// or a path):
                      README.md (the model card), triton/ (a Triton model repository, when given)
     <name>/latest    {"name", "version", "uri", "published_at", "metrics"}
 
+A version is finished when its complete marker (`complete.json`: every file of the version with
+its size and sha256) is there and every file it lists is there with that size and sha256
+(`verify_version`). publish writes the marker into the version last, before the registries and
+`latest`; promote, `serve render`, deploy, the champion lookup (`read_latest`) and the
+registries' steps refuse a version that fails it, naming the missing or changed file.
+
 Publishing is complete or absent. A version folder is uploaded whole: on an object store its
 files first and storage's `_manifest.json` last, the marker that it is complete; locally a
 folder renamed into place. `storage.finished` checks that marker: a finished version is never
@@ -38,15 +44,19 @@ from typing import Any
 from kfp_yolo.components import storage
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.k8s_names import MODEL_NAME
+from kfp_yolo.components.redact import redact
 from kfp_yolo.components.registries import Registry, Release, RunSource, serving_uri
+from kfp_yolo.components.reports.escape import md_cell, md_code, md_text
 
-__all__ = ["LATEST", "default_version", "finished_version", "promote", "publish", "read_latest",
-           "render_model_card", "version_uri"]
+__all__ = ["COMPLETE", "LATEST", "default_version", "finished_version", "promote", "publish",
+           "read_latest", "render_model_card", "verify_version", "version_uri"]
 
 log = logging.getLogger(__name__)
 
 LATEST = "latest"
 CARD = "README.md"
+COMPLETE = "complete.json"
+"""The version's complete marker: {"files": {relative path: {"bytes", "sha256"}}}."""
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -75,7 +85,7 @@ def _check(name: str, version: str, files: dict[str, Path], folders: dict[str, P
     if not files:
         raise UserError("nothing to publish: no files given.")
     for filename, path in files.items():
-        if not _SAFE.match(filename) or filename == CARD:
+        if not _SAFE.match(filename) or filename in (CARD, COMPLETE):
             raise UserError(f"file name {filename!r} cannot be published (reserved or not a "
                             "plain name).")
         if not Path(path).is_file():
@@ -104,7 +114,7 @@ def _cell(value: Any) -> str:
         value = f"{value:.4g}"
     elif isinstance(value, dict | list):  # nested metadata as JSON, not Python's repr
         value = json.dumps(value, separators=(", ", ": "))
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    return md_cell(redact(str(value)))  # metadata may carry a URI with user-info
 
 
 def _table(rows: dict[str, Any], header: tuple[str, str]) -> list[str]:
@@ -117,9 +127,12 @@ _USES = {
     "model.onnx": "`model.onnx`: onnxruntime or any ONNX runtime.",
     "model.engine": "`model.engine`: a plain TensorRT plan; it runs only with the TensorRT "
                     "version and GPU model it was built with.",
-    "triton": "`triton/`: a Triton model repository (ONNX, and the plan when one was built) with "
-              "ultralytics' metadata: `kfp-yolo serve render --version {version}` serves it on "
-              "KServe, and `ultralytics.YOLO('http://HOST:8000/{name}')` uses a Triton serving it.",
+    "triton": "`triton/`: a Triton model repository: `{name}` takes an image file and answers "
+              "boxes in its pixels (`kfp-yolo predict --url http://HOST:8000/{name} IMAGE`), "
+              "`{name}-onnx` (and `{name}-trt` when a plan was built) is the raw detector that "
+              "`ultralytics.YOLO('http://HOST:8000/{name}-onnx')` uses. `kfp-yolo serve render "
+              "--version {version}` serves it on KServe, `kfp-yolo serve local --version "
+              "{version}` on this machine.",
 }
 
 
@@ -135,7 +148,7 @@ def render_model_card(name: str, version: str, metadata: dict[str, Any],
         files: {file name: (bytes, sha256)}.
         folders: the folders published with the files (triton).
     """
-    lines = [f"# {name} {version}", "",
+    lines = [f"# {md_text(name)} {md_text(version)}", "",
              "A YOLO object detector trained and exported by kfp-yolo.", ""]
     sections = {k: v for k, v in metadata.items() if isinstance(v, dict)}
     details = {k: v for k, v in metadata.items() if not isinstance(v, dict)}
@@ -144,10 +157,11 @@ def render_model_card(name: str, version: str, metadata: dict[str, Any],
     if details:
         lines += ["## Details", "", *_table(details, ("key", "value")), ""]
     for title, rows in sections.items():
-        lines += [f"## {title.replace('_', ' ').capitalize()}", "",
+        lines += [f"## {md_text(title.replace('_', ' ').capitalize())}", "",
                   *_table(rows, ("key", "value")), ""]
     lines += ["## Files", "", "| file | bytes | sha256 |", "|---|---|---|"]
-    lines += [f"| {n} | {size} | `{digest}` |" for n, (size, digest) in files.items()]
+    lines += [f"| {md_cell(n)} | {size} | {md_code(digest, in_table=True)} |"
+              for n, (size, digest) in files.items()]
     held = [*files, *folders]
     lines += ["", "## Use", "",
               *("- " + use.format(name=name, version=version) for key, use in _USES.items()
@@ -251,7 +265,11 @@ def publish(*, registry_uri: str, name: str, version: str, files: dict[str, Path
             for folder, path in folders.items():
                 shutil.copytree(path, stage / folder)
             (stage / CARD).write_text(card)
+            # The marker goes last into the version (storage's own manifest after it on an
+            # object store): it lists every file above with its size and sha256.
+            (stage / COMPLETE).write_text(_complete_marker(stage))
             storage.upload(stage, target)
+    verify_version(target)  # what readers will check, checked before anyone is told
     release = Release(name=name, version=version, uri=target,
                       serving_uri=serving_uri(f"{target}/triton") if "triton" in folders else "",
                       metrics=dict(metadata.get("metrics", {})), dataset_hash=dataset_hash,
@@ -265,15 +283,59 @@ def publish(*, registry_uri: str, name: str, version: str, files: dict[str, Path
     return target
 
 
+def _complete_marker(stage: Path) -> str:
+    files = {path.relative_to(stage).as_posix(): {"bytes": path.stat().st_size,
+                                                   "sha256": _sha256(path)}
+             for path in sorted(stage.rglob("*")) if path.is_file() and path.name != COMPLETE}
+    return json.dumps({"files": files}, indent=1, sort_keys=True)
+
+
+def _digest_of(uri: str) -> tuple[int, str]:
+    """(bytes, sha256) of one stored file; a local one is hashed in place."""
+    if not storage.is_remote(uri):
+        path = storage.local_path(uri)
+        return path.stat().st_size, _sha256(path)
+    data = storage.read_bytes(uri)
+    return len(data), hashlib.sha256(data).hexdigest()
+
+
+def verify_version(uri: str, *, fix: str = "publish it again") -> None:
+    """Checks that the version at uri holds every file its complete marker lists, with the
+    recorded size and sha256; a UserError naming the first missing or changed file."""
+    marker_uri = f"{uri.rstrip('/')}/{COMPLETE}"
+    if not storage.finished(uri) or not storage.exists(marker_uri):
+        raise UserError(f"{uri} is not a finished version: it has no {COMPLETE} (absent, only "
+                        f"partly uploaded, or published before kfp-yolo wrote one); {fix}.")
+    try:
+        listed = json.loads(storage.read_bytes(marker_uri))["files"]
+        expected = {str(n): (int(d["bytes"]), str(d["sha256"])) for n, d in listed.items()}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise UserError(f"{marker_uri} is not a complete marker (JSON with files: "
+                        f"{{name: {{bytes, sha256}}}}); {fix}.") from None
+    present = set(storage.list_prefix(uri))
+    for name, (size, digest) in sorted(expected.items()):
+        if name not in present:
+            raise UserError(f"{uri} is not complete: {name} is missing ({COMPLETE} lists it); "
+                            f"{fix}.")
+        got_size, got_digest = _digest_of(f"{uri.rstrip('/')}/{name}")
+        if (got_size, got_digest) != (size, digest):
+            raise UserError(f"{uri} is not intact: {name} changed after publishing ({got_size} "
+                            f"bytes, sha256 {got_digest[:12]}..., {COMPLETE} records {size} "
+                            f"bytes, {digest[:12]}...); {fix}.")
+
+
 def finished_version(registry_uri: str, name: str, version: str, *,
                      command: str = "kfp-yolo promote") -> str:
-    """The URI of a finished published version; a UserError naming where the versions are."""
+    """The URI of a finished, intact published version; a UserError naming where the versions
+    are, or the missing or changed file."""
     _check_names(name, version)
     target = version_uri(registry_uri, name, version)
     if not version or not storage.finished(target):
         raise UserError(f"{target} is not a finished published version; `{command}` "
                         "takes one of the versions under "
                         f"{registry_uri.rstrip('/')}/{name}/.")
+    verify_version(target, fix=f"`{command}` takes a finished version; publish this one again "
+                               "or choose another")
     return target
 
 
@@ -314,4 +376,6 @@ def read_latest(registry_uri: str, name: str) -> dict | None:
     if not storage.finished(str(pointer["uri"])):
         raise UserError(f"{uri} names {pointer['uri']}, which is absent or only partly "
                         f"uploaded; publish again to move {LATEST}.")
+    verify_version(str(pointer["uri"]), fix=f"publish again, or `kfp-yolo promote` a finished "
+                                           f"version, to move {LATEST}")
     return pointer

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.pipelines.config import COMPILE_TIME, RunConfig, format_error
+from kfp_yolo.pipelines.preflight import check_environment
 from kfp_yolo.pipelines.values import check_local_model
 from kfp_yolo.pipelines.warm_start_keys import fine_tunes
 
@@ -90,6 +91,8 @@ def check_run_parameters(values: dict[str, Any], *, compiled: dict[str, Any]) ->
             print(f"validate-config: warning: {', '.join(unused)} change nothing: this pipeline "
                   "was compiled with launcher=local (the train step trains in its own pod); "
                   "compile with `--set launcher=auto` for a cluster job.")
+    # This step's pod has the image and environment of publish and the train step
+    check_environment(cfg, PARAMETER_SOURCE)
     checked = {name: getattr(cfg, name) for name in values}
     if "lr0" in checked:
         # 0 with a warm start from a YAML: the train step picks the fine-tune or from-scratch

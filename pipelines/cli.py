@@ -24,18 +24,28 @@ from pathlib import Path
 from typing import NoReturn
 
 from kfp_yolo.components.errors import Fault, JobFailed, Stopped, UserError
+from kfp_yolo.components.redact import install as install_redaction
+from kfp_yolo.components.redact import redact
 from kfp_yolo.components.spec import OPTIMIZERS, PRECISIONS
 
-__all__ = ["DEBUG_ENV", "build_parser", "main"]
+__all__ = ["DEBUG_ENV", "build_parser", "main", "refuse_secret_flags"]
 
 DEBUG_ENV = "KFP_YOLO_DEBUG"
 """Set to 1 for a traceback after the one-sentence error, like --debug."""
 _FAULT_ERRNOS = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.ENOMEM, errno.EMFILE, errno.ENFILE}
-_SECRET_ENV = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+
+
+_SECRET_FLAG = re.compile(r"^--?[\w-]*(token|password|passwd|secret|api-?key|access-?key|"
+                          r"credential)[\w-]*$", re.IGNORECASE)
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with a usage error raised as one sentence (exit 2) instead of the usage block."""
+    """argparse, with a usage error raised as one sentence (exit 2) instead of the usage block,
+    and no abbreviated flags: `--token T` must never become `--token-file T`."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise UserError(f"{message}; see `{self.prog} --help`.")
@@ -80,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                               help="write the KFP pipeline YAML for the UI")
     _config_args(compile_)
     _pools_arg(compile_)
-    compile_.add_argument("-o", "--output", default="pipeline.yaml", metavar="FILE")
+    compile_.add_argument("-o", "--output", default="pipeline.yaml", metavar="FILE",
+                          help="where the YAML goes (default: pipeline.yaml; - = stdout)")
     compile_.add_argument("--image", default=None, help="project image for every step")
     compile_.set_defaults(module="compile")
 
@@ -188,6 +199,33 @@ def build_parser() -> argparse.ArgumentParser:
     srender.add_argument("--version", default=None,
                          help="published version to serve (default: the one `latest` names)")
     srender.set_defaults(module="serve")
+    slocal = ssub.add_parser(
+        "local", parents=common, help="serve a published version with a real Triton on loopback",
+        description="Serve a published version's triton/ folder on this machine with the Triton "
+                    "of the serve extra (nvidia-pytriton), loopback only, until SIGTERM or "
+                    "Ctrl-C; prints the end-to-end model's HTTP and gRPC URLs on stdout.")
+    _config_args(slocal)
+    slocal.add_argument("--version", default=None,
+                        help="published version to serve (default: the one `latest` names)")
+    slocal.add_argument("--http-port", type=int, default=None, metavar="P",
+                        help="HTTP port on 127.0.0.1 (default: a free one)")
+    slocal.add_argument("--grpc-port", type=int, default=None, metavar="P",
+                        help="gRPC port on 127.0.0.1 (default: a free one)")
+    slocal.set_defaults(module="serve_local")
+
+    predict = sub.add_parser(
+        "predict", parents=common, help="boxes from a served model for image files",
+        description="Send image files to a served end-to-end model (kfp-yolo serve local, or "
+                    "KServe) and print the boxes in each image's pixels.")
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG or PNG files")
+    predict.add_argument("--url", required=True, metavar="URL",
+                         help="the served model: http://HOST:PORT/MODEL")
+    predict.add_argument("--conf", type=float, default=None,
+                         help="minimum score (default: the model's, 0.25)")
+    predict.add_argument("--iou", type=float, default=None,
+                         help="NMS IoU threshold (default: the model's, 0.7)")
+    predict.add_argument("--json", action="store_true", help="machine-readable output")
+    predict.set_defaults(module="predict")
 
     promote = sub.add_parser(
         "promote", parents=common,
@@ -242,12 +280,18 @@ def _check_args(args: argparse.Namespace) -> None:
                         f"{Path(args.output) / 'pipeline.yaml'}.")
 
 
-def _redact(text: str) -> str:
-    """text without the values of secret-looking environment variables or URL signatures."""
-    for name, value in os.environ.items():
-        if len(value) >= 6 and _SECRET_ENV.search(name):
-            text = text.replace(value, "***")
-    return re.sub(r"(X-Amz-(?:Signature|Credential|Security-Token)=)[^&\s'\"]+", r"\1***", text)
+def refuse_secret_flags(argv: list[str]) -> None:
+    """A secret-looking flag (--token, --password, --api-key ...) is refused before argparse
+    sees argv, naming the flag only: its value would be in `ps` and the shell's history."""
+    for arg in argv:
+        if arg == "--":
+            return
+        flag = arg.split("=", 1)[0]
+        if flag.startswith("-") and _SECRET_FLAG.match(flag) and not flag.endswith("-file"):
+            raise UserError(f"{flag} is not an option: a secret on the command line is seen by "
+                            "every user of this machine (ps, shell history); put it in a file: "
+                            "--token-file F (kfp-yolo submit), or in the environment from a "
+                            "Kubernetes Secret.")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -273,13 +317,13 @@ def _report(exc: BaseException, debug: bool) -> int:
         traceback.print_exception(exc, file=sys.stderr)
     if isinstance(exc, UserError | JobFailed | Fault):
         # One line whatever the message holds (a quoted value may carry a newline).
-        sentence = " ".join(str(exc).split())
+        sentence = redact(" ".join(str(exc).split()))
         kind = "error" if isinstance(exc, UserError) else "failed"
         print(f"kfp-yolo: {kind}: {sentence}", file=sys.stderr)
         return exc.exit_code
     if isinstance(exc, OSError):
         sentence, code = _os_error(exc)
-        print(f"kfp-yolo: {'error' if code == 2 else 'failed'}: {_redact(sentence)}",
+        print(f"kfp-yolo: {'error' if code == 2 else 'failed'}: {redact(sentence)}",
               file=sys.stderr)
         return code
     if isinstance(exc, MemoryError):
@@ -288,7 +332,7 @@ def _report(exc: BaseException, debug: bool) -> int:
         return 1
     hint = "" if debug else f"; rerun with --debug (or {DEBUG_ENV}=1) for the traceback"
     print(f"kfp-yolo: failed: unexpected {type(exc).__name__}: "
-          f"{_redact(_first_line(exc))}{hint}.", file=sys.stderr)
+          f"{redact(_first_line(exc))}{hint}.", file=sys.stderr)
     return 1
 
 
@@ -298,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get(DEBUG_ENV, "") not in ("", "0") or "--debug" in argv
     previous = _stop_on_sigterm()
     try:
+        install_redaction()
+        refuse_secret_flags(argv)
         try:
             args = build_parser().parse_args(argv)
         except SystemExit as exc:  # --help

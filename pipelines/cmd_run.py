@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 
 from kfp_yolo.components.atomic import write_atomic
 from kfp_yolo.components.errors import JobFailed, Stopped, UserError
+from kfp_yolo.components.redact import redact, redact_data
 from kfp_yolo.pipelines.config import RunConfig, load_config
 from kfp_yolo.pipelines.run_control import hold_workdir, own_process_tree
 from kfp_yolo.pipelines.summary import (
@@ -56,6 +57,7 @@ class _StepLog(io.TextIOBase):
         return True
 
     def write(self, text: str) -> int:
+        text = redact(text)  # a step's log may quote a URI with user-info or a credential
         self._log.write(text)
         self._log.flush()  # `tail -f run.log` follows a long step
         if self._verbose:
@@ -99,13 +101,15 @@ def _steps_logged(log_path: Path, *, verbose: bool) -> Iterator[_StepLog]:
 
 
 def _check_workdir(cfg: RunConfig, workdir: Path) -> None:
-    """Refuses a work folder inside a local dataset, or a model file that is not there, before
-    any step runs."""
+    """Refuses a work folder inside a local dataset, a model file that is not there, a local
+    store that cannot be written or an unusable MLflow URI, before any step runs."""
     from kfp_yolo.components import storage
     from kfp_yolo.components.data.layout import refuse_inside
+    from kfp_yolo.pipelines.preflight import check_environment
     from kfp_yolo.pipelines.values import check_local_model
 
     check_local_model(cfg.model, "kfp-yolo run")
+    check_environment(cfg, "kfp-yolo run")  # a store or MLflow URI that fails after training
 
     if urlparse(cfg.dataset_uri).scheme not in ("", "file"):
         return
@@ -153,7 +157,7 @@ def _run_held(cfg: RunConfig, workdir: Path, *, verbose: bool) -> dict:
     pipeline_root = workdir / "pipeline_root"
     pipeline_root.mkdir(parents=True, exist_ok=True)
     # Every step runs in a subprocess of this environment and inherits these settings.
-    offline_environment(workdir / "yolo_config")
+    offline_environment(workdir / "yolo_config", load_ultralytics=False)
     if not cfg.checkpoint_uri:
         cfg = cfg.model_copy(update={"checkpoint_uri": str(workdir / "checkpoints")})
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
@@ -175,6 +179,7 @@ def _run_held(cfg: RunConfig, workdir: Path, *, verbose: bool) -> dict:
         failed_task=steps.failed[-1] if steps.failed else None,
         stopped=f"{stopped}; every step and training process was stopped" if stopped else "")
     summary["log"] = str(log_path)
+    summary = redact_data(summary)
     write_atomic(workdir / "summary.json", json.dumps(summary, indent=2))
     if stopped is not None:
         raise stopped

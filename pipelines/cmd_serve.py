@@ -61,7 +61,8 @@ def render_service(cfg: RunConfig, version: str | None = None, *,
         from kfp_yolo.components import storage
         from kfp_yolo.components.publish import finished_version
 
-        if not storage.is_remote(cfg.registry_uri):  # readable here: a typo is caught now
+        # readable here: a typo, a missing or a changed file is caught now
+        if not storage.is_remote(cfg.registry_uri) or os.environ.get("AWS_ACCESS_KEY_ID"):
             finished_version(cfg.registry_uri, cfg.name, version,
                              command="kfp-yolo serve render --version")
         note = f"version {version}"
@@ -80,5 +81,11 @@ def run(args: argparse.Namespace) -> int:
               f"# Runtime {model['runtime']}:{model['runtimeVersion']} (a TensorRT plan needs the "
               "Triton of the TensorRT that built it); the service account "
               f"{cfg.serving_service_account!r} must carry the S3 Secret (k8s/serving).\n")
+    if cfg.serving_format == "tensorrt":
+        from kfp_yolo.components.release.tensorrt_runtimes import plan_problem
+
+        verdict, sentence = plan_problem(cfg.serving_runtime_version)
+        if verdict == "unknown":  # a known mismatch was refused when the config was read
+            header += f"# Before applying: {sentence}.\n"
     sys.stdout.write(header + yaml.safe_dump(service, sort_keys=False, width=100))
     return 0

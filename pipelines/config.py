@@ -72,12 +72,7 @@ class RunConfig(BaseModel):
                              "NDJSON or Pascal VOC export (detected from its files): "
                              "s3://bucket/prefix, minio://bucket/prefix, file:///path, a path, "
                              "or synthetic://shapes.")
-    model: str = Field("yolov5n.yaml", description="Ultralytics YOLO detection model: a model "
-                       "YAML (e.g. yolov5l.yaml, from scratch), a .pt checkpoint to fine-tune (a "
-                       "name ultralytics ships, a path, an s3://, minio:// or file:// URI), or "
-                       "registry:champion, registry:latest or registry:VERSION (of this run's "
-                       "name under registry_uri); not RT-DETR, classification, segmentation, "
-                       "pose or OBB models.")
+    model: str = wk.MODEL_FIELD  # a YAML, a .pt (path or URI) or a registry version
     imgsz: int = Field(128, ge=32, le=4096, description="Training and export image size in pixels: "
                        "a multiple of 32 from 32 to 4096.")
     epochs: int = Field(20, ge=1, le=10000, description="Training epochs: 1 to 10000.")
@@ -205,7 +200,7 @@ class RunConfig(BaseModel):
     hpo_imgsz: str = hk.IMGSZ_FIELD
     # fine-tuning and lineage (components/training/warm_start.py; checks in warm_start_keys.py)
     warm_start: wk.WarmStart = wk.WARM_START_FIELD
-    dataset_hash: str = wk.DATASET_HASH_FIELD
+    dataset_hash: wk.DatasetHash = wk.DATASET_HASH_FIELD
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
                               allow_inf_nan=False)
@@ -298,10 +293,7 @@ class RunConfig(BaseModel):
     @field_validator("model")
     @classmethod
     def _model_is_yaml_or_pt(cls, value: str) -> str:
-        if not value.endswith((".yaml", ".yml", ".pt")) and not wk.fine_tunes(value):
-            raise ValueError("must be a model YAML such as yolov5l.yaml, a .pt checkpoint, or "
-                             "registry:champion")
-        check_detection_model(value)
+        wk.check_model(value)
         return value
 
     @field_validator("priority_class")
@@ -312,11 +304,6 @@ class RunConfig(BaseModel):
                              "runtimePatches cannot); set launcher=pytorchjob, or use "
                              "workload_priority_class")
         return value
-
-    @field_validator("dataset_hash", mode="before")
-    @classmethod
-    def _dataset_hash_is_sha256(cls, value: Any) -> Any:
-        return wk.check_dataset_hash(value)
 
     @model_validator(mode="after")
     def _registry_model_needs_a_registry(self) -> RunConfig:
@@ -332,6 +319,17 @@ class RunConfig(BaseModel):
         except UserError as exc:
             raise ValueError(str(exc).rstrip(".")) from None
         return self
+
+    @field_validator("serving_format")
+    @classmethod
+    def _plan_loads_in_the_runtime(cls, value: str, info: ValidationInfo) -> str:
+        if value == "tensorrt" and "serving_runtime_version" in info.data:
+            from kfp_yolo.components.release.tensorrt_runtimes import plan_problem
+
+            verdict, sentence = plan_problem(info.data["serving_runtime_version"])
+            if verdict == "refuse":
+                raise ValueError(sentence)
+        return value
 
     @field_validator("model_registry_address", "deploy")
     @classmethod

@@ -5,15 +5,23 @@ is components/training/warm_start.py's; lineage is components/release/lineage.py
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
-from kfp_yolo.pipelines.values import REGISTRY_PREFIX, check_dataset_hash
+from kfp_yolo.pipelines.values import REGISTRY_PREFIX, check_dataset_hash, check_detection_model
 
-__all__ = ["WarmStart", "check_dataset_hash", "check_registry_model", "fine_tunes"]
+__all__ = ["DatasetHash", "WarmStart", "check_model", "check_registry_model", "fine_tunes"]
 
 WarmStart = Literal["none", "champion", "latest"]
+DatasetHash = Annotated[str, BeforeValidator(check_dataset_hash)]
+"""A sha256 in hex or ''; a number (YAML's reading of a hash of digits) is refused."""
+
+MODEL_FIELD = Field("yolov5n.yaml", description=
+    "Ultralytics YOLO detection model: a model YAML (e.g. yolov5l.yaml, from scratch), a .pt "
+    "checkpoint to fine-tune (a name ultralytics ships, a path, an s3://, minio:// or file:// "
+    "URI), or registry:champion, registry:latest or registry:VERSION (of this run's name under "
+    "registry_uri); not RT-DETR, classification, segmentation, pose or OBB models.")
 
 WARM_START_FIELD = Field("none", description=
     "none (train from `model`), champion or latest: fine-tune from that version of this run's "
@@ -45,3 +53,12 @@ def fine_tunes(model: str) -> bool:
     """Whether `model` starts the run from a checkpoint (a .pt or a registry version); a warm
     start from a YAML is decided by the plan step, which reads the registry."""
     return model.endswith(".pt") or model.startswith(REGISTRY_PREFIX)
+
+
+def check_model(value: str) -> None:
+    """Refuses a `model` that is neither a model YAML, a .pt nor a registry version, or that
+    is not a YOLO detector (values.check_detection_model)."""
+    if not value.endswith((".yaml", ".yml", ".pt")) and not fine_tunes(value):
+        raise ValueError("must be a model YAML such as yolov5l.yaml, a .pt checkpoint, or "
+                         "registry:champion")
+    check_detection_model(value)

@@ -39,6 +39,7 @@ from kfp_yolo.components.data import formats
 from kfp_yolo.components.data.checks import Checked, check_boxes, check_leaks, validate
 from kfp_yolo.components.data.layout import Layout, discover, fetch, label_path, refuse_inside
 from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.reports.escape import md_cell, md_code, md_text
 
 __all__ = ["PreparedDataset", "check_dataset", "prepare_dataset",
            "render_report"]
@@ -173,11 +174,13 @@ def _inspect(root: Path, seed: int, val_fraction: float
     return layout, splits, stats, _content_hash(layout.names, splits)
 
 
-def _converted(root: Path, dest: Path, mode: str) -> tuple[Path, formats.Conversion | None]:
-    """root itself when it is in the YOLO layout, else dest holding its conversion."""
+def _converted(root: Path, dest: Path, mode: str, origin: Path | None = None
+               ) -> tuple[Path, formats.Conversion | None]:
+    """root itself when it is in the YOLO layout, else dest holding its conversion; origin:
+    the local folder root mirrors with links, if it does."""
     if formats.detect(root) == "yolo":
         return root, None
-    conversion = formats.convert(root, dest, mode)
+    conversion = formats.convert(root, dest, mode, export=origin)
     for warning in conversion.warnings:
         log.warning("%s", warning)
     return dest, conversion
@@ -241,7 +244,9 @@ def check_dataset(uri: str, *, seed: int = 0, val_fraction: float = 0.2) -> dict
     _check_fraction(val_fraction)
     with tempfile.TemporaryDirectory(prefix="kfp-yolo-check-") as scratch:
         export = fetch(uri, Path(scratch) / "source", link=True)
-        root, conversion = _converted(export, Path(scratch) / "converted", "symbolic")
+        # a local folder is mirrored with links: its images must resolve inside the folder
+        origin = _local_export(uri, Path(scratch) / "out")
+        root, conversion = _converted(export, Path(scratch) / "converted", "symbolic", origin)
         layout, _, stats, content_hash = _inspect_export(root, export, conversion, seed,
                                                          val_fraction, uri)
     return {"uri": uri, "names": layout.names, "stats": stats, "content_hash": content_hash,
@@ -313,7 +318,7 @@ def render_report(prepared: PreparedDataset) -> str:
     for name, total in s["instances"].items():
         train = per_split.get("train", {}).get(name, "")
         val = per_split.get("val", {}).get(name, "")
-        lines.append(f"| {name} | {train} | {val} | {total} |")
+        lines.append(f"| {md_cell(name)} | {train} | {val} | {total} |")
     boxes = s.get("boxes")
     if boxes and boxes.get("count"):
         lines += ["", "## Boxes", "",
@@ -331,7 +336,7 @@ def render_report(prepared: PreparedDataset) -> str:
     if prepared.conversion:
         lines += ["", *_source_lines(prepared.conversion, prepared.names)]
     if prepared.warnings:
-        lines += ["", "## Warnings", ""] + [f"- {w}" for w in prepared.warnings]
+        lines += ["", "## Warnings", ""] + [f"- {md_text(w)}" for w in prepared.warnings]
     return "\n".join(lines) + "\n"
 
 
@@ -343,15 +348,16 @@ def _source_lines(source: dict, names: list[str]) -> list[str]:
     ids = source.get("source_class_ids") or {}
     splits = "the export's own" if source["splits"] == "export" else "by val_fraction"
     lines = ["## Source", "",
-             f"Converted from a {_FORMATS.get(source['format'], source['format'])} export "
-             f"({source['layout']} layout): "
-             f"{', '.join(f'`{f}`' for f in source['files'])}; splits: {splits}."]
+             f"Converted from a {md_text(_FORMATS.get(source['format'], source['format']))} "
+             f"export ({md_text(source['layout'])} layout): "
+             f"{', '.join(md_code(f) for f in source['files'])}; splits: {splits}."]
     if ids:
         lines += ["", "| class | name | id in the export |", "|---|---|---|"]
-        lines += [f"| {index} | {names[int(index)]} | {source_id} |"
+        lines += [f"| {index} | {md_cell(names[int(index)])} | {md_cell(source_id)} |"
                   for index, source_id in ids.items()]
     changed = {**source.get("counts", {}), **{f"left out ({k})": v
                                               for k, v in source.get("left_out", {}).items()}}
     if changed:
-        lines += ["", "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in changed.items()) + "."]
+        lines += ["", "; ".join(f"{md_text(k.replace('_', ' '))}: {md_text(v)}"
+                                for k, v in changed.items()) + "."]
     return lines

@@ -1,1 +1,2 @@
-"""What a published version records of where it came from (lineage)."""
+"""release: what serves a published version (Triton models, the local Triton, the client),
+and what it records of where it came from (lineage)."""

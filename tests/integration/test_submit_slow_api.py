@@ -1,20 +1,15 @@
 """`kfp-yolo submit` against a KFP API that answers every call in 20 s, in real time, with the
-real defaults (issue 18): it submits. The unit lane checks the same at a tenth of the time."""
+real defaults (issue 18): it submits. test_submit.py checks the same at a tenth of the time."""
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import pytest
+from test_submit import NEW_TOKEN, config_file, kfp_server  # noqa: F401
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))  # the KFP API stand-in
-
-from test_submit import NEW_TOKEN, config_file, kfp_server  # noqa: E402, F401
-
-from kfp_yolo.pipelines import kfp_api  # noqa: E402
-from kfp_yolo.pipelines.cli import main  # noqa: E402
+from kfp_yolo.pipelines import kfp_api
+from kfp_yolo.pipelines.cli import main
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -476,3 +476,35 @@ def test_every_request_of_kfp_client_carries_the_budgets_timeouts(kfp_server, mo
     with pytest.raises(Fault, match="did not answer in time to list experiments"):
         api.call("list experiments", api.client.list_experiments)
     assert time.monotonic() - started < 4
+
+
+@pytest.mark.parametrize("mode,warned", [(0o644, True), (0o640, True), (0o600, False)])
+def test_token_file_open_to_others_gets_one_warning(kfp_server, config_file, tmp_path, capfd,
+                                                    mode, warned):
+    state, host = kfp_server
+    state.valid_tokens = {OLD_TOKEN}
+    token_file = _write(tmp_path / "token", OLD_TOKEN)
+    token_file.chmod(mode)
+    # --wait: the token is read again before every request, the warning is given once.
+    assert main(["submit", "--config", str(config_file), "--host", host,
+                 "--token-file", str(token_file), "--wait"]) == 0
+    err = capfd.readouterr().err
+    assert err.count("is readable by group or others") == (1 if warned else 0)
+    if warned:
+        assert f"(mode {mode:04o}); run `chmod 600 {token_file}`" in err
+    assert OLD_TOKEN not in err
+
+
+# from test_run_time_placement (unit lane): submit gives the run its service account
+def test_submit_runs_the_steps_as_the_configured_service_account(kfp_server, tmp_path,
+                                                                  monkeypatch):
+    state, host = kfp_server
+    monkeypatch.setenv("KF_PIPELINES_TOKEN", NEW_TOKEN)
+    config = tmp_path / "run.yaml"
+    config.write_text("name: nightly\nnamespace: team-a\nservice_account: kfp-yolo-pipeline\n")
+    assert main(["submit", "--config", str(config), "--host", host]) == 0
+    assert main(["submit", "--config", str(config), "--host", host,
+                 "--set", "service_account="]) == 0
+    first, second = state.created_runs()
+    assert first["service_account"] == "kfp-yolo-pipeline"
+    assert not second.get("service_account")  # the namespace's default account

@@ -80,23 +80,34 @@ GPU_TASKS = ("search-component", "train-component", "evaluate-component",
              "build-tensorrt-component")
 
 
-def _tasks(document: dict) -> dict[str, tuple[dict, str | None]]:
-    """task name -> (task, name of the condition task holding it, or None at the root)."""
-    tasks = {name: (task, None) for name, task in document["root"]["dag"]["tasks"].items()}
-    for name, (task, _) in list(tasks.items()):
-        inner = document["components"][task["componentRef"]["name"]].get("dag", {})
-        tasks.update({child: (t, name) for child, t in inner.get("tasks", {}).items()})
-    return tasks
+def _tasks(document: dict) -> dict[str, tuple[dict, tuple[str, ...]]]:
+    """task name -> (task, the condition tasks holding it, outermost first; () at the root).
+
+    Conditions nest: the gate's If/Else is a `condition-branches` task holding one sub-DAG per
+    branch, and deploy's If sits inside the gate's.
+    """
+    found: dict[str, tuple[dict, tuple[str, ...]]] = {}
+
+    def walk(dag: dict, chain: tuple[str, ...]) -> None:
+        for name, task in dag.get("tasks", {}).items():
+            found[name] = (task, chain)
+            inner = document["components"][task["componentRef"]["name"]].get("dag")
+            if inner:
+                walk(inner, (*chain, name))
+
+    walk(document["root"]["dag"], ())
+    return found
 
 
 def _producer(document: dict, task_name: str, reference: dict) -> dict:
-    """The taskOutputParameter a parameter reference resolves to, through a condition's inputs."""
-    if "taskOutputParameter" in reference:
-        return reference["taskOutputParameter"]
-    _, parent = _tasks(document)[task_name]
-    assert parent is not None, reference  # only a sub-DAG's task reads a component input
-    outer = document["root"]["dag"]["tasks"][parent]["inputs"]["parameters"]
-    return outer[reference["componentInputParameter"]]["taskOutputParameter"]
+    """The taskOutputParameter a parameter reference resolves to, through each condition's
+    inputs (the driver's way: a sub-DAG's input is its condition task's input)."""
+    tasks = _tasks(document)
+    for parent in reversed(tasks[task_name][1]):
+        if "taskOutputParameter" in reference:
+            break
+        reference = tasks[parent][0]["inputs"]["parameters"][reference["componentInputParameter"]]
+    return reference["taskOutputParameter"]
 
 
 def test_plan_outputs_place_every_gpu_task_at_run_time(tmp_path):
