@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _check_args(args: argparse.Namespace) -> None:
     """Refuses values argparse cannot judge (paths of the wrong kind) before any work is done."""
     if args.module == "plan" and args.model is not None:
-        from kfp_yolo.pipelines.config import check_detection_model
+        from kfp_yolo.components.config.run_config import check_detection_model
 
         try:
             check_detection_model(args.model)

@@ -25,8 +25,8 @@ from typing import TextIO
 from urllib.parse import urlparse
 
 from kfp_yolo.components.atomic import write_atomic
+from kfp_yolo.components.config.run_config import RunConfig, load_config
 from kfp_yolo.components.errors import JobFailed, Stopped, UserError
-from kfp_yolo.pipelines.config import RunConfig, load_config
 from kfp_yolo.pipelines.run_control import hold_workdir, own_process_tree
 from kfp_yolo.pipelines.summary import (
     ANSI,
@@ -102,8 +102,8 @@ def _check_workdir(cfg: RunConfig, workdir: Path) -> None:
     """Refuses a work folder inside a local dataset, or a model file that is not there, before
     any step runs."""
     from kfp_yolo.components import storage
+    from kfp_yolo.components.config.values import check_local_model
     from kfp_yolo.components.data.layout import refuse_inside
-    from kfp_yolo.pipelines.values import check_local_model
 
     check_local_model(cfg.model, "kfp-yolo run")
 

@@ -15,11 +15,11 @@ import sys
 
 import yaml
 
+from kfp_yolo.components.config.run_config import RunConfig, load_config
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.kserve import ServingSettings, build_inferenceservice, pool_tolerations
 from kfp_yolo.components.pools import load_pools
 from kfp_yolo.components.registries import serving_uri
-from kfp_yolo.pipelines.config import RunConfig, load_config
 
 __all__ = ["PLACEHOLDER", "render_service", "serving_settings", "run"]
 

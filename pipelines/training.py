@@ -21,6 +21,9 @@ from collections.abc import Callable
 
 from kfp import dsl, kubernetes
 
+from kfp_yolo.components.config.checks import CLUSTER_JOB_KEYS, NODE_POOLS
+from kfp_yolo.components.config.run_config import COMPILE_TIME, RunConfig, parameter_specs
+from kfp_yolo.components.config.serving_keys import DEPLOY_TIMEOUT_MAX
 from kfp_yolo.components.launchers.cluster import SECRET_KEYS
 from kfp_yolo.components.steps import (
     build_tensorrt_component,
@@ -33,9 +36,6 @@ from kfp_yolo.components.steps import (
     publish_component,
     train_component,
 )
-from kfp_yolo.pipelines.checks import CLUSTER_JOB_KEYS, NODE_POOLS
-from kfp_yolo.pipelines.config import COMPILE_TIME, RunConfig, parameter_specs
-from kfp_yolo.pipelines.serving_keys import DEPLOY_TIMEOUT_MAX
 
 __all__ = ["NODE_POOLS", "PIPELINE_NAME", "build_pipeline", "compiled_settings"]
 

@@ -9,8 +9,8 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from kfp_yolo.components.config.run_config import COMPILE_TIME, RunConfig
 from kfp_yolo.pipelines.cli import main
-from kfp_yolo.pipelines.config import COMPILE_TIME, RunConfig
 from kfp_yolo.pipelines.training import NODE_POOLS
 
 GITOPS_CONFIG = Path(__file__).resolve().parents[2] / "k8s" / "gitops" / "train.yaml"
@@ -207,7 +207,7 @@ def test_cluster_settings_reach_the_step_pods(tmp_path):
 
 def test_the_deploy_pod_outlives_any_deploy_timeout_the_ui_can_set(tmp_path):
     """deploy_timeout_s is a run-time parameter: the compiled pod deadline is its largest value."""
-    from kfp_yolo.pipelines.serving_keys import DEPLOY_TIMEOUT_MAX
+    from kfp_yolo.components.config.serving_keys import DEPLOY_TIMEOUT_MAX
 
     executors = _platform_executors(_compile(tmp_path, "deploy_timeout_s=60"))
     assert int(executors["exec-deploy-component"]["activeDeadlineSeconds"]) == (

@@ -21,11 +21,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from kfp_yolo.components.config.run_config import load_config
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.pools import Pool, load_pools
 from kfp_yolo.components.quotas import render_quotas
 from kfp_yolo.pipelines.cli import main as cli_main
-from kfp_yolo.pipelines.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"

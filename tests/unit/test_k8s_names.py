@@ -6,12 +6,12 @@ import json
 
 import pytest
 
+from kfp_yolo.components.config.run_config import load_config
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.k8s_names import DNS_LABEL, DNS_SUBDOMAIN, LABEL_VALUE, MODEL_NAME, check
 from kfp_yolo.components.launchers.cluster import ClusterSettings, check_name
 from kfp_yolo.components.pools import load_pools_text
 from kfp_yolo.components.quotas import render_quotas
-from kfp_yolo.pipelines.config import load_config
 
 
 @pytest.mark.parametrize(("rule", "good", "bad"), [

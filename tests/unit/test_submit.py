@@ -20,10 +20,10 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from kfp_yolo.components.config.run_config import COMPILE_TIME
 from kfp_yolo.components.errors import Fault
 from kfp_yolo.pipelines import cmd_submit, kfp_api
 from kfp_yolo.pipelines.cli import main
-from kfp_yolo.pipelines.config import COMPILE_TIME
 
 OLD_TOKEN = "tok-OLD-5f1e0c9a7b"
 NEW_TOKEN = "tok-NEW-93c2d4e8aa"

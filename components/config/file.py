@@ -13,7 +13,7 @@ import yaml
 from kfp_yolo.components.errors import UserError
 
 if TYPE_CHECKING:
-    from kfp_yolo.pipelines.config import RunConfig
+    from kfp_yolo.components.config.run_config import RunConfig
 
 __all__ = ["load_config", "parse_overrides"]
 
@@ -76,7 +76,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     values.update(set_values)
     from pydantic import ValidationError
 
-    from kfp_yolo.pipelines.config import RunConfig, format_error
+    from kfp_yolo.components.config.run_config import RunConfig, format_error
 
     try:
         return RunConfig(**values)

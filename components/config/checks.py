@@ -13,9 +13,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from kfp_yolo.components.config.run_config import COMPILE_TIME, RunConfig, format_error
+from kfp_yolo.components.config.values import check_local_model
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.pipelines.config import COMPILE_TIME, RunConfig, format_error
-from kfp_yolo.pipelines.values import check_local_model
 
 __all__ = ["CLUSTER_JOB_KEYS", "NODE_POOLS", "PARAMETER_SOURCE", "check_config",
            "check_run_parameters"]
