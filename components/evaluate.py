@@ -64,7 +64,7 @@ def champion_map50_95(registry_uri: str, name: str, data_yaml: str | Path, *, im
     """mAP50-95 of the published `latest` model on the same val set, with its version; None
     when the registry holds no model of that name yet."""
     from kfp_yolo.components import storage
-    from kfp_yolo.components.publish import read_latest
+    from kfp_yolo.components.release.publish import read_latest
 
     if not registry_uri:
         return None

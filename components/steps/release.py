@@ -107,9 +107,9 @@ def publish_component(
     import tempfile
     from pathlib import Path
 
-    from kfp_yolo.components.publish import publish
     from kfp_yolo.components.registries import RunSource, open_registries
-    from kfp_yolo.components.triton import build_repository
+    from kfp_yolo.components.release.publish import publish
+    from kfp_yolo.components.release.triton import build_repository
 
     if not registry_uri:
         print("publish skipped: registry_uri is empty")
@@ -161,16 +161,16 @@ def deploy_component(
     """KFP step: creates or updates the InferenceService of the published version, waits until
     it is Ready; returns its URL ('' when nothing was published)."""
     from kfp_yolo.components import storage
-    from kfp_yolo.components.deploy import deploy_inferenceservice
     from kfp_yolo.components.errors import UserError
-    from kfp_yolo.components.kserve import (
+    from kfp_yolo.components.pools import load_pools_text
+    from kfp_yolo.components.registries import serving_uri
+    from kfp_yolo.components.release.deploy import deploy_inferenceservice
+    from kfp_yolo.components.release.kserve import (
         ServingSettings,
         build_inferenceservice,
         pool_tolerations,
         served_model,
     )
-    from kfp_yolo.components.pools import load_pools_text
-    from kfp_yolo.components.registries import serving_uri
 
     if not published_uri:
         print("deploy skipped: nothing was published (registry_uri is empty)")

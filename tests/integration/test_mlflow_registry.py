@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from kfp_yolo.components.errors import Fault
-from kfp_yolo.components.publish import promote, publish, read_latest
 from kfp_yolo.components.registries import CHAMPION, RunSource, open_registries
 from kfp_yolo.components.registries.mlflow_registry import VERSION_TAG, MLflowRegistry
+from kfp_yolo.components.release.publish import promote, publish, read_latest
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -72,7 +72,7 @@ def test_a_retried_registration_creates_no_second_version(mlflow_env, tmp_path):
     (mlflow,) = open_registries(mlflow_tracking_uri=mlflow_env.uri)
     registry = str(tmp_path / "registry")
     uri = _publish(tmp_path, registry, "c", [mlflow], version="r1")
-    from kfp_yolo.components.publish import Release
+    from kfp_yolo.components.release.publish import Release
 
     again = Release(name="shapes", version="r1", uri=uri, serving_uri="")
     mlflow.register(again, champion=True)

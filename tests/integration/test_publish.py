@@ -13,7 +13,7 @@ import pytest
 from kfp_yolo.components import storage
 from kfp_yolo.components.atomic import PART_SUFFIX
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.publish import LATEST, default_version, publish, read_latest
+from kfp_yolo.components.release.publish import LATEST, default_version, publish, read_latest
 from kfp_yolo.components.steps import publish_component
 
 

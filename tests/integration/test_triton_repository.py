@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kfp_yolo.components.triton import MAX_BATCH, TRT_SUFFIX, build_repository
+from kfp_yolo.components.release.triton import MAX_BATCH, TRT_SUFFIX, build_repository
 
 pytestmark = pytest.mark.timeout(300)
 

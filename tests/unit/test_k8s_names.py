@@ -55,7 +55,7 @@ def test_the_catalog_and_the_quotas_state_the_rule():
 
 
 def test_publish_uses_the_run_name_rule(tmp_path):
-    from kfp_yolo.components.publish import publish
+    from kfp_yolo.components.release.publish import publish
 
     model = tmp_path / "best.pt"
     model.write_bytes(b"x")

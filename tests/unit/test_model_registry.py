@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from modelregistry_standin import SPEC_PATH, ModelRegistryStandIn  # noqa: E402
 
 from kfp_yolo.components.errors import Fault, UserError  # noqa: E402
-from kfp_yolo.components.publish import promote, publish, read_latest  # noqa: E402
 from kfp_yolo.components.registries import CHAMPION, RunSource, open_registries  # noqa: E402
+from kfp_yolo.components.release.publish import promote, publish, read_latest  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(120),
               pytest.mark.skipif(not SPEC_PATH.is_file(), reason=f"{SPEC_PATH} is absent")]

@@ -15,10 +15,10 @@ import yaml
 from test_k8s_manifests import K8S, crd_validator, kustomize, validate_core
 from test_pytorchjob import FakeClock, ScriptedHTTP, status_error
 
-from kfp_yolo.components.deploy import deploy_inferenceservice
 from kfp_yolo.components.errors import JobFailed, UserError
-from kfp_yolo.components.kserve import RUNTIME, ServingSettings, build_inferenceservice
-from kfp_yolo.components.publish import publish, read_latest
+from kfp_yolo.components.release.deploy import deploy_inferenceservice
+from kfp_yolo.components.release.kserve import RUNTIME, ServingSettings, build_inferenceservice
+from kfp_yolo.components.release.publish import publish, read_latest
 from kfp_yolo.pipelines.cli import main
 
 NS = "team-a"

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kfp_yolo.components.errors import Fault, JobFailed, UserError
-from kfp_yolo.components.kserve import GROUP, KIND, PLURAL, VERSION
+from kfp_yolo.components.release.kserve import GROUP, KIND, PLURAL, VERSION
 
 __all__ = ["POLL_S", "deploy_inferenceservice", "ready_state"]
 
