@@ -62,7 +62,7 @@ def _fget_loop(client, bucket: str, prefix: str, dest: Path) -> None:
 def _images(root: Path, count: int) -> Path:
     """count images with labels: coco8's JPEGs under new names, or synthetic shapes."""
     if not COCO8.is_dir():
-        from kfp_yolo.components.synth import SynthSpec, synthesize
+        from kfp_yolo.components.data.synth import SynthSpec, synthesize
 
         synthesize(root, SynthSpec(images=count, imgsz=320, seed=0))
         return root

@@ -23,7 +23,7 @@ def compile_pipeline(cfg: RunConfig, output: str | Path,
     from kfp import compiler
 
     from kfp_yolo.components.config.checks import check_config
-    from kfp_yolo.components.pools import catalog_json
+    from kfp_yolo.components.k8s.pools import catalog_json
     from kfp_yolo.pipelines.training import build_pipeline
 
     # Checked here: a bad catalog, or a config the catalog cannot run (bf16 with no Ampere

@@ -57,7 +57,7 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from kfp_yolo.components.synth import SynthSpec, synthesize_into
+    from kfp_yolo.components.data.synth import SynthSpec, synthesize_into
 
     spec = SynthSpec(images=args.images, imgsz=args.imgsz, seed=args.seed)
     data_yaml = synthesize_into(args.dir, spec, replace=args.replace)

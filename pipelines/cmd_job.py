@@ -27,9 +27,9 @@ import yaml
 
 from kfp_yolo.components.config.run_config import RunConfig, load_config
 from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.k8s.pools import load_pools
 from kfp_yolo.components.launchers.cluster import ClusterSettings
 from kfp_yolo.components.launchers.kinds import KINDS
-from kfp_yolo.components.pools import load_pools
 from kfp_yolo.components.spec import TrainSpec, default_checkpoint_uri
 
 __all__ = ["PIPELINE_ROOT", "job_kind_name", "render_job", "run"]

@@ -17,7 +17,7 @@ import yaml
 
 from kfp_yolo.components.config.run_config import RunConfig, load_config
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.pools import load_pools
+from kfp_yolo.components.k8s.pools import load_pools
 from kfp_yolo.components.registries import serving_uri
 from kfp_yolo.components.release.kserve import (
     ServingSettings,

@@ -224,7 +224,7 @@ def build_pipeline(cfg: RunConfig, *, node_pools: str | None = None,
             without them (kfp.local ignores them anyway).
     """
     if node_pools is None:
-        from kfp_yolo.components.pools import catalog_json
+        from kfp_yolo.components.k8s.pools import catalog_json
 
         node_pools = catalog_json()
     specs = [(name, py_type, getattr(cfg, name), text)

@@ -35,7 +35,7 @@ def check_config(values: dict[str, Any], node_pools: str,
                  source: str = PARAMETER_SOURCE) -> RunConfig:
     """RunConfig from raw values, checked against the catalog too; refusals are UserErrors
     whose sentence starts with source."""
-    from kfp_yolo.components.pools import load_pools_text, pools_for_precision
+    from kfp_yolo.components.k8s.pools import load_pools_text, pools_for_precision
 
     try:
         cfg = RunConfig(**values)

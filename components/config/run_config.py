@@ -19,7 +19,6 @@ from pydantic import (
     model_validator,
 )
 
-from kfp_yolo.components import k8s_names
 from kfp_yolo.components.config import serving_keys as sk
 from kfp_yolo.components.config.values import (
     URI_FORMS,
@@ -28,8 +27,9 @@ from kfp_yolo.components.config.values import (
     default_lr0,
 )
 from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.k8s import names as k8s_names
+from kfp_yolo.components.k8s.quotas import PRIORITY_CLASSES
 from kfp_yolo.components.launchers import LAUNCHERS
-from kfp_yolo.components.quotas import PRIORITY_CLASSES
 from kfp_yolo.components.spec import CACHES, OPTIMIZERS, PRECISIONS, check_batch_shape
 from kfp_yolo.components.tensorrt import TRT_PRECISIONS
 

@@ -74,7 +74,7 @@ def fetch(uri: str, dest: Path, *, link: bool = False) -> Path:
         raise UserError("no dataset given; give a folder with images/ and labels/, or an "
                         "s3://, minio://, file:// or synthetic:// URI.")
     if urlparse(uri).scheme == "synthetic":
-        from kfp_yolo.components.synth import synthesize, synthetic_spec
+        from kfp_yolo.components.data.synth import synthesize, synthetic_spec
 
         synthesize(dest, synthetic_spec(uri))
         return dest

@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.k8s_names import DNS_LABEL, DNS_SUBDOMAIN, LABEL_VALUE, check
+from kfp_yolo.components.k8s.names import DNS_LABEL, DNS_SUBDOMAIN, LABEL_VALUE, check
 from kfp_yolo.components.tracking.mlflow_log import CREDENTIAL_KEYS as MLFLOW_CREDENTIAL_KEYS
 
 __all__ = ["MLFLOW_CREDENTIAL_KEYS", "NO_CLUSTER", "PRIORITY_LABEL", "QUEUE_LABEL", "RUN_LABEL",

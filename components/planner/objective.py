@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.k8s.pools import Pool
 from kfp_yolo.components.planner.history import nearest
 from kfp_yolo.components.planner.report import money
 from kfp_yolo.components.planner.throughput import (
@@ -26,7 +27,6 @@ from kfp_yolo.components.planner.throughput import (
     estimate_images_per_s,
     gpu_spec,
 )
-from kfp_yolo.components.pools import Pool
 
 __all__ = ["OBJECTIVES", "PoolRow", "choose", "pool_row"]
 

@@ -37,7 +37,7 @@ from typing import Any
 
 from kfp_yolo.components import storage
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.k8s_names import MODEL_NAME
+from kfp_yolo.components.k8s.names import MODEL_NAME
 from kfp_yolo.components.registries import Registry, Release, RunSource, serving_uri
 
 __all__ = ["LATEST", "default_version", "finished_version", "promote", "publish", "read_latest",

@@ -305,7 +305,7 @@ def train_step_report(weights_dir: str | Path, dataset_dir: str | Path, report_p
     """The train step's report: the run's shape, the pool's price from the catalog text
     `node_pools` (none when the pool is not in it), a few of the dataset's val images; returns
     the Metrics values."""
-    from kfp_yolo.components.pools import load_pools_text
+    from kfp_yolo.components.k8s.pools import load_pools_text
 
     chosen = ({p.name: p for p in load_pools_text(node_pools)}.get(pool) if node_pools
               else None)

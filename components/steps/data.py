@@ -71,14 +71,14 @@ def plan_resources_component(
     # KFP copies this function's source alone into the component: imports live here
     from collections import namedtuple
 
-    from kfp_yolo.components.planner import plan
-    from kfp_yolo.components.planner.history import history_uri, read_history
-    from kfp_yolo.components.planner.report import markdown_report
-    from kfp_yolo.components.pools import (
+    from kfp_yolo.components.k8s.pools import (
         load_pools_text,
         pools_for_precision,
         required_node_affinity,
     )
+    from kfp_yolo.components.planner import plan
+    from kfp_yolo.components.planner.history import history_uri, read_history
+    from kfp_yolo.components.planner.report import markdown_report
 
     # bf16 goes only to GPUs that compute in it (Ampere or newer): the others emulate it
     pools = pools_for_precision(load_pools_text(node_pools, source="the node_pools parameter"),

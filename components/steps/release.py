@@ -162,7 +162,7 @@ def deploy_component(
     it is Ready; returns its URL ('' when nothing was published)."""
     from kfp_yolo.components import storage
     from kfp_yolo.components.errors import UserError
-    from kfp_yolo.components.pools import load_pools_text
+    from kfp_yolo.components.k8s.pools import load_pools_text
     from kfp_yolo.components.registries import serving_uri
     from kfp_yolo.components.release.deploy import deploy_inferenceservice
     from kfp_yolo.components.release.kserve import (

@@ -61,8 +61,8 @@ def train_component(
     import os
 
     from kfp_yolo.components import storage
+    from kfp_yolo.components.k8s.pools import node_affinity
     from kfp_yolo.components.launchers import get_launcher
-    from kfp_yolo.components.pools import node_affinity
     from kfp_yolo.components.reports.training import train_step_report
     from kfp_yolo.components.spec import TrainSpec, default_checkpoint_uri
     from kfp_yolo.components.tracking.mlflow_log import MlflowSettings, MlflowTracker

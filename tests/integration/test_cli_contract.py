@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kfp_yolo.components.data.synth import SynthSpec, synthesize
 from kfp_yolo.components.errors import Stopped
-from kfp_yolo.components.synth import SynthSpec, synthesize
 from kfp_yolo.pipelines import cmd_quotas
 from kfp_yolo.pipelines.cli import main
 from kfp_yolo.pipelines.summary import run_failure

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from kfp_yolo.components.data.prepare import check_dataset, prepare_dataset, render_report
+from kfp_yolo.components.data.synth import SynthSpec, synthesize
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.synth import SynthSpec, synthesize
 
 
 def _nested(root: Path, path: object) -> Path:

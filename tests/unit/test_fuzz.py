@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from kfp_yolo.components.config.run_config import RunConfig
-from kfp_yolo.components.synth import SynthSpec, synthesize
+from kfp_yolo.components.data.synth import SynthSpec, synthesize
 from kfp_yolo.pipelines import cmd_compile
 from kfp_yolo.pipelines.cli import main
 

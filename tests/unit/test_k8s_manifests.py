@@ -23,8 +23,8 @@ import yaml
 
 from kfp_yolo.components.config.run_config import load_config
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.pools import Pool, load_pools
-from kfp_yolo.components.quotas import render_quotas
+from kfp_yolo.components.k8s.pools import Pool, load_pools
+from kfp_yolo.components.k8s.quotas import render_quotas
 from kfp_yolo.pipelines.cli import main as cli_main
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -74,7 +74,7 @@ def test_validate_config_refuses_a_missing_model_file_when_the_train_step_trains
         tmp_path):
     from kfp_yolo.components.config.checks import NODE_POOLS, check_run_parameters
     from kfp_yolo.components.config.run_config import COMPILE_TIME, RunConfig, run_time_values
-    from kfp_yolo.components.pools import catalog_json
+    from kfp_yolo.components.k8s.pools import catalog_json
 
     cfg = RunConfig(model=str(tmp_path / "m.pt"))
     values = {**run_time_values(cfg), NODE_POOLS: catalog_json()}

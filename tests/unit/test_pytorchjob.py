@@ -169,7 +169,7 @@ def test_owner_from_env_reads_the_downward_api():
 
 
 def test_the_plan_steps_placement_reaches_the_settings():
-    from kfp_yolo.components.pools import node_affinity
+    from kfp_yolo.components.k8s.pools import node_affinity
 
     # What train_component passes: the plan's need (12,645 MiB for yolov5l amp) and the pool's
     # tolerations.
@@ -321,8 +321,8 @@ def test_job_render_prints_an_appliable_job(capsys, pytorchjob_schema):
 
 
 def test_job_render_places_the_job_where_the_planner_says(capsys):
+    from kfp_yolo.components.k8s.pools import load_pools
     from kfp_yolo.components.planner import plan
-    from kfp_yolo.components.pools import load_pools
 
     out, job = render(capsys, "--launcher", "pytorchjob", "--set", "batch=16", "--set",
                       "model=yolov5l.yaml", "--set", "imgsz=640", "--set", "precision=amp",

@@ -17,8 +17,9 @@ from kfp.dsl import Dataset, Markdown
 from test_submit import NEW_TOKEN, kfp_server  # noqa: F401
 from train_step import cluster_settings_of_train_step
 
+from kfp_yolo.components.data.synth import CLASS_NAMES
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.pools import (
+from kfp_yolo.components.k8s.pools import (
     default_pools_path,
     load_pools,
     node_affinity,
@@ -27,7 +28,6 @@ from kfp_yolo.components.steps import (
     plan_resources_component,
     prepare_dataset_component,
 )
-from kfp_yolo.components.synth import CLASS_NAMES
 from kfp_yolo.pipelines.cli import main
 from kfp_yolo.pipelines.training import NODE_POOLS
 
@@ -120,7 +120,7 @@ def test_submit_runs_the_steps_as_the_configured_service_account(kfp_server, tmp
 
 
 def test_a_bf16_run_is_planned_only_on_a_gpu_that_runs_bf16():
-    from kfp_yolo.components.pools import catalog_json
+    from kfp_yolo.components.k8s.pools import catalog_json
 
     text = catalog_json()
     amp = plan_resources_component(**TINY_RUN, node_pools=text)

@@ -266,7 +266,7 @@ def test_promote_points_latest_at_an_earlier_version(tmp_path, capsys, monkeypat
 
 
 def test_deploy_step_refuses_a_tensorrt_model_that_was_not_built(tmp_path):
-    from kfp_yolo.components.pools import catalog_json
+    from kfp_yolo.components.k8s.pools import catalog_json
     from kfp_yolo.components.steps import deploy_component
 
     version = tmp_path / "registry" / "shapes" / "v1"

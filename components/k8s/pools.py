@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.k8s_names import DNS_LABEL
+from kfp_yolo.components.k8s.names import DNS_LABEL
 
 __all__ = ["GPU_MEMORY_LABEL", "Pool", "catalog_json", "default_pools_path", "is_dns_label",
            "load_pools", "load_pools_text", "node_affinity", "pools_for_precision",
