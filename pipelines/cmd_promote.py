@@ -13,7 +13,7 @@ import os
 
 from kfp_yolo.components.config.run_config import load_config
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.registries import open_registries
+from kfp_yolo.components.registries.configured import open_registries
 from kfp_yolo.components.release.publish import finished_version, promote
 
 __all__ = ["run"]

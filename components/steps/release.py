@@ -107,7 +107,8 @@ def publish_component(
     import tempfile
     from pathlib import Path
 
-    from kfp_yolo.components.registries import RunSource, open_registries
+    from kfp_yolo.components.registries import RunSource
+    from kfp_yolo.components.registries.configured import open_registries
     from kfp_yolo.components.release.publish import publish
     from kfp_yolo.components.release.triton import build_repository
 

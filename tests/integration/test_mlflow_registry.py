@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from kfp_yolo.components.errors import Fault
-from kfp_yolo.components.registries import CHAMPION, RunSource, open_registries
+from kfp_yolo.components.registries import CHAMPION, RunSource
+from kfp_yolo.components.registries.configured import open_registries
 from kfp_yolo.components.registries.mlflow_registry import VERSION_TAG, MLflowRegistry
 from kfp_yolo.components.release.publish import promote, publish, read_latest
 
