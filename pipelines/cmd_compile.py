@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from kfp_yolo.components.atomic import staged
-from kfp_yolo.components.config.run_config import RunConfig, load_config
+from kfp_yolo.components.config.file import load_config
+from kfp_yolo.components.config.run_config import RunConfig
 
 __all__ = ["compile_pipeline", "run"]
 

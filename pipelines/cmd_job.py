@@ -25,7 +25,8 @@ from dataclasses import fields
 
 import yaml
 
-from kfp_yolo.components.config.run_config import RunConfig, load_config
+from kfp_yolo.components.config.file import load_config
+from kfp_yolo.components.config.run_config import RunConfig
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.k8s.pools import load_pools
 from kfp_yolo.components.launchers.cluster import ClusterSettings

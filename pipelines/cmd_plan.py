@@ -15,7 +15,8 @@ import sys
 
 from pydantic import ValidationError
 
-from kfp_yolo.components.config.run_config import RunConfig, format_error, load_config
+from kfp_yolo.components.config.file import load_config
+from kfp_yolo.components.config.run_config import RunConfig, format_error
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.k8s.pools import Pool, load_pools
 from kfp_yolo.components.planner import HEADROOM, Plan, plan, resolve_model

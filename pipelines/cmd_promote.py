@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from kfp_yolo.components.config.run_config import load_config
+from kfp_yolo.components.config.file import load_config
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.registries.configured import open_registries
 from kfp_yolo.components.release.publish import finished_version, promote

@@ -25,7 +25,8 @@ from typing import TextIO
 from urllib.parse import urlparse
 
 from kfp_yolo.components.atomic import write_atomic
-from kfp_yolo.components.config.run_config import RunConfig, load_config
+from kfp_yolo.components.config.file import load_config
+from kfp_yolo.components.config.run_config import RunConfig
 from kfp_yolo.components.errors import JobFailed, Stopped, UserError
 from kfp_yolo.pipelines.run_control import hold_workdir, own_process_tree
 from kfp_yolo.pipelines.summary import (

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
+from kfp_yolo.components.config.run_config import RunConfig, format_error
 from kfp_yolo.components.errors import UserError
-
-if TYPE_CHECKING:
-    from kfp_yolo.components.config.run_config import RunConfig
 
 __all__ = ["load_config", "parse_overrides"]
 
@@ -75,8 +73,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     set_values = parse_overrides(overrides or [])
     values.update(set_values)
     from pydantic import ValidationError
-
-    from kfp_yolo.components.config.run_config import RunConfig, format_error
 
     try:
         return RunConfig(**values)

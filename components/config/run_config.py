@@ -34,7 +34,7 @@ from kfp_yolo.components.spec import CACHES, OPTIMIZERS, PRECISIONS, check_batch
 from kfp_yolo.components.tensorrt import TRT_PRECISIONS
 
 __all__ = ["COMPILE_TIME", "RunConfig", "check_detection_model", "check_uri", "format_error",
-           "load_config", "parameter_specs", "parse_overrides", "run_time_values"]
+           "parameter_specs", "run_time_values"]
 
 Precision = Literal[PRECISIONS]
 Optimizer = Literal[OPTIMIZERS]
@@ -356,6 +356,3 @@ def format_error(err: ValidationError, source: str) -> str:
         return f"{source}: {key}={value} is invalid: {message}."
     return f"{source}: {message}."
 
-
-# Reading config files and --set lives in config_file.py; its names are this module's too.
-from kfp_yolo.components.config.file import load_config, parse_overrides  # noqa: E402

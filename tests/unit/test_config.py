@@ -6,10 +6,10 @@ import sys
 
 import pytest
 
+from kfp_yolo.components.config.file import load_config
 from kfp_yolo.components.config.run_config import (
     COMPILE_TIME,
     RunConfig,
-    load_config,
     parameter_specs,
 )
 from kfp_yolo.components.errors import UserError

@@ -21,7 +21,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from kfp_yolo.components.config.run_config import load_config
+from kfp_yolo.components.config.file import load_config
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.k8s.pools import Pool, load_pools
 from kfp_yolo.components.k8s.quotas import render_quotas

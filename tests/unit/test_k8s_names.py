@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from kfp_yolo.components.config.run_config import load_config
+from kfp_yolo.components.config.file import load_config
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.k8s.names import DNS_LABEL, DNS_SUBDOMAIN, LABEL_VALUE, MODEL_NAME, check
 from kfp_yolo.components.k8s.pools import load_pools_text

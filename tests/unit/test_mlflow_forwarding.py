@@ -10,7 +10,7 @@ from test_k8s_manifests import crd_validator
 from test_pytorchjob import full_settings, make_spec
 from train_step import cluster_settings_of_train_step
 
-from kfp_yolo.components.config.run_config import load_config
+from kfp_yolo.components.config.file import load_config
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.launchers.cluster import ClusterSettings
 from kfp_yolo.components.launchers.pytorchjob import build_pytorchjob

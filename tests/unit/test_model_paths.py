@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from kfp_yolo.components.config.run_config import load_config
+from kfp_yolo.components.config.file import load_config
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.pipelines.cli import main
 

@@ -304,7 +304,7 @@ def test_bad_serving_keys_are_one_sentence(capsys, item, says):
 
 
 def test_good_serving_keys_are_kept():
-    from kfp_yolo.components.config.run_config import load_config
+    from kfp_yolo.components.config.file import load_config
 
     cfg = load_config(None, ["model_registry_address=https://mr.example:8443/",
                              "deploy=kserve", "serving_format=tensorrt", "registry_uri=/tmp/r"])
@@ -318,7 +318,7 @@ def test_good_serving_keys_are_kept():
 ])
 def test_release_keys_without_a_registry_uri_are_refused_at_load(item, says):
     """publish is skipped without registry_uri: deploy and the Model Registry would be too."""
-    from kfp_yolo.components.config.run_config import load_config
+    from kfp_yolo.components.config.file import load_config
 
     key = item.split("=")[0]
     with pytest.raises(UserError, match=rf"^--set: {key}=.* is invalid: {says}"):
