@@ -12,10 +12,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/ holds helpers (s3server) beside tests
 
+# fixtures of the helper modules, for every test under tests/ (no test imports another test)
+from kfp_fake import config_file, kfp_server  # noqa: E402, F401
 from mlflowserver import MLflowServer, mlflow_binary  # noqa: E402
 from s3server import SeaweedS3, weed_binary  # noqa: E402
-
-COCO8 = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "coco8"
+from testdata import COCO8  # noqa: E402
 
 
 @dataclass
@@ -111,9 +112,9 @@ def mlflow_env(mlflow_server: MLflowServer, monkeypatch: pytest.MonkeyPatch) -> 
 
 @pytest.fixture
 def coco8(tmp_path: Path) -> Path:
-    """A private copy of ../shared/datasets/coco8 with `path:` made absolute."""
+    """A private copy of tests/data/coco8 with `path:` made absolute."""
     if not COCO8.is_dir():
-        pytest.skip(f"{COCO8} is absent (the shared sample datasets are not on this machine)")
+        pytest.skip(f"{COCO8} is absent (tests/data/coco8 holds it in the repository)")
     copy = tmp_path / "coco8"
     shutil.copytree(COCO8, copy)
     data_yaml = copy / "data.yaml"

@@ -103,7 +103,7 @@ def test_mlflow_down_fails_the_publish_and_keeps_latest(tmp_path, monkeypatch):
 def test_the_publish_step_registers_when_mlflow_tracking_uri_is_set(mlflow_env, tmp_path):
     from kfp.dsl import Dataset, Metrics, Model
     from mlflow.tracking import MlflowClient
-    from test_triton_repository import export
+    from triton_checks import export
 
     from kfp_yolo.components.steps import publish_component
 

@@ -155,7 +155,7 @@ def test_export_step_fails_above_tolerance(passed_run, tmp_path):
 
 
 def test_the_published_version_holds_a_triton_repository_triton_parses(passed_run):
-    from test_triton_repository import check_against_onnx, parse_config
+    from triton_checks import check_against_onnx, parse_config
 
     _, summary = passed_run
     version = Path(summary["artifacts"]["published"])

@@ -160,7 +160,7 @@ def _artifact(kind, path: Path, **metadata):
 
 def test_component_collects_artifacts_and_skips_unbuilt_engine(tmp_path, monkeypatch):
     from kfp.dsl import Dataset, Metrics, Model
-    from test_triton_repository import export, parse_config
+    from triton_checks import export, parse_config
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     inputs = _inputs(tmp_path / "src", engine=False)

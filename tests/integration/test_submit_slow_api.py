@@ -3,23 +3,18 @@ real defaults (issue 18): it submits. The unit lane checks the same at a tenth o
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import pytest
+from kfp_fake import NEW_TOKEN
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))  # the KFP API stand-in
-
-from test_submit import NEW_TOKEN, config_file, kfp_server  # noqa: E402, F401
-
-from kfp_yolo.pipelines import kfp_api  # noqa: E402
-from kfp_yolo.pipelines.cli import main  # noqa: E402
+from kfp_yolo.pipelines import kfp_api
+from kfp_yolo.pipelines.cli import main
 
 pytestmark = pytest.mark.timeout(300)
 
 
-def test_an_api_answering_each_call_in_20_s_still_submits(kfp_server, config_file,  # noqa: F811
+def test_an_api_answering_each_call_in_20_s_still_submits(kfp_server, config_file,
                                                           monkeypatch, capsys):
     state, host = kfp_server
     monkeypatch.setenv("KF_PIPELINES_TOKEN", NEW_TOKEN)

@@ -206,3 +206,18 @@ def test_nothing_installs_as_a_top_level_components_or_pipelines():
     # every subpackage on disk is listed, so none is left out of the wheel
     on_disk = {name for name, path in _modules().items() if path.name == "__init__.py"}
     assert on_disk <= set(setuptools["packages"]), on_disk - set(setuptools["packages"])
+
+
+def test_no_test_module_imports_another():
+    # shared helpers live in helper modules (tests/*.py not named test_*): a test module that
+    # imports another runs that module's tests' set-up and couples two topics
+    tests = ROOT / "tests"
+    names = {path.stem for path in tests.rglob("test_*.py")}
+    offenders = []
+    for path in tests.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            imported = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                        [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.relative_to(tests)} imports {m}" for m in imported
+                          if m.split(".")[0] in names]
+    assert not offenders, offenders

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_k8s_manifests import crd_validator
-from test_pytorchjob import full_settings, make_spec
+from k8s_validation import crd_validator
+from kube_fakes import full_settings, make_spec
 from train_step import cluster_settings_of_train_step
 
 from kfp_yolo.components.config.file import load_config

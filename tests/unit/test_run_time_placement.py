@@ -14,7 +14,7 @@ import yaml
 from kfp.dsl import Dataset, Markdown
 
 # The stand-in KFP API of the submit tests (fixtures imported for use here).
-from test_submit import NEW_TOKEN, kfp_server  # noqa: F401
+from kfp_fake import NEW_TOKEN
 from train_step import cluster_settings_of_train_step
 
 from kfp_yolo.components.data.synth import CLASS_NAMES
@@ -105,7 +105,7 @@ def test_the_cluster_settings_reach_the_launcher(tmp_path, monkeypatch):
     assert cluster.tolerations == (EDGE_TOLERATION,)
 
 
-def test_submit_runs_the_steps_as_the_configured_service_account(kfp_server, tmp_path,  # noqa: F811
+def test_submit_runs_the_steps_as_the_configured_service_account(kfp_server, tmp_path,
                                                                   monkeypatch):
     state, host = kfp_server
     monkeypatch.setenv("KF_PIPELINES_TOKEN", NEW_TOKEN)

@@ -12,8 +12,8 @@ import json
 
 import pytest
 import yaml
-from test_k8s_manifests import K8S, crd_validator, kustomize, validate_core
-from test_pytorchjob import FakeClock, ScriptedHTTP, status_error
+from k8s_validation import K8S, crd_validator, kustomize, validate_core
+from kube_fakes import FakeClock, ScriptedHTTP, status_error
 
 from kfp_yolo.components.errors import JobFailed, UserError
 from kfp_yolo.components.release.deploy import deploy_inferenceservice
