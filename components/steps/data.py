@@ -22,6 +22,9 @@ def prepare_dataset_component(
         size of its training split (the planner's inputs: the detection head and the loss grow
         with nc; an auto batch keeps enough batches per epoch).
     """
+    from kfp_yolo.components.boundary import install
+
+    install()  # before any work: a failure from here on becomes the step's record
     from collections import namedtuple
 
     from kfp_yolo.components.data.prepare import prepare_dataset, render_report
@@ -68,6 +71,9 @@ def plan_resources_component(
         says how the batch was chosen, accumulate how many steps ultralytics accumulates,
         pool_rule why this pool (the objective).
     """
+    from kfp_yolo.components.boundary import install
+
+    install()  # before any work: a failure from here on becomes the step's record
     # KFP copies this function's source alone into the component: imports live here
     from collections import namedtuple
 

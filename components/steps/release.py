@@ -18,6 +18,9 @@ def export_onnx_component(
     parity: Output[Metrics],
 ) -> NamedTuple("ExportOutputs", [("max_abs_diff", float)]):
     """KFP step: model.onnx into the Model artifact; fails when parity exceeds the tolerance."""
+    from kfp_yolo.components.boundary import install
+
+    install()  # before any work: a failure from here on becomes the step's record
     import os
     from collections import namedtuple
 
@@ -50,6 +53,9 @@ def build_tensorrt_component(
     latency: Output[Metrics],
 ) -> NamedTuple("TrtOutputs", [("status", str), ("reason", str)]):
     """KFP step: model.engine and its latency, or status `skipped` with the reason."""
+    from kfp_yolo.components.boundary import install
+
+    install()  # before any work: a failure from here on becomes the step's record
     import os
     from collections import namedtuple
 
@@ -102,6 +108,9 @@ def publish_component(
     registry when MLFLOW_TRACKING_URI is set and in the Kubeflow Model Registry when
     model_registry_address is; `latest` moves after both.
     """
+    from kfp_yolo.components.boundary import install
+
+    install()  # before any work: a failure from here on becomes the step's record
     import json
     import os
     import tempfile
@@ -161,6 +170,9 @@ def deploy_component(
 ) -> str:
     """KFP step: creates or updates the InferenceService of the published version, waits until
     it is Ready; returns its URL ('' when nothing was published)."""
+    from kfp_yolo.components.boundary import install
+
+    install()  # before any work: a failure from here on becomes the step's record
     from kfp_yolo.components import storage
     from kfp_yolo.components.errors import UserError
     from kfp_yolo.components.k8s.pools import load_pools_text

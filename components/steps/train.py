@@ -57,6 +57,9 @@ def train_component(
     training logs into MLFLOW_RUN_ID, else into a new run in experiment `name`; the pods get
     the MLflow credentials from the Secret `mlflow_secret`.
     """
+    from kfp_yolo.components.boundary import install
+
+    install()  # before any work: a failure from here on becomes the step's record
     import json
     import os
 
@@ -147,6 +150,9 @@ def evaluate_component(
     A single `bool` output on purpose: kfp.local resolves a dsl.If condition on a task's
     single `Output`, not on a named output of a NamedTuple.
     """
+    from kfp_yolo.components.boundary import install
+
+    install()  # before any work: a failure from here on becomes the step's record
     import os
 
     from kfp_yolo.components.evaluate import champion_map50_95, evaluate, gate, render_report

@@ -26,6 +26,8 @@ def make_validate_config_component(parameters: list, compiled: dict):
         '    """KFP step: every parameter checked with the config\'s rules, before any data or '
         'GPU."""\n'
         "    values = dict(locals())\n"
+        "    from kfp_yolo.components.boundary import install\n\n"
+        "    install()\n"
         "    from kfp_yolo.components.config.checks import check_run_parameters\n\n"
         f"    return check_run_parameters(values, compiled={compiled!r})\n")
     filename = f"<kfp-yolo validate-config {abs(hash(source)):x}>"
