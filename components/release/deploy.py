@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from kfp_yolo.components.bounded import Bound, request_timeout
 from kfp_yolo.components.errors import Fault, JobFailed, UserError
 from kfp_yolo.components.release.kserve import GROUP, KIND, PLURAL, VERSION
 
@@ -23,6 +24,8 @@ __all__ = ["POLL_S", "deploy_inferenceservice", "ready_state"]
 POLL_S = 5.0
 _FAILED_TRANSITIONS = ("BlockedByFailedLoad", "InvalidSpec")
 _CONFLICT_RETRIES = 3
+BOUND = Bound(timeout_s=30)
+"""Each API call; the wait for Ready is bounded by deploy_timeout_s (the user's setting)."""
 
 
 def _status_message(exc: Any) -> str:
@@ -66,7 +69,8 @@ class _Api:
         from kubernetes.client.rest import ApiException
 
         try:
-            return getattr(self.custom, method)(GROUP, VERSION, self.namespace, PLURAL, *args)
+            return getattr(self.custom, method)(GROUP, VERSION, self.namespace, PLURAL, *args,
+                                                _request_timeout=request_timeout(BOUND))
         except ApiException as exc:
             if exc.status == 403:
                 raise UserError(f"the step's service account may not {verb} {PLURAL}.{GROUP} in "
