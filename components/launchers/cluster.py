@@ -20,7 +20,8 @@ from kfp_yolo.components.tracking.mlflow_log import CREDENTIAL_KEYS as MLFLOW_CR
 
 __all__ = ["MLFLOW_CREDENTIAL_KEYS", "NO_CLUSTER", "PRIORITY_LABEL", "QUEUE_LABEL", "RUN_LABEL",
            "SECRET_KEYS", "SPEC_ANNOTATION", "ClusterSettings", "Owner", "check_name",
-           "cluster_config_problem", "cluster_settings", "default_api_client", "job_name",
+           "cluster_config_problem", "cluster_settings", "cluster_settings_from",
+           "default_api_client", "job_name",
            "owner_from_env", "owner_reference", "status_message"]
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
@@ -144,6 +145,21 @@ def cluster_settings(launcher: str, **settings: Any) -> ClusterSettings:
                         f"{sorted(known)}.")
     settings.setdefault("owner", owner_from_env())
     return ClusterSettings(**settings)
+
+
+RENAMED = {"active_deadline_s": "job_timeout_s"}
+"""ClusterSettings fields whose config key has another name: {field: config key}."""
+_PLACEMENT = frozenset({"node_affinity", "tolerations", "owner"})
+"""Fields the plan step's outputs (or the step's own pod) decide, never a config key."""
+
+
+def cluster_settings_from(values: Mapping[str, Any], **given: Any) -> dict[str, Any]:
+    """The cluster launcher's settings from checked config values: the one place config keys
+    become ClusterSettings fields (by name; RENAMED names the exceptions), plus `given`
+    (placement, forwarded variables), for get_launcher / ClusterSettings."""
+    settings = {f.name: values[RENAMED.get(f.name, f.name)] for f in fields(ClusterSettings)
+                if f.name not in _PLACEMENT and RENAMED.get(f.name, f.name) in values}
+    return {**settings, **given}
 
 
 def check_name(key: str, value: str) -> None:

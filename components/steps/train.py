@@ -60,43 +60,34 @@ def train_component(
     from kfp_yolo.components.boundary import install
 
     install()  # before any work: a failure from here on becomes the step's record
+    values = dict(locals())  # the checked config values this step takes, by their keys
     import json
     import os
 
     from kfp_yolo.components import storage
     from kfp_yolo.components.k8s.pools import node_affinity
     from kfp_yolo.components.launchers import get_launcher
+    from kfp_yolo.components.launchers.cluster import cluster_settings_from
     from kfp_yolo.components.reports.training import train_step_report
-    from kfp_yolo.components.spec import TrainSpec, default_checkpoint_uri
+    from kfp_yolo.components.spec import train_spec_from
     from kfp_yolo.components.tracking.mlflow_log import MlflowSettings, MlflowTracker
 
     remote = launcher != "local"
     # Training pods are not KFP tasks: on a cluster they read and write object storage directly.
     output_uri = weights.uri if remote else weights.path
-    spec = TrainSpec(
-        run_id=run_id, dataset_uri=dataset.uri if remote else dataset.path, model=model,
-        imgsz=imgsz, epochs=epochs, batch=batch, precision=precision, optimizer=optimizer,
-        lr0=lr0, seed=seed, workers=workers, cache=cache, nodes=nodes,
-        procs_per_node=procs_per_node,
-        # empty: beside the weights, in object storage for a cluster job (as `job render` shows)
-        checkpoint_uri=checkpoint_uri or default_checkpoint_uri(output_uri),
-        output_uri=output_uri)
+    spec = train_spec_from(values, run_id=run_id, output_uri=output_uri,
+                           dataset_uri=dataset.uri if remote else dataset.path)
     # The pods require the planner's need (Gt need-1 MiB) and tolerate the chosen pool, as
     # the plan step's outputs say: the image's own copy of the catalog is not read.
-    settings = {} if not remote else {
-        "image": image, "namespace": namespace, "queue": queue,
-        "storage_secret": storage_secret, "workload_priority_class": workload_priority_class,
-        "service_account": service_account, "active_deadline_s": job_timeout_s,
-        "queue_timeout_s": queue_timeout_s, "priority_class": priority_class,
-        "backoff_limit": backoff_limit, "ttl_after_finished_s": ttl_after_finished_s,
-        "node_affinity": tuple(node_affinity(min_gpu_memory_mib)),
-        "tolerations": tuple(tolerations)}
+    settings = {} if not remote else cluster_settings_from(
+        values, node_affinity=tuple(node_affinity(min_gpu_memory_mib)),
+        tolerations=tuple(tolerations))
     # One MLflow run for the whole step: the pods log each epoch into it, the report follows.
     tracker = MlflowTracker(MlflowSettings.from_environ(), experiment=name, run_name=run_id)
     mlflow_run = tracker.start()  # '' when off, or when the server failed (warned once)
     forward = tracker.settings.with_run(mlflow_run).env() if mlflow_run else {}
     if remote:
-        settings.update(forward_env=tuple(forward.items()), mlflow_secret=mlflow_secret)
+        settings.update(forward_env=tuple(forward.items()))
     elif forward:
         settings["env"] = forward
     backend = get_launcher(launcher, **settings)
