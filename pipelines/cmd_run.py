@@ -104,7 +104,7 @@ def _check_workdir(cfg: RunConfig, workdir: Path) -> None:
     any step runs."""
     from kfp_yolo.components import storage
     from kfp_yolo.components.config.values import check_local_model
-    from kfp_yolo.components.data.layout import refuse_inside
+    from kfp_yolo.components.data.source import refuse_inside
 
     check_local_model(cfg.model, "kfp-yolo run")
 

@@ -37,7 +37,8 @@ import yaml
 from kfp_yolo.components import storage
 from kfp_yolo.components.data import formats
 from kfp_yolo.components.data.checks import Checked, check_boxes, check_leaks, validate
-from kfp_yolo.components.data.layout import Layout, discover, fetch, label_path, refuse_inside
+from kfp_yolo.components.data.layout import Layout, discover, label_path
+from kfp_yolo.components.data.source import fetch, local_folder, refuse_inside
 from kfp_yolo.components.errors import UserError
 
 __all__ = ["PreparedDataset", "check_dataset", "prepare_dataset",
@@ -211,10 +212,10 @@ def _local_export(uri: str, out_dir: Path) -> Path | None:
     if not uri.strip() or storage.is_remote(uri) or urlparse(uri).scheme == "synthetic":
         return None
     try:
-        source = storage.local_path(uri).expanduser()
+        source = local_folder(uri)
     except UserError:
         return None  # fetch names the problem
-    if not source.is_dir() or formats.detect(source) == "yolo":
+    if formats.detect(source) == "yolo":
         return None
     refuse_inside(out_dir, source, what="where the prepared dataset goes,")
     return source
