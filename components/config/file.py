@@ -12,6 +12,7 @@ import yaml
 
 from kfp_yolo.components.config.run_config import RunConfig, format_error
 from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.yaml_text import parse_yaml
 
 __all__ = ["load_config", "parse_overrides"]
 
@@ -52,14 +53,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             line = path.read_bytes()[:exc.start].count(b"\n") + 1
             raise UserError(f"{path}: line {line} is not UTF-8 text; save the config file as "
                             "UTF-8.") from None
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark else ""
-            problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or exc
-            raise UserError(f"{path}:{where} is not valid YAML ({' '.join(str(problem).split())})"
-                            "; fix the syntax.") from None
+        loaded = parse_yaml(text, source)
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

@@ -9,9 +9,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.yaml_text import parse_yaml
 
 __all__ = ["IMAGE_SUFFIXES", "Layout", "Sample", "discover", "label_path", "rel_path"]
 
@@ -68,10 +67,10 @@ def _read_names(root: Path) -> tuple[list[str], dict, str]:
                         "data.yaml; name the dataset's one data.yaml.")
     if chosen is not None:
         try:
-            data = yaml.safe_load(chosen.read_text(encoding="utf-8-sig")) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise UserError(f"{chosen.name}: not valid YAML ({type(exc).__name__}); fix its "
-                            "syntax.") from None
+            text = chosen.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError:
+            raise UserError(f"{chosen.name}: not UTF-8 text; save it as UTF-8.") from None
+        data = parse_yaml(text, chosen.name) or {}
         if not isinstance(data, dict):
             raise UserError(f"{chosen.name}: expected a mapping with names:, train:, val:.")
         return _names_from_yaml(data, chosen.name), data, chosen.name
