@@ -71,7 +71,7 @@ def check_run_parameters(values: dict[str, Any], *, compiled: dict[str, Any]) ->
                         "set it with `kfp-yolo compile --set KEY=VALUE` and upload again.")
     cfg = check_config({**compiled, **values}, node_pools)
     if cfg.launcher != "local" or cfg.deploy == "kserve":  # found out hours later otherwise
-        from kfp_yolo.components.launchers.cluster import cluster_config_problem
+        from kfp_yolo.components.k8s.api import cluster_config_problem
 
         if problem := cluster_config_problem():
             raise UserError(problem if cfg.launcher != "local" else (

@@ -24,13 +24,8 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from kfp_yolo.components.errors import Fault, JobFailed, Stopped, UserError
-from kfp_yolo.components.launchers.cluster import (
-    SPEC_ANNOTATION,
-    cluster_settings,
-    default_api_client,
-    owner_reference,
-    status_message,
-)
+from kfp_yolo.components.k8s.api import default_api_client, status_message
+from kfp_yolo.components.launchers.cluster import SPEC_ANNOTATION, cluster_settings, owner_reference
 from kfp_yolo.components.launchers.kinds import (
     PYTORCHJOB,
     TRAINJOB,
