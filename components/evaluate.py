@@ -1,22 +1,20 @@
 """evaluate: ultralytics' own validation of best.pt on the val split, a report, and the gate."""
 
-import base64
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["MARKDOWN_LIMIT", "EvalResult", "champion_map50_95", "evaluate", "gate",
+from kfp_yolo.components.reports.media import MARKDOWN_LIMIT, jpeg_file_uri
+
+__all__ = ["EvalResult", "champion_map50_95", "evaluate", "gate",
            "render_report"]
 
 _PLOTS = ("BoxPR_curve.png", "confusion_matrix_normalized.png", "val_batch0_pred.jpg")
-MARKDOWN_LIMIT = 400_000
 _CAPTIONS = {
     "BoxPR_curve": "**Precision-recall curve** per class (its mAP50 in the legend)",
     "confusion_matrix_normalized": "**Confusion matrix**, each true class's column sums to 1",
     "val_batch0_pred": "**The model's boxes on the first validation batch** (confidence >= 0.25;"
                        " a model that is not yet sure of anything draws none)",
 }
-"""Characters of Markdown the Kubeflow UI shows; it cuts a longer document."""
 # (longest side in px, JPEG quality), tried in turn until the report fits the limit
 _PLOT_SIZES = ((1600, 80), (1200, 75), (900, 70), (640, 60), (480, 50))
 
@@ -110,7 +108,8 @@ def render_report(result: EvalResult, *, min_map50_95: float, passed: bool,
     # 3000 px wide: embedded as they are, the report is cut off and shows no plot at all).
     budget = MARKDOWN_LIMIT - len(text) - 2_000
     for side, quality in _PLOT_SIZES:
-        images = [f"\n{_caption(plot)}\n![{Path(plot).stem}]({_jpeg_uri(plot, side, quality)})\n"
+        images = [f"\n{_caption(plot)}\n"
+                  f"![{Path(plot).stem}]({jpeg_file_uri(plot, side, quality)})\n"
                   for plot in result.plots]
         if sum(map(len, images)) <= budget:
             return text + "".join(images)
@@ -122,15 +121,3 @@ def _caption(plot: str | Path) -> str:
     """The line above a plot: what it shows, so a plot that looks empty is not taken for broken."""
     stem = Path(plot).stem
     return _CAPTIONS.get(stem, f"**{stem}**") + "\n"
-
-
-def _jpeg_uri(path: str | Path, max_side: int, quality: int) -> str:
-    """A data URI of the image as a JPEG at most max_side px on its longest side."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-        image.thumbnail((max_side, max_side))
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=quality, optimize=True)
-    return f"data:image/jpeg;base64,{base64.b64encode(buffer.getvalue()).decode()}"

@@ -39,6 +39,7 @@ from kfp_yolo.components import storage
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.k8s.names import MODEL_NAME
 from kfp_yolo.components.registries import Registry, Release, RunSource, serving_uri
+from kfp_yolo.components.reports.media import fit_markdown
 
 __all__ = ["LATEST", "default_version", "finished_version", "promote", "publish", "read_latest",
            "render_model_card", "version_uri"]
@@ -225,11 +226,12 @@ def publish(*, registry_uri: str, name: str, version: str, files: dict[str, Path
                                         sort_keys=True).encode()).hexdigest()
     model_uri = f"{registry_uri.rstrip('/')}/{name}"
     version = (version or _resumable(
-        model_uri, content, lambda v: render_model_card(name, v, metadata, described,
-                                                        sorted(folders)))
+        model_uri, content, lambda v: fit_markdown(render_model_card(name, v, metadata, described,
+                                                                     sorted(folders))))
         or default_version({n: d for n, (_, d) in described.items()}))
     target = version_uri(registry_uri, name, version)
-    card = render_model_card(name, version, metadata, described, sorted(folders))
+    card = fit_markdown(render_model_card(name, version, metadata, described, sorted(folders)),
+                        "the version's files hold it all")
     if storage.finished(target):
         # The same files and metadata as a finished version: an earlier try of this publish
         # that failed later (a registry was down). Anything else would overwrite a version.

@@ -10,7 +10,6 @@ HTML viewer.
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import math
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kfp_yolo.components.progress import duration
+from kfp_yolo.components.reports.media import jpeg_data_uri
 from kfp_yolo.components.reports.svg import line_chart
 
 __all__ = ["best_epoch", "prediction_samples", "read_results", "render_training_report",
@@ -249,8 +249,8 @@ def render_training_report(results: Mapping[str, Sequence[float]], training: Map
     shape_rows = "".join(f"<tr><th>{escape(str(k))}</th><td>{escape(_fmt(v))}</td></tr>"
                          for k, v in shape.items())
     figures = "".join(
-        f'<figure><img alt="{escape(name)}" src="data:image/jpeg;base64,'
-        f'{base64.b64encode(data).decode()}"><figcaption>{escape(name)}</figcaption></figure>'
+        f'<figure><img alt="{escape(name)}" src="{jpeg_data_uri(data)}">'
+        f'<figcaption>{escape(name)}</figcaption></figure>'
         for name, data in samples)
     best_note = f"best epoch {best} (dashed line; its weights are best.pt)" if best else ""
     return "".join([

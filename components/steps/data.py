@@ -28,6 +28,7 @@ def prepare_dataset_component(
     from collections import namedtuple
 
     from kfp_yolo.components.data.prepare import prepare_dataset, render_report
+    from kfp_yolo.components.reports.media import fit_markdown
 
     prepared = prepare_dataset(dataset_uri, dataset.path, seed=seed, val_fraction=val_fraction)
     dataset.metadata.update({"content_hash": prepared.content_hash, **prepared.stats})
@@ -38,7 +39,7 @@ def prepare_dataset_component(
             {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
         for key, value in source.items() if key != "files"})
     with open(report.path, "w") as handle:
-        handle.write(render_report(prepared))
+        handle.write(fit_markdown(render_report(prepared)))
     outputs = namedtuple("PrepareOutputs", ["content_hash", "nc", "train_images"])
     return outputs(prepared.content_hash, len(prepared.names), prepared.stats["train_images"])
 
@@ -85,6 +86,7 @@ def plan_resources_component(
     from kfp_yolo.components.planner import plan
     from kfp_yolo.components.planner.history import history_uri, read_history
     from kfp_yolo.components.planner.report import markdown_report
+    from kfp_yolo.components.reports.media import fit_markdown
 
     # bf16 goes only to GPUs that compute in it (Ampere or newer): the others emulate it
     pools = pools_for_precision(load_pools_text(node_pools, source="the node_pools parameter"),
@@ -100,7 +102,7 @@ def plan_resources_component(
                   objective=objective, epochs=epochs or None, deadline_h=deadline_h,
                   history=history, workers=workers)
     with open(report.path, "w") as handle:
-        handle.write(markdown_report(result, history=uri, records=len(history)))
+        handle.write(fit_markdown(markdown_report(result, history=uri, records=len(history))))
     print(f"plan: {result.peak_mib} MiB per GPU at batch {result.batch_per_gpu} per GPU "
           f"(global {result.batch}, {nc} classes) -> pool {result.pool.name}; "
           f"{result.batch_rule}; {result.pool_rule}")

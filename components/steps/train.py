@@ -147,6 +147,7 @@ def evaluate_component(
     import os
 
     from kfp_yolo.components.evaluate import champion_map50_95, evaluate, gate, render_report
+    from kfp_yolo.components.reports.media import fit_markdown
     from kfp_yolo.components.tracking.mlflow_log import MlflowSettings, MlflowTracker
 
     # MLflow (when on): KFP's run for this task, else the training's run
@@ -167,8 +168,8 @@ def evaluate_component(
     for name, row in result.per_class.items():
         metrics.log_metric(f"mAP50-95/{name}", round(row["mAP50-95"], 6))
     with open(report.path, "w") as handle:
-        handle.write(render_report(result, min_map50_95=min_map50_95, passed=passed,
-                                   verdict=verdict))
+        handle.write(fit_markdown(render_report(result, min_map50_95=min_map50_95,
+                                                passed=passed, verdict=verdict)))
     report.metadata["verdict"] = verdict
     tracker.log_metrics({f"eval/{k}": v for k, v in metrics.metadata.items()
                          if isinstance(v, int | float)}, step=weights.metadata.get("epochs", 0))
