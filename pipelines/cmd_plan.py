@@ -21,7 +21,7 @@ from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.k8s.pools import Pool, load_pools
 from kfp_yolo.components.planner import HEADROOM, Plan, plan, resolve_model
 from kfp_yolo.components.planner.history import history_uri, read_history
-from kfp_yolo.components.planner.report import duration, money
+from kfp_yolo.components.reports.plan import duration, money
 from kfp_yolo.components.runtime import offline_environment
 
 __all__ = ["run"]

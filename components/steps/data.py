@@ -85,8 +85,8 @@ def plan_resources_component(
     )
     from kfp_yolo.components.planner import plan
     from kfp_yolo.components.planner.history import history_uri, read_history
-    from kfp_yolo.components.planner.report import markdown_report
     from kfp_yolo.components.reports.media import fit_markdown
+    from kfp_yolo.components.reports.plan import markdown_report
 
     # bf16 goes only to GPUs that compute in it (Ampere or newer): the others emulate it
     pools = pools_for_precision(load_pools_text(node_pools, source="the node_pools parameter"),
