@@ -19,7 +19,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from kfp_yolo.components.data.prepare import PreparedDataset, check_dataset, render_report
+    from kfp_yolo.components.data.prepare import PreparedDataset, check_dataset
+    from kfp_yolo.components.reports.dataset import render_report
 
     result = check_dataset(args.uri)
     if args.json:

@@ -27,7 +27,8 @@ def prepare_dataset_component(
     install()  # before any work: a failure from here on becomes the step's record
     from collections import namedtuple
 
-    from kfp_yolo.components.data.prepare import prepare_dataset, render_report
+    from kfp_yolo.components.data.prepare import prepare_dataset
+    from kfp_yolo.components.reports.dataset import render_report
     from kfp_yolo.components.reports.media import fit_markdown
 
     prepared = prepare_dataset(dataset_uri, dataset.path, seed=seed, val_fraction=val_fraction)

@@ -146,7 +146,8 @@ def evaluate_component(
     install()  # before any work: a failure from here on becomes the step's record
     import os
 
-    from kfp_yolo.components.evaluate import champion_map50_95, evaluate, gate, render_report
+    from kfp_yolo.components.evaluate import champion_map50_95, evaluate, gate
+    from kfp_yolo.components.reports.evaluation import render_report
     from kfp_yolo.components.reports.media import fit_markdown
     from kfp_yolo.components.tracking.mlflow_log import MlflowSettings, MlflowTracker
 
