@@ -42,6 +42,7 @@ RUN pip install --no-cache-dir \
       minio==7.2.20 \
       mlflow-skinny==3.17.2 \
       model-registry==0.3.18 \
+      optuna==5.0.0 \
       aiohttp==3.14.5 \
       onnx==1.23.2 \
       onnxruntime==1.32.0 \

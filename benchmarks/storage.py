@@ -38,7 +38,7 @@ from s3server import SeaweedS3  # noqa: E402
 from kfp_yolo.components import storage  # noqa: E402
 from kfp_yolo.components.storage.settings import make_client  # noqa: E402
 
-COCO8 = REPO.parent / "shared" / "datasets" / "coco8"
+COCO8 = REPO / "tests" / "data" / "coco8"
 
 
 def _best(repeat: int, *runs, setup=lambda: None):

@@ -12,7 +12,7 @@ import json
 import os
 import posixpath
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from kfp_yolo.components.errors import UserError
@@ -97,6 +97,12 @@ class TrainSpec:
     """Seconds a rendezvous or process-group init may take before failing."""
     cache: str = "auto"
     """Image cache, one of CACHES; auto = chosen per run (training/inputs.py)."""
+    hyp: dict[str, float] = field(default_factory=dict)
+    """More ultralytics training arguments, from a hyperparameter search (components/hpo):
+    momentum, weight_decay, mosaic, scale, hsv_h, hsv_s, hsv_v, fraction."""
+    metric_lines: bool = False
+    """Rank 0 prints `map50_95=VALUE` after every epoch: what Katib's StdOut collector and the
+    local search's pruner read."""
 
     @property
     def world_size(self) -> int:
@@ -108,7 +114,12 @@ class TrainSpec:
         return f" ({self.nodes} nodes x {self.procs_per_node} processes per node)"
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        data = asdict(self)
+        # Left out at their defaults: a training job's spec reads as it did before searches.
+        for name, default in (("hyp", {}), ("metric_lines", False)):
+            if data[name] == default:
+                del data[name]
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> TrainSpec:
@@ -137,6 +148,8 @@ def train_spec_from(values: Mapping[str, Any], *, run_id: str, dataset_uri: str,
     """
     taken = {f.name: values[f.name] for f in fields(TrainSpec)
              if f.name in values and f.name not in _GIVEN_BY_THE_RUN}
+    # a copy of each mapping (hyp): the spec is a value of its own, not a view of the caller's
+    taken = {k: dict(v) if isinstance(v, Mapping) else v for k, v in taken.items()}
     return TrainSpec(
         run_id=run_id, dataset_uri=dataset_uri, output_uri=output_uri,
         batch=int(values["batch"] if batch is None else batch),

@@ -156,6 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="replace what DIR holds (otherwise DIR must be empty or absent)")
     synth.set_defaults(module="dataset")
 
+    tune = sub.add_parser("tune", parents=common,
+                          help="run the hyperparameter search alone here; print the trials")
+    _config_args(tune)
+    _pools_arg(tune)
+    tune.add_argument("--workdir", default="runs/tune", metavar="DIR",
+                      help="where the dataset, the trials, search.json and the report go "
+                           "(default: runs/tune)")
+    tune.set_defaults(module="tune")
+
     job = sub.add_parser("job", help="the TrainJob or PyTorchJob the launcher would create")
     jsub = job.add_subparsers(dest="job_command", required=True, metavar="ACTION")
     render = jsub.add_parser("render", parents=common,

@@ -30,7 +30,7 @@ from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.k8s.pools import load_pools
 from kfp_yolo.components.launchers.cluster import ClusterSettings, cluster_settings_from
 from kfp_yolo.components.launchers.kinds import KINDS
-from kfp_yolo.components.spec import train_spec_from
+from kfp_yolo.components.spec import TrainSpec, train_spec_from
 
 __all__ = ["PIPELINE_ROOT", "job_kind_name", "render_job", "run"]
 
@@ -76,7 +76,24 @@ def render_job(cfg: RunConfig, *, pools_path: str | None = None,
     spec = train_spec_from(values, run_id=cfg.name, batch=batch, output_uri=output_uri,
                            dataset_uri=f"{base}/prepare-dataset/dataset")
     cluster = ClusterSettings(**cluster_settings_from(values, **placement))
+    if cfg.hpo_trials:
+        return _experiment(cfg, spec, cluster), note
     return kind.build(spec, cluster), note
+
+
+def _experiment(cfg: RunConfig, spec: TrainSpec, cluster: ClusterSettings) -> dict:
+    """The Katib Experiment the search step would create (its trials: TrainJobs)."""
+    from dataclasses import replace
+
+    from kfp_yolo.components.hpo.experiment import build_experiment
+    from kfp_yolo.components.hpo.space import SearchSpace
+
+    trials = replace(spec, epochs=cfg.hpo_epochs, checkpoint_uri="",
+                     output_uri=f"{PIPELINE_ROOT}/{cfg.name}/search/trials",
+                     hyp={"fraction": cfg.hpo_fraction} if cfg.hpo_fraction < 1 else {})
+    return build_experiment(trials, cluster, SearchSpace.from_config(cfg.model_dump()),
+                            trials=cfg.hpo_trials, parallel=cfg.hpo_parallel,
+                            algorithm=cfg.hpo_algorithm)
 
 
 class _NoAliases(yaml.SafeDumper):
@@ -93,8 +110,15 @@ def run(args: argparse.Namespace) -> int:
     job, note = render_job(cfg, pools_path=args.pools, launcher=getattr(args, "launcher", None))
     header = (f"# {job['kind']} for config {args.config or '(built-in defaults)'}; {note}.\n"
               "# dataset_uri and output_uri are placeholders under the pipeline root.\n")
-    if job["kind"] == "TrainJob":
-        header += (f"# Needs the ClusterTrainingRuntime {job['spec']['runtimeRef']['name']!r} "
+    if job["kind"] == "Experiment":
+        header += ("# hpo_trials > 0: the Katib Experiment of the search before the training "
+                   "(trials: TrainJobs; needs Katib 0.19 and the namespace label "
+                   "katib.kubeflow.org/metrics-collector-injection: enabled). Render with "
+                   "--set hpo_trials=0 for the training's job.\n")
+    if job["kind"] in ("TrainJob", "Experiment"):
+        runtime = (job if job["kind"] == "TrainJob" else
+                   job["spec"]["trialTemplate"]["trialSpec"])["spec"]["runtimeRef"]["name"]
+        header += (f"# Needs the ClusterTrainingRuntime {runtime!r} "
                    "(kubectl apply -k k8s/trainer).\n")
     # One write: the manifest is far smaller than a pipe's buffer, so `| head` cannot break it.
     sys.stdout.write(header + yaml.dump(job, Dumper=_NoAliases, sort_keys=False, width=100))

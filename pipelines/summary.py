@@ -22,6 +22,7 @@ TASKS = {
     "validate": "validate-config-component",
     "prepare": "prepare-dataset-component",
     "plan": "plan-resources-component",
+    "search": "search-component",
     "train": "train-component",
     "evaluate": "evaluate-component",
     "export": "export-onnx-component",
@@ -80,6 +81,32 @@ def _training(output: dict | None) -> dict | None:
     if not metadata:
         return None
     return {"launcher": metadata.get("launcher"), **(metadata.get("training") or {})}
+
+
+def _search(output: dict | None) -> dict | None:
+    """The search's summary and the values that trained the model (None: no search ran)."""
+    params = _params(output)
+    if not params.get("summary"):
+        return None
+    return {**params["summary"], "trained_with": {"imgsz": params.get("imgsz"),
+                                                  "lr0": params.get("lr0"),
+                                                  **(params.get("hyp") or {})}}
+
+
+def _format_search(search: dict) -> str:
+    """'4 trials (tpe): 2 complete, 2 pruned, 0 failed; best trial 1, mAP50-95 0.41; ...'."""
+    est = (f", {search['estimated_gpu_h']:.3g} GPU-h estimated on {search['pool']}"
+           if search.get("estimated_gpu_h") is not None else "")
+    budget = (f" of {search['budget_gpu_h']:g}" + (" (reached)" if search["budget_reached"]
+                                                    else "") if search.get("budget_gpu_h")
+              else "")
+    values = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                       for k, v in search["trained_with"].items())
+    return (f"{search['trials']} trials ({search['algorithm']}): {search['trials_complete']} "
+            f"complete, {search['trials_pruned']} pruned, {search['trials_failed']} failed; "
+            f"best trial {search['best_trial']:.0f}, mAP50-95 {search['best_map50_95']:.4f}; "
+            f"spent {search['measured_gpu_h']:.3g} device-h measured{budget}{est}; trained with "
+            f"{values}")
 
 
 def _format_training(training: dict) -> str:
@@ -187,6 +214,8 @@ def collect_summary(run_dir: Path | None, cfg: RunConfig, *, elapsed_s: float,
             "dataset": _artifact(outputs["prepare"], "dataset").get("uri"),
             "best_pt": str(Path(weights_uri) / "best.pt") if weights_uri else None,
             "onnx": str(Path(onnx_uri) / "model.onnx") if onnx_uri else None,
+            "search_report": _artifact(outputs["search"], "report").get("uri")
+            if _params(outputs["search"]).get("summary") else None,
             "training_report": _artifact(outputs["train"], "report").get("uri"),
             "evaluation_report": _artifact(outputs["evaluate"], "report").get("uri"),
             "published": published or None,
@@ -195,6 +224,7 @@ def collect_summary(run_dir: Path | None, cfg: RunConfig, *, elapsed_s: float,
                         "tolerance": cfg.onnx_tolerance} if parity else None,
         "tensorrt": {"status": trt.get("status", "not run"), "reason": trt.get("reason", "")},
         "plan": _params(outputs["plan"]) or None,
+        "search": _search(outputs["search"]),
         "training": _training(outputs["train"]),
         "run_dir": str(run_dir) if run_dir else None,
         "config": cfg.model_dump(),
@@ -217,6 +247,8 @@ def format_summary(summary: dict) -> str:
             rows.append(("batch rule", plan["batch_rule"]))
         if plan.get("pool_rule"):
             rows.append(("pool rule", plan["pool_rule"]))
+    if summary.get("search"):
+        rows.append(("search", _format_search(summary["search"])))
     training = summary.get("training")
     if training:
         rows.append(("training", _format_training(training)))
@@ -231,7 +263,8 @@ def format_summary(summary: dict) -> str:
     if trt["status"] != "not run":  # the step rows already say it did not run, and why
         rows.append(("tensorrt", trt["status"] + (f": {trt['reason']}" if trt["reason"] else "")))
     # KFP names the report files `report`, with no extension that says how to open them
-    kinds = {"training_report": " (HTML)", "evaluation_report": " (Markdown)"}
+    kinds = {"training_report": " (HTML)", "evaluation_report": " (Markdown)",
+             "search_report": " (HTML)"}
     for name, path in summary["artifacts"].items():
         if path:
             rows.append((name, path + kinds.get(name, "")))

@@ -1,5 +1,5 @@
-"""The DAG: validate-config -> prepare -> plan -> train -> evaluate -> If(passed): export_onnx
--> build_tensorrt -> publish.
+"""The DAG: validate-config -> prepare -> plan -> search -> train -> evaluate -> If(passed):
+export_onnx -> build_tensorrt -> publish.
 
 This module only wires tasks. Every run-time RunConfig key (all but config.COMPILE_TIME) is a
 parameter of the pipeline, with the config's value as its default and the field's description
@@ -34,12 +34,20 @@ from kfp_yolo.components.steps import (
     plan_resources_component,
     prepare_dataset_component,
     publish_component,
+    search_component,
     train_component,
 )
 
-__all__ = ["NODE_POOLS", "PIPELINE_NAME", "build_pipeline", "compiled_settings"]
+__all__ = ["NODE_POOLS", "PIPELINE_NAME", "SEARCH_KEYS", "build_pipeline", "compiled_settings"]
 
 PIPELINE_NAME = "kfp-yolo-training"
+SEARCH_KEYS = ("name", "model", "imgsz", "precision", "optimizer", "lr0", "seed", "workers",
+               "cache", "procs_per_node", "launcher", "hpo_trials", "hpo_epochs",
+               "hpo_fraction", "hpo_parallel", "hpo_algorithm", "hpo_budget_gpu_h", "hpo_lr0",
+               "hpo_momentum", "hpo_weight_decay", "hpo_mosaic", "hpo_scale", "hpo_hsv",
+               "hpo_imgsz", "image", "namespace", "queue", "storage_secret",
+               "workload_priority_class", "service_account", "job_timeout_s")
+"""The config keys the search step reads (besides the plan's outputs)."""
 VALIDATE_CPU, VALIDATE_MEMORY = "500m", "1Gi"
 """Fixed requests of the validate step: step_cpu and step_memory are among what it checks."""
 STORAGE_ENV = {name: name for name in SECRET_KEYS}
@@ -81,6 +89,7 @@ def _components(cfg: RunConfig, specs: list[tuple]) -> dict[str, Callable]:
             [(name, py_type) for name, py_type, *_ in specs], compiled)),
         "prepare": wrap(prepare_dataset_component),
         "plan": wrap(plan_resources_component),
+        "search": wrap(search_component),
         "train": wrap(train_component),
         "evaluate": wrap(evaluate_component),
         "export": wrap(export_onnx_component),
@@ -113,12 +122,25 @@ def _wire(c: dict[str, Callable], raw: dict, cfg: RunConfig, *, cluster: bool) -
                      node_pools=p[NODE_POOLS], epochs=p["epochs"], objective=p["objective"],
                      deadline_h=p["deadline_h"], workers=p["workers"],
                      registry_uri=p["registry_uri"], checkpoint_uri=p["checkpoint_uri"],
+                     hpo_trials=p["hpo_trials"], hpo_epochs=p["hpo_epochs"],
+                     hpo_fraction=p["hpo_fraction"], hpo_budget_gpu_h=p["hpo_budget_gpu_h"],
                      ).set_display_name("plan-resources")
     plan.set_caching_options(False)  # it reads the throughput history, which grows
+    # hpo_trials 0: passes imgsz and lr0 through in seconds; else the best trial's values
+    search = c["search"](
+        dataset=prepare.outputs["dataset"], run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        batch=plan.outputs["batch"], trial_gpu_h=plan.outputs["trial_gpu_h"],
+        pool=plan.outputs["pool"], node_pools=p[NODE_POOLS],
+        min_gpu_memory_mib=plan.outputs["min_gpu_memory_mib"],
+        tolerations=plan.outputs["tolerations"], **{key: p[key] for key in SEARCH_KEYS},
+    ).set_display_name("search")
+    search.set_caching_options(False)
+    imgsz = search.outputs["imgsz"]
     train = c["train"](
         dataset=prepare.outputs["dataset"], run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-        model=p["model"], imgsz=p["imgsz"], epochs=p["epochs"], batch=plan.outputs["batch"],
-        precision=p["precision"], optimizer=p["optimizer"], lr0=p["lr0"], seed=p["seed"],
+        model=p["model"], imgsz=imgsz, epochs=p["epochs"], batch=plan.outputs["batch"],
+        precision=p["precision"], optimizer=p["optimizer"], lr0=search.outputs["lr0"],
+        hyp=search.outputs["hyp"], search=search.outputs["summary"], seed=p["seed"],
         workers=p["workers"], cache=p["cache"], nodes=p["nodes"],
         procs_per_node=p["procs_per_node"],
         launcher=p["launcher"], checkpoint_uri=p["checkpoint_uri"], image=p["image"],
@@ -134,16 +156,16 @@ def _wire(c: dict[str, Callable], raw: dict, cfg: RunConfig, *, cluster: bool) -
         mlflow_secret=p["mlflow_secret"],
     ).set_display_name("train").set_caching_options(False)
     evaluate = c["evaluate"](dataset=prepare.outputs["dataset"], weights=train.outputs["weights"],
-                             imgsz=p["imgsz"], min_map50_95=p["min_map50_95"],
+                             imgsz=imgsz, min_map50_95=p["min_map50_95"],
                              registry_uri=p["registry_uri"], name=p["name"])
     evaluate.set_display_name("evaluate").set_caching_options(False)
     with dsl.If(evaluate.outputs["Output"] == True, name="quality-gate"):  # noqa: E712
-        export = c["export"](weights=train.outputs["weights"], imgsz=p["imgsz"],
+        export = c["export"](weights=train.outputs["weights"], imgsz=imgsz,
                              opset=p["onnx_opset"], dynamic=p["onnx_dynamic"],
                              tolerance=p["onnx_tolerance"])
         export.set_display_name("export-onnx").set_caching_options(False)
         trt = c["tensorrt"](onnx_model=export.outputs["onnx_model"],
-                            dataset=prepare.outputs["dataset"], imgsz=p["imgsz"],
+                            dataset=prepare.outputs["dataset"], imgsz=imgsz,
                             precision=p["trt_precision"])
         trt.set_display_name("build-tensorrt").set_caching_options(False)
         publish = c["publish"](weights=train.outputs["weights"],
@@ -184,6 +206,13 @@ def _wire(c: dict[str, Callable], raw: dict, cfg: RunConfig, *, cluster: bool) -
     # deadlines cannot be parameters: the step may wait for the queue, then the job runs.
     waiting_s = cfg.queue_timeout_s or cfg.job_timeout_s
     _on_cluster(train, p, timeout_s=cfg.job_timeout_s + waiting_s + 3600)
+    # With launcher local the trials train in the search step's own pod; else it creates and
+    # watches a Katib Experiment (its TrainJob trials get the GPUs).
+    _on_cluster(search, p, timeout_s=cfg.job_timeout_s + waiting_s + 3600)
+    kubernetes.use_field_path_as_env(search, env_name="POD_NAMESPACE",
+                                      field_path="metadata.namespace")
+    if cfg.launcher == "local":
+        _on_gpu(search, plan, gpus=cfg.procs_per_node)
     if cfg.launcher == "local":
         _on_gpu(train, plan, gpus=cfg.procs_per_node)
     kubernetes.use_field_path_as_env(train, env_name="POD_NAME", field_path="metadata.name")

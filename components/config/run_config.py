@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from kfp_yolo.components.config import hpo_keys as hk
 from kfp_yolo.components.config import serving_keys as sk
 from kfp_yolo.components.config.values import (
     URI_FORMS,
@@ -190,6 +191,20 @@ class RunConfig(BaseModel):
                                "MLFLOW_TRACKING_PASSWORD) the training pods read; a Secret name, "
                                "or empty = none (MLflow logging needs MLFLOW_TRACKING_URI in the "
                                "train step's environment).")
+    # hyperparameter search before the training (components/hpo; checks in hpo_keys.py)
+    hpo_trials: int = hk.TRIALS_FIELD
+    hpo_epochs: int = hk.EPOCHS_FIELD
+    hpo_fraction: float = hk.FRACTION_FIELD
+    hpo_parallel: int = hk.PARALLEL_FIELD
+    hpo_algorithm: hk.HpoAlgorithm = hk.ALGORITHM_FIELD
+    hpo_budget_gpu_h: float = hk.BUDGET_FIELD
+    hpo_lr0: str = hk.LR0_FIELD
+    hpo_momentum: str = hk.MOMENTUM_FIELD
+    hpo_weight_decay: str = hk.WEIGHT_DECAY_FIELD
+    hpo_mosaic: str = hk.MOSAIC_FIELD
+    hpo_scale: str = hk.SCALE_FIELD
+    hpo_hsv: str = hk.HSV_FIELD
+    hpo_imgsz: str = hk.IMGSZ_FIELD
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
                               allow_inf_nan=False)
@@ -313,6 +328,16 @@ class RunConfig(BaseModel):
         if "registry_uri" in info.data:
             sk.check_release_keys(info.field_name, value, info.data["registry_uri"])
         return value
+
+    @field_validator(*hk.RANGE_KEYS, mode="before")
+    @classmethod
+    def _hpo_range(cls, value: str, info: ValidationInfo) -> str:
+        return hk.check_range_key(info.field_name, value)
+
+    @model_validator(mode="after")
+    def _hpo_search(self) -> RunConfig:
+        hk.check_search(self)
+        return self
 
     @property
     def world_size(self) -> int:

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from kfp_yolo.components.errors import JobFailed, Stopped, UserError
@@ -32,7 +32,7 @@ from kfp_yolo.components.runtime import parent_death_hook, usable_cpus
 from kfp_yolo.components.signals import stop_on_signals
 from kfp_yolo.components.spec import TrainSpec, check_batch_shape
 
-__all__ = ["LocalLauncher"]
+__all__ = ["JobStopped", "LocalLauncher"]
 
 TERMINATE_GRACE_S = 15
 """Seconds torchrun gets to stop its workers after SIGTERM before everything is killed."""
@@ -41,6 +41,10 @@ _TAIL_LINES = 40
 # WORLD_SIZE) would only confuse it.
 _TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK",
                   "ROLE_RANK", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID")
+
+
+class JobStopped(Exception):
+    """The launcher's `stop_when` asked to stop the job (a search pruned its trial)."""
 
 
 def _free_port() -> int:
@@ -59,14 +63,21 @@ class LocalLauncher:
         node_ranks: the nodes to start here (default all); the others are expected to be
             started elsewhere with the same master port.
         master_port: the rendezvous port of a multi-node job (default a free one).
+        on_line: called with every output line of node 0 (from its reader thread), e.g. to
+            collect the `map50_95=` lines of a search's trial.
+        stop_when: polled while the job runs (in the launching thread); when it returns True
+            the job is stopped and `launch` raises JobStopped (a pruned trial).
     """
 
     kind = "local"
     """What ran the job (cluster launchers say PyTorchJob or TrainJob): for the run summary."""
 
     def __init__(self, *, scratch: str | Path | None = None, env: dict[str, str] | None = None,
-                 node_ranks: Sequence[int] | None = None, master_port: int | None = None):
+                 node_ranks: Sequence[int] | None = None, master_port: int | None = None,
+                 on_line: Callable[[str], None] | None = None,
+                 stop_when: Callable[[], bool] | None = None):
         self.scratch = Path(scratch) if scratch else None
+        self.on_line, self.stop_when = on_line, stop_when
         self.env = dict(env or {})
         self.node_ranks = list(node_ranks) if node_ranks is not None else None
         self.master_port = master_port
@@ -133,11 +144,14 @@ class LocalLauncher:
                 # even when it is SIGKILLed: no training outlives the step.
                 start_new_session=True,
                 preexec_fn=parent_death_hook())
-            nodes.append(_Node(node_rank, proc, "" if spec.nodes == 1 else f"[node{node_rank}] "))
+            nodes.append(_Node(node_rank, proc, "" if spec.nodes == 1 else f"[node{node_rank}] ",
+                               self.on_line if node_rank == 0 else None))
         failed: _Node | None = None
         try:
             while failed is None and any(node.proc.poll() is None for node in nodes):
                 failed = next((n for n in nodes if n.proc.poll() not in (None, 0)), None)
+                if failed is None and self.stop_when is not None and self.stop_when():
+                    raise JobStopped(f"run {spec.run_id} was stopped before its end")
                 time.sleep(0.2)
             failed = failed or next((n for n in nodes if n.proc.returncode), None)
         except BaseException:
@@ -156,8 +170,9 @@ class LocalLauncher:
 class _Node:
     """One torchrun process and the thread that streams its output."""
 
-    def __init__(self, rank: int, proc: subprocess.Popen, prefix: str):
-        self.rank, self.proc = rank, proc
+    def __init__(self, rank: int, proc: subprocess.Popen, prefix: str,
+                 on_line: Callable[[str], None] | None = None):
+        self.rank, self.proc, self.on_line = rank, proc, on_line
         self.tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
         self.thread = threading.Thread(target=self._stream, args=(prefix,), daemon=True)
         self.thread.start()
@@ -167,6 +182,8 @@ class _Node:
         echo = True
         for line in self.proc.stdout:
             self.tail.append(line.rstrip("\n"))
+            if self.on_line is not None:
+                self.on_line(line)
             if echo:
                 try:
                     sys.stdout.write(prefix + line)

@@ -49,11 +49,13 @@ def plan_resources_component(
     model: str, imgsz: int, batch: int, nodes: int, procs_per_node: int, precision: str,
     optimizer: str, nc: int, node_pools: str, report: Output[Markdown], train_images: int = 0,
     epochs: int = 0, objective: str = "smallest", deadline_h: float = 0.0, workers: int = 0,
-    registry_uri: str = "", checkpoint_uri: str = "",
+    registry_uri: str = "", checkpoint_uri: str = "", hpo_trials: int = 0, hpo_epochs: int = 3,
+    hpo_fraction: float = 1.0, hpo_budget_gpu_h: float = 0.0,
 ) -> NamedTuple("PlanOutputs", [("batch", int), ("peak_mib", int), ("pool", str),
                                 ("min_gpu_memory_mib", int), ("node_affinity", dict),
                                 ("tolerations", list), ("batch_rule", str),
-                                ("accumulate", int), ("pool_rule", str)]):
+                                ("accumulate", int), ("pool_rule", str),
+                                ("trial_gpu_h", float)]):
     """KFP step: plan the run on the compiled-in node-pool catalog (batch 0 = largest that fits).
 
     Args:
@@ -65,6 +67,9 @@ def plan_resources_component(
             time; planner/objective.py); images/s come from the throughput history beside
             registry_uri (else under checkpoint_uri) when one is readable, else from the model.
         report: the per-pool table (batch, fit, images/s, epoch and run time, cost).
+        hpo_*: the search before the training: one trial's GPU-hours are estimated on the
+            chosen pool, and a search the budget cannot pay for is refused here, before any
+            GPU (components/hpo/budget.py).
 
     Returns:
         batch (global), peak_mib (per GPU), pool (name), min_gpu_memory_mib, and the
@@ -102,6 +107,10 @@ def plan_resources_component(
                   procs_per_node=procs_per_node, train_images=train_images or None,
                   objective=objective, epochs=epochs or None, deadline_h=deadline_h,
                   history=history, workers=workers)
+    from kfp_yolo.components.hpo.budget import check_budget, trial_cost
+
+    cost = trial_cost(result, epochs=hpo_epochs, fraction=hpo_fraction)
+    check_budget(hpo_trials, hpo_budget_gpu_h, cost)
     with open(report.path, "w") as handle:
         handle.write(fit_markdown(markdown_report(result, history=uri, records=len(history))))
     print(f"plan: {result.peak_mib} MiB per GPU at batch {result.batch_per_gpu} per GPU "
@@ -109,8 +118,8 @@ def plan_resources_component(
           f"{result.batch_rule}; {result.pool_rule}")
     outputs = namedtuple("PlanOutputs", ["batch", "peak_mib", "pool", "min_gpu_memory_mib",
                                          "node_affinity", "tolerations", "batch_rule",
-                                         "accumulate", "pool_rule"])
+                                         "accumulate", "pool_rule", "trial_gpu_h"])
     return outputs(result.batch, result.peak_mib, result.pool.name, result.min_gpu_memory_mib,
                    required_node_affinity(result.affinity),
                    [dict(t) for t in result.pool.tolerations], result.batch_rule,
-                   result.accumulate, result.pool_rule)
+                   result.accumulate, result.pool_rule, cost.gpu_h or 0.0)

@@ -132,9 +132,12 @@ def publish_component(
         files["model.engine"] = engine_file
     # KFP keeps Metrics values in the artifact's metadata, not in its file.
     values = {k: v for k, v in metrics.metadata.items() if isinstance(v, int | float)}
-    metadata = {"metrics": values, "training": dict(weights.metadata),
+    training = {k: v for k, v in weights.metadata.items() if k != "search"}
+    metadata = {"metrics": values, "training": training,
                 "dataset": dict(dataset.metadata), "onnx": dict(onnx_model.metadata),
                 "tensorrt": dict(engine.metadata) or {"status": "not built"}}
+    if weights.metadata.get("search"):  # the search's trials and the values it chose
+        metadata["search"] = dict(weights.metadata["search"])
     # The environment is read here, at the step's edge: KFP's MLflow plugin injects it.
     registries = open_registries(mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", ""),
                                  model_registry_address=model_registry_address,

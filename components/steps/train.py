@@ -44,6 +44,8 @@ def train_component(
     pool: str = "",
     node_pools: str = "",
     mlflow_secret: str = "",
+    hyp: dict = {},  # noqa: B006 (KFP reads the default; the step never changes it)
+    search: dict = {},  # noqa: B006
 ):
     """KFP step: trains through the launcher; best.pt, last.pt, results.csv into `weights`.
 
@@ -55,7 +57,9 @@ def train_component(
     `metrics` its numbers (best epoch, images/s, GPU-hours, cost at `pool`'s price in the
     `node_pools` catalog). With MLFLOW_TRACKING_URI set (KFP's MLflow plugin, or the user) the
     training logs into MLFLOW_RUN_ID, else into a new run in experiment `name`; the pods get
-    the MLflow credentials from the Secret `mlflow_secret`.
+    the MLflow credentials from the Secret `mlflow_secret`. `hyp` holds the search's best
+    training arguments (momentum, mosaic, ...; imgsz and lr0 come as their own inputs) and
+    `search` its summary, which the weights' metadata (and so the registry) records.
     """
     from kfp_yolo.components.boundary import install
 
@@ -100,6 +104,8 @@ def train_component(
         storage.download(output_uri, weights.path)
     weights.metadata.update({"run_id": run_id, "epochs": epochs, "imgsz": imgsz, "batch": batch,
                              "launcher": backend.kind})
+    if search:
+        weights.metadata["search"] = {**search, "lr0": lr0, "imgsz": imgsz, "hyp": dict(hyp)}
     shape = os.path.join(weights.path, "training.json")
     training = {}
     if os.path.exists(shape):  # absent when a finished run was published from its checkpoint

@@ -140,6 +140,7 @@ def make_trainer(spec: TrainSpec, env: DistEnv, device_type: str, data_yaml: Pat
         # Separate folders: what other ranks might write never mixes with rank 0's weights.
         "save_dir": str(scratch / "runs" / ("train" if main else f"rank{env.rank}")),
         "plots": main, "verbose": main,
+        **spec.hyp,  # a search's values (components/hpo/space.py checked their names)
     }
     if checkpoint is not None:
         # Ultralytics restores args (data, save_dir, ...) from the checkpoint; data and

@@ -39,7 +39,9 @@ import shutil
 import sys
 import tempfile
 import traceback
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from kfp_yolo.components import storage
 from kfp_yolo.components.atomic import staged_dir
@@ -80,6 +82,8 @@ from kfp_yolo.components.training.trainer import Progress, job_summary, make_tra
 __all__ = ["COLLECTIVE_TIMEOUT_S", "DistEnv", "entry", "main", "run_worker"]
 
 log = logging.getLogger("kfp_yolo.worker")
+METRIC_NAME = "map50_95"
+"""The objective's name in the metric lines (and the Katib Experiment's objectiveMetricName)."""
 
 
 def _fetch_dataset(spec: TrainSpec, env: DistEnv, scratch: Path, procs_per_host: int
@@ -236,6 +240,8 @@ def run_worker(spec: TrainSpec, env: DistEnv, scratch: Path | None = None,
         if env.is_main and spec.checkpoint_uri:
             trainer.add_callback("on_model_save", lambda t: upload_checkpoint(t, spec))
         reporter = EpochReporter(tracking or Tracking(), spec, progress.record)
+        if env.is_main and spec.metric_lines:
+            trainer.add_callback("on_fit_epoch_end", print_metric_line)
         if env.is_main:
             trainer.add_callback("on_train_start", reporter.train_start)
             trainer.add_callback("on_fit_epoch_end", reporter.fit_epoch_end)
@@ -256,6 +262,36 @@ def run_worker(spec: TrainSpec, env: DistEnv, scratch: Path | None = None,
         destroy()
 
 
+def print_metric_line(trainer: Any) -> None:
+    """`map50_95=VALUE` on a line of its own: Katib's StdOut collector takes `name=value` pairs
+    whose name matches the objective (`metrics/mAP50-95(B)` does not match its pattern), and
+    the local search reads the same lines."""
+    value = (trainer.metrics or {}).get("metrics/mAP50-95(B)")
+    if value is not None:
+        print(f"{METRIC_NAME}={float(value):.6f}", flush=True)
+
+
+def trial_spec(spec: TrainSpec, trial: str | None, hyp: list[str]) -> TrainSpec:
+    """spec for one trial of a search: `--trial NAME` runs it as run NAME with its outputs in
+    a folder of that name; `--hyp KEY=VALUE` sets a searched value (imgsz and lr0 are spec
+    fields, the others ultralytics arguments). Katib writes both into a trial's arguments."""
+    from kfp_yolo.components.hpo.space import parse_hyp_args
+
+    values = parse_hyp_args(hyp)
+    changes: dict[str, Any] = {k: values.pop(k) for k in ("imgsz", "lr0") if k in values}
+    if values:
+        changes["hyp"] = {**spec.hyp, **values}
+    if trial:
+        changes.update(run_id=trial, output_uri=_join(spec.output_uri, trial),
+                       checkpoint_uri=_join(spec.checkpoint_uri, "trials")
+                       if spec.checkpoint_uri else "")
+    return replace(spec, **changes) if changes else spec
+
+
+def _join(uri: str, name: str) -> str:
+    return uri.rstrip("/") + "/" + name
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m kfp_yolo.components.training.worker --spec JSON|@FILE [--scratch DIR]
     [--procs-per-host N]`."""
@@ -264,9 +300,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scratch", default=None, help="node-local work folder")
     parser.add_argument("--procs-per-host", type=int, default=None,
                         help="training processes sharing this machine (default: this node's)")
+    parser.add_argument("--trial", default=None, metavar="NAME",
+                        help="run as trial NAME of a search (outputs under OUTPUT/NAME)")
+    parser.add_argument("--hyp", action="append", default=[], metavar="KEY=VALUE",
+                        help="a searched value (imgsz, lr0, momentum, ...); repeatable")
     args = parser.parse_args(argv)
     text = Path(args.spec[1:]).read_text() if args.spec.startswith("@") else args.spec
-    spec = TrainSpec.from_json(text)
+    spec = trial_spec(TrainSpec.from_json(text), args.trial, args.hyp)
     env = DistEnv.from_environ()
     tracking = Tracking.from_environ(os.environ)
     logging.basicConfig(level=logging.INFO, format=f"[rank{env.rank}] %(message)s")

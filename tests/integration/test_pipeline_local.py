@@ -37,7 +37,8 @@ def test_full_run_succeeds_with_every_artifact(passed_run):
     assert result.returncode == 0, result.stderr[-3000:]
     assert summary["status"] == "succeeded"
     assert summary["steps"] == {"validate": "succeeded", "prepare": "succeeded",
-                                "plan": "succeeded", "train": "succeeded",
+                                "plan": "succeeded", "search": "succeeded",
+                                "train": "succeeded",
                                 "evaluate": "succeeded", "export": "succeeded",
                                 "tensorrt": "skipped", "publish": "succeeded",
                                 "deploy": "skipped (deploy: none)"}

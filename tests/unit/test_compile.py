@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from compiled_pipeline import _compile, _load, _tasks
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
@@ -16,19 +16,8 @@ from kfp_yolo.pipelines.training import NODE_POOLS
 GITOPS_CONFIG = Path(__file__).resolve().parents[2] / "k8s" / "gitops" / "train.yaml"
 
 
-def _load(output):
-    """(PipelineSpec document, PlatformSpec document): KFP writes both into one YAML file."""
-    documents = list(yaml.safe_load_all(output.read_text()))
-    return documents[0], (documents[1] if len(documents) > 1 else {})
 
 
-def _compile(tmp_path, *overrides):
-    output = tmp_path / "pipeline.yaml"
-    args = ["compile", "-o", str(output)]
-    for item in overrides:
-        args += ["--set", item]
-    assert main(args) == 0
-    return output
 
 
 @pytest.mark.parametrize("config", [None, GITOPS_CONFIG], ids=["demo", "gitops"])
@@ -76,16 +65,10 @@ def _platform_executors(output) -> dict:
     return _load(output)[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
 
 
-GPU_TASKS = ("train-component", "evaluate-component", "build-tensorrt-component")
+GPU_TASKS = ("search-component", "train-component", "evaluate-component",
+             "build-tensorrt-component")
 
 
-def _tasks(document: dict) -> dict[str, tuple[dict, str | None]]:
-    """task name -> (task, name of the condition task holding it, or None at the root)."""
-    tasks = {name: (task, None) for name, task in document["root"]["dag"]["tasks"].items()}
-    for name, (task, _) in list(tasks.items()):
-        inner = document["components"][task["componentRef"]["name"]].get("dag", {})
-        tasks.update({child: (t, name) for child, t in inner.get("tasks", {}).items()})
-    return tasks
 
 
 def _producer(document: dict, task_name: str, reference: dict) -> dict:

@@ -280,7 +280,7 @@ def test_kfp_component_outputs(tmp_path):
         "batch": "NUMBER_INTEGER", "peak_mib": "NUMBER_INTEGER", "pool": "STRING",
         "min_gpu_memory_mib": "NUMBER_INTEGER", "node_affinity": "STRUCT",
         "tolerations": "LIST", "batch_rule": "STRING", "accumulate": "NUMBER_INTEGER",
-        "pool_rule": "STRING"}
+        "pool_rule": "STRING", "trial_gpu_h": "NUMBER_DOUBLE"}
     report = type("Artifact", (), {"path": str(tmp_path / "report.md")})()
     result = plan_resources_component("yolov5n.yaml", 320, 0, 1, 2, "amp", "SGD", 3,
                                       catalog_json(), report, train_images=1000, epochs=10,
@@ -293,6 +293,7 @@ def test_kfp_component_outputs(tmp_path):
     assert result.pool in {p.name for p in load_pools()}
     assert result.min_gpu_memory_mib >= result.peak_mib > 0
     assert result.batch_rule.startswith("auto:") and result.accumulate == 64 // result.batch
+    assert result.trial_gpu_h > 0  # one search trial's GPU-hours (hpo_epochs 3) on that pool
 
 
 # ---- a small dataset caps the auto batch ------------------------------------------------------
