@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 WORKDIR ?= runs/demo
 
-.PHONY: demo test test-fast lint checkov compile screenshots clean
+.PHONY: demo serve test test-fast lint checkov compile screenshots clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 2; }
@@ -14,8 +14,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The demo publishes to a registry inside its workdir, so that `make serve` can serve it.
 demo: $(STAMP)
-	$(BIN)/kfp-yolo run --workdir $(WORKDIR)
+	$(BIN)/kfp-yolo run --workdir $(WORKDIR) --set registry_uri=$(abspath $(WORKDIR))/registry
+
+# The version `make demo` published, on the real Triton (the serve extra) on 127.0.0.1:8000.
+serve: $(STAMP)
+	$(BIN)/kfp-yolo serve local --set registry_uri=$(abspath $(WORKDIR))/registry --http-port 8000
 
 # Everything: the unit lane, then the integration lane (real torchrun, kfp.local, SeaweedFS S3,
 # training on small data, the wheel in a fresh virtualenv).

@@ -106,6 +106,9 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, imgsz: int,
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise RuntimeError(f"TensorRT could not parse {onnx_path}: {errors}")
     config = builder.create_builder_config()
+    # A version-compatible plan loads in any later TensorRT of the same major (Triton needs
+    # --backend-config=tensorrt,version-compatible=true, which the InferenceService passes).
+    config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
     if precision == "fp16":
         config.set_flag(trt.BuilderFlag.FP16)

@@ -188,6 +188,33 @@ def build_parser() -> argparse.ArgumentParser:
     srender.add_argument("--version", default=None,
                          help="published version to serve (default: the one `latest` names)")
     srender.set_defaults(module="serve")
+    slocal = ssub.add_parser(
+        "local", parents=common, help="serve a published version with a real Triton on loopback",
+        description="Serve a published version's triton/ folder on this machine with the Triton "
+                    "of the serve extra (nvidia-pytriton), loopback only, until SIGTERM or "
+                    "Ctrl-C; prints the end-to-end model's HTTP and gRPC URLs on stdout.")
+    _config_args(slocal)
+    slocal.add_argument("--version", default=None,
+                        help="published version to serve (default: the one `latest` names)")
+    slocal.add_argument("--http-port", type=int, default=None, metavar="P",
+                        help="HTTP port on 127.0.0.1 (default: a free one)")
+    slocal.add_argument("--grpc-port", type=int, default=None, metavar="P",
+                        help="gRPC port on 127.0.0.1 (default: a free one)")
+    slocal.set_defaults(module="serve_local")
+
+    predict = sub.add_parser(
+        "predict", parents=common, help="boxes from a served model for image files",
+        description="Send image files to a served end-to-end model (kfp-yolo serve local, or "
+                    "KServe) and print the boxes in each image's pixels.")
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG or PNG files")
+    predict.add_argument("--url", required=True, metavar="URL",
+                         help="the served model: http://HOST:PORT/MODEL")
+    predict.add_argument("--conf", type=float, default=None,
+                         help="minimum score (default: the model's, 0.25)")
+    predict.add_argument("--iou", type=float, default=None,
+                         help="NMS IoU threshold (default: the model's, 0.7)")
+    predict.add_argument("--json", action="store_true", help="machine-readable output")
+    predict.set_defaults(module="predict")
 
     promote = sub.add_parser(
         "promote", parents=common,

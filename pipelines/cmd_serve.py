@@ -85,5 +85,11 @@ def run(args: argparse.Namespace) -> int:
               f"# Runtime {model['runtime']}:{model['runtimeVersion']} (a TensorRT plan needs the "
               "Triton of the TensorRT that built it); the service account "
               f"{cfg.serving_service_account!r} must carry the S3 Secret (k8s/serving).\n")
+    if cfg.serving_format == "tensorrt":
+        from kfp_yolo.components.release.tensorrt_runtimes import plan_problem
+
+        verdict, sentence = plan_problem(cfg.serving_runtime_version)
+        if verdict == "unknown":  # a known mismatch was refused when the config was read
+            header += f"# Before applying: {sentence}.\n"
     sys.stdout.write(header + yaml.safe_dump(service, sort_keys=False, width=100))
     return 0

@@ -321,6 +321,17 @@ class RunConfig(BaseModel):
             raise ValueError(str(exc).rstrip(".")) from None
         return self
 
+    @field_validator("serving_format")
+    @classmethod
+    def _plan_loads_in_the_runtime(cls, value: str, info: ValidationInfo) -> str:
+        if value == "tensorrt" and "serving_runtime_version" in info.data:
+            from kfp_yolo.components.release.tensorrt_runtimes import plan_problem
+
+            verdict, sentence = plan_problem(info.data["serving_runtime_version"])
+            if verdict == "refuse":
+                raise ValueError(sentence)
+        return value
+
     @field_validator("model_registry_address", "deploy")
     @classmethod
     def _release_keys_are_used(cls, value: str, info: ValidationInfo) -> str:

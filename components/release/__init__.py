@@ -1,4 +1,5 @@
 """What happens to a model after it passed the gate: publish (the registry folder and its
-`latest` pointer, the model card), triton (the Triton model repository), kserve (the
-InferenceService objects) and deploy (applying them). The registries/ adapters sit beside it.
+`latest` pointer), triton (the Triton model repository), kserve (the InferenceService objects)
+and deploy (applying them), and what serves a published version (the end-to-end Triton model,
+the local Triton, the client). The registries/ adapters sit beside it.
 """

@@ -15,7 +15,7 @@ the smallest pool that has that much.
 from dataclasses import dataclass, field
 
 from kfp_yolo.components.k8s.pools import Pool, node_affinity, required_node_affinity
-from kfp_yolo.components.release.triton import TRT_SUFFIX
+from kfp_yolo.components.release.triton import ONNX_SUFFIX, TRT_SUFFIX
 
 __all__ = ["API_VERSION", "GROUP", "KIND", "PLURAL", "RUNTIME", "ServingSettings",
            "build_inferenceservice", "pool_tolerations", "served_model"]
@@ -55,8 +55,9 @@ def pool_tolerations(pools: list[Pool], gpu_memory_mib: int) -> tuple[dict, ...]
 
 
 def served_model(name: str, settings: ServingSettings) -> str:
-    """The Triton model name the InferenceService loads (what clients put in the URL)."""
-    return name + TRT_SUFFIX if settings.model_format == "tensorrt" else name
+    """The raw detector the InferenceService loads (ultralytics' client puts it in the URL);
+    every other client calls the end-to-end model `name`, which runs this detector."""
+    return name + (TRT_SUFFIX if settings.model_format == "tensorrt" else ONNX_SUFFIX)
 
 
 def _resources(settings: ServingSettings) -> dict:
@@ -89,7 +90,10 @@ def build_inferenceservice(name: str, version: str, storage_uri: str,
             # Only the chosen model: a plan from another TensorRT would fail to load, and a
             # model that fails at start-up stops Triton (--exit-on-error), ONNX model and all.
             "args": ["--model-control-mode=explicit",
-                     f"--load-model={served_model(name, settings)}"],
+                     f"--load-model={served_model(name, settings)}", f"--load-model={name}",
+                     # plans are built version-compatible (components/tensorrt.py)
+                     *(["--backend-config=tensorrt,version-compatible=true"]
+                       if settings.model_format == "tensorrt" else [])],
             "resources": _resources(settings),
         },
     }

@@ -88,16 +88,6 @@ def _check(name: str, version: str, files: dict[str, Path], folders: dict[str, P
                             "plain name, a file's name, or not a folder.")
 
 
-
-
-
-
-
-
-
-
-
-
 def version_uri(registry_uri: str, name: str, version: str) -> str:
     """registry_uri/name/version."""
     return f"{registry_uri.rstrip('/')}/{name}/{version}"

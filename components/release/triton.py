@@ -1,14 +1,17 @@
 """triton: a Triton Inference Server model repository for a published version.
 
-    triton/<name>/config.pbtxt          platform onnxruntime_onnx
-    triton/<name>/1/model.onnx
+    triton/<name>/config.pbtxt          backend python: image bytes in, boxes out (end to end)
+    triton/<name>/1/model.py, yolo_e2e.py   (components/release/e2e_config.py)
+    triton/<name>-onnx/config.pbtxt     platform onnxruntime_onnx: the raw detector
+    triton/<name>-onnx/1/model.onnx
     triton/<name>-trt/config.pbtxt      platform tensorrt_plan (only when an engine was built)
     triton/<name>-trt/1/model.plan      the plain TensorRT plan (no ultralytics JSON header)
 
 Inputs, outputs and their dims come from the exported ONNX graph (a dynamic axis is -1), the
 leading batch axis becomes `max_batch_size` with dynamic batching, and every config carries
 ultralytics' `metadata` parameter (names, stride, imgsz, task, ...), which
-`YOLO("http://host:8000/<name>", task="detect")` reads to use the served model like a local one.
+`YOLO("http://host:8000/<name>-onnx", task="detect")` reads to use the served detector like a
+local one. Any other client calls `<name>` with an image file's bytes (README, Serving).
 KServe's Triton runtime serves this folder as its `storageUri` (`--model-store=/mnt/models`).
 
 (No `from __future__ import annotations` in component modules: KFP reads the annotations.)
@@ -20,12 +23,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["MAX_BATCH", "TRT_SUFFIX", "TensorSpec", "build_repository", "onnx_io",
+__all__ = ["MAX_BATCH", "ONNX_SUFFIX", "TRT_SUFFIX", "TensorSpec", "build_repository", "onnx_io",
            "plain_plan", "render_config", "ultralytics_metadata"]
 
 MAX_BATCH = 8
 """Largest batch Triton forms; build-tensorrt's optimisation profile ends at the same 8."""
 TRT_SUFFIX = "-trt"
+ONNX_SUFFIX = "-onnx"
 QUEUE_DELAY_US = 500
 """How long dynamic batching waits to fill a batch: small next to a YOLO inference (ms)."""
 _TYPES = {1: "TYPE_FP32", 10: "TYPE_FP16", 16: "TYPE_BF16", 2: "TYPE_UINT8", 3: "TYPE_INT8",
@@ -124,11 +128,13 @@ def _tensors(kind: str, specs: list[TensorSpec], batched: bool) -> list[str]:
 
 
 def render_config(name: str, platform: str, inputs: list[TensorSpec], outputs: list[TensorSpec],
-                  metadata: dict, *, max_batch: int = MAX_BATCH) -> str:
+                  metadata: dict, *, max_batch: int = MAX_BATCH,
+                  extra: dict[str, str] | None = None) -> str:
     """config.pbtxt text for one model.
 
     The batch axis is left to Triton (max_batch_size, dynamic batching) when every tensor's
     first dim is dynamic; a model exported with a fixed batch is served as it is (max 0).
+    `extra` parameters (the plan's TensorRT version) follow ultralytics' `metadata`.
     """
     batched = max_batch > 0 and all(s.dims and s.dims[0] == -1 for s in [*inputs, *outputs])
     lines = [f"name: {_quote(name)}", f"platform: {_quote(platform)}",
@@ -140,28 +146,37 @@ def render_config(name: str, platform: str, inputs: list[TensorSpec], outputs: l
     # ultralytics' Triton client reads this with ast.literal_eval (utils/triton.py).
     lines += ["parameters {", '  key: "metadata"', "  value {",
               f"    string_value: {_quote(str(metadata))}", "  }", "}"]
+    for key, value in (extra or {}).items():
+        lines += ["parameters {", f"  key: {_quote(key)}", "  value {",
+                  f"    string_value: {_quote(value)}", "  }", "}"]
     return "\n".join(lines) + "\n"
 
 
 def build_repository(out_dir: str | Path, name: str, onnx_path: str | Path,
                      engine_path: str | Path | None = None, *,
-                     max_batch: int = MAX_BATCH) -> list[str]:
+                     max_batch: int = MAX_BATCH, tensorrt_version: str = "") -> list[str]:
     """Writes the model repository into out_dir (created); returns the model names in it.
 
     Args:
         out_dir: the repository folder (published as `<version>/triton/`).
-        name: the ONNX model's name in Triton; the TensorRT model is `name + TRT_SUFFIX`.
-        onnx_path: the exported model; its graph gives the I/O, its metadata ultralytics'.
+        name: the end-to-end model's name in Triton; the raw detectors are `name + ONNX_SUFFIX`
+            and `name + TRT_SUFFIX`.
+        onnx_path: the exported model; its graph gives the I/O, its metadata ultralytics' and
+            the head (end2end or nms) the end-to-end model post-processes.
         engine_path: a plain TensorRT plan built from that ONNX model, or None.
         max_batch: Triton's max_batch_size (the engine's profile must reach it).
+        tensorrt_version: the TensorRT that built the plan, recorded in its config.
     """
+    from kfp_yolo.components.release.e2e_config import write_e2e_model
+
     out_dir = Path(out_dir)
     inputs, outputs = onnx_io(onnx_path)
     metadata = ultralytics_metadata(onnx_path)
-    models = [(name, "onnxruntime_onnx", Path(onnx_path), "model.onnx")]
+    models = [(name + ONNX_SUFFIX, "onnxruntime_onnx", Path(onnx_path), "model.onnx", {})]
     if engine_path is not None:
-        models.append((name + TRT_SUFFIX, "tensorrt_plan", Path(engine_path), "model.plan"))
-    for model, platform, source, filename in models:
+        models.append((name + TRT_SUFFIX, "tensorrt_plan", Path(engine_path), "model.plan",
+                       {"tensorrt_version": tensorrt_version or "unknown"}))
+    for model, platform, source, filename, extra in models:
         folder = out_dir / model / "1"
         folder.mkdir(parents=True, exist_ok=True)
         if platform == "tensorrt_plan":
@@ -169,5 +184,10 @@ def build_repository(out_dir: str | Path, name: str, onnx_path: str | Path,
         else:
             shutil.copy2(source, folder / filename)
         (out_dir / model / "config.pbtxt").write_text(
-            render_config(model, platform, inputs, outputs, metadata, max_batch=max_batch))
-    return [model for model, *_ in models]
+            render_config(model, platform, inputs, outputs, metadata, max_batch=max_batch,
+                          extra=extra))
+    batched = max_batch > 0 and all(s.dims and s.dims[0] == -1 for s in [*inputs, *outputs])
+    write_e2e_model(out_dir, name, detectors=[m for m, *_ in reversed(models)],
+                    detector_input=inputs[0].name, detector_output=outputs[0].name,
+                    metadata=metadata, max_batch=max_batch if batched else 1)
+    return [name, *(model for model, *_ in models)]

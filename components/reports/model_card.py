@@ -41,9 +41,12 @@ _USES = {
     "model.onnx": "`model.onnx`: onnxruntime or any ONNX runtime.",
     "model.engine": "`model.engine`: a plain TensorRT plan; it runs only with the TensorRT "
                     "version and GPU model it was built with.",
-    "triton": "`triton/`: a Triton model repository (ONNX, and the plan when one was built) with "
-              "ultralytics' metadata: `kfp-yolo serve render --version {version}` serves it on "
-              "KServe, and `ultralytics.YOLO('http://HOST:8000/{name}')` uses a Triton serving it.",
+    "triton": "`triton/`: a Triton model repository: `{name}` takes an image file and answers "
+              "boxes in its pixels (`kfp-yolo predict --url http://HOST:8000/{name} IMAGE`), "
+              "`{name}-onnx` (and `{name}-trt` when a plan was built) is the raw detector that "
+              "`ultralytics.YOLO('http://HOST:8000/{name}-onnx')` uses. `kfp-yolo serve render "
+              "--version {version}` serves it on KServe, `kfp-yolo serve local --version "
+              "{version}` on this machine.",
 }
 
 

@@ -25,7 +25,7 @@ def export_onnx_component(
     from collections import namedtuple
 
     from kfp_yolo.components.errors import JobFailed
-    from kfp_yolo.components.export_onnx import export_onnx, parity_check
+    from kfp_yolo.components.export_onnx import export_onnx, head_of, parity_check
 
     os.makedirs(onnx_model.path, exist_ok=True)
     best = os.path.join(weights.path, "best.pt")
@@ -34,8 +34,10 @@ def export_onnx_component(
     result = parity_check(best, onnx_path, imgsz=imgsz)
     parity.log_metric("max_abs_diff", result.max_abs_diff)
     parity.log_metric("tolerance", tolerance)
+    head = head_of(onnx_path)
     onnx_model.metadata.update({"opset": opset, "dynamic": dynamic, "imgsz": imgsz,
-                                "max_abs_diff": result.max_abs_diff})
+                                "max_abs_diff": result.max_abs_diff, "head": head,
+                                "output_shape": list(result.output_shape)})
     print(f"ONNX parity: max |onnx - torch| = {result.max_abs_diff:.3g} (tolerance {tolerance})")
     if result.max_abs_diff > tolerance:
         raise JobFailed(f"ONNX parity check failed: max |onnx - torch| = "
@@ -82,7 +84,8 @@ def build_tensorrt_component(
     import tensorrt  # the plan loads only in a Triton of this TensorRT: publish records it
 
     engine.metadata.update({"status": "built", "precision": precision,
-                            "tensorrt_version": tensorrt.__version__})
+                            "tensorrt_version": tensorrt.__version__,
+                            "version_compatible": True})
     return outputs("built", "")
 
 
@@ -119,6 +122,7 @@ def publish_component(
     from kfp_yolo.components.registries import RunSource
     from kfp_yolo.components.registries.configured import open_registries
     from kfp_yolo.components.release.publish import publish
+    from kfp_yolo.components.release.serving_check import CHECK_JSON, expected_boxes
     from kfp_yolo.components.release.triton import build_repository
 
     if not registry_uri:
@@ -148,8 +152,20 @@ def publish_component(
         with open(metrics_file, "w") as handle:
             json.dump(values, handle, indent=1, sort_keys=True)
         files["metrics.json"] = Path(metrics_file)
+        # One validation image and ultralytics' boxes for it: deploy checks the served ones.
+        val = sorted(p for p in (Path(dataset.path) / "images" / "val").glob("*")
+                     if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+        if val:
+            check = expected_boxes(files["model.onnx"], val[0],
+                                   imgsz=int(onnx_model.metadata.get("imgsz", 640)))
+            check["image"] = f"serving_check{val[0].suffix.lower()}"
+            files[check["image"]] = val[0]
+            Path(tmp, CHECK_JSON).write_text(json.dumps(check))
+            files[CHECK_JSON] = Path(tmp, CHECK_JSON)
         triton = Path(tmp) / "triton"
-        models = build_repository(triton, name, files["model.onnx"], files.get("model.engine"))
+        models = build_repository(
+            triton, name, files["model.onnx"], files.get("model.engine"),
+            tensorrt_version=str(engine.metadata.get("tensorrt_version", "")))
         print(f"Triton model repository: {', '.join(models)}")
         uri = publish(registry_uri=registry_uri, name=name, version=version, files=files,
                       metadata=metadata, folders={"triton": triton}, registries=registries,
@@ -201,6 +217,26 @@ def deploy_component(
     if not storage.exists(f"{repository}/{served_model(name, settings)}/config.pbtxt"):
         raise UserError(f"{repository} has no {serving_format} model (no TensorRT engine is "
                         "built without a GPU pool); set serving_format: onnx.")
+    if serving_format == "tensorrt":
+        from kfp_yolo.components.release.tensorrt_runtimes import plan_problem
+
+        verdict, sentence = plan_problem(serving_runtime_version)
+        if verdict == "refuse":
+            raise UserError(f"serving_format tensorrt: {sentence}.")
+        if verdict == "unknown":
+            print(f"deploy: {sentence}.")
     service = build_inferenceservice(name, published_uri.rstrip("/").rsplit("/", 1)[-1],
                                      serving_uri(repository), settings)
-    return deploy_inferenceservice(service, timeout_s=deploy_timeout_s)
+    url = deploy_inferenceservice(service, timeout_s=deploy_timeout_s)
+    from kfp_yolo.components.release.serving_check import CHECK_JSON, check_served
+
+    check_uri = f"{published_uri.rstrip('/')}/{CHECK_JSON}"
+    if url and storage.exists(check_uri):  # versions published before the check have none
+        import json
+
+        expected = json.loads(storage.read_bytes(check_uri))
+        image = storage.read_bytes(f"{published_uri.rstrip('/')}/{expected['image']}")
+        compared = check_served(url.rstrip("/"), name, image, expected)
+        print(f"deploy: the served boxes of {expected['image']} are ultralytics' "
+              f"({compared} compared)")
+    return url

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from testdata import COCO8
 
 TINY = ["epochs=1", "dataset_uri=synthetic://shapes?images=32&imgsz=64", "imgsz=64", "batch=8",
         "workers=0"]
@@ -160,7 +161,27 @@ def test_the_published_version_holds_a_triton_repository_triton_parses(passed_ru
 
     _, summary = passed_run
     version = Path(summary["artifacts"]["published"])
-    config = parse_config(version / "triton" / "tiny" / "config.pbtxt")
+    config = parse_config(version / "triton" / "tiny-onnx" / "config.pbtxt")
     assert config.platform == "onnxruntime_onnx" and config.max_batch_size > 0
-    check_against_onnx(config, version / "triton" / "tiny" / "1" / "model.onnx")
+    check_against_onnx(config, version / "triton" / "tiny-onnx" / "1" / "model.onnx")
     assert not (version / "triton" / "tiny-trt").exists()  # no engine without a GPU
+    e2e = parse_config(version / "triton" / "tiny" / "config.pbtxt")
+    assert (e2e.backend, e2e.parameters["head"].string_value) == ("python", "nms")
+    assert "| head | nms |" in (version / "README.md").read_text()  # the model card says so
+
+
+def test_the_published_repository_loads_in_the_real_triton_and_answers(passed_run, tmp_path):
+    """The version as published, in tritonserver 2.51 (the raw detector through onnxruntime in
+    a python-backend model): the end-to-end model answers a photo with boxes."""
+    from kfp_yolo.components.release.predict_client import class_names, infer_image
+    from kfp_yolo.components.release.triton_local import LocalTriton, local_repository
+
+    _, summary = passed_run
+    version = Path(summary["artifacts"]["published"])
+    assert local_repository(version / "triton", tmp_path / "repository") == ["tiny", "tiny-onnx"]
+    image = next((COCO8 / "images" / "val").glob("*.jpg"))
+    with LocalTriton(tmp_path / "repository", tmp_path) as server:
+        names = class_names(server.url, "tiny")
+        boxes = infer_image(server.url, "tiny", image.read_bytes(), conf=0.0, names=names)
+    assert names and boxes  # conf 0: a 1-epoch model's boxes, in the image's pixels
+    assert all(b.name in names.values() and 0 <= b.x1 <= b.x2 for b in boxes)

@@ -38,17 +38,24 @@ def test_onnx_model_config_parses_and_matches_the_model(dynamic_onnx, tmp_path):
     import onnxruntime as ort
 
     repo = tmp_path / "triton"
-    assert build_repository(repo, "shapes", dynamic_onnx) == ["shapes"]
+    assert build_repository(repo, "shapes", dynamic_onnx) == ["shapes", "shapes-onnx"]
     assert sorted(str(p.relative_to(repo)) for p in repo.rglob("*") if p.is_file()) == [
-        "shapes/1/model.onnx", "shapes/config.pbtxt"]
-    config = parse_config(repo / "shapes" / "config.pbtxt")
+        "shapes-onnx/1/model.onnx", "shapes-onnx/config.pbtxt", "shapes/1/model.py",
+        "shapes/1/yolo_e2e.py", "shapes/config.pbtxt"]
+    config = parse_config(repo / "shapes-onnx" / "config.pbtxt")
 
-    assert (config.name, config.platform) == ("shapes", "onnxruntime_onnx")
+    assert (config.name, config.platform) == ("shapes-onnx", "onnxruntime_onnx")
     assert config.max_batch_size == MAX_BATCH and config.HasField("dynamic_batching")
-    check_against_onnx(config, repo / "shapes" / "1" / "model.onnx")
+    check_against_onnx(config, repo / "shapes-onnx" / "1" / "model.onnx")
+    e2e = parse_config(repo / "shapes" / "config.pbtxt")
+    assert (e2e.name, e2e.backend, e2e.max_batch_size) == ("shapes", "python", MAX_BATCH)
+    assert e2e.HasField("dynamic_batching")
+    params = {k: v.string_value for k, v in e2e.parameters.items()}
+    assert (params["head"], params["imgsz"], params["detectors"]) == ("nms", "64", "shapes-onnx")
+    assert [i.name for i in e2e.input if i.optional] == ["IMAGE", "PIXELS", "CONF", "IOU"]
     assert list(config.input[0].dims) == [3, -1, -1]  # dynamic export: H and W are free
     # What a batch of MAX_BATCH images gives back has the rank the config declares.
-    session = ort.InferenceSession(str(repo / "shapes" / "1" / "model.onnx"),
+    session = ort.InferenceSession(str(repo / "shapes-onnx" / "1" / "model.onnx"),
                                    providers=["CPUExecutionProvider"])
     (out,) = session.run(None, {"images": np.zeros((MAX_BATCH, 3, 64, 64), np.float32)})
     assert out.shape[0] == MAX_BATCH and out.ndim == len(config.output[0].dims) + 1
@@ -64,7 +71,8 @@ def test_a_tensorrt_plan_is_served_as_is_beside_the_onnx_model(dynamic_onnx, tmp
     plan = tmp_path / "model.engine"
     plan.write_bytes(b"\x00plain-serialized-plan")  # no 4-byte length + JSON header
     repo = tmp_path / "triton"
-    assert build_repository(repo, "shapes", dynamic_onnx, plan) == ["shapes", "shapes-trt"]
+    assert build_repository(repo, "shapes", dynamic_onnx, plan, tensorrt_version="11.4.0") == [
+        "shapes", "shapes-onnx", "shapes-trt"]
 
     trt_dir = repo / f"shapes{TRT_SUFFIX}"
     config = parse_config(trt_dir / "config.pbtxt")
@@ -73,6 +81,9 @@ def test_a_tensorrt_plan_is_served_as_is_beside_the_onnx_model(dynamic_onnx, tmp
     assert config.max_batch_size == MAX_BATCH  # build-tensorrt's profile ends at 8 too
     check_against_onnx(config, dynamic_onnx)  # a plan built from that ONNX has its tensors
     assert "names" in ast.literal_eval(config.parameters["metadata"].string_value)
+    assert config.parameters["tensorrt_version"].string_value == "11.4.0"
+    e2e = parse_config(repo / "shapes" / "config.pbtxt")  # the plan first when it is loaded
+    assert e2e.parameters["detectors"].string_value == "shapes-trt shapes-onnx"
 
 
 def test_an_ultralytics_engine_header_is_taken_off_the_plan(dynamic_onnx, tmp_path):
@@ -90,7 +101,7 @@ def test_a_fixed_batch_export_is_served_without_batching(tmp_path):
     onnx = export(tmp_path / "static", dynamic=False)
     repo = tmp_path / "triton"
     build_repository(repo, "fixed", onnx)
-    config = parse_config(repo / "fixed" / "config.pbtxt")
+    config = parse_config(repo / "fixed-onnx" / "config.pbtxt")
     assert config.max_batch_size == 0 and not config.HasField("dynamic_batching")
     check_against_onnx(config, onnx)
     assert list(config.input[0].dims) == [1, 3, 64, 64]
@@ -162,13 +173,13 @@ def test_ultralytics_uses_the_served_model_through_its_triton_client(dynamic_onn
 
     repo = tmp_path / "triton"
     build_repository(repo, "shapes", dynamic_onnx)
-    standin = TritonStandIn(repo / "shapes")
+    standin = TritonStandIn(repo / "shapes-onnx")
     server, port = standin.serve()
     try:
         offline_environment()
         from ultralytics import YOLO
 
-        model = YOLO(f"grpc://127.0.0.1:{port}/shapes", task="detect")
+        model = YOLO(f"grpc://127.0.0.1:{port}/shapes-onnx", task="detect")
         image = np.full((64, 64, 3), 114, np.uint8)
         (result,) = model.predict(image, imgsz=64, verbose=False)
     finally:

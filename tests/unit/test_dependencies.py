@@ -15,8 +15,10 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-OPTIONAL = {"tensorrt"}
-"""Imported lazily on a GPU machine only (the build-tensorrt step skips without it)."""
+OPTIONAL = {"tensorrt", "triton_python_backend_utils", "yolo_e2e"}
+"""tensorrt: imported lazily on a GPU machine only (the build-tensorrt step skips without it).
+The other two exist only inside Triton's python backend, for the models a version's repository
+holds: the backend provides the first, the model's own folder the second."""
 
 
 def _imports(folders: tuple[str, ...]) -> set[str]:

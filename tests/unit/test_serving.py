@@ -77,10 +77,13 @@ def test_triton_runtime_is_named_and_pinned_and_placed_by_gpu_memory():
                                          "values": ["15359"]}]
     assert predictor["tolerations"][0]["key"] == "nvidia.com/gpu"
     assert service["metadata"]["annotations"]["kfp-yolo.io/version"] == "v7"
-    # Only the chosen model loads: a plan of another TensorRT must not stop the ONNX model.
-    assert model["args"] == ["--model-control-mode=explicit", "--load-model=shapes"]
+    # Only the chosen detector loads (a plan of another TensorRT must not stop the ONNX model),
+    # with the end-to-end model that calls it.
+    assert model["args"] == ["--model-control-mode=explicit", "--load-model=shapes-onnx",
+                             "--load-model=shapes"]
     trt = build_inferenceservice("shapes", "v7", URI, ServingSettings(model_format="tensorrt"))
-    assert trt["spec"]["predictor"]["model"]["args"][-1] == "--load-model=shapes-trt"
+    assert trt["spec"]["predictor"]["model"]["args"][1:3] == ["--load-model=shapes-trt",
+                                                              "--load-model=shapes"]
     cpu = build_inferenceservice("shapes", "v7", URI, ServingSettings(gpu_memory_mib=0))
     assert "affinity" not in cpu["spec"]["predictor"]
     assert "nvidia.com/gpu" not in json.dumps(cpu)
@@ -307,7 +310,8 @@ def test_good_serving_keys_are_kept():
     from kfp_yolo.components.config.file import load_config
 
     cfg = load_config(None, ["model_registry_address=https://mr.example:8443/",
-                             "deploy=kserve", "serving_format=tensorrt", "registry_uri=/tmp/r"])
+                             "deploy=kserve", "serving_format=tensorrt", "registry_uri=/tmp/r",
+                             "serving_runtime_version=26.10-py3"])  # a tag not known to refuse
     assert cfg.model_registry_address == "https://mr.example:8443"
     assert (cfg.deploy, cfg.serving_format, cfg.deploy_timeout_s) == ("kserve", "tensorrt", 900)
 
