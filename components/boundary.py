@@ -149,6 +149,10 @@ def install(argv: list[str] | None = None, environ: dict[str, str] | None = None
     if _installed or not is_step_process(argv):
         return
     _installed = True
+    # The step's own output (its logs, ultralytics', a traceback) is masked before it leaves.
+    from kfp_yolo.components.redact import install_streams
+
+    install_streams()
     environ = os.environ if environ is None else environ
     folder = _output_folder(argv)
     previous = sys.excepthook

@@ -12,6 +12,7 @@ import signal
 from dataclasses import dataclass
 
 from kfp_yolo.components.errors import Fault, JobFailed, Stopped, UserError
+from kfp_yolo.components.redact import redact
 
 __all__ = ["Verdict", "verdict"]
 
@@ -70,7 +71,16 @@ def _os_error(exc: OSError) -> Verdict:
 
 
 def verdict(exc: BaseException) -> Verdict:
-    """The sentence and exit code of exc: our exceptions carry theirs; anything else is named."""
+    """The sentence and exit code of exc: our exceptions carry theirs; anything else is named.
+
+    The sentence is redacted (components/redact.py): a URI's password or a token inside an
+    exception's text never reaches a terminal, a log or a failure record.
+    """
+    found = _verdict(exc)
+    return Verdict(redact(found.sentence), found.exit_code, found.expected)
+
+
+def _verdict(exc: BaseException) -> Verdict:
     if isinstance(exc, UserError | JobFailed | Fault):
         return Verdict(_one_line(str(exc)), int(exc.exit_code))
     if isinstance(exc, Stopped):

@@ -23,19 +23,26 @@ from pathlib import Path
 from typing import NoReturn
 
 from kfp_yolo.components.errors import Stopped, UserError
+from kfp_yolo.components.redact import install as install_redaction
 from kfp_yolo.components.signals import stop_on_signals
 from kfp_yolo.components.spec import OPTIMIZERS, PRECISIONS
 from kfp_yolo.components.verdict import verdict
 
-__all__ = ["DEBUG_ENV", "build_parser", "main"]
+__all__ = ["DEBUG_ENV", "build_parser", "main", "refuse_secret_flags"]
 
 DEBUG_ENV = "KFP_YOLO_DEBUG"
 """Set to 1 for a traceback after the one-sentence error, like --debug."""
-_SECRET_ENV = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+_SECRET_FLAG = re.compile(r"^--?[\w-]*(token|password|passwd|secret|api-?key|access-?key|"
+                          r"credential)[\w-]*$", re.IGNORECASE)
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with a usage error raised as one sentence (exit 2) instead of the usage block."""
+    """argparse, with a usage error raised as one sentence (exit 2) instead of the usage block,
+    and no abbreviated flags: `--token T` must never become `--token-file T`."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise UserError(f"{message}; see `{self.prog} --help`.")
@@ -252,24 +259,30 @@ def _check_args(args: argparse.Namespace) -> None:
                         f"{Path(args.output) / 'pipeline.yaml'}.")
 
 
-def _redact(text: str) -> str:
-    """text without the values of secret-looking environment variables or URL signatures."""
-    for name, value in os.environ.items():
-        if len(value) >= 6 and _SECRET_ENV.search(name):
-            text = text.replace(value, "***")
-    return re.sub(r"(X-Amz-(?:Signature|Credential|Security-Token)=)[^&\s'\"]+", r"\1***", text)
+def refuse_secret_flags(argv: list[str]) -> None:
+    """A secret-looking flag (--token, --password, --api-key ...) is refused before argparse
+    sees argv, naming the flag only: its value would be in `ps` and the shell's history."""
+    for arg in argv:
+        if arg == "--":
+            return
+        flag = arg.split("=", 1)[0]
+        if flag.startswith("-") and _SECRET_FLAG.match(flag) and not flag.endswith("-file"):
+            raise UserError(f"{flag} is not an option: a secret on the command line is seen by "
+                            "every user of this machine (ps, shell history); put it in a file: "
+                            "--token-file F (kfp-yolo submit), or in the environment from a "
+                            "Kubernetes Secret.")
 
 
 def _report(exc: BaseException, debug: bool) -> int:
     """Prints the one-sentence verdict for exc (after its traceback with debug); the exit code."""
     if debug:
         traceback.print_exception(exc, file=sys.stderr)
-    found = verdict(exc)
+    found = verdict(exc)  # its sentence is redacted there
     if found.expected:
-        print(f"kfp-yolo: {found.kind}: {_redact(found.sentence)}", file=sys.stderr)
+        print(f"kfp-yolo: {found.kind}: {found.sentence}", file=sys.stderr)
     else:
         hint = "" if debug else f"; rerun with --debug (or {DEBUG_ENV}=1) for the traceback"
-        print(f"kfp-yolo: failed: unexpected {_redact(found.sentence)}{hint}.", file=sys.stderr)
+        print(f"kfp-yolo: failed: unexpected {found.sentence}{hint}.", file=sys.stderr)
     return found.exit_code
 
 
@@ -286,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_command(argv: list[str], debug: bool) -> int:
     try:
+        install_redaction()
+        refuse_secret_flags(argv)
         try:
             args = build_parser().parse_args(argv)
         except SystemExit as exc:  # --help

@@ -20,7 +20,7 @@ from kfp_yolo.components.config.run_config import RunConfig, format_error
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.k8s.pools import Pool, load_pools
 from kfp_yolo.components.planner import HEADROOM, Plan, plan, resolve_model
-from kfp_yolo.components.planner.history import history_uri, read_history
+from kfp_yolo.components.planner.history import History, history_uri, load_history
 from kfp_yolo.components.reports.plan import duration, money
 from kfp_yolo.components.runtime import offline_environment
 
@@ -55,14 +55,17 @@ def run(args: argparse.Namespace) -> int:
                       cache_dir=cache_dir, procs_per_node=None if args.gpus else
                       cfg.procs_per_node, train_images=args.train_images,
                       objective=cfg.objective, epochs=cfg.epochs, deadline_h=cfg.deadline_h,
-                      history=history, workers=cfg.workers)
+                      history=history.records, workers=cfg.workers)
     if args.json:
         print(json.dumps({"model": model, "imgsz": cfg.imgsz, "precision": cfg.precision,
                           "optimizer": cfg.optimizer, "nc": args.nc, "headroom": HEADROOM,
                           "deadline_h": cfg.deadline_h, "history": source,
-                          "history_records": len(history), **result.to_dict()}, indent=2))
+                          "history_records": len(history.records),
+                          "history_ignored": [{"name": name, "why": why} for name, why
+                                              in history.ignored.items()],
+                          **result.to_dict()}, indent=2))
     else:
-        print(_table(result, model, cfg, args.nc, pools, source, len(history)))
+        print(_table(result, model, cfg, args.nc, pools, source, history))
     return 0
 
 
@@ -83,18 +86,18 @@ def _config(args: argparse.Namespace) -> RunConfig:
         raise UserError(format_error(err, where)) from None
 
 
-def _history(uri: str, *, explicit: bool) -> list[dict]:
-    """The history's records; a store the config names but that cannot be read is a warning."""
+def _history(uri: str, *, explicit: bool) -> History:
+    """The history; a store the config names but that cannot be read is a warning."""
     if not uri:
-        return []
+        return History()
     try:
-        return read_history(uri)
+        return load_history(uri)
     except Exception as exc:  # noqa: BLE001 - only --history given on purpose must work
         if explicit:
             raise
         print(f"kfp-yolo: warning: throughput history {uri} not read ({exc}); planning "
               "without it", file=sys.stderr)
-        return []
+        return History()
 
 
 def pools_table(result: Plan) -> list[str]:
@@ -114,7 +117,7 @@ def pools_table(result: Plan) -> list[str]:
 
 
 def _table(result: Plan, model: str, cfg: RunConfig, nc: int, pools: list[Pool],
-           history: str = "", records: int = 0) -> str:
+           history: str = "", read: History | None = None) -> str:
     lines = [
         f"model {model}  imgsz {cfg.imgsz}  precision {cfg.precision}  "
         f"optimizer {cfg.optimizer}  nc {nc}",
@@ -145,7 +148,8 @@ def _table(result: Plan, model: str, cfg: RunConfig, nc: int, pools: list[Pool],
     lines += ["", f"time and cost ({per}; images/s of the whole job; $ = the catalog's "
               "hourly_price x GPUs x hours):", *pools_table(result), "",
               "images/s source: measured = the nearest run in the throughput history "
-              f"({_history_note(history, records)}), scaled to this shape; estimated = the "
+              f"({_history_note(history, read or History())}), scaled to this shape (the median "
+              "of that shape's newest records); estimated = the "
               "H200 reference scaled by the GPU's spec sheet, capped by the dataloader; "
               "unknown = neither."]
     for row in result.pools:  # why a row cannot be chosen, else where its images/s comes from
@@ -157,7 +161,8 @@ def _table(result: Plan, model: str, cfg: RunConfig, nc: int, pools: list[Pool],
     return "\n".join(lines)
 
 
-def _history_note(uri: str, records: int) -> str:
+def _history_note(uri: str, read: History) -> str:
     if not uri:
         return "none configured: registry_uri, checkpoint_uri or --history"
-    return f"{uri}, {records} record(s)"
+    ignored = read.ignored_note()
+    return f"{uri}, {len(read.records)} record(s)" + (f"; {ignored}" if ignored else "")

@@ -28,6 +28,7 @@ from kfp_yolo.components.atomic import write_atomic
 from kfp_yolo.components.config.file import load_config
 from kfp_yolo.components.config.run_config import RunConfig
 from kfp_yolo.components.errors import JobFailed, Stopped, UserError
+from kfp_yolo.components.redact import redact, redact_data
 from kfp_yolo.pipelines.run_control import hold_workdir, own_process_tree
 from kfp_yolo.pipelines.summary import (
     ANSI,
@@ -57,6 +58,7 @@ class _StepLog(io.TextIOBase):
         return True
 
     def write(self, text: str) -> int:
+        text = redact(text)  # a step's log may quote a URI with user-info or a credential
         self._log.write(text)
         self._log.flush()  # `tail -f run.log` follows a long step
         if self._verbose:
@@ -100,13 +102,15 @@ def _steps_logged(log_path: Path, *, verbose: bool) -> Iterator[_StepLog]:
 
 
 def _check_workdir(cfg: RunConfig, workdir: Path) -> None:
-    """Refuses a work folder inside a local dataset, or a model file that is not there, before
-    any step runs."""
+    """Refuses a work folder inside a local dataset, a model file that is not there, a local
+    store that cannot be written or an unusable MLflow URI, before any step runs."""
     from kfp_yolo.components import storage
+    from kfp_yolo.components.config.preflight import check_environment
     from kfp_yolo.components.config.values import check_local_model
     from kfp_yolo.components.data.source import refuse_inside
 
     check_local_model(cfg.model, "kfp-yolo run")
+    check_environment(cfg, "kfp-yolo run")  # a store or MLflow URI that fails after training
 
     if urlparse(cfg.dataset_uri).scheme not in ("", "file"):
         return
@@ -176,6 +180,7 @@ def _run_held(cfg: RunConfig, workdir: Path, *, verbose: bool) -> dict:
         failed_task=steps.failed[-1] if steps.failed else None,
         stopped=f"{stopped}; every step and training process was stopped" if stopped else "")
     summary["log"] = str(log_path)
+    summary = redact_data(summary)
     write_atomic(workdir / "summary.json", json.dumps(summary, indent=2))
     if stopped is not None:
         raise stopped

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -31,6 +32,7 @@ from typing import Any, TypeVar
 from kfp.client.token_credentials_base import TokenCredentialsBase
 
 from kfp_yolo.components.errors import Fault, UserError
+from kfp_yolo.components.redact import register as register_secret
 
 __all__ = ["API_TIMEOUT_S", "CONNECT_TIMEOUT_S", "ENDPOINT_ENV", "HEALTHZ", "READ_TIMEOUT_S",
            "SA_TOKEN_PATH_ENV", "TOKEN_ENV", "Api", "ApiRefused", "Budget", "Caller",
@@ -121,14 +123,17 @@ class TokenSource(TokenCredentialsBase):
     """
 
     def __init__(self, *, path: str | Path | None = None, env_var: str | None = None,
-                 origin: str, environ: Mapping[str, str] | None = None) -> None:
+                 origin: str, environ: Mapping[str, str] | None = None,
+                 user_file: bool = False) -> None:
         if (path is None) == (env_var is None):
             raise ValueError("give exactly one of path and env_var")
         self._path = Path(path) if path is not None else None
         self._env_var = env_var
         self._environ = os.environ if environ is None else environ
         self.origin = origin
+        self.user_file = user_file  # the user's own file (--token-file): warned about when open
         self._seen: set[str] = set()  # every token read, so messages can be scrubbed of them
+        self._warned = False
 
     @classmethod
     def find(cls, token_file: str | None,
@@ -136,7 +141,7 @@ class TokenSource(TokenCredentialsBase):
         """The first source that is set: --token-file, $KF_PIPELINES_SA_TOKEN_PATH, the env."""
         env = os.environ if environ is None else environ
         if token_file:
-            return cls(path=token_file, origin=f"--token-file {token_file}")
+            return cls(path=token_file, origin=f"--token-file {token_file}", user_file=True)
         if env.get(SA_TOKEN_PATH_ENV):
             return cls(path=env[SA_TOKEN_PATH_ENV],
                        origin=f"{SA_TOKEN_PATH_ENV}={env[SA_TOKEN_PATH_ENV]}")
@@ -159,8 +164,21 @@ class TokenSource(TokenCredentialsBase):
             token = self._environ.get(self._env_var or "", "").strip()
         if not token:
             raise UserError(f"the API token from {self.origin} is empty; write the token there.")
+        self._warn_if_open()
         self._seen.add(token)
+        register_secret(token)
         return token
+
+    def _warn_if_open(self) -> None:
+        """One warning, as ssh gives for a key, when the user's token file is readable by group
+        or others (a pod's projected token is 0644 by the kubelet's choice: not warned)."""
+        if self._path is None or self._warned or not self.user_file:
+            return
+        mode = self._path.stat().st_mode & 0o777  # read a moment ago: it is there
+        if mode & 0o077:
+            self._warned = True
+            print(f"kfp-yolo: warning: the token file {self._path} is readable by group or "
+                  f"others (mode {mode:04o}); run `chmod 600 {self._path}`.", file=sys.stderr)
 
     def refresh_api_key_hook(self, config: Any) -> None:
         config.api_key["authorization"] = self.read()

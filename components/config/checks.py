@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from kfp_yolo.components.config.preflight import check_environment
 from kfp_yolo.components.config.run_config import COMPILE_TIME, RunConfig, format_error
 from kfp_yolo.components.config.values import check_local_model
 from kfp_yolo.components.errors import UserError
@@ -86,6 +87,8 @@ def check_run_parameters(values: dict[str, Any], *, compiled: dict[str, Any]) ->
             print(f"validate-config: warning: {', '.join(unused)} change nothing: this pipeline "
                   "was compiled with launcher=local (the train step trains in its own pod); "
                   "compile with `--set launcher=auto` for a cluster job.")
+    # This step's pod has the image and environment of publish and the train step
+    check_environment(cfg, PARAMETER_SOURCE)
     checked = {name: getattr(cfg, name) for name in values}
     if "lr0" in checked:
         checked["lr0"] = cfg.learning_rate

@@ -53,7 +53,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             line = path.read_bytes()[:exc.start].count(b"\n") + 1
             raise UserError(f"{path}: line {line} is not UTF-8 text; save the config file as "
                             "UTF-8.") from None
-        loaded = parse_yaml(text, source)
+        loaded = parse_yaml(text, source, unique=True)
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

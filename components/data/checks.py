@@ -7,6 +7,7 @@ each error; ultralytics' rules are followed (polygons accepted, 1% coordinate to
 
 import hashlib
 import math
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -116,25 +117,43 @@ def _parse_label(path: Path, rel: str, names: int, names_file: str
     return rows, classes, boxes, duplicates
 
 
-def _decode(path: Path, rel: str, open_image: Callable) -> None:
-    """Decodes the image: Pillow's verify() alone misses a truncated JPEG."""
+def _decode(path: Path, rel: str, open_image: Callable) -> str:
+    """Decodes the image: Pillow's verify() alone misses a truncated JPEG. Returns a warning
+    sentence for an image above Pillow's decompression-bomb limit ('' otherwise); one more than
+    twice that limit, which Pillow refuses to decode, is a UserError."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS or 0
+    warning = ""
     try:
         with open_image(path) as image:
+            pixels = image.width * image.height
+            if limit and pixels > limit:
+                warning = (f"{rel}: {image.width}x{image.height} pixels ({pixels / 1e6:.0f} "
+                           f"megapixels) is above Pillow's decompression-bomb limit "
+                           f"({limit / 1e6:.0f} megapixels); it is used, but every epoch "
+                           "decodes it whole to resize it: shrink it to a few thousand pixels "
+                           "a side.")
             if image.format in ("JPEG", "MPO"):
                 # Decoding at 1/8 scale still reads every entropy-coded byte, 4x faster.
                 image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
             image.load()
+    except Image.DecompressionBombError:
+        raise UserError(f"{rel}: more than {2 * limit / 1e6:.0f} megapixels, which Pillow "
+                        "refuses to decode (twice its decompression-bomb limit); shrink the "
+                        "image.") from None
     except Exception as exc:  # noqa: BLE001 - Pillow raises a dozen kinds for bad files
         if type(exc).__name__ == "UnidentifiedImageError":
             raise UserError(f"{rel}: not an image Pillow can read, despite its extension; "
                             "replace or remove the file.") from None
         raise UserError(f"{rel}: corrupt or truncated image ({exc}); replace the file.") from None
+    return warning
 
 
 def _check_sample(sample: Sample, layout: Layout, open_image: Callable) -> Checked:
     """Validates one image and its label; raises UserError naming the file (and line)."""
     image_rel = rel_path(sample.image, layout.root)
-    _decode(sample.image, image_rel, open_image)
+    size_warning = _decode(sample.image, image_rel, open_image)
     rows, classes, boxes, duplicates = [], [], [], []
     if sample.label.is_file():
         rows, classes, boxes, duplicates = _parse_label(
@@ -144,15 +163,22 @@ def _check_sample(sample: Sample, layout: Layout, open_image: Callable) -> Check
     if verdict.corrupt:
         raise UserError(f"{image_rel}: ultralytics rejects it ({verdict.reason}); fix or remove "
                         "it.")
-    warning = ""
+    warning = size_warning
     if duplicates:
         lines = ", ".join(map(str, duplicates))
-        warning = (f"{rel_path(sample.label, layout.root)}: duplicate rows dropped (line"
-                   f"{'s' if len(duplicates) > 1 else ''} {lines}).")
+        warning = " ".join(filter(None, (warning, (
+            f"{rel_path(sample.label, layout.root)}: duplicate rows dropped (line"
+            f"{'s' if len(duplicates) > 1 else ''} {lines})."))))
     # Hashed after ultralytics' check, which may have rewritten a damaged JPEG (in the copy).
     digest = hashlib.sha256(sample.image.read_bytes()).hexdigest()
     assert verdict.shape is not None  # a pair that is not corrupt has a shape
     return Checked(sample, rows, classes, boxes, verdict.shape, digest, warning)
+
+
+def _bomb_warning() -> type[Warning]:
+    from PIL import Image
+
+    return Image.DecompressionBombWarning
 
 
 def validate(layout: Layout) -> dict[Path, Checked]:
@@ -164,7 +190,9 @@ def validate(layout: Layout) -> dict[Path, Checked]:
     open_image = original_image_open()
     samples = list({s.image: s for s in layout.train + layout.val}.values())
     workers = min(32, 2 * usable_cpus())  # Pillow and hashing release the GIL
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    # Pillow's raw DecompressionBombWarning is said as a sentence per image instead (_decode)
+    with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=workers) as pool:
+        warnings.simplefilter("ignore", _bomb_warning())
         futures = [pool.submit(_check_sample, s, layout, open_image) for s in samples]
         checked = {}
         try:

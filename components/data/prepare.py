@@ -173,11 +173,13 @@ def _inspect(root: Path, seed: int, val_fraction: float
     return layout, splits, stats, _content_hash(layout.names, splits)
 
 
-def _converted(root: Path, dest: Path, mode: str) -> tuple[Path, formats.Conversion | None]:
-    """root itself when it is in the YOLO layout, else dest holding its conversion."""
+def _converted(root: Path, dest: Path, mode: str, origin: Path | None = None
+               ) -> tuple[Path, formats.Conversion | None]:
+    """root itself when it is in the YOLO layout, else dest holding its conversion; origin:
+    the local folder root mirrors with links, if it does."""
     if formats.detect(root) == "yolo":
         return root, None
-    conversion = formats.convert(root, dest, mode)
+    conversion = formats.convert(root, dest, mode, export=origin)
     for warning in conversion.warnings:
         log.warning("%s", warning)
     return dest, conversion
@@ -241,7 +243,9 @@ def check_dataset(uri: str, *, seed: int = 0, val_fraction: float = 0.2) -> dict
     _check_fraction(val_fraction)
     with tempfile.TemporaryDirectory(prefix="kfp-yolo-check-") as scratch:
         export = fetch(uri, Path(scratch) / "source", link=True)
-        root, conversion = _converted(export, Path(scratch) / "converted", "symbolic")
+        # a local folder is mirrored with links: its images must resolve inside the folder
+        origin = _local_export(uri, Path(scratch) / "out")
+        root, conversion = _converted(export, Path(scratch) / "converted", "symbolic", origin)
         layout, _, stats, content_hash = _inspect_export(root, export, conversion, seed,
                                                          val_fraction, uri)
     return {"uri": uri, "names": layout.names, "stats": stats, "content_hash": content_hash,

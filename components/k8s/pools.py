@@ -17,8 +17,8 @@ from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.k8s.names import DNS_LABEL
 from kfp_yolo.components.yaml_text import parse_yaml
 
-__all__ = ["GPU_MEMORY_LABEL", "Pool", "catalog_json", "default_pools_path", "is_dns_label",
-           "load_pools", "load_pools_text", "node_affinity", "pools_for_precision",
+__all__ = ["GPU_MEMORY_LABEL", "Pool", "catalog_json", "check_flavors", "default_pools_path",
+           "is_dns_label", "load_pools", "load_pools_text", "node_affinity", "pools_for_precision",
            "required_node_affinity", "runs_bf16"]
 
 GPU_MEMORY_LABEL = "nvidia.com/gpu.memory"
@@ -124,7 +124,21 @@ def load_pools_text(text: str, source: str = "the node-pool catalog") -> list[Po
     if len(set(names)) != len(names):
         twice = next(n for n in names if names.count(n) > 1)
         raise UserError(f"{source}: two pools are named {twice!r}; pool names must be unique.")
+    check_flavors(pools, source)
     return sorted(pools, key=lambda p: p.gpu_memory_mib)
+
+
+def check_flavors(pools: list[Pool], source: str = "the node-pool catalog") -> None:
+    """The one flavor rule of plan, compile and quotas: pools sharing a Kueue flavor have one
+    GPU memory size, since the flavor's node label is that size."""
+    first: dict[str, Pool] = {}
+    for pool in pools:
+        other = first.setdefault(pool.flavor, pool)
+        if other.gpu_memory_mib != pool.gpu_memory_mib:
+            raise UserError(f"{source}: pools sharing flavor {pool.flavor!r} must have one GPU "
+                            f"memory size (the flavor's node label), got {other.name!r} "
+                            f"{other.gpu_memory_mib} MiB and {pool.name!r} "
+                            f"{pool.gpu_memory_mib} MiB; give {pool.name!r} its own flavor.")
 
 
 def _entry_lines(text: str) -> list[int]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.k8s.names import DNS_LABEL
-from kfp_yolo.components.k8s.pools import GPU_MEMORY_LABEL, Pool
+from kfp_yolo.components.k8s.pools import GPU_MEMORY_LABEL, Pool, check_flavors
 
 __all__ = ["CPU_FLAVOR", "PRIORITY_CLASSES", "render_quotas"]
 
@@ -67,6 +67,7 @@ def render_quotas(pools: list[Pool], *, namespace: str, cohort: str = "kfp-yolo"
 
 def _memory_classes(pools: list[Pool]) -> dict[str, tuple[int, int, tuple[dict, ...]]]:
     """flavor -> (GPU memory MiB, GPUs of quota, tolerations); pools of one class add up."""
+    check_flavors(pools)  # a catalog read by load_pools was checked already; a list may not be
     classes: dict[str, tuple[int, int, tuple[dict, ...]]] = {}
     for pool in sorted(pools, key=lambda p: (p.gpu_memory_mib, p.name)):
         gpus = pool.gpus_per_node * pool.max_nodes
@@ -74,10 +75,6 @@ def _memory_classes(pools: list[Pool]) -> dict[str, tuple[int, int, tuple[dict, 
             classes[pool.flavor] = (pool.gpu_memory_mib, gpus, tuple(pool.tolerations))
             continue
         mib, quota, tolerations = classes[pool.flavor]
-        if mib != pool.gpu_memory_mib:
-            raise UserError(f"pools sharing flavor {pool.flavor!r} must have one GPU memory "
-                            f"size, got {mib} and {pool.gpu_memory_mib} MiB (pool "
-                            f"{pool.name!r}); give that pool its own flavor.")
         extra = tuple(t for t in pool.tolerations if t not in tolerations)
         classes[pool.flavor] = (mib, quota + gpus, tolerations + extra)
     if not classes:

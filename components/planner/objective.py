@@ -101,9 +101,12 @@ def pool_row(pool: Pool, *, fits: bool, why: str, batch_per_gpu: int, world_size
             ratio = (here.images_per_s / at_point.images_per_s
                      if here.images_per_s and at_point.images_per_s else 1.0)
             speed, source = round(point["images_per_s"] * ratio, 1), "measured"
+            runs = point.get("records", 1)
+            when = point.get("recorded_at", "undated")
+            when = f"median of {runs} runs, newest {when}" if runs > 1 else when
             note = (f"measured {point['images_per_s']} images/s at batch {point['batch_per_gpu']}"
                     f"/GPU x {point['world_size']}, {point['workers']} workers, imgsz "
-                    f"{point['imgsz']} ({point['recorded_at']}); x{ratio:.2f} to this shape")
+                    f"{point['imgsz']} ({when}); x{ratio:.2f} to this shape")
         elif estimate.images_per_s is not None:
             speed, source, note = estimate.images_per_s, "estimated", estimate.note
         else:

@@ -23,6 +23,7 @@ from typing import Any
 
 from kfp_yolo.components.bounded import Bound, run_bounded
 from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.redact import register as register_secret
 from kfp_yolo.components.registries import CHAMPION, Release, registry_fault
 
 __all__ = ["KubeflowModelRegistry", "TRT_SUFFIX"]
@@ -45,6 +46,7 @@ class KubeflowModelRegistry:
         if token_path:
             try:
                 token = Path(token_path).read_text().strip()
+                register_secret(token)
             except OSError as exc:
                 raise UserError(f"model_registry_token_path {token_path!r} cannot be read "
                                 f"({exc.strerror}); mount the token file there or leave the "

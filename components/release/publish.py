@@ -6,6 +6,12 @@ Layout under registry_uri (s3://, minio://, file:// or a path):
                      README.md (the model card), triton/ (a Triton model repository, when given)
     <name>/latest    {"name", "version", "uri", "published_at", "metrics"}
 
+A version is finished when its complete marker (`complete.json`: every file of the version with
+its size and sha256) is there and every file it lists is there with that size and sha256
+(`verify_version`). publish writes the marker into the version last, before the registries and
+`latest`; promote, `serve render`, deploy, the champion lookup (`read_latest`) and the
+registries' steps refuse a version that fails it, naming the missing or changed file.
+
 Publishing is complete or absent. A version folder is uploaded whole: on an object store its
 files first and storage's `_manifest.json` last, the marker that it is complete; locally a
 folder renamed into place. `storage.finished` checks that marker: a finished version is never
@@ -42,13 +48,15 @@ from kfp_yolo.components.registries import Registry, Release, RunSource, serving
 from kfp_yolo.components.reports.media import fit_markdown
 from kfp_yolo.components.reports.model_card import render_model_card
 
-__all__ = ["LATEST", "default_version", "finished_version", "promote", "publish", "read_latest",
-           "version_uri"]
+__all__ = ["COMPLETE", "LATEST", "default_version", "finished_version", "promote", "publish",
+           "read_latest", "verify_version", "version_uri"]
 
 log = logging.getLogger(__name__)
 
 LATEST = "latest"
 CARD = "README.md"
+COMPLETE = "complete.json"
+"""The version's complete marker: {"files": {relative path: {"bytes", "sha256"}}}."""
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -77,7 +85,7 @@ def _check(name: str, version: str, files: dict[str, Path], folders: dict[str, P
     if not files:
         raise UserError("nothing to publish: no files given.")
     for filename, path in files.items():
-        if not _SAFE.match(filename) or filename == CARD:
+        if not _SAFE.match(filename) or filename in (CARD, COMPLETE):
             raise UserError(f"file name {filename!r} cannot be published (reserved or not a "
                             "plain name).")
         if not Path(path).is_file():
@@ -182,7 +190,11 @@ def publish(*, registry_uri: str, name: str, version: str, files: dict[str, Path
             for folder, path in folders.items():
                 shutil.copytree(path, stage / folder)
             (stage / CARD).write_text(card)
+            # The marker goes last into the version (storage's own manifest after it on an
+            # object store): it lists every file above with its size and sha256.
+            (stage / COMPLETE).write_text(_complete_marker(stage))
             storage.upload(stage, target)
+    verify_version(target)  # what readers will check, checked before anyone is told
     release = Release(name=name, version=version, uri=target,
                       serving_uri=serving_uri(f"{target}/triton") if "triton" in folders else "",
                       metrics=dict(metadata.get("metrics", {})), dataset_hash=dataset_hash,
@@ -195,15 +207,59 @@ def publish(*, registry_uri: str, name: str, version: str, files: dict[str, Path
     return target
 
 
+def _complete_marker(stage: Path) -> str:
+    files = {path.relative_to(stage).as_posix(): {"bytes": path.stat().st_size,
+                                                   "sha256": _sha256(path)}
+             for path in sorted(stage.rglob("*")) if path.is_file() and path.name != COMPLETE}
+    return json.dumps({"files": files}, indent=1, sort_keys=True)
+
+
+def _digest_of(uri: str) -> tuple[int, str]:
+    """(bytes, sha256) of one stored file; a local one is hashed in place."""
+    if not storage.is_remote(uri):
+        path = storage.local_path(uri)
+        return path.stat().st_size, _sha256(path)
+    data = storage.read_bytes(uri)
+    return len(data), hashlib.sha256(data).hexdigest()
+
+
+def verify_version(uri: str, *, fix: str = "publish it again") -> None:
+    """Checks that the version at uri holds every file its complete marker lists, with the
+    recorded size and sha256; a UserError naming the first missing or changed file."""
+    marker_uri = f"{uri.rstrip('/')}/{COMPLETE}"
+    if not storage.finished(uri) or not storage.exists(marker_uri):
+        raise UserError(f"{uri} is not a finished version: it has no {COMPLETE} (absent, only "
+                        f"partly uploaded, or published before kfp-yolo wrote one); {fix}.")
+    try:
+        listed = json.loads(storage.read_bytes(marker_uri))["files"]
+        expected = {str(n): (int(d["bytes"]), str(d["sha256"])) for n, d in listed.items()}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise UserError(f"{marker_uri} is not a complete marker (JSON with files: "
+                        f"{{name: {{bytes, sha256}}}}); {fix}.") from None
+    present = set(storage.list_prefix(uri))
+    for name, (size, digest) in sorted(expected.items()):
+        if name not in present:
+            raise UserError(f"{uri} is not complete: {name} is missing ({COMPLETE} lists it); "
+                            f"{fix}.")
+        got_size, got_digest = _digest_of(f"{uri.rstrip('/')}/{name}")
+        if (got_size, got_digest) != (size, digest):
+            raise UserError(f"{uri} is not intact: {name} changed after publishing ({got_size} "
+                            f"bytes, sha256 {got_digest[:12]}..., {COMPLETE} records {size} "
+                            f"bytes, {digest[:12]}...); {fix}.")
+
+
 def finished_version(registry_uri: str, name: str, version: str, *,
                      command: str = "kfp-yolo promote") -> str:
-    """The URI of a finished published version; a UserError naming where the versions are."""
+    """The URI of a finished, intact published version; a UserError naming where the versions
+    are, or the missing or changed file."""
     _check_names(name, version)
     target = version_uri(registry_uri, name, version)
     if not version or not storage.finished(target):
         raise UserError(f"{target} is not a finished published version; `{command}` "
                         "takes one of the versions under "
                         f"{registry_uri.rstrip('/')}/{name}/.")
+    verify_version(target, fix=f"`{command}` takes a finished version; publish this one again "
+                               "or choose another")
     return target
 
 
@@ -244,4 +300,6 @@ def read_latest(registry_uri: str, name: str) -> dict | None:
     if not storage.finished(str(pointer["uri"])):
         raise UserError(f"{uri} names {pointer['uri']}, which is absent or only partly "
                         f"uploaded; publish again to move {LATEST}.")
+    verify_version(str(pointer["uri"]), fix=f"publish again, or `kfp-yolo promote` a finished "
+                                           f"version, to move {LATEST}")
     return pointer

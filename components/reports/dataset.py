@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from kfp_yolo.components.reports.escape import md_cell, md_code, md_text
+
 if TYPE_CHECKING:  # the typed results these pages render
     from kfp_yolo.components.data.prepare import PreparedDataset
 
@@ -26,7 +28,7 @@ def render_report(prepared: PreparedDataset) -> str:
     for name, total in s["instances"].items():
         train = per_split.get("train", {}).get(name, "")
         val = per_split.get("val", {}).get(name, "")
-        lines.append(f"| {name} | {train} | {val} | {total} |")
+        lines.append(f"| {md_cell(name)} | {train} | {val} | {total} |")
     boxes = s.get("boxes")
     if boxes and boxes.get("count"):
         lines += ["", "## Boxes", "",
@@ -44,7 +46,7 @@ def render_report(prepared: PreparedDataset) -> str:
     if prepared.conversion:
         lines += ["", *_source_lines(prepared.conversion, prepared.names)]
     if prepared.warnings:
-        lines += ["", "## Warnings", ""] + [f"- {w}" for w in prepared.warnings]
+        lines += ["", "## Warnings", ""] + [f"- {md_text(w)}" for w in prepared.warnings]
     return "\n".join(lines) + "\n"
 
 
@@ -56,15 +58,16 @@ def _source_lines(source: dict, names: list[str]) -> list[str]:
     ids = source.get("source_class_ids") or {}
     splits = "the export's own" if source["splits"] == "export" else "by val_fraction"
     lines = ["## Source", "",
-             f"Converted from a {_FORMATS.get(source['format'], source['format'])} export "
-             f"({source['layout']} layout): "
-             f"{', '.join(f'`{f}`' for f in source['files'])}; splits: {splits}."]
+             f"Converted from a {md_text(_FORMATS.get(source['format'], source['format']))} "
+             f"export ({md_text(source['layout'])} layout): "
+             f"{', '.join(md_code(f) for f in source['files'])}; splits: {splits}."]
     if ids:
         lines += ["", "| class | name | id in the export |", "|---|---|---|"]
-        lines += [f"| {index} | {names[int(index)]} | {source_id} |"
+        lines += [f"| {index} | {md_cell(names[int(index)])} | {md_cell(source_id)} |"
                   for index, source_id in ids.items()]
     changed = {**source.get("counts", {}), **{f"left out ({k})": v
                                               for k, v in source.get("left_out", {}).items()}}
     if changed:
-        lines += ["", "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in changed.items()) + "."]
+        lines += ["", "; ".join(f"{md_text(k.replace('_', ' '))}: {md_text(v)}"
+                                for k, v in changed.items()) + "."]
     return lines

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kfp_yolo.components.reports.escape import md_cell, md_text
 from kfp_yolo.components.reports.media import MARKDOWN_LIMIT, jpeg_file_uri
 
 if TYPE_CHECKING:  # the typed results these pages render
@@ -31,14 +32,14 @@ def render_report(result: EvalResult, *, min_map50_95: float, passed: bool,
     verdict = verdict or f"mAP50-95 {result.map50_95:.4f} >= {min_map50_95:.4f}"
     lines = [
         "# Evaluation", "",
-        f"Gate: {verdict}: **{outcome}**", "",
+        f"Gate: {md_text(verdict)}: **{outcome}**", "",
         "| metric | value |", "|---|---|",
         f"| mAP50-95 | {result.map50_95:.4f} |", f"| mAP50 | {result.map50:.4f} |",
         f"| precision | {result.precision:.4f} |", f"| recall | {result.recall:.4f} |", "",
         "| class | precision | recall | mAP50 | mAP50-95 |", "|---|---|---|---|---|",
     ]
     for name, row in result.per_class.items():
-        lines.append(f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | "
+        lines.append(f"| {md_cell(name)} | {row['precision']:.3f} | {row['recall']:.3f} | "
                      f"{row['mAP50']:.3f} | {row['mAP50-95']:.3f} |")
     text = "\n".join(lines) + "\n"
     if not (embed_plots and result.plots):
@@ -48,7 +49,7 @@ def render_report(result: EvalResult, *, min_map50_95: float, passed: bool,
     budget = MARKDOWN_LIMIT - len(text) - 2_000
     for side, quality in _PLOT_SIZES:
         images = [f"\n{_caption(plot)}\n"
-                  f"![{Path(plot).stem}]({jpeg_file_uri(plot, side, quality)})\n"
+                  f"![{md_text(Path(plot).stem)}]({jpeg_file_uri(plot, side, quality)})\n"
                   for plot in result.plots]
         if sum(map(len, images)) <= budget:
             return text + "".join(images)
@@ -59,4 +60,4 @@ def render_report(result: EvalResult, *, min_map50_95: float, passed: bool,
 def _caption(plot: str | Path) -> str:
     """The line above a plot: what it shows, so a plot that looks empty is not taken for broken."""
     stem = Path(plot).stem
-    return _CAPTIONS.get(stem, f"**{stem}**") + "\n"
+    return _CAPTIONS.get(stem, f"**{md_text(stem)}**") + "\n"

@@ -7,6 +7,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from kfp_yolo.components.redact import redact
+from kfp_yolo.components.reports.escape import md_cell, md_code, md_text
+
 __all__ = ["render_model_card"]
 
 
@@ -28,7 +31,7 @@ def _cell(value: Any) -> str:
         value = f"{value:.4g}"
     elif isinstance(value, dict | list):  # nested metadata as JSON, not Python's repr
         value = json.dumps(value, separators=(", ", ": "))
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    return md_cell(redact(str(value)))  # metadata may carry a URI with user-info
 
 
 def _table(rows: dict[str, Any], header: tuple[str, str]) -> list[str]:
@@ -62,7 +65,7 @@ def render_model_card(name: str, version: str, metadata: dict[str, Any],
         files: {file name: (bytes, sha256)}.
         folders: the folders published with the files (triton).
     """
-    lines = [f"# {name} {version}", "",
+    lines = [f"# {md_text(name)} {md_text(version)}", "",
              "A YOLO object detector trained and exported by kfp-yolo.", ""]
     sections = {k: v for k, v in metadata.items() if isinstance(v, dict)}
     details = {k: v for k, v in metadata.items() if not isinstance(v, dict)}
@@ -71,10 +74,11 @@ def render_model_card(name: str, version: str, metadata: dict[str, Any],
     if details:
         lines += ["## Details", "", *_table(details, ("key", "value")), ""]
     for title, rows in sections.items():
-        lines += [f"## {title.replace('_', ' ').capitalize()}", "",
+        lines += [f"## {md_text(title.replace('_', ' ').capitalize())}", "",
                   *_table(rows, ("key", "value")), ""]
     lines += ["## Files", "", "| file | bytes | sha256 |", "|---|---|---|"]
-    lines += [f"| {n} | {size} | `{digest}` |" for n, (size, digest) in files.items()]
+    lines += [f"| {md_cell(n)} | {size} | {md_code(digest, in_table=True)} |"
+              for n, (size, digest) in files.items()]
     held = [*files, *folders]
     lines += ["", "## Use", "",
               *("- " + use.format(name=name, version=version) for key, use in _USES.items()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kfp_yolo.components.reports.escape import md_cell, md_text
+
 __all__ = ["duration", "markdown_report", "money"]
 
 
@@ -26,31 +28,36 @@ def money(value: float | None) -> str:
     return f"{value:,.2f}" if value >= 10 else f"{value:.3f}" if value >= 0.01 else f"{value:.4f}"
 
 
-def markdown_report(result: Any, *, history: str = "", records: int = 0) -> str:
+def markdown_report(result: Any, *, history: str = "", records: int = 0,
+                    ignored: str = "") -> str:
     """The plan step's report (Kubeflow UI): the choice, the rules and the per-pool table."""
     scope = (f"{result.train_images} training images x {result.epochs} epochs"
              if result.train_images else "dataset size unknown: no epoch or run time")
     lines = [
         "# Plan", "",
-        f"**Pool {result.pool.name}** ({result.pool.gpu_product}), batch {result.batch} "
+        f"**Pool {md_text(result.pool.name)}** ({md_text(result.pool.gpu_product)}), "
+        f"batch {result.batch} "
         f"({result.batch_per_gpu} per GPU x {result.world_size}), predicted peak "
         f"{result.peak_mib:,} MiB per GPU.", "",
-        f"- {result.pool_rule}",
-        f"- {result.batch_rule}",
-        f"- throughput history: {history or 'none configured'} ({records} records read)", "",
-        f"Per pool ({scope}; images/s of the whole job: *measured* = the nearest run of the "
-        "history on that GPU type, scaled to this shape; *estimated* = the H200 reference "
-        "scaled by the GPU's spec sheet, capped by the dataloader):", "",
+        f"- {md_text(result.pool_rule)}",
+        f"- {md_text(result.batch_rule)}",
+        f"- throughput history: {md_text(history or 'none configured')} ({records} records "
+        f"read{'; ' + md_text(ignored) if ignored else ''})", "",
+        f"Per pool ({scope}; images/s of the whole job: *measured* = the median of the "
+        "nearest shape's newest runs in the history on that GPU type, scaled to this shape; "
+        "*estimated* = the H200 reference scaled by the GPU's spec sheet, capped by the "
+        "dataloader):", "",
         "| pool | GPU | batch | peak MiB | fits | images/s | source | epoch | run | $/GPU-h "
         "| $/epoch | $/run | note |",
         "|---|---|--:|--:|---|--:|---|--:|--:|--:|--:|--:|---|",
     ]
     for row in result.pools:
-        name = f"**{row.name}**" if row.name == result.pool.name else row.name
+        name = f"**{md_cell(row.name)}**" if row.name == result.pool.name else md_cell(row.name)
         speed = f"{row.images_per_s:,.0f}" if row.images_per_s else "-"
         price = f"{row.price_per_gpu_hour:.2f}" if row.price_per_gpu_hour is not None else "-"
-        note = (row.why or row.images_per_s_note).replace("|", "/")
-        lines.append(f"| {name} | {row.gpu_product} | {row.batch} | {row.peak_mib:,} | "
+        note = md_cell(row.why or row.images_per_s_note)
+        lines.append(f"| {name} | {md_cell(row.gpu_product)} | {row.batch} | "
+                     f"{row.peak_mib:,} | "
                      f"{'yes' if row.fits else 'no'} | {speed} | {row.images_per_s_source} | "
                      f"{duration(row.epoch_s)} | {duration(row.run_s)} | {price} | "
                      f"{money(row.cost_per_epoch)} | {money(row.cost_per_run)} | {note} |")

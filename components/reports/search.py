@@ -5,9 +5,9 @@ against each searched value and by trial order, and each trial's metric per epoc
 from __future__ import annotations
 
 import math
-from html import escape
 
 from kfp_yolo.components.hpo.result import SearchResult
+from kfp_yolo.components.reports.escape import html_text as escape
 from kfp_yolo.components.reports.svg import PALETTE, line_chart, nice_ticks
 
 __all__ = ["render_report", "scatter"]

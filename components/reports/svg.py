@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from html import escape
+
+from kfp_yolo.components.reports.escape import html_text as escape
 
 __all__ = ["PALETTE", "line_chart", "nice_ticks"]
 

@@ -14,11 +14,11 @@ import csv
 import io
 import math
 from collections.abc import Mapping, Sequence
-from html import escape
 from pathlib import Path
 from typing import Any
 
 from kfp_yolo.components.progress import duration
+from kfp_yolo.components.reports.escape import html_text as escape
 from kfp_yolo.components.reports.media import jpeg_data_uri
 from kfp_yolo.components.reports.svg import line_chart
 

@@ -90,29 +90,33 @@ def plan_resources_component(
         required_node_affinity,
     )
     from kfp_yolo.components.planner import plan
-    from kfp_yolo.components.planner.history import history_uri, read_history
+    from kfp_yolo.components.planner.history import History, history_uri, load_history
     from kfp_yolo.components.reports.media import fit_markdown
     from kfp_yolo.components.reports.plan import markdown_report
 
     # bf16 goes only to GPUs that compute in it (Ampere or newer): the others emulate it
     pools = pools_for_precision(load_pools_text(node_pools, source="the node_pools parameter"),
                                 precision)
-    history, uri = [], history_uri(registry_uri, checkpoint_uri)
+    history, uri = History(), history_uri(registry_uri, checkpoint_uri)
     try:  # a hint: a store that cannot be read now plans from the throughput model
-        history = read_history(uri) if uri else []
+        history = load_history(uri) if uri else History()
     except Exception as exc:  # noqa: BLE001
         print(f"warning: throughput history {uri} not read ({exc}); planning without it")
     result = plan(model, imgsz=imgsz, batch=batch, world_size=nodes * procs_per_node,
                   precision=precision, optimizer=optimizer, nc=nc, pools=pools,
                   procs_per_node=procs_per_node, train_images=train_images or None,
                   objective=objective, epochs=epochs or None, deadline_h=deadline_h,
-                  history=history, workers=workers)
+                  history=history.records, workers=workers)
     from kfp_yolo.components.hpo.budget import check_budget, trial_cost
 
     cost = trial_cost(result, epochs=hpo_epochs, fraction=hpo_fraction)
     check_budget(hpo_trials, hpo_budget_gpu_h, cost)
     with open(report.path, "w") as handle:
-        handle.write(fit_markdown(markdown_report(result, history=uri, records=len(history))))
+        handle.write(fit_markdown(markdown_report(result, history=uri,
+                                                  records=len(history.records),
+                                                  ignored=history.ignored_note(shown=10))))
+    if history.ignored:
+        print(f"warning: throughput history {uri}: {history.ignored_note()}")
     print(f"plan: {result.peak_mib} MiB per GPU at batch {result.batch_per_gpu} per GPU "
           f"(global {result.batch}, {nc} classes) -> pool {result.pool.name}; "
           f"{result.batch_rule}; {result.pool_rule}")

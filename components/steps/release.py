@@ -203,10 +203,13 @@ def deploy_component(
         pool_tolerations,
         served_model,
     )
+    from kfp_yolo.components.release.publish import verify_version
 
     if not published_uri:
         print("deploy skipped: nothing was published (registry_uri is empty)")
         return ""
+    # a version changed or emptied since publish is never served
+    verify_version(published_uri, fix="publish it again; nothing was deployed")
     pools = load_pools_text(node_pools, source="the node_pools parameter")
     settings = ServingSettings(
         namespace=namespace, runtime_version=serving_runtime_version,

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from kfp_yolo.components.bounded import Bound, bound_mlflow
+from kfp_yolo.components.redact import redact
 
 __all__ = ["CREDENTIAL_KEYS", "ENV_KEYS", "MlflowSettings", "MlflowTracker", "metric_name"]
 
@@ -111,7 +112,9 @@ class MlflowTracker:
         from_mlflow = self._entities()
         if from_mlflow is None:
             return
-        items = [from_mlflow.Param(str(k)[:250], str(v)[:6000]) for k, v in params.items()]
+        # Parameters are shown to everyone who can read the experiment: no user-info, no key.
+        items = [from_mlflow.Param(str(k)[:250], redact(str(v))[:6000])
+                 for k, v in params.items()]
         self._call("log parameters", lambda c: c.log_batch(self.run_id, params=items))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
@@ -173,7 +176,7 @@ class MlflowTracker:
             action(self._connect())
         except Exception as exc:  # any failure of a server we do not own: warn once, go on
             self._off = True
-            self._warn(f"MLflow at {self.settings.tracking_uri} failed to {what} "
+            self._warn(f"MLflow at {redact(self.settings.tracking_uri)} failed to {what} "
                        f"({type(exc).__name__}: {_first_line(exc)}); training goes on without "
                        "MLflow.")
 

@@ -140,5 +140,9 @@ class TrainerStatusReporter:
     def _authorization(self) -> dict[str, str]:
         if not self.settings.token_path:
             return {}
+        from kfp_yolo.components.redact import register
+
         with open(self.settings.token_path, encoding="utf-8") as handle:  # it rotates: read now
-            return {"Authorization": f"Bearer {handle.read().strip()}"}
+            token = handle.read().strip()
+        register(token)  # masked in every log line of this process from now on
+        return {"Authorization": f"Bearer {token}"}

@@ -310,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     env = DistEnv.from_environ()
     tracking = Tracking.from_environ(os.environ)
     logging.basicConfig(level=logging.INFO, format=f"[rank{env.rank}] %(message)s")
+    from kfp_yolo.components.redact import install_streams
+
+    install_streams()  # a pod's log is read by everyone who can list its pods
     run_worker(spec, env, Path(args.scratch) if args.scratch else None, args.procs_per_host,
                tracking)
     return 0

@@ -40,7 +40,8 @@ def test_layout_and_model_card(tmp_path):
     assert uri == f"{registry}/shapes/v1"
     version_dir = registry / "shapes" / "v1"
     assert sorted(p.name for p in version_dir.iterdir()) == [
-        "README.md", "best.pt", "data.yaml", "metrics.json", "model.engine", "model.onnx"]
+        "README.md", "best.pt", "complete.json", "data.yaml", "metrics.json", "model.engine",
+        "model.onnx"]
     assert (version_dir / "best.pt").read_bytes() == b"weights-a"
     card = (version_dir / "README.md").read_text()
     assert card.startswith("# shapes v1\n")
@@ -180,8 +181,8 @@ def test_component_collects_artifacts_and_skips_unbuilt_engine(tmp_path, monkeyp
 
     assert uri == f"{registry}/m/v3"
     published = {p.name for p in (registry / "m" / "v3").iterdir()}
-    assert published == {"README.md", "best.pt", "data.yaml", "metrics.json", "model.onnx",
-                         "triton"}
+    assert published == {"README.md", "best.pt", "complete.json", "data.yaml", "metrics.json",
+                         "model.onnx", "triton"}
     (model,) = (registry / "m" / "v3" / "triton").iterdir()  # no TensorRT model: none built
     assert parse_config(model / "config.pbtxt").name == "m" == model.name
     assert (model / "1" / "model.onnx").read_bytes() == inputs["model.onnx"].read_bytes()
@@ -257,7 +258,8 @@ def test_interrupted_s3_publish_stays_invisible_and_a_retry_replaces_it(s3_env, 
 
     assert uri == version_uri and read_latest(registry, "m")["version"] == "v2"
     assert storage.list_prefix(uri) == [  # replaced: no model.engine left from the first try
-        "README.md", storage.MANIFEST_NAME, "best.pt", "data.yaml", "metrics.json", "model.onnx"]
+        "README.md", storage.MANIFEST_NAME, "best.pt", "complete.json", "data.yaml",
+        "metrics.json", "model.onnx"]
     storage.download(uri, tmp_path / "fetched")
     assert (tmp_path / "fetched" / "best.pt").read_bytes() == b"weights-c"
     with pytest.raises(UserError, match="already published"):

@@ -265,3 +265,20 @@ def test_bad_value_in_file_names_its_line_and_truncates_long_values(tmp_path):
     with pytest.raises(UserError) as err:
         load_config(path)
     assert len(str(err.value)) < len(str(path)) + 150 and "1, 1..." in str(err.value)
+
+
+def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path, capsys):
+    """YAML keeps the last of two equal keys silently (issue #26): refused, both lines named."""
+    from kfp_yolo.pipelines.cli import main as cli_main
+
+    path = tmp_path / "run.yaml"
+    path.write_text("name: a\nepochs: 3\nimgsz: 64\nepochs: 5\n")
+    assert cli_main(["compile", "--config", str(path), "-o", str(tmp_path / "p.yaml")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"kfp-yolo: error: {path}: key 'epochs' is given twice, on lines 2 and 4; keep one "
+        "(YAML would use the last without a word).")
+    assert not (tmp_path / "p.yaml").exists()
+    # nested mappings are checked too
+    path.write_text("name: a\nnode_selector:\n  a: 1\n  a: 2\n")
+    with pytest.raises(UserError, match="key 'a' is given twice, on lines 3 and 4"):
+        load_config(path)

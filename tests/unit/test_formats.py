@@ -486,3 +486,52 @@ def test_a_json_file_that_is_not_coco(tmp_path, refused):
     assert refused(root) == ("result.json: not a COCO annotation file (its top level is a list, "
                              "not an object with images, annotations and categories); export "
                              "the dataset as COCO JSON.")
+
+
+# ------------------------------------------------------- links, traversal, huge images (#26)
+
+
+def test_a_file_name_leading_out_of_the_export_is_named_a_traversal(tmp_path, refused):
+    root = _coco(tmp_path / "src", images=[
+        {"id": 1, "file_name": "a.png", "width": 100, "height": 80},
+        {"id": 2, "file_name": "../../x", "width": 100, "height": 80}], files=False)
+    _png(root / "images" / "a.png")
+    message = refused(root)
+    assert "'../../x' is a path leading out of the export ('..')" in message
+    assert "not an image type" not in message
+
+
+def test_an_image_linked_to_a_file_outside_the_export_is_refused(tmp_path, refused):
+    root = _coco(tmp_path / "src")
+    outside = tmp_path / "elsewhere" / "secret.png"
+    _png(outside)
+    (root / "images" / "b.png").unlink()
+    (root / "images" / "b.png").symlink_to(outside)
+    message = refused(root)
+    assert f"the image images/b.png is a symbolic link to {outside.resolve()}, outside the " \
+           f"export {root}" in message
+    # `dataset check` reads the export through a mirror of links: the same refusal
+    assert main(["dataset", "check", str(root)]) == 2
+    # a link that stays inside the export is fine
+    (root / "images" / "b.png").unlink()
+    _png(root / "images" / "real" / "b.png")
+    (root / "images" / "b.png").symlink_to(root / "images" / "real" / "b.png")
+    assert main(["dataset", "convert", str(root), str(tmp_path / "out")]) == 0
+
+
+def test_an_image_above_pillows_bomb_limit_is_a_sentence_not_a_raw_warning(tmp_path, capfd,
+                                                                          monkeypatch):
+    from kfp_yolo.components.data.synth import SynthSpec, synthesize
+
+    synthesize(tmp_path / "ds", SynthSpec(images=6, imgsz=48, seed=1))
+    # 48x48 = 2304 pixels: above a limit of 2000, below twice it; the same path as 10,000 px
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)
+    assert main(["dataset", "check", str(tmp_path / "ds"), "--json"]) == 0
+    out, err = capfd.readouterr()
+    assert "DecompressionBombWarning" not in out + err
+    assert "48x48 pixels (0 megapixels) is above Pillow's decompression-bomb limit" in out
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # more than twice: refused
+    assert main(["dataset", "check", str(tmp_path / "ds")]) == 2
+    err = capfd.readouterr().err
+    assert "megapixels, which Pillow refuses to decode (twice its decompression-bomb limit); " \
+           "shrink the image." in err and "DecompressionBomb" not in err

@@ -22,7 +22,7 @@ from k8s_validation import (
 
 from kfp_yolo.components.config.file import load_config
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.k8s.pools import Pool, load_pools
+from kfp_yolo.components.k8s.pools import Pool, default_pools_path, load_pools
 from kfp_yolo.components.k8s.quotas import render_quotas
 from kfp_yolo.pipelines.cli import main as cli_main
 
@@ -220,3 +220,24 @@ def test_a_flavor_with_two_memory_sizes_is_refused():
                   flavor="f")]
     with pytest.raises(UserError, match="pools sharing flavor 'f' must have one GPU memory size"):
         render_quotas(pools, namespace="team-a")
+
+
+@pytest.mark.parametrize("command", [["plan", "--model", "yolov5n", "--imgsz", "128"],
+                                     ["compile", "-o", "pipeline.yaml"], ["quotas"]])
+def test_one_flavor_rule_for_plan_compile_and_quotas(tmp_path, capsys, monkeypatch, command):
+    """Two pools sharing a flavor with different memory (issue #26): refused alike by all three,
+    before anything is written, naming both pools."""
+    from kfp_yolo.pipelines.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    data = yaml.safe_load(default_pools_path().read_text())
+    data["pools"][1]["flavor"] = data["pools"][0]["flavor"]
+    data["pools"][1]["gpu_memory_mib"] = data["pools"][0]["gpu_memory_mib"] + 1024
+    catalog = tmp_path / "pools.yaml"
+    catalog.write_text(yaml.safe_dump(data))
+    first, second = data["pools"][0], data["pools"][1]
+    assert main([*command, "--pools", str(catalog)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"pools sharing flavor {first['flavor']!r} must have one GPU memory size" in line
+    assert repr(first["name"]) in line and repr(second["name"]) in line
+    assert not (tmp_path / "pipeline.yaml").exists()

@@ -383,13 +383,18 @@ def test_the_plan_step_reads_the_history_and_reports_the_table(probe_cache, tmp_
     write_record(history_uri(str(registry)), record(
         gpu_product="Tesla T4", model="yolov5n.yaml", imgsz=320, batch_per_gpu=32,
         precision="amp", world_size=1, workers=3, images_per_s=9999.0, source="t"))
+    # a forged record (issue #26): named in the report, not used
+    (Path(history_uri(str(registry))) / "zz-forged.json").write_text(json.dumps(
+        {**read_history(history_uri(str(registry)))[0], "images_per_s": 1e300}))
     report = type("Artifact", (), {"path": str(tmp_path / "report.md")})()
     outputs = plan_resources_component("yolov5n.yaml", 320, 32, 1, 1, "amp", "SGD", 3,
                                        catalog_json(), report, train_images=2000, epochs=10,
                                        objective="time", registry_uri=str(registry))
     text = (tmp_path / "report.md").read_text()
     assert outputs.pool == "t4-16g" and outputs.pool_rule.startswith("objective time: t4-16g")
-    assert "(1 records read)" in text and "| 9,999 | measured |" in text
+    assert "(1 records read; 1 ignored: zz-forged.json (images_per_s 1e+300 is above the " \
+        "physical bound of 20,000 for 1 GPU(s)))" in text
+    assert "| 9,999 | measured |" in text
     # a well-formed GFM table (the Kubeflow UI's Markdown viewer): one cell count per line
     table = [line for line in text.splitlines() if line.startswith("|")]
     assert len(table) == 2 + len(load_pools())

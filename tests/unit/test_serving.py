@@ -272,9 +272,13 @@ def test_deploy_step_refuses_a_tensorrt_model_that_was_not_built(tmp_path):
     from kfp_yolo.components.k8s.pools import catalog_json
     from kfp_yolo.components.steps import deploy_component
 
-    version = tmp_path / "registry" / "shapes" / "v1"
-    (version / "triton" / "shapes").mkdir(parents=True)
-    (version / "triton" / "shapes" / "config.pbtxt").write_text('name: "shapes"')
+    triton = tmp_path / "triton" / "shapes"
+    triton.mkdir(parents=True)
+    (triton / "config.pbtxt").write_text('name: "shapes"')
+    (tmp_path / "f").write_bytes(b"x")
+    version = publish(registry_uri=str(tmp_path / "registry"), name="shapes", version="v1",
+                      files={"best.pt": tmp_path / "f"}, folders={"triton": tmp_path / "triton"},
+                      metadata={})
     with pytest.raises(UserError, match="has no tensorrt model .* set serving_format: onnx"):
         deploy_component(str(version), "shapes", NS, "25.08-py3", "tensorrt", "sa", 15360, 60,
                          catalog_json())

@@ -290,3 +290,20 @@ def test_every_request_of_kfp_client_carries_the_budgets_timeouts(kfp_server, mo
     with pytest.raises(Fault, match="did not answer in time to list experiments"):
         api.call("list experiments", api.client.list_experiments)
     assert time.monotonic() - started < 4
+
+
+@pytest.mark.parametrize("mode,warned", [(0o644, True), (0o640, True), (0o600, False)])
+def test_token_file_open_to_others_gets_one_warning(kfp_server, config_file, tmp_path, capfd,
+                                                    mode, warned):
+    state, host = kfp_server
+    state.valid_tokens = {OLD_TOKEN}
+    token_file = _write(tmp_path / "token", OLD_TOKEN)
+    token_file.chmod(mode)
+    # --wait: the token is read again before every request, the warning is given once.
+    assert main(["submit", "--config", str(config_file), "--host", host,
+                 "--token-file", str(token_file), "--wait"]) == 0
+    err = capfd.readouterr().err
+    assert err.count("is readable by group or others") == (1 if warned else 0)
+    if warned:
+        assert f"(mode {mode:04o}); run `chmod 600 {token_file}`" in err
+    assert OLD_TOKEN not in err

@@ -12,6 +12,7 @@ formats.coco, in that order.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -46,11 +47,27 @@ def detect(root: Path) -> str:
     return "yolo"
 
 
-def convert(root: Path, dest: Path, mode: LinkMode = "hard") -> Conversion:
+def _refuse_links_out(items: list, root: Path, export: Path) -> None:
+    """Refuses an image that is a symbolic link (or lies under one) to a file outside the
+    export: the converted dataset would link out of it, to whatever that file becomes."""
+    inside = Path(os.path.realpath(export))
+    for item in items:
+        real = Path(os.path.realpath(item.image))
+        if not real.is_relative_to(inside):
+            shown = os.path.relpath(item.image, root)
+            raise UserError(f"{item.origin or shown}: the image {shown} is a symbolic link to "
+                            f"{real}, outside the export {export}; copy the image into the "
+                            "export (a dataset holds its own files).")
+
+
+def convert(root: Path, dest: Path, mode: LinkMode = "hard", *,
+            export: Path | None = None) -> Conversion:
     """Converts the export at root into the YOLO layout at dest (which must not exist).
 
     Args:
         root: the export's folder; only read.
+        export: where root's files come from when root is a mirror of links to them (`dataset
+            check`); an image must resolve inside it (default: root).
         dest: the new folder: images/[train|val/], labels/, data.yaml (names, splits, and the
             source: format, files, source class ids, counts).
         mode: how images get to dest: 'hard' links (a copy across filesystems), 'symbolic'
@@ -76,6 +93,7 @@ def convert(root: Path, dest: Path, mode: LinkMode = "hard") -> Conversion:
     if not items:
         raise UserError(f"{', '.join(conversion.files)}: lists no images; export the dataset "
                         "with its images.")
+    _refuse_links_out(items, root, export or root)
     dest.mkdir(parents=True)
     write_yolo(items, conversion, dest, mode)
     return conversion

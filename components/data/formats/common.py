@@ -12,6 +12,7 @@ import errno
 import math
 import os
 import shutil
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,8 +130,14 @@ def image_size(path: Path, shown: str) -> tuple[int, int]:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:  # reads the header only
-            return image.size
+        with warnings.catch_warnings():  # the size is all we read; prepare says the rest
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:  # reads the header only
+                return image.size
+    except Image.DecompressionBombError:
+        raise UserError(f"{shown}: more than {2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} "
+                        "megapixels, which Pillow refuses to decode (twice its "
+                        "decompression-bomb limit); shrink the image.") from None
     except (OSError, UnidentifiedImageError):
         raise UserError(f"{shown}: not an image Pillow can read, and the annotations do not give "
                         "its size; replace the file.") from None
@@ -163,7 +170,15 @@ def find_image(name: str, bases: list[Path]) -> tuple[Path, str] | None:
 
 
 def check_suffix(name: str, where: str) -> None:
-    """Refuses an image type ultralytics does not read (it would drop the image silently)."""
+    """Refuses an image type ultralytics does not read (it would drop the image silently), and
+    names a path that climbs out of the export ('../../x') as what it is."""
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    depth = 0
+    for part in parts:
+        depth += -1 if part == ".." else 1
+        if depth < 0:
+            raise UserError(f"{where}: {name!r} is a path leading out of the export ('..'); "
+                            "an export names its images inside it; fix the file name.")
     if Path(name).suffix.lower() not in IMAGE_SUFFIXES:
         raise UserError(f"{where}: {name!r} is not an image type ultralytics reads "
                         f"({', '.join(sorted(IMAGE_SUFFIXES))}); convert the image.")
