@@ -2,12 +2,16 @@
 many CPUs and how much memory this process really has; and a child's life tied to its parent's.
 
 Call `offline_environment()` once at the start of a process, before `import ultralytics`
-(it reads its settings at import time).
+(it reads its settings at import time). It is also where ultralytics is first imported, with its
+output sent to stderr: a command's stdout is its product (`job render | kubectl apply -f -`,
+`--json`), and ultralytics prints its settings banner and every LOGGER line on stdout.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import math
 import os
 import shutil
@@ -17,17 +21,20 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["die_with_parent", "offline_environment", "parent_death_hook", "usable_cpus",
-           "usable_memory_bytes"]
+__all__ = ["die_with_parent", "offline_environment", "parent_death_hook", "ultralytics_to_stderr",
+           "usable_cpus", "usable_memory_bytes"]
 
 _FONT_NAMES = ("Arial.ttf", "Arial.Unicode.ttf")
 
 
-def offline_environment(config_dir: str | Path | None = None) -> Path:
-    """Sets ultralytics' offline variables and seeds its config folder with a local font.
+def offline_environment(config_dir: str | Path | None = None, *,
+                        load_ultralytics: bool = True) -> Path:
+    """Sets ultralytics' offline variables, seeds its config folder with a local font, and
+    imports ultralytics with its output on stderr (`load_ultralytics`).
 
     Ultralytics downloads Arial.ttf for its plots on first use; matplotlib ships DejaVu Sans,
-    which is put under those names in the config folder so nothing is fetched.
+    which is put under those names in the config folder so nothing is fetched. A process that
+    only sets the environment for its children (`kfp-yolo run`) passes load_ultralytics=False.
     """
     os.environ["YOLO_OFFLINE"] = "true"
     os.environ["YOLO_AUTOINSTALL"] = "false"
@@ -39,7 +46,27 @@ def offline_environment(config_dir: str | Path | None = None) -> Path:
     config_dir.mkdir(parents=True, exist_ok=True)
     os.environ["YOLO_CONFIG_DIR"] = str(config_dir)
     _seed_fonts(config_dir)
+    if load_ultralytics:
+        ultralytics_to_stderr()
     return config_dir
+
+
+def ultralytics_to_stderr() -> None:
+    """Imports ultralytics' utils (settings, LOGGER) with stdout sent to stderr, and keeps its
+    LOGGER there.
+
+    On a fresh settings folder (every CI runner, pod and new laptop) the import writes
+    "Creating new Ultralytics Settings ..." through LOGGER, whose handler is bound to
+    sys.stdout when the module is imported: under the redirect it binds stderr for good.
+    A LOGGER already imported elsewhere is re-pointed too (its banner, if any, is gone).
+    """
+    if "ultralytics.utils" not in sys.modules:
+        with contextlib.redirect_stdout(sys.stderr):
+            import ultralytics.utils  # noqa: F401
+    for handler in logging.getLogger("ultralytics").handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stdout,
+                                                                             sys.__stdout__):
+            handler.setStream(sys.stderr)
 
 
 def usable_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:

@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                               help="write the KFP pipeline YAML for the UI")
     _config_args(compile_)
     _pools_arg(compile_)
-    compile_.add_argument("-o", "--output", default="pipeline.yaml", metavar="FILE")
+    compile_.add_argument("-o", "--output", default="pipeline.yaml", metavar="FILE",
+                          help="where the YAML goes (default: pipeline.yaml; - = stdout)")
     compile_.add_argument("--image", default=None, help="project image for every step")
     compile_.set_defaults(module="compile")
 

@@ -42,6 +42,13 @@ def compile_pipeline(cfg: RunConfig, output: str | Path,
 def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + ([f"image={args.image}"] if args.image else [])
     cfg = load_config(args.config, overrides)
+    if args.output == "-":  # the YAML on stdout (`kfp-yolo compile -o - | ...`), nothing else
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="kfp-yolo-compile-") as folder:
+            path = compile_pipeline(cfg, Path(folder) / "pipeline.yaml", args.pools)
+            sys.stdout.write(path.read_text())
+        return 0
     path = compile_pipeline(cfg, args.output, args.pools)
     print(f"wrote {path}", file=sys.stderr)
     return 0

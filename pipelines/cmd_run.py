@@ -158,7 +158,7 @@ def _run_held(cfg: RunConfig, workdir: Path, *, verbose: bool) -> dict:
     pipeline_root = workdir / "pipeline_root"
     pipeline_root.mkdir(parents=True, exist_ok=True)
     # Every step runs in a subprocess of this environment and inherits these settings.
-    offline_environment(workdir / "yolo_config")
+    offline_environment(workdir / "yolo_config", load_ultralytics=False)
     if not cfg.checkpoint_uri:
         cfg = cfg.model_copy(update={"checkpoint_uri": str(workdir / "checkpoints")})
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

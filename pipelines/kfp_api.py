@@ -13,7 +13,7 @@ again with backoff while the deadline allows. What the verdict says:
 
 kfp.Client's methods take no timeout and its REST layer passes `timeout=None` (no limit) to
 urllib3 on every request: `_bound` wraps that one pool manager's `request` so each call
-gets the budget's timeouts (tests/unit/test_submit.py checks the wrapper still reaches it).
+gets the budget's timeouts (tests/integration/test_submit.py checks the wrapper still reaches it).
 """
 
 from __future__ import annotations

@@ -176,6 +176,8 @@ def collect_summary(run_dir: Path | None, cfg: RunConfig, *, elapsed_s: float,
 
     failed = next((task for task, out in outputs.items() if out is None), None)
     if passed is False:
+        # the DAG's gate-not-met step failed the run with this same sentence (exit 1 here, FAILED
+        # in the UI): the gate is the verdict, that step's failure record is not another one
         steps["export"] = steps["tensorrt"] = steps["publish"] = "skipped (gate)"
         status = "failed"
         verdict = _artifact(outputs["evaluate"], "report").get("metadata", {}).get("verdict")

@@ -1,5 +1,6 @@
 """The DAG: validate-config -> prepare -> plan -> search -> train -> evaluate -> If(passed):
-export_onnx -> build_tensorrt -> publish.
+export_onnx -> build_tensorrt -> publish (-> deploy); Else: gate-not-met, which fails the run
+with the gate's sentence.
 
 This module only wires tasks. Every run-time RunConfig key (all but config.COMPILE_TIME) is a
 parameter of the pipeline, with the config's value as its default and the field's description
@@ -20,6 +21,7 @@ import inspect
 from collections.abc import Callable
 
 from kfp import dsl, kubernetes
+from kfp.dsl.pipeline_channel import PipelineChannel
 
 from kfp_yolo.components.config.checks import CLUSTER_JOB_KEYS, NODE_POOLS
 from kfp_yolo.components.config.run_config import COMPILE_TIME, RunConfig, parameter_specs
@@ -30,6 +32,7 @@ from kfp_yolo.components.steps import (
     deploy_component,
     evaluate_component,
     export_onnx_component,
+    gate_not_met_component,
     make_validate_config_component,
     plan_resources_component,
     prepare_dataset_component,
@@ -60,8 +63,23 @@ def _on_gpu(task: dsl.PipelineTask, plan: dsl.PipelineTask, gpus: int = 1) -> No
     kubernetes.add_node_affinity_json(task, plan.outputs["node_affinity"])
     kubernetes.add_toleration_json(task, plan.outputs["tolerations"])
     task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpus)
-    task.set_cpu_request(GPU_STEP_CPU).set_memory_request(GPU_STEP_MEMORY)
+    _requests(task, GPU_STEP_CPU, GPU_STEP_MEMORY)
     kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory")
+
+
+def _requests(task: dsl.PipelineTask, cpu: str | PipelineChannel,
+              memory: str | PipelineChannel) -> None:
+    """CPU and memory requests, each a constant or a pipeline parameter.
+
+    A parameter is registered as an input of the task: the compiler adds to a dsl.If sub-DAG's
+    inputs only the channels its tasks register (their arguments, kfp-kubernetes' settings),
+    and set_cpu_request does not register it, so a sub-DAG's task would read an input its
+    DAG never declares and the driver would fail the run when the sub-DAG starts
+    (tests/unit/test_compiled_inputs.py checks every DAG of every shipped config).
+    """
+    task.set_cpu_request(cpu).set_memory_request(memory)
+    task.register_pipeline_channels([value for value in (cpu, memory)
+                                     if isinstance(value, PipelineChannel)])
 
 
 def _on_cluster(task: dsl.PipelineTask, p: dict, *, timeout_s: int, retries: int = 0) -> None:
@@ -69,7 +87,7 @@ def _on_cluster(task: dsl.PipelineTask, p: dict, *, timeout_s: int, retries: int
 
     The requests are the run's parameters; _on_gpu overrides them for GPU tasks.
     """
-    task.set_cpu_request(p["step_cpu"]).set_memory_request(p["step_memory"])
+    _requests(task, p["step_cpu"], p["step_memory"])
     kubernetes.use_secret_as_env(task, secret_name=p["storage_secret"],
                                  secret_key_to_env=STORAGE_ENV)
     kubernetes.set_timeout(task, timeout_s)
@@ -92,6 +110,7 @@ def _components(cfg: RunConfig, specs: list[tuple]) -> dict[str, Callable]:
         "search": wrap(search_component),
         "train": wrap(train_component),
         "evaluate": wrap(evaluate_component),
+        "gate_not_met": wrap(gate_not_met_component),
         "export": wrap(export_onnx_component),
         "tensorrt": wrap(build_tensorrt_component),
         "publish": wrap(publish_component),
@@ -189,6 +208,11 @@ def _wire(c: dict[str, Callable], raw: dict, cfg: RunConfig, *, cluster: bool) -
                 serving_gpu_memory_mib=p["serving_gpu_memory_mib"],
                 deploy_timeout_s=p["deploy_timeout_s"], node_pools=p[NODE_POOLS])
             deploy.set_display_name("deploy").set_caching_options(False)
+    with dsl.Else(name="quality-gate-not-met"):
+        # evaluate has succeeded (its report stays viewable); this step fails the run with the
+        # gate's sentence, so a run whose model was not good enough does not end SUCCEEDED
+        gate_not_met = c["gate_not_met"](report=evaluate.outputs["report"])
+        gate_not_met.set_display_name("gate-not-met").set_caching_options(False)
     if not cluster:
         return
     p = {**p, **{key: raw[key] for key in ("step_cpu", "step_memory", "storage_secret")}}
@@ -196,7 +220,7 @@ def _wire(c: dict[str, Callable], raw: dict, cfg: RunConfig, *, cluster: bool) -
     validate.set_cpu_request(VALIDATE_CPU).set_memory_request(VALIDATE_MEMORY)
     kubernetes.set_timeout(validate, 600)
     _on_cluster(prepare, p, timeout_s=3600, retries=2)
-    plan.set_cpu_request(p["step_cpu"]).set_memory_request(p["step_memory"])
+    _requests(plan, p["step_cpu"], p["step_memory"])
     kubernetes.set_timeout(plan, 900)
     # it reads the throughput history (registry or checkpoint store)
     kubernetes.use_secret_as_env(plan, secret_name=p["storage_secret"],
@@ -225,6 +249,9 @@ def _wire(c: dict[str, Callable], raw: dict, cfg: RunConfig, *, cluster: bool) -
     _on_cluster(trt, p, timeout_s=2 * 3600)
     _on_gpu(trt, plan)
     _on_cluster(publish, p, timeout_s=3600, retries=2)
+    # reads only the report's metadata: no credentials, the validate step's small requests
+    _requests(gate_not_met, VALIDATE_CPU, VALIDATE_MEMORY)
+    kubernetes.set_timeout(gate_not_met, 600)
     # the deploy step reads the registry (is the chosen model there?) with the Secret's keys
     # deploy_timeout_s is a run-time parameter (the step waits that long): the pod's deadline
     # is its largest value, or a longer wait typed in the UI would be cut by the compiled one

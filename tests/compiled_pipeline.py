@@ -23,10 +23,20 @@ def _compile(tmp_path, *overrides):
     return output
 
 
-def _tasks(document: dict) -> dict[str, tuple[dict, str | None]]:
-    """task name -> (task, name of the condition task holding it, or None at the root)."""
-    tasks = {name: (task, None) for name, task in document["root"]["dag"]["tasks"].items()}
-    for name, (task, _) in list(tasks.items()):
-        inner = document["components"][task["componentRef"]["name"]].get("dag", {})
-        tasks.update({child: (t, name) for child, t in inner.get("tasks", {}).items()})
-    return tasks
+def _tasks(document: dict) -> dict[str, tuple[dict, tuple[str, ...]]]:
+    """task name -> (task, the condition tasks holding it, outermost first; () at the root).
+
+    Conditions nest: the gate's If/Else is a `condition-branches` task holding one sub-DAG per
+    branch, and deploy's If sits inside the gate's.
+    """
+    found: dict[str, tuple[dict, tuple[str, ...]]] = {}
+
+    def walk(dag: dict, chain: tuple[str, ...]) -> None:
+        for name, task in dag.get("tasks", {}).items():
+            found[name] = (task, chain)
+            inner = document["components"][task["componentRef"]["name"]].get("dag")
+            if inner:
+                walk(inner, (*chain, name))
+
+    walk(document["root"]["dag"], ())
+    return found

@@ -1,9 +1,13 @@
-"""Shared fixtures: a real S3 server (SeaweedFS) for the session, the coco8 sample dataset."""
+"""Shared fixtures: a real S3 server (SeaweedFS) for the session, the coco8 sample dataset;
+and a fresh machine's home for the whole session (pytest_configure).
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +21,34 @@ from kfp_fake import config_file, kfp_server  # noqa: E402, F401
 from mlflowserver import MLflowServer, mlflow_binary  # noqa: E402
 from s3server import SeaweedS3, weed_binary  # noqa: E402
 from testdata import COCO8  # noqa: E402
+
+FRESH_ENV = ("HOME", "YOLO_CONFIG_DIR", "MPLCONFIGDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME",
+             "XDG_DATA_HOME", "XDG_STATE_HOME")
+_fresh_root: Path | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The suite runs as on a fresh machine: an empty home, ultralytics settings, matplotlib
+    and XDG config and caches of its own, set before any test module is imported.
+
+    A developer's home (ultralytics' settings written long ago, a warm cache) hid a first-run
+    difference: the settings banner on stdout (issue 25). Subprocesses inherit these.
+    Test modules that want a warm planner cache share one (the `config_dir` fixture).
+    """
+    global _fresh_root
+    # pip's cache (test_install builds a wheel) is pip's business, not a first-run difference
+    os.environ.setdefault("PIP_CACHE_DIR", str(Path(os.environ.get(
+        "XDG_CACHE_HOME", Path.home() / ".cache")) / "pip"))
+    _fresh_root = Path(tempfile.mkdtemp(prefix="kfp-yolo-tests-"))
+    for name in FRESH_ENV:
+        path = _fresh_root / name.lower()
+        path.mkdir()
+        os.environ[name] = str(path)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _fresh_root is not None:
+        shutil.rmtree(_fresh_root, ignore_errors=True)
 
 
 @dataclass
@@ -144,3 +176,26 @@ def config_dir(tmp_path_factory: pytest.TempPathFactory):
 def probe_cache(config_dir: Path) -> Path:
     """The same cache folder the CLI uses, so in-process calls and the CLI share one probe."""
     return config_dir / "memory-probes"
+
+
+# ---- the compiled pipeline: each config compiled once per session ------------------------------
+
+
+@pytest.fixture(scope="session")
+def compiled_pipeline(tmp_path_factory: pytest.TempPathFactory):
+    """compiled_pipeline(config_path, overrides) -> the YAML `kfp-yolo compile` writes for it,
+    compiled once per session (a compile takes seconds; several test modules read the same)."""
+    from kfp_yolo.components.config.file import load_config
+    from kfp_yolo.pipelines.cmd_compile import compile_pipeline
+
+    cache: dict[tuple, Path] = {}
+
+    def compiled(config: Path | None = None, overrides: tuple[str, ...] = ()) -> Path:
+        key = (str(config), tuple(overrides))
+        if key not in cache:
+            folder = tmp_path_factory.mktemp("compiled")
+            cache[key] = compile_pipeline(load_config(config, list(overrides)),
+                                          folder / "pipeline.yaml")
+        return cache[key]
+
+    return compiled

@@ -19,7 +19,7 @@ The model (stated, so it can be checked and replaced by measurements, see histor
 
 Published YOLOv5l points (torch 1.9, the older yolov5 trainer) against this model at batch 16:
 A100-40GB about 95 images/s vs 156 estimated, V100 about 68 vs 74;
-tests/unit/test_planner_cost.py keeps the model within 0.5x-2x of them.
+tests/integration/test_planner_cost.py keeps the model within 0.5x-2x of them.
 """
 
 from __future__ import annotations

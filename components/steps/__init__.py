@@ -8,7 +8,7 @@ in these modules: KFP reads the annotations of component functions.)
 
     data.py      prepare-dataset, plan-resources
     search.py    search (hyperparameter trials before the training)
-    train.py     train, evaluate
+    train.py     train, evaluate, gate-not-met
     release.py   export-onnx, build-tensorrt, publish, deploy
     validate.py  validate-config (written out for the config's keys at compile time)
 """
@@ -21,11 +21,15 @@ from kfp_yolo.components.steps.release import (
     publish_component,
 )
 from kfp_yolo.components.steps.search import search_component
-from kfp_yolo.components.steps.train import evaluate_component, train_component
+from kfp_yolo.components.steps.train import (
+    evaluate_component,
+    gate_not_met_component,
+    train_component,
+)
 from kfp_yolo.components.steps.validate import make_validate_config_component
 
 __all__ = ["build_tensorrt_component", "deploy_component", "evaluate_component",
-           "export_onnx_component", "make_validate_config_component",
+           "export_onnx_component", "gate_not_met_component", "make_validate_config_component",
            "plan_resources_component", "prepare_dataset_component", "publish_component",
            "search_component",
            "train_component"]

@@ -3,7 +3,7 @@
 
 from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Model, Output
 
-__all__ = ["evaluate_component", "train_component"]
+__all__ = ["evaluate_component", "gate_not_met_component", "train_component"]
 
 
 def train_component(
@@ -178,8 +178,25 @@ def evaluate_component(
         handle.write(fit_markdown(render_report(result, min_map50_95=min_map50_95,
                                                 passed=passed, verdict=verdict)))
     report.metadata["verdict"] = verdict
+    report.metadata["champion"] = (f"{champion[1]} (mAP50-95 {champion[0]:.4f})" if champion
+                                   else "none published")
     tracker.log_metrics({f"eval/{k}": v for k, v in metrics.metadata.items()
                          if isinstance(v, int | float)}, step=weights.metadata.get("epochs", 0))
     tracker.log_artifact(report.path, "reports", name="evaluation_report.md")
     print(f"quality gate {'passed' if passed else 'failed'}: {verdict}")
     return passed
+
+
+def gate_not_met_component(report: Input[Markdown]):
+    """KFP step, the quality gate's else-branch: fails the run with the gate's sentence.
+
+    The evaluate step itself succeeds, so its report and metrics stay viewable in the UI; this
+    step's failure (its message on the node and as the pod's termination message) is what
+    ends the run FAILED, as `kfp-yolo run` exits 1 for the same values.
+    """
+    from kfp_yolo.components.errors import JobFailed
+
+    verdict = report.metadata.get("verdict", "the evaluate step gave no verdict")
+    champion = report.metadata.get("champion", "unknown")
+    raise JobFailed(f"quality gate not met: {verdict} (champion: {champion}); nothing was "
+                    "exported or published; the evaluate step's report has the metrics.")

@@ -1,5 +1,5 @@
 """`kfp-yolo submit` against a KFP API that answers every call in 20 s, in real time, with the
-real defaults (issue 18): it submits. The unit lane checks the same at a tenth of the time."""
+real defaults (issue 18): it submits. test_submit.py checks the same at a tenth of the time."""
 
 from __future__ import annotations
 

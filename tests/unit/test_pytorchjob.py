@@ -225,29 +225,6 @@ def test_job_render_prints_an_appliable_job(capsys, pytorchjob_schema):
     assert "&id" not in out and "*id" not in out  # Master and Worker spelled out, no aliases
 
 
-def test_job_render_places_the_job_where_the_planner_says(capsys):
-    from kfp_yolo.components.k8s.pools import load_pools
-    from kfp_yolo.components.planner import plan
-
-    out, job = render(capsys, "--launcher", "pytorchjob", "--set", "batch=16", "--set",
-                      "model=yolov5l.yaml", "--set", "imgsz=640", "--set", "precision=amp",
-                      "--set", "optimizer=SGD")
-    expected = plan("yolov5l.yaml", imgsz=640, batch=16, precision="amp", optimizer="SGD",
-                    nc=80, pools=load_pools())
-    pod = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
-    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-    assert terms["nodeSelectorTerms"][0]["matchExpressions"] == [{
-        "key": "nvidia.com/gpu.memory", "operator": "Gt",
-        "values": [str(expected.min_gpu_memory_mib - 1)]}]
-    assert pod["tolerations"] == list(expected.pool.tolerations)
-    assert f"planned for pool {expected.pool.name}" in out.splitlines()[0]
-    # batch 0: the planner's largest batch for that pool goes into the worker's spec
-    _, job = render(capsys, "--launcher", "pytorchjob", "--set", "batch=0", "--set",
-                    "model=yolov5l.yaml", "--set", "imgsz=640")
-    pod = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
-    assert TrainSpec.from_json(pod["containers"][0]["args"][-1].replace("$$", "$")).batch > 0
-
-
 @pytest.mark.parametrize("launcher", ["pytorchjob", "trainjob"])
 def test_job_render_sets_the_configs_job_timeout(capsys, launcher):
     # the train step passes job_timeout_s as the job's deadline; the rendered job does too

@@ -3,7 +3,8 @@
 The steps are plain functions under their KFP wrappers, so they are called here with real
 KFP artifacts on local paths: prepare's class count, the plan step reading the catalog that
 compile put into the pipeline, the train step handing the cluster settings to a real launcher,
-and `submit` giving the run its service account.
+and `submit` giving the run its service account (tests/integration/test_submit.py, with the
+stand-in KFP API).
 """
 
 import json
@@ -12,9 +13,6 @@ import os
 import pytest
 import yaml
 from kfp.dsl import Dataset, Markdown
-
-# The stand-in KFP API of the submit tests (fixtures imported for use here).
-from kfp_fake import NEW_TOKEN
 from train_step import cluster_settings_of_train_step
 
 from kfp_yolo.components.data.synth import CLASS_NAMES
@@ -103,20 +101,6 @@ def test_the_cluster_settings_reach_the_launcher(tmp_path, monkeypatch):
     assert (cluster.active_deadline_s, cluster.queue_timeout_s) == (7200, 600)
     assert cluster.node_affinity == tuple(node_affinity(12000))
     assert cluster.tolerations == (EDGE_TOLERATION,)
-
-
-def test_submit_runs_the_steps_as_the_configured_service_account(kfp_server, tmp_path,
-                                                                  monkeypatch):
-    state, host = kfp_server
-    monkeypatch.setenv("KF_PIPELINES_TOKEN", NEW_TOKEN)
-    config = tmp_path / "run.yaml"
-    config.write_text("name: nightly\nnamespace: team-a\nservice_account: kfp-yolo-pipeline\n")
-    assert main(["submit", "--config", str(config), "--host", host]) == 0
-    assert main(["submit", "--config", str(config), "--host", host,
-                 "--set", "service_account="]) == 0
-    first, second = state.created_runs()
-    assert first["service_account"] == "kfp-yolo-pipeline"
-    assert not second.get("service_account")  # the namespace's default account
 
 
 def test_a_bf16_run_is_planned_only_on_a_gpu_that_runs_bf16():

@@ -307,3 +307,18 @@ def test_token_file_open_to_others_gets_one_warning(kfp_server, config_file, tmp
     if warned:
         assert f"(mode {mode:04o}); run `chmod 600 {token_file}`" in err
     assert OLD_TOKEN not in err
+
+
+# from test_run_time_placement (unit lane): submit gives the run its service account
+def test_submit_runs_the_steps_as_the_configured_service_account(kfp_server, tmp_path,
+                                                                  monkeypatch):
+    state, host = kfp_server
+    monkeypatch.setenv("KF_PIPELINES_TOKEN", NEW_TOKEN)
+    config = tmp_path / "run.yaml"
+    config.write_text("name: nightly\nnamespace: team-a\nservice_account: kfp-yolo-pipeline\n")
+    assert main(["submit", "--config", str(config), "--host", host]) == 0
+    assert main(["submit", "--config", str(config), "--host", host,
+                 "--set", "service_account="]) == 0
+    first, second = state.created_runs()
+    assert first["service_account"] == "kfp-yolo-pipeline"
+    assert not second.get("service_account")  # the namespace's default account

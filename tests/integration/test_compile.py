@@ -72,13 +72,14 @@ GPU_TASKS = ("search-component", "train-component", "evaluate-component",
 
 
 def _producer(document: dict, task_name: str, reference: dict) -> dict:
-    """The taskOutputParameter a parameter reference resolves to, through a condition's inputs."""
-    if "taskOutputParameter" in reference:
-        return reference["taskOutputParameter"]
-    _, parent = _tasks(document)[task_name]
-    assert parent is not None, reference  # only a sub-DAG's task reads a component input
-    outer = document["root"]["dag"]["tasks"][parent]["inputs"]["parameters"]
-    return outer[reference["componentInputParameter"]]["taskOutputParameter"]
+    """The taskOutputParameter a parameter reference resolves to, through each condition's
+    inputs (the driver's way: a sub-DAG's input is its condition task's input)."""
+    tasks = _tasks(document)
+    for parent in reversed(tasks[task_name][1]):
+        if "taskOutputParameter" in reference:
+            break
+        reference = tasks[parent][0]["inputs"]["parameters"][reference["componentInputParameter"]]
+    return reference["taskOutputParameter"]
 
 
 def test_plan_outputs_place_every_gpu_task_at_run_time(tmp_path):
