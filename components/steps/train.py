@@ -194,6 +194,9 @@ def gate_not_met_component(report: Input[Markdown]):
     step's failure (its message on the node and as the pod's termination message) is what
     ends the run FAILED, as `kfp-yolo run` exits 1 for the same values.
     """
+    from kfp_yolo.components.boundary import install
+
+    install()  # the failure below becomes the step's record (failure.json, termination log)
     from kfp_yolo.components.errors import JobFailed
 
     verdict = report.metadata.get("verdict", "the evaluate step gave no verdict")
