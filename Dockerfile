@@ -60,7 +60,7 @@ COPY k8s/node-pools.yaml /tmp/src/k8s/node-pools.yaml
 # check proves it): everything lands under the kfp_yolo namespace, the catalog included.
 RUN pip install --no-cache-dir --no-deps /tmp/src \
  && pip check \
- && python -c "from kfp_yolo.components.pools import load_pools; load_pools()" \
+ && python -c "from kfp_yolo.components.k8s.pools import load_pools; load_pools()" \
  && rm -rf /tmp/src
 
 # Offline at run time: ultralytics downloads nothing and installs nothing, pip cannot

@@ -5,7 +5,7 @@
 
 The loader is the one the trainer builds on a GPU (build_yolo_dataset in train mode: mosaic and
 the other augmentations, then build_dataloader), here without a GPU. Sides, measured in this one
-run on the same synthetic dataset (components/synth.py, PNG images at --px), interleaved:
+run on the same synthetic dataset (components/data/synth.py, PNG images at --px), interleaved:
 - ultralytics' defaults: workers=8, cache=False (build_dataloader caps workers at the CPUs);
 - kfp-yolo's choice for one process on this machine (training/inputs.py: cgroup CPUs and
   memory; a disk cache in the job's own copy of the dataset);
@@ -88,7 +88,7 @@ def main() -> None:
     offline_environment()
     import yaml
 
-    from kfp_yolo.components.synth import SynthSpec, synthesize
+    from kfp_yolo.components.data.synth import SynthSpec, synthesize
     from kfp_yolo.components.training.inputs import choose_input_pipeline
 
     work = Path(tempfile.mkdtemp(prefix="kfp-yolo-bench-loader-"))

@@ -191,8 +191,8 @@ def _ceiling(args: argparse.Namespace, data_yaml: Path, work: Path, batches: lis
 
 
 def _plan(args: argparse.Namespace, gpu_mib: int, work: Path):
+    from kfp_yolo.components.k8s.pools import Pool
     from kfp_yolo.components.planner import plan
-    from kfp_yolo.components.pools import Pool
 
     this_gpu = Pool(name="this-gpu", gpu_product="this", gpu_memory_mib=gpu_mib,
                     gpus_per_node=1, max_nodes=1, flavor="this")

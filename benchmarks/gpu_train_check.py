@@ -66,7 +66,7 @@ class _NvmlSampler:
 def _dataset(root: Path, images: int, px: int) -> Path:
     import yaml
 
-    from kfp_yolo.components.synth import SynthSpec, synthesize
+    from kfp_yolo.components.data.synth import SynthSpec, synthesize
 
     data_yaml = synthesize(root, SynthSpec(images=images, imgsz=px))
     data = yaml.safe_load(data_yaml.read_text())

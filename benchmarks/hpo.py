@@ -38,13 +38,13 @@ def main() -> int:
                         help="the searched keys, KEY=LOW..HIGH separated by commas")
     args = parser.parse_args()
 
+    from kfp_yolo.components.data.synth import SynthSpec, synthesize
     from kfp_yolo.components.evaluate import evaluate
     from kfp_yolo.components.hpo.local import run_local_search
     from kfp_yolo.components.hpo.result import format_table
     from kfp_yolo.components.hpo.space import SearchSpace, apply_values
     from kfp_yolo.components.launchers.local import LocalLauncher
     from kfp_yolo.components.spec import TrainSpec
-    from kfp_yolo.components.synth import SynthSpec, synthesize
 
     work = Path(tempfile.mkdtemp(prefix="kfp-yolo-hpo-bench-"))
     data = work / "data"

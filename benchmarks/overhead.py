@@ -21,7 +21,7 @@ PLAIN = textwrap.dedent("""
     import sys
     from kfp_yolo.components.runtime import offline_environment
     offline_environment(sys.argv[2] + "/yolo_config")
-    from kfp_yolo.components.synth import SynthSpec, synthesize
+    from kfp_yolo.components.data.synth import SynthSpec, synthesize
     import yaml
     root = sys.argv[2] + "/data"
     images, imgsz, epochs, batch = (int(v) for v in sys.argv[3:7])

@@ -26,7 +26,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # tiny_detectors, as the tests import it
-IMAGES = sorted((REPO / "../shared/datasets/coco8/images/val").resolve().glob("*.jpg"))
+IMAGES = sorted((REPO / "tests" / "data" / "coco8" / "images" / "val").glob("*.jpg"))
 
 
 def _latencies(call, seconds: float, clients: int) -> list[float]:
@@ -85,8 +85,8 @@ def main() -> None:
 
     from kfp_yolo.components.export_onnx import export_onnx
     from kfp_yolo.components.release.predict_client import infer_image
+    from kfp_yolo.components.release.triton import build_repository
     from kfp_yolo.components.release.triton_local import LocalTriton, local_repository
-    from kfp_yolo.components.triton import build_repository
 
     work = Path(tempfile.mkdtemp(prefix="serving-load-"))
     weights = tiny_detector(work / "model", "yolov8n.yaml", imgsz=args.imgsz)

@@ -38,7 +38,7 @@ from s3server import SeaweedS3  # noqa: E402
 from kfp_yolo.components import storage  # noqa: E402
 from kfp_yolo.components.storage.settings import make_client  # noqa: E402
 
-COCO8 = REPO.parent / "shared" / "datasets" / "coco8"
+COCO8 = REPO / "tests" / "data" / "coco8"
 
 
 def _best(repeat: int, *runs, setup=lambda: None):
@@ -62,7 +62,7 @@ def _fget_loop(client, bucket: str, prefix: str, dest: Path) -> None:
 def _images(root: Path, count: int) -> Path:
     """count images with labels: coco8's JPEGs under new names, or synthetic shapes."""
     if not COCO8.is_dir():
-        from kfp_yolo.components.synth import SynthSpec, synthesize
+        from kfp_yolo.components.data.synth import SynthSpec, synthesize
 
         synthesize(root, SynthSpec(images=count, imgsz=320, seed=0))
         return root

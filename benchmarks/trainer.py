@@ -103,7 +103,7 @@ def main() -> None:
     args = parser.parse_args()
     import yaml
 
-    from kfp_yolo.components.synth import SynthSpec, synthesize
+    from kfp_yolo.components.data.synth import SynthSpec, synthesize
 
     work = Path(tempfile.mkdtemp(prefix="kfp-yolo-bench-trainer-"))
     dataset = work / "data"

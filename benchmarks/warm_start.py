@@ -5,7 +5,7 @@ and colours) and more objects per image. Round 1 trains from scratch (its best.p
 champion); round 2 trains from scratch and from the champion, side by side in this one run,
 each stopped at the first epoch whose validation mAP50-95 reaches the gate. Training is
 ultralytics' DetectionTrainer (what kfp-yolo's worker runs) with kfp-yolo's defaults: AdamW,
-lr0 0.004 from scratch and ultralytics' own 0.001 for the fine-tune (pipelines/values.py).
+lr0 0.004 from scratch and ultralytics' own 0.001 for the fine-tune (components/config/values.py).
 Then the planner's GPU-hours for yolov5l at 640 on a COCO-sized dataset (118,287 training
 images, 80 classes, 8 GPUs of the catalog's cheapest pool that fits), for 300 epochs from
 scratch and for the epochs the measured ratio gives.
@@ -57,8 +57,8 @@ def _train(model: str, data_yaml: Path, work: Path, args: argparse.Namespace,
 
 
 def _planner_gpu_hours(epochs: int, cache_dir: Path) -> tuple[float, str]:
+    from kfp_yolo.components.k8s.pools import load_pools
     from kfp_yolo.components.planner import plan
-    from kfp_yolo.components.pools import load_pools
 
     result = plan("yolov5l.yaml", imgsz=640, batch=0, world_size=8, procs_per_node=8, nc=80,
                   pools=load_pools(), train_images=COCO_TRAIN_IMAGES, epochs=epochs,
@@ -80,9 +80,9 @@ def main() -> int:
 
     import yaml
 
+    from kfp_yolo.components.config.values import default_lr0
+    from kfp_yolo.components.data.synth import synthesize, synthetic_spec
     from kfp_yolo.components.runtime import offline_environment
-    from kfp_yolo.components.synth import synthesize, synthetic_spec
-    from kfp_yolo.pipelines.values import default_lr0
 
     work = Path(tempfile.mkdtemp(prefix="kfp-yolo-warm-start-"))
     offline_environment(work / "yolo_config")

@@ -1,8 +1,8 @@
 """The edge of a KFP step's process: its failure as data, and its life tied to the run's.
 
-kfp.local and the KFP backend run every step as `python -m kfp.dsl.executor_main ...`. When
-`kfp_yolo.components` is imported in that process (every step imports it), `install()` runs
-once, so every step (those of other modules too) gets the same two things:
+kfp.local and the KFP backend run every step as `python -m kfp.dsl.executor_main ...`. Every
+step body calls `install()` first (explicitly: importing a package changes nothing), so every
+step gets the same two things:
 
 - An uncaught exception is written as `FAILURE_FILE` ({"type", "message", "exit_code"}) beside
   the step's executor output (under the run's folder of the pipeline root, where `kfp-yolo run`
@@ -26,8 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kfp_yolo.components.errors import Fault, JobFailed, UserError
-from kfp_yolo.components.redact import redact
+from kfp_yolo.components.verdict import verdict
 
 __all__ = ["FAILURE_FILE", "OWNER_ENV", "TERMINATION_LOG", "failure_record", "install",
            "is_step_process", "owner_alive", "owner_token", "read_failure", "write_failure"]
@@ -44,21 +43,12 @@ _installed = False
 
 
 def failure_record(exc: BaseException) -> dict[str, Any]:
-    """{"type", "message", "exit_code"} for exc: the one place a step failure becomes data.
-
-    Our own exceptions carry their sentence and exit code; anything else is named with its
-    class (it is a fault or a bug), exit code 1.
-    """
+    """{"type", "message", "exit_code"} for exc: the one place a step failure becomes data, with
+    the CLI's verdict (components/verdict.py), so a step's failure reads as the command's would."""
     cls = type(exc)
-    text = redact(" ".join(str(exc).split()))[:_MAX_MESSAGE]
-    if isinstance(exc, UserError | JobFailed | Fault):
-        message, code = text, int(exc.exit_code)
-    elif isinstance(exc, KeyboardInterrupt):
-        message, code = "interrupted", 130
-    else:
-        message, code = (f"{cls.__name__}: {text}" if text else cls.__name__), 1
-    return {"type": f"{cls.__module__}.{cls.__qualname__}", "message": message,
-            "exit_code": code}
+    found = verdict(exc)
+    return {"type": f"{cls.__module__}.{cls.__qualname__}",
+            "message": found.sentence[:_MAX_MESSAGE], "exit_code": found.exit_code}
 
 
 def write_failure(exc: BaseException, folder: str | Path) -> Path:
@@ -149,16 +139,20 @@ def _termination_message(record: dict[str, Any]) -> None:
 
 
 def install(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> None:
-    """Records this step's uncaught exception and ties its life to OWNER_ENV's process."""
+    """Records this step's uncaught exception and ties its life to OWNER_ENV's process.
+
+    Called first in every step body (components/steps/); anywhere but a KFP step's process (a
+    test calling a step function, the CLI) it does nothing.
+    """
     global _installed
-    if _installed:
+    argv = sys.argv if argv is None else argv
+    if _installed or not is_step_process(argv):
         return
     _installed = True
     # The step's own output (its logs, ultralytics', a traceback) is masked before it leaves.
     from kfp_yolo.components.redact import install_streams
 
     install_streams()
-    argv = sys.argv if argv is None else argv
     environ = os.environ if environ is None else environ
     folder = _output_folder(argv)
     previous = sys.excepthook

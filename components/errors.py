@@ -33,9 +33,11 @@ class Stopped(BaseException):
     after its processes were stopped. Exit code 128 + the signal's number (143, 130).
 
     A BaseException, like KeyboardInterrupt: no `except Exception` on the way up may swallow it.
+    Raised by components/signals.py, the one SIGTERM policy.
     """
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, *, stopped_processes: bool = False) -> None:
         self.signum = int(signum)
+        self.stopped_processes = stopped_processes  # the stopped command stopped what it started
         self.exit_code = 128 + self.signum
         super().__init__(f"stopped by {signal.Signals(self.signum).name}")

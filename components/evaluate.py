@@ -1,26 +1,11 @@
 """evaluate: ultralytics' own validation of best.pt on the val split, a report, and the gate."""
 
-import base64
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kfp_yolo.components.reports.escape import md_cell, md_text
-
-__all__ = ["MARKDOWN_LIMIT", "EvalResult", "champion_map50_95", "evaluate", "gate",
-           "render_report"]
+__all__ = ["EvalResult", "champion_map50_95", "evaluate", "gate"]
 
 _PLOTS = ("BoxPR_curve.png", "confusion_matrix_normalized.png", "val_batch0_pred.jpg")
-MARKDOWN_LIMIT = 400_000
-_CAPTIONS = {
-    "BoxPR_curve": "**Precision-recall curve** per class (its mAP50 in the legend)",
-    "confusion_matrix_normalized": "**Confusion matrix**, each true class's column sums to 1",
-    "val_batch0_pred": "**The model's boxes on the first validation batch** (confidence >= 0.25;"
-                       " a model that is not yet sure of anything draws none)",
-}
-"""Characters of Markdown the Kubeflow UI shows; it cuts a longer document."""
-# (longest side in px, JPEG quality), tried in turn until the report fits the limit
-_PLOT_SIZES = ((1600, 80), (1200, 75), (900, 70), (640, 60), (480, 50))
 
 
 @dataclass
@@ -66,7 +51,7 @@ def champion_map50_95(registry_uri: str, name: str, data_yaml: str | Path, *, im
     """mAP50-95 of the published `latest` model on the same val set, with its version; None
     when the registry holds no model of that name yet."""
     from kfp_yolo.components import storage
-    from kfp_yolo.components.publish import read_latest
+    from kfp_yolo.components.release.publish import read_latest
 
     if not registry_uri:
         return None
@@ -89,50 +74,5 @@ def gate(result: EvalResult, *, min_map50_95: float,
         f" and >= champion {champion[1]} ({champion[0]:.4f})" if champion else "")
 
 
-def render_report(result: EvalResult, *, min_map50_95: float, passed: bool,
-                  embed_plots: bool = True, verdict: str = "") -> str:
-    """Markdown report: headline metrics, the gate, per-class table, plots embedded inline."""
-    outcome = "passed" if passed else "FAILED"
-    verdict = verdict or f"mAP50-95 {result.map50_95:.4f} >= {min_map50_95:.4f}"
-    lines = [
-        "# Evaluation", "",
-        f"Gate: {md_text(verdict)}: **{outcome}**", "",
-        "| metric | value |", "|---|---|",
-        f"| mAP50-95 | {result.map50_95:.4f} |", f"| mAP50 | {result.map50:.4f} |",
-        f"| precision | {result.precision:.4f} |", f"| recall | {result.recall:.4f} |", "",
-        "| class | precision | recall | mAP50 | mAP50-95 |", "|---|---|---|---|---|",
-    ]
-    for name, row in result.per_class.items():
-        lines.append(f"| {md_cell(name)} | {row['precision']:.3f} | {row['recall']:.3f} | "
-                     f"{row['mAP50']:.3f} | {row['mAP50-95']:.3f} |")
-    text = "\n".join(lines) + "\n"
-    if not (embed_plots and result.plots):
-        return text
-    # Downscaled JPEGs, as large as the UI's limit allows (ultralytics' PNGs of 80 classes are
-    # 3000 px wide: embedded as they are, the report is cut off and shows no plot at all).
-    budget = MARKDOWN_LIMIT - len(text) - 2_000
-    for side, quality in _PLOT_SIZES:
-        images = [f"\n{_caption(plot)}\n![{md_text(Path(plot).stem)}]"
-                  f"({_jpeg_uri(plot, side, quality)})\n" for plot in result.plots]
-        if sum(map(len, images)) <= budget:
-            return text + "".join(images)
-    return text + ("\nThe plots do not fit the Kubeflow UI's 400,000 characters; they are in "
-                   "the step's plots folder.\n")
 
 
-def _caption(plot: str | Path) -> str:
-    """The line above a plot: what it shows, so a plot that looks empty is not taken for broken."""
-    stem = Path(plot).stem
-    return _CAPTIONS.get(stem, f"**{md_text(stem)}**") + "\n"
-
-
-def _jpeg_uri(path: str | Path, max_side: int, quality: int) -> str:
-    """A data URI of the image as a JPEG at most max_side px on its longest side."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-        image.thumbnail((max_side, max_side))
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=quality, optimize=True)
-    return f"data:image/jpeg;base64,{base64.b64encode(buffer.getvalue()).decode()}"

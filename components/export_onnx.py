@@ -54,7 +54,7 @@ def head_of(onnx_path: str | Path) -> str:
     """'end2end' (NMS-free rows) or 'nms' (raw head: NMS after the model), from the export's
     own `end2end` metadata."""
     from kfp_yolo.components.release.e2e_config import head_of as from_metadata
-    from kfp_yolo.components.triton import ultralytics_metadata
+    from kfp_yolo.components.release.triton import ultralytics_metadata
 
     return from_metadata(ultralytics_metadata(onnx_path))
 

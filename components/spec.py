@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 from kfp_yolo.components.errors import UserError
 
-__all__ = ["CACHES", "OPTIMIZERS", "PRECISIONS", "TrainSpec", "check_batch_shape",
-           "canonical_optimizer", "default_checkpoint_uri"]
+__all__ = ["CACHES", "OPTIMIZERS", "PRECISIONS", "TrainSpec", "canonical_optimizer",
+           "check_batch_shape", "default_checkpoint_uri", "train_spec_from"]
 
 PRECISIONS = ("amp", "fp32", "bf16")
 """Training precisions: amp (fp16 autocast), fp32, bf16 (CUDA only; CPU always trains fp32)."""
@@ -127,3 +129,33 @@ class TrainSpec:
         data = json.loads(text)
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+_GIVEN_BY_THE_RUN = frozenset({"run_id", "dataset_uri", "output_uri", "checkpoint_uri", "batch"})
+"""TrainSpec fields the step (or `job render`) decides, not read from the config's values."""
+
+
+def train_spec_from(values: Mapping[str, Any], *, run_id: str, dataset_uri: str,
+                    output_uri: str, batch: int | None = None) -> TrainSpec:
+    """The TrainSpec of a run from its checked config values: the one place config keys become
+    TrainSpec fields.
+
+    Every field named like a config key is taken by that name, so a new training key needs
+    only RunConfig, a TrainSpec field and the worker that reads it. lr0 must be resolved
+    (the validate step's values; RunConfig.learning_rate).
+
+    Args:
+        values: checked config values (the validate step's outputs, or a RunConfig's dump).
+        run_id, dataset_uri, output_uri: what the run knows (its name, the artifacts' URIs).
+        batch: the planner's global batch (batch 0 in the config = planned); None = values'.
+    """
+    taken = {f.name: values[f.name] for f in fields(TrainSpec)
+             if f.name in values and f.name not in _GIVEN_BY_THE_RUN}
+    # a copy of each mapping (hyp): the spec is a value of its own, not a view of the caller's
+    taken = {k: dict(v) if isinstance(v, Mapping) else v for k, v in taken.items()}
+    return TrainSpec(
+        run_id=run_id, dataset_uri=dataset_uri, output_uri=output_uri,
+        batch=int(values["batch"] if batch is None else batch),
+        # empty: beside the weights, in object storage for a cluster job (as `job render` shows)
+        checkpoint_uri=values.get("checkpoint_uri") or default_checkpoint_uri(output_uri),
+        **taken)

@@ -13,7 +13,6 @@ that subcommand runs, so `kfp-yolo --help` stays fast.
 from __future__ import annotations
 
 import argparse
-import errno
 import importlib
 import os
 import re
@@ -23,18 +22,16 @@ import traceback
 from pathlib import Path
 from typing import NoReturn
 
-from kfp_yolo.components.errors import Fault, JobFailed, Stopped, UserError
+from kfp_yolo.components.errors import Stopped, UserError
 from kfp_yolo.components.redact import install as install_redaction
-from kfp_yolo.components.redact import redact
+from kfp_yolo.components.signals import stop_on_signals
 from kfp_yolo.components.spec import OPTIMIZERS, PRECISIONS
+from kfp_yolo.components.verdict import verdict
 
 __all__ = ["DEBUG_ENV", "build_parser", "main", "refuse_secret_flags"]
 
 DEBUG_ENV = "KFP_YOLO_DEBUG"
 """Set to 1 for a traceback after the one-sentence error, like --debug."""
-_FAULT_ERRNOS = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.ENOMEM, errno.EMFILE, errno.ENFILE}
-
-
 _SECRET_FLAG = re.compile(r"^--?[\w-]*(token|password|passwd|secret|api-?key|access-?key|"
                           r"credential)[\w-]*$", re.IGNORECASE)
 
@@ -265,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _check_args(args: argparse.Namespace) -> None:
     """Refuses values argparse cannot judge (paths of the wrong kind) before any work is done."""
     if args.module == "plan" and args.model is not None:
-        from kfp_yolo.pipelines.config import check_detection_model
+        from kfp_yolo.components.config.run_config import check_detection_model
 
         try:
             check_detection_model(args.model)
@@ -294,53 +291,31 @@ def refuse_secret_flags(argv: list[str]) -> None:
                             "Kubernetes Secret.")
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    line = text[0] if text else ""
-    return line[:300] + ("..." if len(line) > 300 else "")
-
-
-def _os_error(exc: OSError) -> tuple[str, int]:
-    """A sentence and exit code for an OSError no command turned into a UserError itself."""
-    reason = exc.strerror or type(exc).__name__
-    where = f"{exc.filename}: " if exc.filename is not None else ""
-    if exc.errno in _FAULT_ERRNOS:
-        return f"{where}{reason}; free the resource (disk space, memory) and run again.", 1
-    if exc.filename is not None:
-        return f"{where}{reason}; check the path and its permissions.", 2
-    return f"{reason} ({type(exc).__name__}); run again, and with --debug if it persists.", 1
-
-
 def _report(exc: BaseException, debug: bool) -> int:
     """Prints the one-sentence verdict for exc (after its traceback with debug); the exit code."""
     if debug:
         traceback.print_exception(exc, file=sys.stderr)
-    if isinstance(exc, UserError | JobFailed | Fault):
-        # One line whatever the message holds (a quoted value may carry a newline).
-        sentence = redact(" ".join(str(exc).split()))
-        kind = "error" if isinstance(exc, UserError) else "failed"
-        print(f"kfp-yolo: {kind}: {sentence}", file=sys.stderr)
-        return exc.exit_code
-    if isinstance(exc, OSError):
-        sentence, code = _os_error(exc)
-        print(f"kfp-yolo: {'error' if code == 2 else 'failed'}: {redact(sentence)}",
-              file=sys.stderr)
-        return code
-    if isinstance(exc, MemoryError):
-        print("kfp-yolo: failed: out of memory; use smaller inputs or a larger machine.",
-              file=sys.stderr)
-        return 1
-    hint = "" if debug else f"; rerun with --debug (or {DEBUG_ENV}=1) for the traceback"
-    print(f"kfp-yolo: failed: unexpected {type(exc).__name__}: "
-          f"{redact(_first_line(exc))}{hint}.", file=sys.stderr)
-    return 1
+    found = verdict(exc)  # its sentence is redacted there
+    if found.expected:
+        print(f"kfp-yolo: {found.kind}: {found.sentence}", file=sys.stderr)
+    else:
+        hint = "" if debug else f"; rerun with --debug (or {DEBUG_ENV}=1) for the traceback"
+        print(f"kfp-yolo: failed: unexpected {found.sentence}{hint}.", file=sys.stderr)
+    return found.exit_code
 
 
 def main(argv: list[str] | None = None) -> int:
     """Runs one command; returns its exit code (0, 1, 2, 130 or 143) and never raises."""
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = os.environ.get(DEBUG_ENV, "") not in ("", "0") or "--debug" in argv
-    previous = _stop_on_sigterm()
+    # SIGTERM (a pod's, a CI runner's or Argo's hook stop) ends any command with exit 143 and a
+    # last line, as Ctrl-C does with 130; `kfp-yolo run` stops its process tree first (its own
+    # stop_on_signals inside this one)
+    with stop_on_signals():
+        return _run_command(argv, debug)
+
+
+def _run_command(argv: list[str], debug: bool) -> int:
     try:
         install_redaction()
         refuse_secret_flags(argv)
@@ -357,10 +332,10 @@ def main(argv: list[str] | None = None) -> int:
     except Stopped as exc:  # a command that owns processes stopped them first (cmd_run)
         if exc.signum == signal.SIGINT:
             print("kfp-yolo: interrupted", file=sys.stderr)
-        elif getattr(exc, "started_nothing", False):
-            print(f"kfp-yolo: {exc}", file=sys.stderr)
-        else:
+        elif exc.stopped_processes:
             print(f"kfp-yolo: {exc}; every process it started was stopped", file=sys.stderr)
+        else:
+            print(f"kfp-yolo: {exc}", file=sys.stderr)
         return exc.exit_code
     except BrokenPipeError:
         # The reader of our stdout went away (`| head`): nothing more to say to anyone.
@@ -369,26 +344,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except Exception as exc:  # noqa: BLE001 - the one boundary that turns any failure into a sentence
         return _report(exc, debug)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _stop_on_sigterm() -> object:
-    """SIGTERM (a pod's, a CI runner's or Argo's hook stop) ends any command with exit 143 and
-    a last line, as Ctrl-C does with 130; `kfp-yolo run` replaces it with its own, which stops
-    its process tree first. The previous handler, or None off the main thread."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return None
-
-    def stop(signum: int, frame: object) -> None:
-        stopped = Stopped(signum)
-        stopped.started_nothing = True  # this command started no process to stop
-        raise stopped
-
-    return signal.signal(signal.SIGTERM, stop)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from kfp_yolo.components.atomic import staged
-from kfp_yolo.pipelines.config import RunConfig, load_config
+from kfp_yolo.components.config.file import load_config
+from kfp_yolo.components.config.run_config import RunConfig
 
 __all__ = ["compile_pipeline", "run"]
 
@@ -22,8 +23,8 @@ def compile_pipeline(cfg: RunConfig, output: str | Path,
     """Compiles the DAG for a cluster to output (temporary name, then moved into place)."""
     from kfp import compiler
 
-    from kfp_yolo.components.pools import catalog_json
-    from kfp_yolo.pipelines.checks import check_config
+    from kfp_yolo.components.config.checks import check_config
+    from kfp_yolo.components.k8s.pools import catalog_json
     from kfp_yolo.pipelines.training import build_pipeline
 
     # Checked here: a bad catalog, or a config the catalog cannot run (bf16 with no Ampere

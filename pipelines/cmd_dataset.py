@@ -19,7 +19,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from kfp_yolo.components.data.prepare import PreparedDataset, check_dataset, render_report
+    from kfp_yolo.components.data.prepare import PreparedDataset, check_dataset
+    from kfp_yolo.components.reports.dataset import render_report
 
     result = check_dataset(args.uri)
     if args.json:
@@ -57,7 +58,7 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from kfp_yolo.components.synth import SynthSpec, synthesize_into
+    from kfp_yolo.components.data.synth import SynthSpec, synthesize_into
 
     spec = SynthSpec(images=args.images, imgsz=args.imgsz, seed=args.seed)
     data_yaml = synthesize_into(args.dir, spec, replace=args.replace)

@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import fields
 
 import yaml
 
+from kfp_yolo.components.config.file import load_config
+from kfp_yolo.components.config.run_config import RunConfig
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.launchers.cluster import ClusterSettings
+from kfp_yolo.components.k8s.pools import load_pools
+from kfp_yolo.components.launchers.cluster import ClusterSettings, cluster_settings_from
 from kfp_yolo.components.launchers.kinds import KINDS
-from kfp_yolo.components.pools import load_pools
-from kfp_yolo.components.spec import TrainSpec, default_checkpoint_uri
-from kfp_yolo.pipelines.config import RunConfig, load_config
+from kfp_yolo.components.spec import TrainSpec, train_spec_from
 
 __all__ = ["PIPELINE_ROOT", "job_kind_name", "render_job", "run"]
 
@@ -64,15 +64,6 @@ def job_kind_name(cfg: RunConfig, launcher: str | None) -> str:
     return chosen
 
 
-def _cluster_fields(cfg: RunConfig) -> dict:
-    # The config keys that are ClusterSettings fields (image, namespace, queue, ...) pass through
-    # by name, as the train step passes them; placement comes from the planner here. The job's
-    # deadline is the one key named differently (as in steps.train_component).
-    names = {f.name for f in fields(ClusterSettings)} - {"node_affinity", "tolerations", "owner"}
-    settings = {name: getattr(cfg, name) for name in sorted(names) if hasattr(cfg, name)}
-    return {**settings, "active_deadline_s": cfg.job_timeout_s}
-
-
 def render_job(cfg: RunConfig, *, pools_path: str | None = None,
                launcher: str | None = None) -> tuple[dict, str]:
     """The TrainJob or PyTorchJob for cfg and a one-line note on how it was placed."""
@@ -80,14 +71,11 @@ def render_job(cfg: RunConfig, *, pools_path: str | None = None,
     placement, batch, note = _placement(cfg, pools_path)
     base = f"{PIPELINE_ROOT}/{cfg.name}"
     output_uri = f"{base}/train/weights"
-    spec = TrainSpec(
-        run_id=cfg.name, dataset_uri=f"{base}/prepare-dataset/dataset", model=cfg.model,
-        imgsz=cfg.imgsz, epochs=cfg.epochs, batch=batch, precision=cfg.precision,
-        optimizer=cfg.optimizer, lr0=cfg.learning_rate, seed=cfg.seed, workers=cfg.workers,
-        cache=cfg.cache, nodes=cfg.nodes, procs_per_node=cfg.procs_per_node,
-        checkpoint_uri=cfg.checkpoint_uri or default_checkpoint_uri(output_uri),
-        output_uri=output_uri)
-    cluster = ClusterSettings(**_cluster_fields(cfg), **placement)
+    # the values the validate step would pass on: lr0 resolved to the optimizer's default
+    values = {**cfg.model_dump(), "lr0": cfg.learning_rate}
+    spec = train_spec_from(values, run_id=cfg.name, batch=batch, output_uri=output_uri,
+                           dataset_uri=f"{base}/prepare-dataset/dataset")
+    cluster = ClusterSettings(**cluster_settings_from(values, **placement))
     if cfg.hpo_trials:
         return _experiment(cfg, spec, cluster), note
     return kind.build(spec, cluster), note

@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from kfp_yolo.components.config.file import load_config
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.publish import LATEST, read_latest
 from kfp_yolo.components.release.lineage import read_chain, render_chain
-from kfp_yolo.pipelines.config import load_config
+from kfp_yolo.components.release.publish import LATEST, read_latest
 
 __all__ = ["run"]
 

@@ -15,13 +15,14 @@ import sys
 
 from pydantic import ValidationError
 
+from kfp_yolo.components.config.file import load_config
+from kfp_yolo.components.config.run_config import RunConfig, format_error
 from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.k8s.pools import Pool, load_pools
 from kfp_yolo.components.planner import HEADROOM, Plan, plan, resolve_model
 from kfp_yolo.components.planner.history import History, history_uri, load_history
-from kfp_yolo.components.planner.report import duration, money
-from kfp_yolo.components.pools import Pool, load_pools
+from kfp_yolo.components.reports.plan import duration, money
 from kfp_yolo.components.runtime import offline_environment
-from kfp_yolo.pipelines.config import RunConfig, format_error, load_config
 
 __all__ = ["run"]
 

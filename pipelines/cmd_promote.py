@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import os
 
+from kfp_yolo.components.config.file import load_config
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.publish import finished_version, promote
-from kfp_yolo.components.registries import open_registries
-from kfp_yolo.pipelines.config import load_config
+from kfp_yolo.components.registries.configured import open_registries
+from kfp_yolo.components.release.publish import finished_version, promote
 
 __all__ = ["run"]
 

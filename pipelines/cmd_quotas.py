@@ -15,8 +15,8 @@ import yaml
 
 from kfp_yolo.components.atomic import write_atomic
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.pools import load_pools
-from kfp_yolo.components.quotas import render_quotas
+from kfp_yolo.components.k8s.pools import load_pools
+from kfp_yolo.components.k8s.quotas import render_quotas
 
 __all__ = ["run", "write_quotas"]
 

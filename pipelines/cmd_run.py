@@ -25,9 +25,10 @@ from typing import TextIO
 from urllib.parse import urlparse
 
 from kfp_yolo.components.atomic import write_atomic
+from kfp_yolo.components.config.file import load_config
+from kfp_yolo.components.config.run_config import RunConfig
 from kfp_yolo.components.errors import JobFailed, Stopped, UserError
 from kfp_yolo.components.redact import redact, redact_data
-from kfp_yolo.pipelines.config import RunConfig, load_config
 from kfp_yolo.pipelines.run_control import hold_workdir, own_process_tree
 from kfp_yolo.pipelines.summary import (
     ANSI,
@@ -104,9 +105,9 @@ def _check_workdir(cfg: RunConfig, workdir: Path) -> None:
     """Refuses a work folder inside a local dataset, a model file that is not there, a local
     store that cannot be written or an unusable MLflow URI, before any step runs."""
     from kfp_yolo.components import storage
-    from kfp_yolo.components.data.layout import refuse_inside
-    from kfp_yolo.pipelines.preflight import check_environment
-    from kfp_yolo.pipelines.values import check_local_model
+    from kfp_yolo.components.config.preflight import check_environment
+    from kfp_yolo.components.config.values import check_local_model
+    from kfp_yolo.components.data.source import refuse_inside
 
     check_local_model(cfg.model, "kfp-yolo run")
     check_environment(cfg, "kfp-yolo run")  # a store or MLflow URI that fails after training

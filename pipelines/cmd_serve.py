@@ -15,11 +15,16 @@ import sys
 
 import yaml
 
+from kfp_yolo.components.config.file import load_config
+from kfp_yolo.components.config.run_config import RunConfig
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.kserve import ServingSettings, build_inferenceservice, pool_tolerations
-from kfp_yolo.components.pools import load_pools
+from kfp_yolo.components.k8s.pools import load_pools
 from kfp_yolo.components.registries import serving_uri
-from kfp_yolo.pipelines.config import RunConfig, load_config
+from kfp_yolo.components.release.kserve import (
+    ServingSettings,
+    build_inferenceservice,
+    pool_tolerations,
+)
 
 __all__ = ["PLACEHOLDER", "render_service", "serving_settings", "run"]
 
@@ -38,7 +43,7 @@ def serving_settings(cfg: RunConfig, pools_path: str | None = None) -> ServingSe
 def _latest_version(cfg: RunConfig) -> tuple[str, str]:
     """(version, note): the `latest` pointer's version when it can be read here."""
     from kfp_yolo.components import storage
-    from kfp_yolo.components.publish import read_latest
+    from kfp_yolo.components.release.publish import read_latest
 
     remote = storage.is_remote(cfg.registry_uri)
     if remote and not os.environ.get("AWS_ACCESS_KEY_ID"):
@@ -59,7 +64,7 @@ def render_service(cfg: RunConfig, version: str | None = None, *,
                         "in the config (the registry root publish writes to).")
     if version:
         from kfp_yolo.components import storage
-        from kfp_yolo.components.publish import finished_version
+        from kfp_yolo.components.release.publish import finished_version
 
         # readable here: a typo, a missing or a changed file is caught now
         if not storage.is_remote(cfg.registry_uri) or os.environ.get("AWS_ACCESS_KEY_ID"):

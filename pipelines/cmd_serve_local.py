@@ -15,14 +15,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from kfp_yolo.components.config.file import load_config
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.pipelines.config import load_config
 
 __all__ = ["run"]
 
 
 def _version(cfg, version: str | None) -> str:
-    from kfp_yolo.components.publish import finished_version, read_latest
+    from kfp_yolo.components.release.publish import finished_version, read_latest
 
     if not cfg.registry_uri:
         raise UserError("registry_uri is empty: nothing is published to serve; set registry_uri "

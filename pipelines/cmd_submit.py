@@ -30,8 +30,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kfp_yolo.components.config.file import load_config
+from kfp_yolo.components.config.run_config import RunConfig, run_time_values
 from kfp_yolo.components.errors import Fault, JobFailed, UserError
-from kfp_yolo.pipelines.config import RunConfig, load_config, run_time_values
 from kfp_yolo.pipelines.kfp_api import (
     ENDPOINT_ENV,
     Api,

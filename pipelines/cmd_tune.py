@@ -14,9 +14,10 @@ import contextlib
 import sys
 from pathlib import Path
 
+from kfp_yolo.components.config.file import load_config
+from kfp_yolo.components.config.run_config import RunConfig
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.hpo.result import SearchResult, format_table
-from kfp_yolo.pipelines.config import RunConfig, load_config
 
 __all__ = ["run"]
 
@@ -36,8 +37,8 @@ def _search(cfg: RunConfig, args: argparse.Namespace) -> tuple[SearchResult, Pat
     from kfp_yolo.components.data.prepare import prepare_dataset
     from kfp_yolo.components.hpo.budget import trial_cost
     from kfp_yolo.components.hpo.runner import run_search, write_outputs
+    from kfp_yolo.components.k8s.pools import load_pools, pools_for_precision
     from kfp_yolo.components.planner import plan
-    from kfp_yolo.components.pools import load_pools, pools_for_precision
 
     if not cfg.hpo_trials:
         raise UserError("kfp-yolo tune: hpo_trials is 0, so there is nothing to search; "

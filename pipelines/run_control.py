@@ -22,7 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from kfp_yolo.components.boundary import OWNER_ENV, owner_token
-from kfp_yolo.components.errors import Stopped, UserError
+from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.signals import stop_on_signals
 
 __all__ = ["LOCK_NAME", "STOP_GRACE_S", "hold_workdir", "own_process_tree", "stop_descendants"]
 
@@ -101,34 +102,18 @@ def own_process_tree(grace_s: float = STOP_GRACE_S) -> Iterator[None]:
     """
     previous_env = os.environ.get(OWNER_ENV)
     os.environ[OWNER_ENV] = owner_token()
-    handlers: dict[int, object] = {}
-    stopping: list[int] = []
 
-    def stop(signum: int, frame: object) -> None:
-        if stopping:  # a second signal while stopping: the first one's stop goes on
-            return
-        stopping.append(signum)
+    def stop(signum: int) -> None:
         name = signal.Signals(signum).name
         print(f"kfp-yolo: {name}: stopping every step and training process (up to "
               f"{grace_s:.0f} s)", file=sys.__stderr__, flush=True)
         stop_descendants(grace_s)
-        raise Stopped(signum)
 
     try:
-        if _in_main_thread():
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                handlers[signum] = signal.signal(signum, stop)
-        yield
+        with stop_on_signals((signal.SIGTERM, signal.SIGINT), on_stop=stop):
+            yield
     finally:
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
         if previous_env is None:
             os.environ.pop(OWNER_ENV, None)
         else:
             os.environ[OWNER_ENV] = previous_env
-
-
-def _in_main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()

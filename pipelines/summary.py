@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from kfp_yolo.components.boundary import FAILURE_FILE, read_failure
-from kfp_yolo.pipelines.config import RunConfig
+from kfp_yolo.components.config.run_config import RunConfig
 
 __all__ = ["ANSI", "TASKS", "TASK_ENDED", "TASK_STARTED", "collect_summary", "format_summary",
            "run_failure"]

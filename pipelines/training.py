@@ -23,6 +23,9 @@ from collections.abc import Callable
 from kfp import dsl, kubernetes
 from kfp.dsl.pipeline_channel import PipelineChannel
 
+from kfp_yolo.components.config.checks import CLUSTER_JOB_KEYS, CONFIG_JSON, NODE_POOLS
+from kfp_yolo.components.config.run_config import COMPILE_TIME, RunConfig, parameter_specs
+from kfp_yolo.components.config.serving_keys import DEPLOY_TIMEOUT_MAX
 from kfp_yolo.components.launchers.cluster import SECRET_KEYS
 from kfp_yolo.components.steps import (
     build_tensorrt_component,
@@ -37,9 +40,6 @@ from kfp_yolo.components.steps import (
     search_component,
     train_component,
 )
-from kfp_yolo.pipelines.checks import CLUSTER_JOB_KEYS, CONFIG_JSON, NODE_POOLS
-from kfp_yolo.pipelines.config import COMPILE_TIME, RunConfig, parameter_specs
-from kfp_yolo.pipelines.serving_keys import DEPLOY_TIMEOUT_MAX
 
 __all__ = ["NODE_POOLS", "PIPELINE_NAME", "SEARCH_KEYS", "build_pipeline", "compiled_settings"]
 
@@ -284,7 +284,7 @@ def build_pipeline(cfg: RunConfig, *, node_pools: str | None = None,
             without them (kfp.local ignores them anyway).
     """
     if node_pools is None:
-        from kfp_yolo.components.pools import catalog_json
+        from kfp_yolo.components.k8s.pools import catalog_json
 
         node_pools = catalog_json()
     specs = [(name, py_type, getattr(cfg, name), text)

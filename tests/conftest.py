@@ -16,10 +16,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/ holds helpers (s3server) beside tests
 
+# fixtures of the helper modules, for every test under tests/ (no test imports another test)
+from kfp_fake import config_file, kfp_server  # noqa: E402, F401
 from mlflowserver import MLflowServer, mlflow_binary  # noqa: E402
 from s3server import SeaweedS3, weed_binary  # noqa: E402
+from testdata import COCO8  # noqa: E402
 
-COCO8 = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "coco8"
 FRESH_ENV = ("HOME", "YOLO_CONFIG_DIR", "MPLCONFIGDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME",
              "XDG_DATA_HOME", "XDG_STATE_HOME")
 _fresh_root: Path | None = None
@@ -142,9 +144,9 @@ def mlflow_env(mlflow_server: MLflowServer, monkeypatch: pytest.MonkeyPatch) -> 
 
 @pytest.fixture
 def coco8(tmp_path: Path) -> Path:
-    """A private copy of ../shared/datasets/coco8 with `path:` made absolute."""
+    """A private copy of tests/data/coco8 with `path:` made absolute."""
     if not COCO8.is_dir():
-        pytest.skip(f"{COCO8} is absent (the shared sample datasets are not on this machine)")
+        pytest.skip(f"{COCO8} is absent (tests/data/coco8 holds it in the repository)")
     copy = tmp_path / "coco8"
     shutil.copytree(COCO8, copy)
     data_yaml = copy / "data.yaml"
@@ -183,8 +185,8 @@ def probe_cache(config_dir: Path) -> Path:
 def compiled_pipeline(tmp_path_factory: pytest.TempPathFactory):
     """compiled_pipeline(config_path, overrides) -> the YAML `kfp-yolo compile` writes for it,
     compiled once per session (a compile takes seconds; several test modules read the same)."""
+    from kfp_yolo.components.config.file import load_config
     from kfp_yolo.pipelines.cmd_compile import compile_pipeline
-    from kfp_yolo.pipelines.config_file import load_config
 
     cache: dict[tuple, Path] = {}
 

@@ -2,7 +2,7 @@
 
 The real server (Go, with a database) cannot run here. This one keeps registered models,
 versions and artifacts in memory, and holds every request and every answer to the OpenAPI
-spec in ../shared/schemas/model-registry.openapi.yaml: the path and method must be an
+spec in tests/data/schemas/model-registry.openapi.yaml: the path and method must be an
 operation of the spec, every query parameter one it declares (with a valid value), the bearer
 token the one expected, the JSON body valid against the operation's requestBody schema, and
 the stand-in's own answer valid against the response schema for its status. Bodies are
@@ -33,9 +33,9 @@ import jsonschema
 import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
+from testdata import SCHEMAS
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "schemas" / \
-    "model-registry.openapi.yaml"
+SPEC_PATH = SCHEMAS / "model-registry.openapi.yaml"
 BASE = "/api/model_registry/v1alpha3"
 V1 = "/api/model_registry/v1/"
 """The prefix the model-registry 0.3.18 client calls: kubeflow/hub#2992 made v1 of v1alpha3 by

@@ -1,6 +1,6 @@
 """A stand-in for the Kubeflow Trainer's status endpoint: HTTPS on loopback with a self-signed
 certificate made here, checking every body against the trainerStatus schema of the v2.3.0
-TrainJob CRD (../shared/schemas) and the bearer token.
+TrainJob CRD (tests/data/schemas) and the bearer token.
 
     with StatusServer(tmp_path, schema) as server:
         settings = server.settings()   # TrainerStatusSettings: URL, CA file, token file
@@ -17,11 +17,12 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from testdata import SCHEMAS
+
 __all__ = ["NAMESPACE", "StatusServer", "TRAINJOB", "self_signed", "status_path",
            "trainer_status_schema"]
 
-CRD = (Path(__file__).resolve().parents[2] / "shared" / "schemas"
-       / "trainer.kubeflow.org_trainjobs.yaml")
+CRD = SCHEMAS / "trainer.kubeflow.org_trainjobs.yaml"
 
 NAMESPACE, TRAINJOB = "team-a", "run-1"
 _RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
@@ -33,7 +34,7 @@ def status_path(namespace: str = NAMESPACE, name: str = TRAINJOB) -> str:
 
 def trainer_status_schema() -> dict | None:
     """status.trainerStatus of the v2.3.0 TrainJob CRD (strict: unknown fields refused), or
-    None when ../shared/schemas is absent."""
+    None when tests/data/schemas is absent."""
     import yaml
 
     if not CRD.exists():

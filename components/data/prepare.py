@@ -37,12 +37,11 @@ import yaml
 from kfp_yolo.components import storage
 from kfp_yolo.components.data import formats
 from kfp_yolo.components.data.checks import Checked, check_boxes, check_leaks, validate
-from kfp_yolo.components.data.layout import Layout, discover, fetch, label_path, refuse_inside
+from kfp_yolo.components.data.layout import Layout, discover, label_path
+from kfp_yolo.components.data.source import fetch, local_folder, refuse_inside
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.reports.escape import md_cell, md_code, md_text
 
-__all__ = ["PreparedDataset", "check_dataset", "prepare_dataset",
-           "render_report"]
+__all__ = ["PreparedDataset", "check_dataset", "prepare_dataset"]
 
 log = logging.getLogger(__name__)
 
@@ -214,10 +213,10 @@ def _local_export(uri: str, out_dir: Path) -> Path | None:
     if not uri.strip() or storage.is_remote(uri) or urlparse(uri).scheme == "synthetic":
         return None
     try:
-        source = storage.local_path(uri).expanduser()
+        source = local_folder(uri)
     except UserError:
         return None  # fetch names the problem
-    if not source.is_dir() or formats.detect(source) == "yolo":
+    if formats.detect(source) == "yolo":
         return None
     refuse_inside(out_dir, source, what="where the prepared dataset goes,")
     return source
@@ -304,60 +303,7 @@ def _publish(out_dir: Path, splits: dict[str, list[Checked]]) -> None:
                 label.write_text("\n".join(item.rows) + "\n")
 
 
-def render_report(prepared: PreparedDataset) -> str:
-    """A Markdown description of the prepared dataset."""
-    s = prepared.stats
-    background = s.get("background_images", {})
-    lines = ["# Dataset", "",
-             "| | train | val |", "|---|---|---|",
-             f"| images | {s['train_images']} | {s['val_images']} |",
-             f"| background images | {background.get('train', 0)} | {background.get('val', 0)} |",
-             "", f"Content hash: `{prepared.content_hash}`", "",
-             "## Instances per class", "", "| class | train | val | total |", "|---|---|---|---|"]
-    per_split = s.get("instances_per_split", {})
-    for name, total in s["instances"].items():
-        train = per_split.get("train", {}).get(name, "")
-        val = per_split.get("val", {}).get(name, "")
-        lines.append(f"| {md_cell(name)} | {train} | {val} | {total} |")
-    boxes = s.get("boxes")
-    if boxes and boxes.get("count"):
-        lines += ["", "## Boxes", "",
-                  f"{boxes['count']} boxes; small (< 32² px) {boxes['sizes']['small']}, medium "
-                  f"{boxes['sizes']['medium']}, large (>= 96² px) {boxes['sizes']['large']}.", "",
-                  "| fraction of image | min | p10 | p50 | p90 | max |",
-                  "|---|---|---|---|---|---|"]
-        for side in ("width", "height"):
-            q = boxes[side]
-            lines.append(f"| {side} | {q['min']} | {q['p10']} | {q['p50']} | {q['p90']} | "
-                         f"{q['max']} |")
-    if "image_size" in s:
-        lines += ["", f"Image sizes (h x w): {s['image_size']['min_hw']} to "
-                      f"{s['image_size']['max_hw']}."]
-    if prepared.conversion:
-        lines += ["", *_source_lines(prepared.conversion, prepared.names)]
-    if prepared.warnings:
-        lines += ["", "## Warnings", ""] + [f"- {md_text(w)}" for w in prepared.warnings]
-    return "\n".join(lines) + "\n"
 
 
-_FORMATS = {"coco": "COCO JSON", "ndjson": "ultralytics NDJSON", "voc": "Pascal VOC"}
 
 
-def _source_lines(source: dict, names: list[str]) -> list[str]:
-    """The report's account of a conversion: format, files, class ids, what was changed."""
-    ids = source.get("source_class_ids") or {}
-    splits = "the export's own" if source["splits"] == "export" else "by val_fraction"
-    lines = ["## Source", "",
-             f"Converted from a {md_text(_FORMATS.get(source['format'], source['format']))} "
-             f"export ({md_text(source['layout'])} layout): "
-             f"{', '.join(md_code(f) for f in source['files'])}; splits: {splits}."]
-    if ids:
-        lines += ["", "| class | name | id in the export |", "|---|---|---|"]
-        lines += [f"| {index} | {md_cell(names[int(index)])} | {md_cell(source_id)} |"
-                  for index, source_id in ids.items()]
-    changed = {**source.get("counts", {}), **{f"left out ({k})": v
-                                              for k, v in source.get("left_out", {}).items()}}
-    if changed:
-        lines += ["", "; ".join(f"{md_text(k.replace('_', ' '))}: {md_text(v)}"
-                                for k, v in changed.items()) + "."]
-    return lines

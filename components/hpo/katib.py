@@ -10,22 +10,19 @@ device-hours from each trial's start and completion times x the GPUs of a trial.
 
 from __future__ import annotations
 
-import signal
 import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from kfp_yolo.components.errors import JobFailed, UserError
+from kfp_yolo.components.errors import JobFailed, Stopped, UserError
 from kfp_yolo.components.hpo.budget import TrialCost
 from kfp_yolo.components.hpo.experiment import GROUP, METRIC, PLURAL, VERSION, build_experiment
 from kfp_yolo.components.hpo.result import SearchResult, TrialRecord
 from kfp_yolo.components.hpo.space import SearchSpace
-from kfp_yolo.components.launchers.cluster import (
-    cluster_settings,
-    default_api_client,
-    status_message,
-)
+from kfp_yolo.components.k8s.api import default_api_client, status_message
+from kfp_yolo.components.launchers.cluster import cluster_settings
+from kfp_yolo.components.signals import stop_on_signals
 from kfp_yolo.components.spec import TrainSpec
 
 __all__ = ["KatibSearch", "run_katib_search"]
@@ -83,20 +80,19 @@ class KatibSearch:
     def run(self) -> list[TrialRecord]:
         """Creates the Experiment and waits for its end; returns its trials."""
         ended = created = False
-        previous = None
-        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-            previous = signal.signal(signal.SIGTERM, _stop)
         try:
-            self._create()
-            created = True
-            self._wait()
-            ended = not self.budget_reached
-            return self.trials()
+            with stop_on_signals():  # the one SIGTERM policy: the deletion below finishes
+                self._create()
+                created = True
+                self._wait()
+                ended = not self.budget_reached
+                return self.trials()
+        except Stopped as stopped:
+            # the step ends with 143, without a traceback, as a terminated process does
+            raise SystemExit(stopped.exit_code) from None
         finally:
             if created and not ended:
                 self.delete()
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
 
     def _create(self) -> None:
         from kubernetes.client.exceptions import ApiException
@@ -215,14 +211,10 @@ class KatibSearch:
                           f"{self.namespace} delete experiment {self.name}")
 
 
-def _stop(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 def run_katib_search(config: dict[str, Any], space: SearchSpace, dataset_uri: str,
                      cost: TrialCost | None, **kwargs: Any) -> SearchResult:
     """The search step's cluster path: the Experiment for config, run to its end."""
-    from kfp_yolo.components.hpo.runner import base_spec
+    from kfp_yolo.components.hpo.trial import base_spec
 
     spec: TrainSpec = base_spec(config, dataset_uri, config["output_uri"])
     experiment = build_experiment(spec, experiment_cluster(config), space,
@@ -246,7 +238,7 @@ def run_katib_search(config: dict[str, Any], space: SearchSpace, dataset_uri: st
 
 def experiment_cluster(config: dict[str, Any]) -> Any:
     """The trials' ClusterSettings: the training job's (config keys and the plan's placement)."""
-    from kfp_yolo.components.pools import node_affinity
+    from kfp_yolo.components.k8s.pools import node_affinity
 
     return cluster_settings(
         "trainjob", image=config["image"], namespace=config["namespace"],

@@ -11,29 +11,18 @@ from typing import Any
 from kfp_yolo.components.hpo.budget import TrialCost, check_budget
 from kfp_yolo.components.hpo.result import SearchResult, TrialRecord, format_table
 from kfp_yolo.components.hpo.space import SearchSpace, apply_values
-from kfp_yolo.components.spec import TrainSpec
+from kfp_yolo.components.hpo.trial import base_spec
 
-__all__ = ["base_spec", "price_of", "run_search", "run_search_step"]
+__all__ = ["price_of", "run_search", "run_search_step"]
 
 
-def base_spec(config: dict[str, Any], dataset: str, output_uri: str) -> TrainSpec:
-    """The training's TrainSpec that every trial varies (the train step's, without outputs)."""
-    return TrainSpec(
-        run_id=config["run_id"], dataset_uri=dataset, model=config["model"],
-        imgsz=int(config["imgsz"]), epochs=int(config["hpo_epochs"]),
-        batch=int(config["batch"]), precision=config["precision"],
-        optimizer=config["optimizer"], lr0=float(config["lr0"]), seed=int(config["seed"]),
-        workers=int(config["workers"]), cache=config["cache"], nodes=1,
-        procs_per_node=int(config["procs_per_node"]), checkpoint_uri="",
-        output_uri=output_uri, hyp={"fraction": float(config["hpo_fraction"])}
-        if float(config["hpo_fraction"]) < 1 else {})
 
 
 def price_of(pool: str, node_pools: str) -> float | None:
     """The catalog's price per GPU-hour of `pool` (None: no price, or no such pool)."""
     if not node_pools:
         return None
-    from kfp_yolo.components.pools import load_pools_text
+    from kfp_yolo.components.k8s.pools import load_pools_text
 
     return next((p.hourly_price for p in load_pools_text(node_pools) if p.name == pool), None)
 
@@ -85,7 +74,7 @@ def run_search(config: dict[str, Any], dataset: str, workdir: Path, cost: TrialC
 
 def write_outputs(result: SearchResult, report_path: str | Path, title: str) -> None:
     """The HTML report at report_path and search.json beside it."""
-    from kfp_yolo.components.hpo.report import render_report
+    from kfp_yolo.components.reports.search import render_report
 
     report = Path(report_path)
     report.parent.mkdir(parents=True, exist_ok=True)

@@ -13,11 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.launchers.cluster import (
-    cluster_settings,
-    default_api_client,
-    status_message,
-)
+from kfp_yolo.components.k8s.api import default_api_client, status_message
+from kfp_yolo.components.launchers.cluster import cluster_settings
 from kfp_yolo.components.launchers.kinds import PYTORCHJOB, TRAINJOB, JobKind
 from kfp_yolo.components.spec import TrainSpec
 

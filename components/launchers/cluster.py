@@ -1,13 +1,11 @@
-"""What every cluster launcher shares: the settings, names, labels, owner and API client.
+"""What every cluster launcher shares: the settings, names, labels and owner.
 
-Plain values and small functions; the kubernetes client is imported only by
-`default_api_client`, when a job is really launched.
+Plain values and small functions; the API client and its error sentences are k8s/api.py's.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -15,13 +13,12 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.k8s_names import DNS_LABEL, DNS_SUBDOMAIN, LABEL_VALUE, check
+from kfp_yolo.components.k8s.names import DNS_LABEL, DNS_SUBDOMAIN, LABEL_VALUE, check
 from kfp_yolo.components.tracking.mlflow_log import CREDENTIAL_KEYS as MLFLOW_CREDENTIAL_KEYS
 
-__all__ = ["MLFLOW_CREDENTIAL_KEYS", "NO_CLUSTER", "PRIORITY_LABEL", "QUEUE_LABEL", "RUN_LABEL",
-           "SECRET_KEYS", "SPEC_ANNOTATION", "ClusterSettings", "Owner", "check_name",
-           "cluster_config_problem", "cluster_settings", "default_api_client", "job_name",
-           "owner_from_env", "owner_reference", "status_message"]
+__all__ = ["MLFLOW_CREDENTIAL_KEYS", "PRIORITY_LABEL", "QUEUE_LABEL", "RUN_LABEL", "SECRET_KEYS",
+           "SPEC_ANNOTATION", "ClusterSettings", "Owner", "check_name", "cluster_settings",
+           "cluster_settings_from", "job_name", "owner_from_env", "owner_reference"]
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
@@ -146,6 +143,21 @@ def cluster_settings(launcher: str, **settings: Any) -> ClusterSettings:
     return ClusterSettings(**settings)
 
 
+RENAMED = {"active_deadline_s": "job_timeout_s"}
+"""ClusterSettings fields whose config key has another name: {field: config key}."""
+_PLACEMENT = frozenset({"node_affinity", "tolerations", "owner"})
+"""Fields the plan step's outputs (or the step's own pod) decide, never a config key."""
+
+
+def cluster_settings_from(values: Mapping[str, Any], **given: Any) -> dict[str, Any]:
+    """The cluster launcher's settings from checked config values: the one place config keys
+    become ClusterSettings fields (by name; RENAMED names the exceptions), plus `given`
+    (placement, forwarded variables), for get_launcher / ClusterSettings."""
+    settings = {f.name: values[RENAMED.get(f.name, f.name)] for f in fields(ClusterSettings)
+                if f.name not in _PLACEMENT and RENAMED.get(f.name, f.name) in values}
+    return {**settings, **given}
+
+
 def check_name(key: str, value: str) -> None:
     """Refuses a value the API server would refuse for key (one sentence stating the rule)."""
     if key == "namespace":
@@ -171,43 +183,3 @@ def owner_reference(owner: Owner) -> dict:
     # Not a controller reference: Kueue would take a job controlled by a Pod for a child of a
     # pod workload and never admit it on its own.
     return {"apiVersion": "v1", "kind": "Pod", "name": owner.name, "uid": owner.uid}
-
-
-def status_message(exc: Any) -> str:
-    """The API server's Status message of an ApiException."""
-    try:
-        return json.loads(exc.body).get("message") or str(exc.reason)
-    except (TypeError, ValueError, AttributeError):
-        return str(getattr(exc, "reason", exc))
-
-
-NO_CLUSTER = ("a cluster launcher (pytorchjob, trainjob or auto) found no Kubernetes cluster "
-              "to create the job in: no in-cluster service account and no kubeconfig "
-              "(KUBECONFIG or ~/.kube/config); run it in a cluster, point KUBECONFIG at one, "
-              "or set launcher=local.")
-
-
-def cluster_config_problem(environ: Mapping[str, str] | None = None) -> str | None:
-    """None when a kubernetes client can be configured here, else NO_CLUSTER (cheap: no API
-    call, no kubernetes import), so a run can refuse before it prepares any data."""
-    environ = os.environ if environ is None else environ
-    token = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-    if environ.get("KUBERNETES_SERVICE_HOST") and os.path.exists(token):
-        return None
-    paths = [p for p in environ.get("KUBECONFIG", "").split(os.pathsep) if p]
-    paths = paths or [os.path.expanduser("~/.kube/config")]
-    return None if any(os.path.isfile(p) for p in paths) else NO_CLUSTER
-
-
-def default_api_client() -> Any:
-    """An ApiClient from the in-cluster config, else the kubeconfig; neither is a UserError."""
-    from kubernetes import client, config
-
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        try:
-            config.load_kube_config()
-        except config.ConfigException as exc:  # not a traceback: one sentence, exit 2
-            raise UserError(f"{NO_CLUSTER.rstrip('.')} ({' '.join(str(exc).split())}).") from None
-    return client.ApiClient()

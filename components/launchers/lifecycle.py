@@ -19,21 +19,13 @@ kind each. For either kind:
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, ClassVar
 
-from kfp_yolo.components.errors import Fault, JobFailed, UserError
-from kfp_yolo.components.launchers.cluster import (
-    SPEC_ANNOTATION,
-    cluster_settings,
-    default_api_client,
-    owner_reference,
-    status_message,
-)
+from kfp_yolo.components.errors import Fault, JobFailed, Stopped, UserError
+from kfp_yolo.components.k8s.api import default_api_client, status_message
+from kfp_yolo.components.launchers.cluster import SPEC_ANNOTATION, cluster_settings, owner_reference
 from kfp_yolo.components.launchers.kinds import (
     PYTORCHJOB,
     TRAINJOB,
@@ -42,32 +34,11 @@ from kfp_yolo.components.launchers.kinds import (
     ended_container,
 )
 from kfp_yolo.components.progress import duration
+from kfp_yolo.components.signals import stop_on_signals
 from kfp_yolo.components.spec import TrainSpec
 from kfp_yolo.components.training.node import EXIT_BAD_INPUT, EXIT_OUT_OF_MEMORY
 
 __all__ = ["ClusterJobLauncher", "PyTorchJobLauncher", "TrainJobLauncher"]
-
-
-class _Terminated(BaseException):
-    """SIGTERM arrived: a BaseException so no `except Exception` on the way swallows it."""
-
-
-@contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signals reach the main thread only; its owner handles them
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        # A second SIGTERM must not interrupt the deletion the first one started.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise _Terminated()
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _log_key(stamp: str) -> tuple[str, int]:
@@ -112,16 +83,17 @@ class ClusterJobLauncher:
         manifest = self.job_kind.build(spec, self.cluster)
         name = manifest["metadata"]["name"]
         created = ended = False
-        with _sigterm_raises():
+        with stop_on_signals():
             try:
                 self._create_or_adopt(manifest)
                 created = True
                 failure = self._wait(name)
                 ended = True
-            except _Terminated:
+            except Stopped as stopped:
                 self._say(f"SIGTERM (the run was terminated): deleting {self._where(name)}")
                 created = True  # the create request may have reached the API server
-                raise SystemExit(128 + signal.SIGTERM) from None
+                # the step ends with 143, without a traceback, as a terminated process does
+                raise SystemExit(stopped.exit_code) from None
             finally:
                 # Anything but the job's own end (a timeout, SIGTERM, an API or local error)
                 # must not leave pods holding GPUs.

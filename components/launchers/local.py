@@ -27,8 +27,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from kfp_yolo.components.errors import JobFailed, UserError
+from kfp_yolo.components.errors import JobFailed, Stopped, UserError
 from kfp_yolo.components.runtime import parent_death_hook, usable_cpus
+from kfp_yolo.components.signals import stop_on_signals
 from kfp_yolo.components.spec import TrainSpec, check_batch_shape
 
 __all__ = ["JobStopped", "LocalLauncher"]
@@ -109,15 +110,14 @@ class LocalLauncher:
         if bad:
             raise UserError(f"node rank {bad[0]} is out of range for nodes={spec.nodes}.")
         scratch = self.scratch or Path(tempfile.mkdtemp(prefix=f"kfp-yolo-{spec.run_id}-"))
-        previous = None
-        if threading.current_thread() is threading.main_thread():
-            # A cancelled KFP task gets SIGTERM: stop torchrun and its workers with it.
-            previous = signal.signal(signal.SIGTERM, _raise_terminated)
         try:
-            self._run(spec, node_ranks, scratch)
+            # A cancelled KFP task gets SIGTERM: _run stops torchrun and its workers with it.
+            with stop_on_signals():
+                self._run(spec, node_ranks, scratch)
+        except Stopped as stopped:
+            # the step ends with 143, without a traceback, as a terminated process does
+            raise SystemExit(stopped.exit_code) from None
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
             if self.scratch is None:
                 shutil.rmtree(scratch, ignore_errors=True)
 
@@ -193,10 +193,6 @@ class _Node:
                     echo = False
         with contextlib.suppress(OSError, ValueError):
             sys.stdout.flush()
-
-
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
 
 
 def _terminate(procs: list[subprocess.Popen]) -> None:

@@ -11,7 +11,8 @@ import hashlib
 import json
 from typing import Any
 
-from kfp_yolo.components.k8s_names import label_value
+from kfp_yolo.components.k8s.names import label_value
+from kfp_yolo.components.k8s.pools import required_node_affinity
 from kfp_yolo.components.launchers.cluster import (
     MLFLOW_CREDENTIAL_KEYS,
     PRIORITY_LABEL,
@@ -23,7 +24,6 @@ from kfp_yolo.components.launchers.cluster import (
     job_name,
     owner_reference,
 )
-from kfp_yolo.components.pools import required_node_affinity
 from kfp_yolo.components.spec import TrainSpec
 
 __all__ = ["TRAIN_COMMAND", "build_env", "build_metadata", "build_resources", "build_volumes",

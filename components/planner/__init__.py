@@ -30,6 +30,7 @@ The constants of step 3 are calibrated against the real trainer on an H200 (the 
 figures are in estimate.py's docstring); benchmarks/gpu_memory.py measures them on a GPU.
 """
 
+from kfp_yolo.components.k8s.pools import node_affinity
 from kfp_yolo.components.planner.estimate import (
     CUDA_CONTEXT_MIB,
     FRAGMENTATION,
@@ -52,7 +53,6 @@ from kfp_yolo.components.planner.plan import (
     plan,
 )
 from kfp_yolo.components.planner.probe import BOXES_PER_IMAGE
-from kfp_yolo.components.pools import node_affinity
 from kfp_yolo.components.spec import OPTIMIZERS, PRECISIONS
 
 __all__ = ["BOXES_PER_IMAGE", "CUDA_CONTEXT_MIB", "FRAGMENTATION", "HEADROOM", "NCCL_MIB",

@@ -19,14 +19,14 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.k8s.pools import Pool
 from kfp_yolo.components.planner.history import nearest
-from kfp_yolo.components.planner.report import money
 from kfp_yolo.components.planner.throughput import (
     ModelWork,
     estimate_images_per_s,
     gpu_spec,
 )
-from kfp_yolo.components.pools import Pool
+from kfp_yolo.components.reports.plan import money
 
 __all__ = ["OBJECTIVES", "PoolRow", "choose", "pool_row"]
 

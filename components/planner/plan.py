@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.k8s.pools import Pool, node_affinity
 from kfp_yolo.components.planner.estimate import (
     HEADROOM,
     estimate_peak,
@@ -17,7 +18,6 @@ from kfp_yolo.components.planner.estimate import (
 )
 from kfp_yolo.components.planner.objective import OBJECTIVES, PoolRow, choose, pool_row
 from kfp_yolo.components.planner.throughput import gpu_spec
-from kfp_yolo.components.pools import Pool, node_affinity
 from kfp_yolo.components.spec import check_batch_shape
 
 __all__ = ["MIN_BATCHES_PER_EPOCH", "NOMINAL_BATCH", "Plan", "accumulate", "auto_batch",
@@ -186,7 +186,7 @@ def plan(model: str, *, imgsz: int, batch: int, world_size: int = 1, precision: 
             or not math.isfinite(deadline_h) or deadline_h < 0:
         raise UserError(f"deadline_h must be a number of hours, 0 for none, got {deadline_h!r}.")
     if pools is None:
-        from kfp_yolo.components.pools import load_pools
+        from kfp_yolo.components.k8s.pools import load_pools
 
         pools = load_pools()
     if not isinstance(world_size, int) or world_size < 1:

@@ -6,7 +6,7 @@ idempotent: registering a version a registry already holds (a retried publish) c
 is missing and creates nothing twice. A registry that cannot be reached raises a Fault (exit 1)
 whose one sentence names the registry and its address; `publish` then leaves `latest` alone.
 
-    registries = open_registries(mlflow_tracking_uri=..., model_registry_address=...)
+    registries = open_registries(...)         # configured.py: each adapter configured
     publish(..., registries=registries)      # files, manifest, each registry, then `latest`
     promote(..., registries=registries)      # each registry's champion, then `latest`
 """
@@ -20,8 +20,7 @@ from typing import Any, Protocol
 
 from kfp_yolo.components.errors import Fault
 
-__all__ = ["CHAMPION", "Registry", "Release", "RunSource", "open_registries", "registry_fault",
-           "serving_uri"]
+__all__ = ["CHAMPION", "Registry", "Release", "RunSource", "registry_fault", "serving_uri"]
 
 CHAMPION = "champion"
 """The alias (MLflow) / property (Model Registry) naming the version `latest` points at."""
@@ -92,29 +91,3 @@ def registry_fault(label: str, address: str, exc: BaseException, reason: str = "
     return Fault(f"{label} at {address} failed ({type(exc).__name__}: {reason}); `latest` was "
                  "not moved: run the publish (or promote) again once it answers, it resumes "
                  "this version.")
-
-
-def open_registries(*, mlflow_tracking_uri: str = "", model_registry_address: str = "",
-                    model_registry_token_path: str = "", storage_key: str = "",
-                    author: str = "kfp-yolo", timeout_s: float = TIMEOUT_S) -> list[Any]:
-    """The configured registries, each adapter imported only when it is configured.
-
-    Args:
-        mlflow_tracking_uri: MLFLOW_TRACKING_URI ('' = no MLflow).
-        model_registry_address: Kubeflow Model Registry's URL ('' = none).
-        model_registry_token_path: a file holding its bearer token ('' = the client's default:
-            $KF_PIPELINES_SA_TOKEN_PATH, else the pod's service-account token).
-        storage_key: the name of the Secret (KServe data connection) that reads the storage.
-    """
-    registries: list[Any] = []
-    if mlflow_tracking_uri:
-        from kfp_yolo.components.registries.mlflow_registry import MLflowRegistry
-
-        registries.append(MLflowRegistry(mlflow_tracking_uri))  # bounded by its HTTP settings
-    if model_registry_address:
-        from kfp_yolo.components.registries.kubeflow_registry import KubeflowModelRegistry
-
-        registries.append(KubeflowModelRegistry(
-            model_registry_address, token_path=model_registry_token_path,
-            storage_key=storage_key, author=author, timeout_s=timeout_s))
-    return registries

@@ -17,11 +17,11 @@ bounded time; the client is imported only when model_registry_address is set.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 from typing import Any
 
+from kfp_yolo.components.bounded import Bound, run_bounded
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.redact import register as register_secret
 from kfp_yolo.components.registries import CHAMPION, Release, registry_fault
@@ -74,13 +74,8 @@ class KubeflowModelRegistry:
         return client
 
     def _run(self, coro: Any) -> Any:
-        # One loop per call (the client opens and closes its HTTP session per call too): no
-        # loop is left open, and nest_asyncio's global patch is never needed.
-        loop = asyncio.new_event_loop()
-        try:
-            return loop.run_until_complete(asyncio.wait_for(coro, self.timeout_s))
-        finally:
-            loop.close()
+        # the client opens and closes its HTTP session per call too
+        return run_bounded(coro, Bound(timeout_s=self.timeout_s))
 
     def _call(self, work: Any) -> Any:
         """work(), with every failure of the client or the network as one Fault sentence."""

@@ -8,8 +8,8 @@ tags carry the metrics (`metric.<name>`), the dataset's content hash and our ver
 how a retried publish finds the version it registered before instead of adding a second.
 
 Bounded in time: mlflow's HTTP client retries with backoff for minutes by default; here every
-request has TIMEOUT_S and RETRIES (environment settings mlflow reads per request, set only
-when the user has not). Imported only when MLFLOW_TRACKING_URI is set (mlflow-skinny).
+request has BOUND (components/bounded.py: environment settings mlflow reads per request,
+set only where the user has not). Imported only when MLFLOW_TRACKING_URI is set (mlflow-skinny).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from kfp_yolo.components.bounded import Bound, bound_mlflow
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.registries import CHAMPION, Release, registry_fault
 from kfp_yolo.components.release.lineage import flat_lineage
@@ -27,8 +28,7 @@ VERSION_TAG = "kfp_yolo.version"
 """Tag of a model version (and its run) naming our published version."""
 ARTIFACT_PATH = "model"
 ATTACHED = ("model.onnx", "best.pt", "model.engine", "metrics.json", "data.yaml")
-_HTTP_SETTINGS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "20", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-                  "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+BOUND = Bound(timeout_s=20, retries=2)
 
 
 class MLflowRegistry:
@@ -37,8 +37,7 @@ class MLflowRegistry:
     label = "MLflow"
 
     def __init__(self, tracking_uri: str, *, run_id: str | None = None):
-        for key, value in _HTTP_SETTINGS.items():
-            os.environ.setdefault(key, value)
+        bound_mlflow(BOUND)  # the user's own MLFLOW_HTTP_REQUEST_* settings win
         from mlflow.tracking import MlflowClient
 
         self.tracking_uri = tracking_uri

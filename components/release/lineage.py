@@ -99,11 +99,15 @@ def read_chain(registry_uri: str, name: str, version: str) -> list[dict[str, Any
     """[{"version", "uri", "lineage"}, ...] from version back to the first one trained from
     scratch or from a file (or one published before lineage was recorded)."""
     from kfp_yolo.components import storage
-    from kfp_yolo.components.publish import finished_version
 
     chain: list[dict[str, Any]] = []
+    where = f"{registry_uri.rstrip('/')}/{name}"
     while version:
-        uri = finished_version(registry_uri, name, version, command="kfp-yolo lineage")
+        # storage's own check, not publish's: the registries' adapters import this module
+        uri = f"{where}/{version}"
+        if "/" in version or not storage.finished(uri):
+            raise UserError(f"{uri} is not a finished published version; `kfp-yolo lineage` "
+                            f"takes one of the versions under {where}/.")
         if any(link["version"] == version for link in chain) or len(chain) >= MAX_DEPTH:
             raise UserError(f"{uri}: the lineage chain loops back to {version}; its lineage.json "
                             "was edited by hand.")

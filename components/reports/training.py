@@ -10,7 +10,6 @@ HTML viewer.
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import math
@@ -20,6 +19,7 @@ from typing import Any
 
 from kfp_yolo.components.progress import duration
 from kfp_yolo.components.reports.escape import html_text as escape
+from kfp_yolo.components.reports.media import jpeg_data_uri
 from kfp_yolo.components.reports.svg import line_chart
 
 __all__ = ["best_epoch", "prediction_samples", "read_results", "render_training_report",
@@ -249,8 +249,8 @@ def render_training_report(results: Mapping[str, Sequence[float]], training: Map
     shape_rows = "".join(f"<tr><th>{escape(str(k))}</th><td>{escape(_fmt(v))}</td></tr>"
                          for k, v in shape.items())
     figures = "".join(
-        f'<figure><img alt="{escape(name)}" src="data:image/jpeg;base64,'
-        f'{base64.b64encode(data).decode()}"><figcaption>{escape(name)}</figcaption></figure>'
+        f'<figure><img alt="{escape(name)}" src="{jpeg_data_uri(data)}">'
+        f'<figcaption>{escape(name)}</figcaption></figure>'
         for name, data in samples)
     best_note = f"best epoch {best} (dashed line; its weights are best.pt)" if best else ""
     return "".join([
@@ -305,7 +305,7 @@ def train_step_report(weights_dir: str | Path, dataset_dir: str | Path, report_p
     """The train step's report: the run's shape, the pool's price from the catalog text
     `node_pools` (none when the pool is not in it), a few of the dataset's val images; returns
     the Metrics values."""
-    from kfp_yolo.components.pools import load_pools_text
+    from kfp_yolo.components.k8s.pools import load_pools_text
 
     chosen = ({p.name: p for p in load_pools_text(node_pools)}.get(pool) if node_pools
               else None)

@@ -26,9 +26,14 @@ def prepare_dataset_component(
     Raises:
         UserError: dataset_hash is pinned and the prepared data's content hash differs.
     """
+    from kfp_yolo.components.boundary import install
+
+    install()  # before any work: a failure from here on becomes the step's record
     from collections import namedtuple
 
-    from kfp_yolo.components.data.prepare import prepare_dataset, render_report
+    from kfp_yolo.components.data.prepare import prepare_dataset
+    from kfp_yolo.components.reports.dataset import render_report
+    from kfp_yolo.components.reports.media import fit_markdown
 
     prepared = prepare_dataset(dataset_uri, dataset.path, seed=seed, val_fraction=val_fraction)
     if dataset_hash and prepared.content_hash != dataset_hash:
@@ -47,7 +52,7 @@ def prepare_dataset_component(
             {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
         for key, value in source.items() if key != "files"})
     with open(report.path, "w") as handle:
-        handle.write(render_report(prepared))
+        handle.write(fit_markdown(render_report(prepared)))
     outputs = namedtuple("PrepareOutputs", ["content_hash", "nc", "train_images"])
     return outputs(prepared.content_hash, len(prepared.names), prepared.stats["train_images"])
 
@@ -90,18 +95,22 @@ def plan_resources_component(
         says how the batch was chosen, accumulate how many steps ultralytics accumulates,
         pool_rule why this pool (the objective).
     """
+    from kfp_yolo.components.boundary import install
+
+    install()  # before any work: a failure from here on becomes the step's record
     # KFP copies this function's source alone into the component: imports live here
     import tempfile
     from collections import namedtuple
 
-    from kfp_yolo.components.planner import plan
-    from kfp_yolo.components.planner.history import History, history_uri, load_history
-    from kfp_yolo.components.planner.report import markdown_report
-    from kfp_yolo.components.pools import (
+    from kfp_yolo.components.k8s.pools import (
         load_pools_text,
         pools_for_precision,
         required_node_affinity,
     )
+    from kfp_yolo.components.planner import plan
+    from kfp_yolo.components.planner.history import History, history_uri, load_history
+    from kfp_yolo.components.reports.media import fit_markdown
+    from kfp_yolo.components.reports.plan import markdown_report
     from kfp_yolo.components.training.warm_start import fetch_base_model
 
     # Before the planner: a missing, corrupt or wrong-task checkpoint is refused here, in one
@@ -132,8 +141,9 @@ def plan_resources_component(
     cost = trial_cost(result, epochs=hpo_epochs, fraction=hpo_fraction)
     check_budget(hpo_trials, hpo_budget_gpu_h, cost)
     with open(report.path, "w") as handle:
-        handle.write(markdown_report(result, history=uri, records=len(history.records),
-                                     ignored=history.ignored_note(shown=10)))
+        handle.write(fit_markdown(markdown_report(result, history=uri,
+                                                  records=len(history.records),
+                                                  ignored=history.ignored_note(shown=10))))
     if history.ignored:
         print(f"warning: throughput history {uri}: {history.ignored_note()}")
     print(f"plan: {result.peak_mib} MiB per GPU at batch {result.batch_per_gpu} per GPU "

@@ -18,6 +18,9 @@ def export_onnx_component(
     parity: Output[Metrics],
 ) -> NamedTuple("ExportOutputs", [("max_abs_diff", float)]):
     """KFP step: model.onnx into the Model artifact; fails when parity exceeds the tolerance."""
+    from kfp_yolo.components.boundary import install
+
+    install()  # before any work: a failure from here on becomes the step's record
     import os
     from collections import namedtuple
 
@@ -52,6 +55,9 @@ def build_tensorrt_component(
     latency: Output[Metrics],
 ) -> NamedTuple("TrtOutputs", [("status", str), ("reason", str)]):
     """KFP step: model.engine and its latency, or status `skipped` with the reason."""
+    from kfp_yolo.components.boundary import install
+
+    install()  # before any work: a failure from here on becomes the step's record
     import os
     from collections import namedtuple
 
@@ -110,16 +116,20 @@ def publish_component(
     dataset's content hash, the parent checkpoint the weights name, config_json's values and
     hash, the package version, image) goes into lineage.json, the model card and both registries.
     """
+    from kfp_yolo.components.boundary import install
+
+    install()  # before any work: a failure from here on becomes the step's record
     import json
     import os
     import tempfile
     from pathlib import Path
 
-    from kfp_yolo.components.publish import publish
-    from kfp_yolo.components.registries import RunSource, open_registries
+    from kfp_yolo.components.registries import RunSource
+    from kfp_yolo.components.registries.configured import open_registries
     from kfp_yolo.components.release.lineage import LINEAGE_FILE, build_lineage, flat_lineage
+    from kfp_yolo.components.release.publish import publish
     from kfp_yolo.components.release.serving_check import CHECK_JSON, expected_boxes
-    from kfp_yolo.components.triton import build_repository
+    from kfp_yolo.components.release.triton import build_repository
 
     if not registry_uri:
         print("publish skipped: registry_uri is empty")
@@ -196,18 +206,21 @@ def deploy_component(
 ) -> str:
     """KFP step: creates or updates the InferenceService of the published version, waits until
     it is Ready; returns its URL ('' when nothing was published)."""
+    from kfp_yolo.components.boundary import install
+
+    install()  # before any work: a failure from here on becomes the step's record
     from kfp_yolo.components import storage
-    from kfp_yolo.components.deploy import deploy_inferenceservice
     from kfp_yolo.components.errors import UserError
-    from kfp_yolo.components.kserve import (
+    from kfp_yolo.components.k8s.pools import load_pools_text
+    from kfp_yolo.components.registries import serving_uri
+    from kfp_yolo.components.release.deploy import deploy_inferenceservice
+    from kfp_yolo.components.release.kserve import (
         ServingSettings,
         build_inferenceservice,
         pool_tolerations,
         served_model,
     )
-    from kfp_yolo.components.pools import load_pools_text
-    from kfp_yolo.components.publish import verify_version
-    from kfp_yolo.components.registries import serving_uri
+    from kfp_yolo.components.release.publish import verify_version
 
     if not published_uri:
         print("deploy skipped: nothing was published (registry_uri is empty)")

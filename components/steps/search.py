@@ -28,6 +28,9 @@ def search_component(
     `trial_gpu_h` is the plan step's estimate of one trial on `pool`; `report` the search
     report (HTML), `metrics` its numbers (trials, pruned, best mAP50-95, GPU-hours).
     """
+    from kfp_yolo.components.boundary import install
+
+    install()  # before any work: a failure from here on becomes the step's record
     from collections import namedtuple
     from pathlib import Path
 

@@ -65,53 +65,46 @@ def train_component(
     from its YAML): the pods fine-tune from those bytes, and the weights' metadata names it as
     the parent.
     """
+    from kfp_yolo.components.boundary import install
+
+    install()  # before any work: a failure from here on becomes the step's record
+    values = dict(locals())  # the checked config values this step takes, by their keys
     import json
     import os
 
     from kfp_yolo.components import storage
+    from kfp_yolo.components.k8s.pools import node_affinity
     from kfp_yolo.components.launchers import get_launcher
-    from kfp_yolo.components.pools import node_affinity
+    from kfp_yolo.components.launchers.cluster import cluster_settings_from
     from kfp_yolo.components.reports.training import train_step_report
-    from kfp_yolo.components.spec import TrainSpec, default_checkpoint_uri
+    from kfp_yolo.components.spec import train_spec_from
     from kfp_yolo.components.tracking.mlflow_log import MlflowSettings, MlflowTracker
 
     remote = launcher != "local"
     # Training pods are not KFP tasks: on a cluster they read and write object storage directly.
     output_uri = weights.uri if remote else weights.path
     parent = dict(base_model.metadata) if base_model is not None else {}
-    start = model  # the plan step's fetched bytes, read as the dataset is when there are some
-    if parent.get("sha256"):
-        start = (f"{base_model.uri.rstrip('/')}/{parent['file']}" if remote
-                 else os.path.join(base_model.path, parent["file"]))
+    if parent.get("sha256"):  # the plan step's fetched bytes, read as the dataset is
+        values["model"] = (f"{base_model.uri.rstrip('/')}/{parent['file']}" if remote
+                           else os.path.join(base_model.path, parent["file"]))
+        values["model_sha256"] = str(parent["sha256"])
     if not lr0:  # a warm start: validate-config left it to what the plan step found
-        from kfp_yolo.pipelines.values import default_lr0
+        from kfp_yolo.components.config.values import default_lr0
 
-        lr0 = default_lr0(optimizer, fine_tune=bool(parent.get("sha256")))
-    spec = TrainSpec(
-        run_id=run_id, dataset_uri=dataset.uri if remote else dataset.path, model=start,
-        model_sha256=str(parent.get("sha256", "")),
-        imgsz=imgsz, epochs=epochs, batch=batch, precision=precision, optimizer=optimizer,
-        lr0=lr0, seed=seed, workers=workers, cache=cache, nodes=nodes,
-        procs_per_node=procs_per_node,
-        # empty: beside the weights, in object storage for a cluster job (as `job render` shows)
-        checkpoint_uri=checkpoint_uri or default_checkpoint_uri(output_uri),
-        output_uri=output_uri, hyp=dict(hyp))
+        values["lr0"] = default_lr0(optimizer, fine_tune=bool(parent.get("sha256")))
+    spec = train_spec_from(values, run_id=run_id, output_uri=output_uri,
+                           dataset_uri=dataset.uri if remote else dataset.path)
     # The pods require the planner's need (Gt need-1 MiB) and tolerate the chosen pool, as
     # the plan step's outputs say: the image's own copy of the catalog is not read.
-    settings = {} if not remote else {
-        "image": image, "namespace": namespace, "queue": queue,
-        "storage_secret": storage_secret, "workload_priority_class": workload_priority_class,
-        "service_account": service_account, "active_deadline_s": job_timeout_s,
-        "queue_timeout_s": queue_timeout_s, "priority_class": priority_class,
-        "backoff_limit": backoff_limit, "ttl_after_finished_s": ttl_after_finished_s,
-        "node_affinity": tuple(node_affinity(min_gpu_memory_mib)),
-        "tolerations": tuple(tolerations)}
+    settings = {} if not remote else cluster_settings_from(
+        values, node_affinity=tuple(node_affinity(min_gpu_memory_mib)),
+        tolerations=tuple(tolerations))
     # One MLflow run for the whole step: the pods log each epoch into it, the report follows.
     tracker = MlflowTracker(MlflowSettings.from_environ(), experiment=name, run_name=run_id)
     mlflow_run = tracker.start()  # '' when off, or when the server failed (warned once)
     forward = tracker.settings.with_run(mlflow_run).env() if mlflow_run else {}
     if remote:
-        settings.update(forward_env=tuple(forward.items()), mlflow_secret=mlflow_secret)
+        settings.update(forward_env=tuple(forward.items()))
     elif forward:
         settings["env"] = forward
     backend = get_launcher(launcher, **settings)
@@ -168,9 +161,14 @@ def evaluate_component(
     A single `bool` output on purpose: kfp.local resolves a dsl.If condition on a task's
     single `Output`, not on a named output of a NamedTuple.
     """
+    from kfp_yolo.components.boundary import install
+
+    install()  # before any work: a failure from here on becomes the step's record
     import os
 
-    from kfp_yolo.components.evaluate import champion_map50_95, evaluate, gate, render_report
+    from kfp_yolo.components.evaluate import champion_map50_95, evaluate, gate
+    from kfp_yolo.components.reports.evaluation import render_report
+    from kfp_yolo.components.reports.media import fit_markdown
     from kfp_yolo.components.tracking.mlflow_log import MlflowSettings, MlflowTracker
 
     # MLflow (when on): KFP's run for this task, else the training's run
@@ -191,8 +189,8 @@ def evaluate_component(
     for name, row in result.per_class.items():
         metrics.log_metric(f"mAP50-95/{name}", round(row["mAP50-95"], 6))
     with open(report.path, "w") as handle:
-        handle.write(render_report(result, min_map50_95=min_map50_95, passed=passed,
-                                   verdict=verdict))
+        handle.write(fit_markdown(render_report(result, min_map50_95=min_map50_95,
+                                                passed=passed, verdict=verdict)))
     report.metadata["verdict"] = verdict
     report.metadata["champion"] = (f"{champion[1]} (mAP50-95 {champion[0]:.4f})" if champion
                                    else "none published")
@@ -210,6 +208,9 @@ def gate_not_met_component(report: Input[Markdown]):
     step's failure (its message on the node and as the pod's termination message) is what
     ends the run FAILED, as `kfp-yolo run` exits 1 for the same values.
     """
+    from kfp_yolo.components.boundary import install
+
+    install()  # the failure below becomes the step's record (failure.json, termination log)
     from kfp_yolo.components.errors import JobFailed
 
     verdict = report.metadata.get("verdict", "the evaluate step gave no verdict")

@@ -13,7 +13,7 @@ def make_validate_config_component(parameters: list, compiled: dict):
     from `parameters` ((name, python type) of each pipeline parameter; the pipeline passes
     every one, so none has a default here and a changed default changes no step); `compiled`
     (the compile-time keys' values) is baked into its body. The function checks every value
-    with RunConfig's rules (kfp_yolo.pipelines.checks) and returns the checked values, which
+    with RunConfig's rules (kfp_yolo.components.config.checks) and returns the checked values, which
     the later steps take instead of the raw parameters.
     """
     import linecache
@@ -28,7 +28,9 @@ def make_validate_config_component(parameters: list, compiled: dict):
         '    """KFP step: every parameter checked with the config\'s rules, before any data or '
         'GPU."""\n'
         "    values = dict(locals())\n"
-        "    from kfp_yolo.pipelines.checks import check_run_parameters\n\n"
+        "    from kfp_yolo.components.boundary import install\n\n"
+        "    install()\n"
+        "    from kfp_yolo.components.config.checks import check_run_parameters\n\n"
         f"    return check_run_parameters(values, compiled={compiled!r})\n")
     filename = f"<kfp-yolo validate-config {abs(hash(source)):x}>"
     # inspect.getsource (which KFP calls) finds the source of exec'd code through linecache

@@ -6,7 +6,7 @@ the job's pods. With a run id everything goes into that run; without one a run i
 the experiment named after the config's `name`.
 
 `mlflow` (mlflow-skinny in the image) is imported on first use only. Every request is bounded
-(MLFLOW_HTTP_REQUEST_TIMEOUT / _MAX_RETRIES: MLflow's own defaults retry for minutes), and the
+(components/bounded.py, where the user's own MLFLOW_HTTP_REQUEST_* settings win), and the
 first error turns the tracker off with one warning: MLflow being down never fails or stalls a
 training for more than one bounded request.
 """
@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from kfp_yolo.components.bounded import Bound, bound_mlflow
 from kfp_yolo.components.redact import redact
 
 __all__ = ["CREDENTIAL_KEYS", "ENV_KEYS", "MlflowSettings", "MlflowTracker", "metric_name"]
@@ -36,8 +37,8 @@ ENV_KEYS = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")
 CREDENTIAL_KEYS = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME",
                    "MLFLOW_TRACKING_PASSWORD")
 """Credentials: forwarded to the pods only from a Secret (config key mlflow_secret)."""
-REQUEST_TIMEOUT_S = 5
-REQUEST_RETRIES = 1
+BOUND = Bound(timeout_s=5, retries=1)
+"""Each request to MLflow during training: a server that is down costs seconds, once."""
 _UNSAFE = re.compile(r"[^\w./\- :]")  # MLflow's key rule: letters, digits, _ - . / space :
 
 
@@ -181,11 +182,7 @@ class MlflowTracker:
 
     def _connect(self) -> Any:
         if self._client is None:
-            # MLflow reads these from the environment only; its defaults (120 s timeout, 7
-            # retries with backoff) would hold a training for minutes when the server is down.
-            os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(REQUEST_TIMEOUT_S)
-            os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(REQUEST_RETRIES)
-            os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
+            bound_mlflow(BOUND)  # the user's own MLFLOW_HTTP_REQUEST_* settings win
             os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # nothing else leaves
             from mlflow.tracking import MlflowClient
 

@@ -83,7 +83,7 @@ def registry_source(which: str, registry_uri: str, name: str) -> tuple[str, str]
     latest is the newest finished version, champion or not. UserError when there is none, or
     the named one is missing or half-written.
     """
-    from kfp_yolo.components.publish import finished_version, read_latest, version_uri
+    from kfp_yolo.components.release.publish import finished_version, read_latest, version_uri
 
     where = f"{registry_uri.rstrip('/')}/{name}"
     if which == "champion":

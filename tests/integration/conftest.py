@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kfp_yolo.components.synth import SynthSpec, synthesize
+from kfp_yolo.components.data.synth import SynthSpec, synthesize
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kfp_yolo.components.data.synth import SynthSpec, synthesize
 from kfp_yolo.components.errors import Stopped
-from kfp_yolo.components.synth import SynthSpec, synthesize
 from kfp_yolo.pipelines import cmd_quotas
 from kfp_yolo.pipelines.cli import main
 from kfp_yolo.pipelines.summary import run_failure
@@ -294,7 +294,7 @@ def test_run_with_wrong_s3_credentials_ends_with_their_sentence(tmp_path, s3_env
 
 
 def test_a_step_that_fails_on_a_fault_is_exit_1(tmp_path):
-    """A step's record decides: a non-input error is exit 1 and names its class; a step that
+    """A step's record decides: a non-input error is exit 1 with the CLI's sentence; a step that
     left no record (killed) is reported as such."""
     run_dir = tmp_path / "kfp-yolo-training-1"
     (run_dir / "prepare-dataset-component").mkdir(parents=True)
@@ -307,7 +307,9 @@ def test_a_step_that_fails_on_a_fault_is_exit_1(tmp_path):
     write_failure(OSError(5, "Input/output error"), run_dir / "prepare-dataset-component")
     failure = run_failure(run_dir, "prepare-dataset-component")
     assert failure["step"] == "prepare-dataset-component" and failure["exit_code"] == 1
-    assert failure["message"] == "OSError: [Errno 5] Input/output error"
+    # the CLI's verdict (components/verdict.py): the same sentence a command would print
+    assert failure["message"] == ("Input/output error; free the resource (disk space, memory) "
+                                  "and run again.")
     assert failure["type"] == "builtins.OSError"
 
 

@@ -5,30 +5,19 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from compiled_pipeline import _compile, _load, _tasks
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from kfp_yolo.components.config.run_config import COMPILE_TIME, RunConfig
 from kfp_yolo.pipelines.cli import main
-from kfp_yolo.pipelines.config import COMPILE_TIME, RunConfig
 from kfp_yolo.pipelines.training import NODE_POOLS
 
 GITOPS_CONFIG = Path(__file__).resolve().parents[2] / "k8s" / "gitops" / "train.yaml"
 
 
-def _load(output):
-    """(PipelineSpec document, PlatformSpec document): KFP writes both into one YAML file."""
-    documents = list(yaml.safe_load_all(output.read_text()))
-    return documents[0], (documents[1] if len(documents) > 1 else {})
 
 
-def _compile(tmp_path, *overrides):
-    output = tmp_path / "pipeline.yaml"
-    args = ["compile", "-o", str(output)]
-    for item in overrides:
-        args += ["--set", item]
-    assert main(args) == 0
-    return output
 
 
 @pytest.mark.parametrize("config", [None, GITOPS_CONFIG], ids=["demo", "gitops"])
@@ -80,23 +69,6 @@ GPU_TASKS = ("search-component", "train-component", "evaluate-component",
              "build-tensorrt-component")
 
 
-def _tasks(document: dict) -> dict[str, tuple[dict, tuple[str, ...]]]:
-    """task name -> (task, the condition tasks holding it, outermost first; () at the root).
-
-    Conditions nest: the gate's If/Else is a `condition-branches` task holding one sub-DAG per
-    branch, and deploy's If sits inside the gate's.
-    """
-    found: dict[str, tuple[dict, tuple[str, ...]]] = {}
-
-    def walk(dag: dict, chain: tuple[str, ...]) -> None:
-        for name, task in dag.get("tasks", {}).items():
-            found[name] = (task, chain)
-            inner = document["components"][task["componentRef"]["name"]].get("dag")
-            if inner:
-                walk(inner, (*chain, name))
-
-    walk(document["root"]["dag"], ())
-    return found
 
 
 def _producer(document: dict, task_name: str, reference: dict) -> dict:
@@ -219,7 +191,7 @@ def test_cluster_settings_reach_the_step_pods(tmp_path):
 
 def test_the_deploy_pod_outlives_any_deploy_timeout_the_ui_can_set(tmp_path):
     """deploy_timeout_s is a run-time parameter: the compiled pod deadline is its largest value."""
-    from kfp_yolo.pipelines.serving_keys import DEPLOY_TIMEOUT_MAX
+    from kfp_yolo.components.config.serving_keys import DEPLOY_TIMEOUT_MAX
 
     executors = _platform_executors(_compile(tmp_path, "deploy_timeout_s=60"))
     assert int(executors["exec-deploy-component"]["activeDeadlineSeconds"]) == (

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from kfp_yolo.components.config.run_config import RunConfig
 from kfp_yolo.pipelines.cli import main
-from kfp_yolo.pipelines.config import RunConfig
 from kfp_yolo.pipelines.summary import collect_summary
 
 TINY = {"dataset_uri": "synthetic://shapes?images=24&imgsz=64", "imgsz": 64, "epochs": 1,

@@ -20,9 +20,9 @@ from kfp_yolo.components.data.prepare import (
     prepare_dataset,
     render_report,
 )
+from kfp_yolo.components.data.synth import SynthSpec, synthesize
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.steps import prepare_dataset_component
-from kfp_yolo.components.synth import SynthSpec, synthesize
 from kfp_yolo.pipelines.cli import main
 
 NAMES = ["circle", "square", "triangle"]

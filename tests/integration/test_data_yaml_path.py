@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kfp_yolo.components.data.prepare import check_dataset, prepare_dataset, render_report
+from kfp_yolo.components.data.prepare import check_dataset, prepare_dataset
+from kfp_yolo.components.data.synth import SynthSpec, synthesize
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.synth import SynthSpec, synthesize
+from kfp_yolo.components.reports.dataset import render_report
 
 
 def _nested(root: Path, path: object) -> Path:

@@ -7,7 +7,9 @@ import re
 
 import pytest
 
-from kfp_yolo.components.evaluate import MARKDOWN_LIMIT, EvalResult, evaluate, render_report
+from kfp_yolo.components.evaluate import EvalResult, evaluate
+from kfp_yolo.components.reports.evaluation import render_report
+from kfp_yolo.components.reports.media import MARKDOWN_LIMIT
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -15,9 +15,10 @@ import yaml
 from exports import WRITERS, read_yolo
 
 from kfp_yolo.components import storage
-from kfp_yolo.components.data.prepare import prepare_dataset, render_report
+from kfp_yolo.components.data.prepare import prepare_dataset
+from kfp_yolo.components.data.synth import SynthSpec, synthesize
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.synth import SynthSpec, synthesize
+from kfp_yolo.components.reports.dataset import render_report
 from kfp_yolo.pipelines.cli import main
 
 SPLIT = {"cvat", "coco-release", "roboflow", "ndjson", "voc"}

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kfp_yolo.components.synth import SynthSpec, synthesize
+from kfp_yolo.components.data.synth import SynthSpec, synthesize
 
 ROOT = Path(__file__).resolve().parents[2]
 GITOPS = str(ROOT / "k8s" / "gitops" / "train.yaml")

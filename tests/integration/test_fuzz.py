@@ -21,10 +21,10 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from kfp_yolo.components.synth import SynthSpec, synthesize
+from kfp_yolo.components.config.run_config import RunConfig
+from kfp_yolo.components.data.synth import SynthSpec, synthesize
 from kfp_yolo.pipelines import cmd_compile
 from kfp_yolo.pipelines.cli import main
-from kfp_yolo.pipelines.config import RunConfig
 
 EXAMPLES = int(os.environ.get("KFP_YOLO_FUZZ_EXAMPLES", "100"))
 """Examples per test; KFP_YOLO_FUZZ_EXAMPLES=5000 for a longer hunt than the suite's."""

@@ -23,11 +23,11 @@ from markdown_it import MarkdownIt
 
 from kfp_yolo.components.data.prepare import prepare_dataset
 from kfp_yolo.components.data.prepare import render_report as dataset_report
+from kfp_yolo.components.data.synth import SynthSpec, synthesize
 from kfp_yolo.components.evaluate import EvalResult
 from kfp_yolo.components.evaluate import render_report as evaluation_report
-from kfp_yolo.components.publish import render_model_card
+from kfp_yolo.components.reports.model_card import render_model_card
 from kfp_yolo.components.reports.training import render_training_report
-from kfp_yolo.components.synth import SynthSpec, synthesize
 
 HOSTILE = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>', "a|b"]
 CHROMIUM = next((found for name in ("chromium", "chromium-browser", "google-chrome")
@@ -159,9 +159,9 @@ def test_the_plan_report_escapes_the_catalog_and_history(probe_cache, tmp_path):
     ignored history records (any object name on a shared store)."""
     import dataclasses
 
+    from kfp_yolo.components.k8s.pools import load_pools
     from kfp_yolo.components.planner import plan
-    from kfp_yolo.components.planner.report import markdown_report
-    from kfp_yolo.components.pools import load_pools
+    from kfp_yolo.components.reports.plan import markdown_report
 
     pools = [dataclasses.replace(p, gpu_product=f"{HOSTILE[i % 3]} {p.gpu_product}")
              for i, p in enumerate(load_pools())]

@@ -2,7 +2,7 @@
 the training and the evaluation, the budget checked by the plan step (GPU placement with
 launcher local: test_compile.py's GPU_TASKS)."""
 
-from test_compile import _compile, _load, _tasks
+from compiled_pipeline import _compile, _load, _tasks
 
 SEARCH = "search-component"
 

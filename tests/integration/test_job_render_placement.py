@@ -16,8 +16,8 @@ def render(capsys, *argv: str) -> tuple[str, dict]:
 
 
 def test_job_render_places_the_job_where_the_planner_says(capsys):
+    from kfp_yolo.components.k8s.pools import load_pools
     from kfp_yolo.components.planner import plan
-    from kfp_yolo.components.pools import load_pools
 
     out, job = render(capsys, "--launcher", "pytorchjob", "--set", "batch=16", "--set",
                       "model=yolov5l.yaml", "--set", "imgsz=640", "--set", "precision=amp",

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from kfp_yolo.components.errors import Fault
-from kfp_yolo.components.publish import promote, publish, read_latest
-from kfp_yolo.components.registries import CHAMPION, RunSource, open_registries
+from kfp_yolo.components.registries import CHAMPION, RunSource
+from kfp_yolo.components.registries.configured import open_registries
 from kfp_yolo.components.registries.mlflow_registry import VERSION_TAG, MLflowRegistry
+from kfp_yolo.components.release.publish import promote, publish, read_latest
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -72,7 +73,7 @@ def test_a_retried_registration_creates_no_second_version(mlflow_env, tmp_path):
     (mlflow,) = open_registries(mlflow_tracking_uri=mlflow_env.uri)
     registry = str(tmp_path / "registry")
     uri = _publish(tmp_path, registry, "c", [mlflow], version="r1")
-    from kfp_yolo.components.publish import Release
+    from kfp_yolo.components.release.publish import Release
 
     again = Release(name="shapes", version="r1", uri=uri, serving_uri="")
     mlflow.register(again, champion=True)
@@ -102,7 +103,7 @@ def test_mlflow_down_fails_the_publish_and_keeps_latest(tmp_path, monkeypatch):
 def test_the_publish_step_registers_when_mlflow_tracking_uri_is_set(mlflow_env, tmp_path):
     from kfp.dsl import Dataset, Metrics, Model
     from mlflow.tracking import MlflowClient
-    from test_triton_repository import export
+    from triton_checks import export
 
     from kfp_yolo.components.steps import publish_component
 

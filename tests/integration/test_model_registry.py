@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from modelregistry_standin import SPEC_PATH, ModelRegistryStandIn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from modelregistry_standin import SPEC_PATH, ModelRegistryStandIn  # noqa: E402
-
-from kfp_yolo.components.errors import Fault, UserError  # noqa: E402
-from kfp_yolo.components.publish import promote, publish, read_latest  # noqa: E402
-from kfp_yolo.components.registries import CHAMPION, RunSource, open_registries  # noqa: E402
+from kfp_yolo.components.errors import Fault, UserError
+from kfp_yolo.components.registries import CHAMPION, RunSource
+from kfp_yolo.components.registries.configured import open_registries
+from kfp_yolo.components.release.publish import promote, publish, read_latest
 
 pytestmark = [pytest.mark.timeout(120),
               pytest.mark.skipif(not SPEC_PATH.is_file(), reason=f"{SPEC_PATH} is absent")]

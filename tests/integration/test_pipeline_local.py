@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from testdata import COCO8
 
 TINY = ["epochs=1", "dataset_uri=synthetic://shapes?images=32&imgsz=64", "imgsz=64", "batch=8",
         "workers=0"]
@@ -156,7 +157,7 @@ def test_export_step_fails_above_tolerance(passed_run, tmp_path):
 
 
 def test_the_published_version_holds_a_triton_repository_triton_parses(passed_run):
-    from test_triton_repository import check_against_onnx, parse_config
+    from triton_checks import check_against_onnx, parse_config
 
     _, summary = passed_run
     version = Path(summary["artifacts"]["published"])
@@ -178,8 +179,7 @@ def test_the_published_repository_loads_in_the_real_triton_and_answers(passed_ru
     _, summary = passed_run
     version = Path(summary["artifacts"]["published"])
     assert local_repository(version / "triton", tmp_path / "repository") == ["tiny", "tiny-onnx"]
-    image = next(Path(__file__).resolve().parents[2].joinpath(
-        "../shared/datasets/coco8/images/val").resolve().glob("*.jpg"))
+    image = next((COCO8 / "images" / "val").glob("*.jpg"))
     with LocalTriton(tmp_path / "repository", tmp_path) as server:
         names = class_names(server.url, "tiny")
         boxes = infer_image(server.url, "tiny", image.read_bytes(), conf=0.0, names=names)

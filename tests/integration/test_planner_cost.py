@@ -13,6 +13,7 @@ import yaml
 from planner_helpers import plan_json
 
 from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.k8s.pools import default_pools_path, load_pools
 from kfp_yolo.components.planner import plan
 from kfp_yolo.components.planner.history import (
     history_uri,
@@ -31,7 +32,6 @@ from kfp_yolo.components.planner.throughput import (
     gpu_spec,
     input_images_per_s,
 )
-from kfp_yolo.components.pools import default_pools_path, load_pools
 from kfp_yolo.components.training.trainer import job_summary
 from kfp_yolo.pipelines.cli import main as cli_main
 
@@ -376,7 +376,7 @@ def test_a_point_at_another_shape_is_scaled_by_the_model(probe_cache, tmp_path):
 
 
 def test_the_plan_step_reads_the_history_and_reports_the_table(probe_cache, tmp_path):
-    from kfp_yolo.components.pools import catalog_json
+    from kfp_yolo.components.k8s.pools import catalog_json
     from kfp_yolo.components.steps import plan_resources_component
 
     registry = tmp_path / "registry"
@@ -412,8 +412,8 @@ def test_job_render_places_the_job_where_the_objective_does(probe_cache, capsys)
 
 def test_a_pool_without_a_price_ranks_after_the_priced_ones():
     """Mixed catalog: cost never takes an unpriced pool while a priced one can run the job."""
+    from kfp_yolo.components.k8s.pools import Pool
     from kfp_yolo.components.planner.objective import PoolRow, choose
-    from kfp_yolo.components.pools import Pool
 
     def row(name, price, images_per_s):
         epoch = 10000 / images_per_s

@@ -17,6 +17,7 @@ import pytest
 from planner_helpers import plan_json, v5l_peak
 
 from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.k8s.pools import load_pools
 from kfp_yolo.components.planner import (
     CUDA_CONTEXT_MIB,
     FRAGMENTATION,
@@ -24,7 +25,6 @@ from kfp_yolo.components.planner import (
     fit_batch,
     probe,
 )
-from kfp_yolo.components.pools import load_pools
 
 ROOT = Path(__file__).resolve().parents[2]
 GIB = 1024

@@ -13,6 +13,7 @@ import pytest
 from planner_helpers import plan_json, v5l_peak
 
 from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.k8s.pools import GPU_MEMORY_LABEL, Pool, catalog_json, load_pools
 from kfp_yolo.components.planner import (
     MIN_BATCHES_PER_EPOCH,
     NOMINAL_BATCH,
@@ -26,7 +27,6 @@ from kfp_yolo.components.planner import (
     plan,
 )
 from kfp_yolo.components.planner.plan import accumulate
-from kfp_yolo.components.pools import GPU_MEMORY_LABEL, Pool, catalog_json, load_pools
 from kfp_yolo.components.steps import plan_resources_component
 from kfp_yolo.pipelines.cli import main as cli_main
 

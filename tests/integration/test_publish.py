@@ -13,7 +13,7 @@ import pytest
 from kfp_yolo.components import storage
 from kfp_yolo.components.atomic import PART_SUFFIX
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.publish import LATEST, default_version, publish, read_latest
+from kfp_yolo.components.release.publish import LATEST, default_version, publish, read_latest
 from kfp_yolo.components.steps import publish_component
 
 
@@ -161,7 +161,7 @@ def _artifact(kind, path: Path, **metadata):
 
 def test_component_collects_artifacts_and_skips_unbuilt_engine(tmp_path, monkeypatch):
     from kfp.dsl import Dataset, Metrics, Model
-    from test_triton_repository import export, parse_config
+    from triton_checks import export, parse_config
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     inputs = _inputs(tmp_path / "src", engine=False)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from test_submit import NEW_TOKEN, config_file, kfp_server  # noqa: F401
+from kfp_fake import NEW_TOKEN
 
 from kfp_yolo.pipelines import kfp_api
 from kfp_yolo.pipelines.cli import main
@@ -14,7 +14,7 @@ from kfp_yolo.pipelines.cli import main
 pytestmark = pytest.mark.timeout(300)
 
 
-def test_an_api_answering_each_call_in_20_s_still_submits(kfp_server, config_file,  # noqa: F811
+def test_an_api_answering_each_call_in_20_s_still_submits(kfp_server, config_file,
                                                           monkeypatch, capsys):
     state, host = kfp_server
     monkeypatch.setenv("KF_PIPELINES_TOKEN", NEW_TOKEN)

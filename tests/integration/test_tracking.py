@@ -38,7 +38,7 @@ def test_each_epoch_reaches_mlflow_and_the_trainjob_status(tmp_path, dataset, ml
 
     trainer_status = trainer_status_schema()
     if trainer_status is None:
-        pytest.skip("the TrainJob CRD is not in ../shared/schemas")
+        pytest.skip("the TrainJob CRD is not in tests/data/schemas")
     client = MlflowClient(tracking_uri=mlflow_server.uri)
     run_id = client.create_run(client.create_experiment("kfp-nested")).info.run_id
     (tmp_path / "status").mkdir()

@@ -66,7 +66,7 @@ def test_train_step_metrics(run):
     assert values["epochs_run"] == 3 and 1 <= values["best_epoch"] <= 3
     assert values["images_per_s"] > 0 and values["wall_time_s"] > 0
     assert values["gpu_hours"] == 0  # a CPU run holds no GPU
-    from kfp_yolo.components.pools import load_pools
+    from kfp_yolo.components.k8s.pools import load_pools
 
     pool = summary["plan"]["pool"]
     priced = {p.name for p in load_pools() if p.hourly_price is not None}

@@ -24,21 +24,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 from processes import stop_group
+from testdata import COCO8
 from tiny_detectors import NAMES, tiny_detector
 
 pytestmark = pytest.mark.timeout(600)
 
 IMGSZ = 96
 CONF = 0.5
-IMAGES = sorted(Path(__file__).resolve().parents[2].joinpath(
-    "../shared/datasets/coco8/images/val").resolve().glob("*.jpg"))
+IMAGES = sorted((COCO8 / "images" / "val").glob("*.jpg"))
 MODELS = {"v8": "yolov8n.yaml", "y26": "yolo26n.yaml"}
 
 
 def _publish(root: Path, name: str, model_yaml: str) -> tuple[Path, str]:
     from kfp_yolo.components.export_onnx import export_onnx, head_of, parity_check
-    from kfp_yolo.components.publish import publish
-    from kfp_yolo.components.triton import build_repository
+    from kfp_yolo.components.release.publish import publish
+    from kfp_yolo.components.release.triton import build_repository
 
     weights = tiny_detector(root / name, model_yaml, imgsz=IMGSZ)
     onnx = export_onnx(weights, root / name / "model.onnx", imgsz=IMGSZ)

@@ -56,7 +56,7 @@ BAD_VALUES = [
                                                  "invalid: it registers the version publish"),
     ("serving_service_account", "s" * 254, "is invalid: must be a Kubernetes name such as "
                                            "kfp-yolo-serving: 254 characters long"),
-    # the search's keys (pipelines/hpo_keys.py)
+    # the search's keys (components/config/hpo_keys.py)
     ("hpo_mosaic", "0:1", "hpo_mosaic='0:1' is invalid: give a range LOW..HIGH such as 0..1"),
     ("hpo_algorithm", "grid", "hpo_algorithm='grid' is invalid: Input should be 'tpe', "
                               "'multivariate-tpe' or 'random'"),

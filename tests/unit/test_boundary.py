@@ -4,6 +4,8 @@ executor_main) and imports kfp_yolo.components, as every step does."""
 
 from __future__ import annotations
 
+import ast
+import inspect
 import json
 import os
 import signal
@@ -22,21 +24,26 @@ from kfp_yolo.components.boundary import (
     owner_token,
 )
 from kfp_yolo.components.errors import Fault, JobFailed, UserError
+from kfp_yolo.components.steps.validate import make_validate_config_component
 
 STEP = """
 import sys, time
 sys.argv = [{argv0!r}, "--executor_input", {executor_input!r}, "--function_to_execute", "f"]
-import kfp_yolo.components
+{install}
 from kfp_yolo.components.errors import UserError
 {body}
 """
 
+INSTALL = "from kfp_yolo.components.boundary import install\ninstall()"
+"""What the first lines of every step body do (components/steps/)."""
+
 
 def _step(tmp_path: Path, body: str, env: dict | None = None,
-          argv0: str = "/venv/lib/kfp/dsl/executor_main.py") -> subprocess.CompletedProcess:
+          argv0: str = "/venv/lib/kfp/dsl/executor_main.py",
+          install: str = INSTALL) -> subprocess.CompletedProcess:
     executor_input = json.dumps({"outputs": {"outputFile": str(tmp_path / "task" /
                                                                 "executor_output.json")}})
-    code = STEP.format(argv0=argv0, executor_input=executor_input, body=body)
+    code = STEP.format(argv0=argv0, executor_input=executor_input, body=body, install=install)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, env={**os.environ, **(env or {})})
 
@@ -92,3 +99,33 @@ def test_a_reused_pid_is_not_the_owner():
     assert owner_alive(f"{pid}:{start}")
     if start:  # /proc is there: another start time is another process
         assert not owner_alive(f"{pid}:{int(start) + 1}")
+
+
+def test_importing_the_package_installs_nothing(tmp_path):
+    # the boundary is the step body's first call, not a side effect of an import
+    result = _step(tmp_path, 'raise UserError("x")', install="import kfp_yolo.components")
+    assert result.returncode == 1
+    assert not (tmp_path / "task" / "failure.json").exists()
+
+
+def _step_bodies() -> dict[str, list[ast.stmt]]:
+    """{step: its body after the docstring}: each step function, the validate step generated."""
+    bodies = {}
+    for path in (Path(__file__).resolve().parents[2] / "components" / "steps").glob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.FunctionDef) and node.name.endswith("_component") and \
+                    not node.name.startswith("make_"):
+                bodies[node.name] = node.body[1:]
+    validate = make_validate_config_component([("epochs", int)], {})
+    (node,) = ast.parse(inspect.getsource(validate)).body
+    # its first line keeps the parameters before any other name is bound
+    bodies[node.name] = [s for s in node.body[1:] if "dict(locals())" not in ast.unparse(s)]
+    return bodies
+
+
+def test_every_step_installs_its_boundary_first():
+    bodies = _step_bodies()
+    assert len(bodies) >= 10, sorted(bodies)  # validate, prepare, plan, search, train, ...
+    for name, body in bodies.items():
+        first = [ast.unparse(statement) for statement in body[:2]]
+        assert first == ["from kfp_yolo.components.boundary import install", "install()"], name

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 from kfp import dsl
-from test_pytorchjob import render
+from kube_fakes import render
 
 from kfp_yolo.components import launchers
 from kfp_yolo.components.spec import TrainSpec, default_checkpoint_uri

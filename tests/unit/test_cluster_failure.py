@@ -6,17 +6,8 @@ generic "job failed". Against a scripted API, as in test_pytorchjob.py."""
 from __future__ import annotations
 
 import pytest
-from test_pytorchjob import (
-    CREATED,
-    JOB,
-    JOBS,
-    LOG,
-    NS,
-    RUNNING,
-    job_state,
-    make_launcher,
-    make_spec,
-)
+from kube_fakes import NS, make_spec
+from pytorchjob_fakes import CREATED, JOB, JOBS, LOG, RUNNING, job_state, make_launcher
 
 from kfp_yolo.components.errors import JobFailed, UserError
 

@@ -6,8 +6,13 @@ import sys
 
 import pytest
 
+from kfp_yolo.components.config.file import load_config
+from kfp_yolo.components.config.run_config import (
+    COMPILE_TIME,
+    RunConfig,
+    parameter_specs,
+)
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.pipelines.config import COMPILE_TIME, RunConfig, load_config, parameter_specs
 
 
 def test_defaults_are_the_demo():

@@ -521,7 +521,7 @@ def test_an_image_linked_to_a_file_outside_the_export_is_refused(tmp_path, refus
 
 def test_an_image_above_pillows_bomb_limit_is_a_sentence_not_a_raw_warning(tmp_path, capfd,
                                                                           monkeypatch):
-    from kfp_yolo.components.synth import SynthSpec, synthesize
+    from kfp_yolo.components.data.synth import SynthSpec, synthesize
 
     synthesize(tmp_path / "ds", SynthSpec(images=6, imgsz=48, seed=1))
     # 48x48 = 2304 pixels: above a limit of 2000, below twice it; the same path as 10,000 px

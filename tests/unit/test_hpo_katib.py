@@ -10,15 +10,15 @@ import copy
 import json
 import re
 import signal
-from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
+from kube_fakes import NS, FakeClock, ScriptedHTTP, make_spec, status_error
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
-from test_pytorchjob import NS, FakeClock, ScriptedHTTP, make_spec, status_error
-from test_trainjob import settings
+from testdata import SCHEMAS
+from trainjob_fakes import settings
 
 from kfp_yolo.components.errors import JobFailed, UserError
 from kfp_yolo.components.hpo.budget import TrialCost
@@ -28,7 +28,6 @@ from kfp_yolo.components.hpo.space import SearchSpace
 from kfp_yolo.components.launchers.cluster import Owner
 from kfp_yolo.components.training.worker import trial_spec
 
-SCHEMAS = Path(__file__).resolve().parents[3] / "shared" / "schemas"
 SPACE = SearchSpace.from_config({"hpo_lr0": "0.0005..0.02", "hpo_mosaic": "0..1",
                                  "hpo_hsv": "0.5..1.5", "hpo_imgsz": "320,640", "imgsz": 640})
 EXPS = rf"/apis/kubeflow.org/v1beta1/namespaces/{NS}/experiments"
@@ -70,7 +69,7 @@ def experiment(**changes) -> dict:
 
 
 def test_the_experiment_is_valid_against_katibs_types_and_webhook(experiment_schema):
-    from test_k8s_manifests import crd_validator
+    from k8s_validation import crd_validator
 
     exp = experiment()
     errors = [f"{'.'.join(map(str, e.path))}: {e.message}"

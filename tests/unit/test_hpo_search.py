@@ -10,14 +10,14 @@ from types import SimpleNamespace
 
 import pytest
 
+from kfp_yolo.components.config.file import load_config
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.hpo.budget import TrialCost, check_budget, trial_cost, trials_that_fit
 from kfp_yolo.components.hpo.local import _Trial, trial_spec
-from kfp_yolo.components.hpo.report import render_report
 from kfp_yolo.components.hpo.result import SearchResult, TrialRecord, format_table
 from kfp_yolo.components.hpo.space import SearchSpace, apply_values, parse_hyp_args
+from kfp_yolo.components.reports.search import render_report
 from kfp_yolo.components.spec import TrainSpec
-from kfp_yolo.pipelines.config import load_config
 
 
 def spec(**changes) -> TrainSpec:

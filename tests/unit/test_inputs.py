@@ -103,7 +103,7 @@ def _check_fits(cpus: int, procs: int, mem_gib: int, images: int, batch: int) ->
 
 
 def test_dataset_size_from_the_files(tmp_path):
-    from kfp_yolo.components.synth import SynthSpec, synthesize
+    from kfp_yolo.components.data.synth import SynthSpec, synthesize
 
     synthesize(tmp_path, SynthSpec(images=10, imgsz=48))
     images = split_images(str(tmp_path / "images" / "train"))
@@ -139,8 +139,8 @@ def test_disk_cache_gives_the_pixels_no_cache_gives_and_ram_does_not(tmp_path):
     import torch
     import yaml
 
+    from kfp_yolo.components.data.synth import SynthSpec, synthesize
     from kfp_yolo.components.runtime import offline_environment
-    from kfp_yolo.components.synth import SynthSpec, synthesize
 
     offline_environment()
     data_yaml = synthesize(tmp_path, SynthSpec(images=40, imgsz=64))

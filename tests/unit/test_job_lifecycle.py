@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import test_pytorchjob as pj
-import test_trainjob as tj
+import pytorchjob_fakes as pj
+import trainjob_fakes as tj
+from kube_fakes import NS, make_spec, status_error
 
 from kfp_yolo.components.errors import JobFailed, UserError
 from kfp_yolo.components.launchers.cluster import SPEC_ANNOTATION
@@ -76,7 +77,7 @@ def test_a_finished_job_is_reported_and_kept(kind):
         ("GET", kind.job): [kind.created(), kind.running(), kind.running(), kind.succeeded()],
         **kind.logs("2026-11-02T10:00:00Z epoch 1\n"),
     })
-    launcher.launch(pj.make_spec())
+    launcher.launch(make_spec())
     (post,) = http.methods("POST")
     assert post[3]["kind"] == kind.name and post[3]["metadata"]["name"] == "exp-1"
     assert "epoch 1" in lines
@@ -85,9 +86,9 @@ def test_a_finished_job_is_reported_and_kept(kind):
 
 
 def test_failed_job_raises_its_reason_and_events_and_keeps_the_job(kind):
-    event = {"metadata": {"name": "e1", "namespace": pj.NS}, "type": "Warning",
+    event = {"metadata": {"name": "e1", "namespace": NS}, "type": "Warning",
              "reason": "BackoffLimitExceeded", "message": "Job has reached the backoff limit",
-             "involvedObject": {"kind": kind.name, "name": "exp-1", "namespace": pj.NS}}
+             "involvedObject": {"kind": kind.name, "name": "exp-1", "namespace": NS}}
     launcher, http, _ = kind.make_launcher({
         ("POST", kind.jobs): [(201, {})],
         ("GET", kind.job): [kind.running(), kind.failed("ReplicaFailed", "a replica failed")],
@@ -95,7 +96,7 @@ def test_failed_job_raises_its_reason_and_events_and_keeps_the_job(kind):
         **kind.logs(""),
     })
     with pytest.raises(JobFailed) as err:
-        launcher.launch(pj.make_spec())
+        launcher.launch(make_spec())
     message = str(err.value)
     assert "ReplicaFailed" in message and "a replica failed" in message
     assert "Job has reached the backoff limit" in message
@@ -112,7 +113,7 @@ def test_suspended_time_is_counted_apart_from_running_time(kind):
                                                    kind.succeeded()],
         **kind.logs(""),
     }, run_timeout_s=25)
-    launcher.launch(pj.make_spec())
+    launcher.launch(make_spec())
     text = "\n".join(lines)
     assert f"{kind.name} team-a/exp-1 is waiting for Kueue admission (queue kfp-yolo)" in text
     assert "admitted after 0m40s queued" in text
@@ -128,7 +129,7 @@ def test_timeout_deletes_the_job(kind):
     }, run_timeout_s=30)
     with pytest.raises(JobFailed, match=rf"{kind.name} team-a/exp-1 did not finish within "
                                         r"0m30s of admitted time"):
-        launcher.launch(pj.make_spec())
+        launcher.launch(make_spec())
     (delete,) = http.methods("DELETE")
     assert delete[1] == kind.job and delete[2]["propagationPolicy"] == "Foreground"
 
@@ -139,7 +140,7 @@ def test_queue_timeout_deletes_the_job(kind):
         ("GET", kind.job): [kind.queued()],
     }, queue_timeout_s=60)
     with pytest.raises(JobFailed, match=r"not admitted by Kueue within 1m00s \(queue 'kfp-yolo'\)"):
-        launcher.launch(pj.make_spec())
+        launcher.launch(make_spec())
     assert len(http.methods("DELETE")) == 1
 
 
@@ -155,7 +156,7 @@ def test_sigterm_deletes_the_job_and_exits(kind):
         **kind.logs(""),
     })
     with pytest.raises(SystemExit) as exited:
-        launcher.launch(pj.make_spec())
+        launcher.launch(make_spec())
     assert exited.value.code == 128 + signal.SIGTERM
     (delete,) = http.methods("DELETE")
     assert delete[1] == kind.job
@@ -170,9 +171,9 @@ def test_forbidden_create_names_the_missing_permission(kind):
                f'default-editor" cannot create resource "{plural}" in API group "{group}" in '
                'the namespace "team-a"')
     launcher, http, _ = kind.make_launcher(
-        {("POST", kind.jobs): [pj.status_error(403, "Forbidden", message)]})
+        {("POST", kind.jobs): [status_error(403, "Forbidden", message)]})
     with pytest.raises(UserError) as err:
-        launcher.launch(pj.make_spec())
+        launcher.launch(make_spec())
     text = str(err.value)
     assert text.startswith("permission denied: this step's service account may not create "
                            f"{kind.resource} in namespace 'team-a'; grant 'create' on "
@@ -185,13 +186,13 @@ def test_conflict_adopts_the_job_of_an_earlier_try(kind):
     existing["metadata"]["ownerReferences"] = [
         {"apiVersion": "v1", "kind": "Pod", "name": "old-pod", "uid": "old-uid"}]
     launcher, http, lines = kind.make_launcher({
-        ("POST", kind.jobs): [pj.status_error(409, "AlreadyExists",
+        ("POST", kind.jobs): [status_error(409, "AlreadyExists",
                                               f'{kind.resource} "exp-1" already exists')],
         ("GET", kind.job): [(200, existing), kind.succeeded()],
         ("PATCH", kind.job): [(200, existing)],
         **kind.logs(""),
     })
-    launcher.launch(pj.make_spec())
+    launcher.launch(make_spec())
     assert any(f"adopting {kind.name} team-a/exp-1" in line for line in lines)
     (patch,) = http.methods("PATCH")
     assert [ref["uid"] for ref in patch[3]["metadata"]["ownerReferences"]] == ["old-uid",
@@ -204,23 +205,23 @@ def test_conflict_with_a_different_job_is_refused(kind):
     other = kind.running()[1]
     other["metadata"]["annotations"][SPEC_ANNOTATION] = "something-else"
     launcher, http, _ = kind.make_launcher({
-        ("POST", kind.jobs): [pj.status_error(409, "AlreadyExists", "exists")],
+        ("POST", kind.jobs): [status_error(409, "AlreadyExists", "exists")],
         ("GET", kind.job): [(200, other)],
     })
     with pytest.raises(UserError, match=rf"a different {kind.name} named 'exp-1' already "
                                         rf"exists.*kubectl -n team-a delete {kind.name.lower()} "
                                         r"exp-1"):
-        launcher.launch(pj.make_spec())
+        launcher.launch(make_spec())
     assert not http.methods("DELETE")
 
 
 def test_a_passing_api_error_is_retried(kind):
     launcher, http, lines = kind.make_launcher({
         ("POST", kind.jobs): [(201, {})],
-        ("GET", kind.job): [pj.status_error(503, "ServiceUnavailable", "etcd leader changed"),
+        ("GET", kind.job): [status_error(503, "ServiceUnavailable", "etcd leader changed"),
                             kind.succeeded()],
         **kind.logs(""),
     })
-    launcher.launch(pj.make_spec())
+    launcher.launch(make_spec())
     assert any("retrying" in line for line in lines)
     assert not http.methods("DELETE")

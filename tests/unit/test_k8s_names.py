@@ -6,12 +6,12 @@ import json
 
 import pytest
 
+from kfp_yolo.components.config.file import load_config
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.k8s_names import DNS_LABEL, DNS_SUBDOMAIN, LABEL_VALUE, MODEL_NAME, check
+from kfp_yolo.components.k8s.names import DNS_LABEL, DNS_SUBDOMAIN, LABEL_VALUE, MODEL_NAME, check
+from kfp_yolo.components.k8s.pools import load_pools_text
+from kfp_yolo.components.k8s.quotas import render_quotas
 from kfp_yolo.components.launchers.cluster import ClusterSettings, check_name
-from kfp_yolo.components.pools import load_pools_text
-from kfp_yolo.components.quotas import render_quotas
-from kfp_yolo.pipelines.config import load_config
 
 
 @pytest.mark.parametrize(("rule", "good", "bad"), [
@@ -55,7 +55,7 @@ def test_the_catalog_and_the_quotas_state_the_rule():
 
 
 def test_publish_uses_the_run_name_rule(tmp_path):
-    from kfp_yolo.components.publish import publish
+    from kfp_yolo.components.release.publish import publish
 
     model = tmp_path / "best.pt"
     model.write_bytes(b"x")
@@ -67,6 +67,6 @@ def test_publish_uses_the_run_name_rule(tmp_path):
 @pytest.mark.parametrize("run_id", ["kfp-yolo-training-2026-12-02-06-44-04-216651", "Exp 1/a",
                                     "x" * 90, "---", "a" * 62 + "-b"])
 def test_a_run_id_becomes_a_valid_label_value(run_id):
-    from kfp_yolo.components.k8s_names import label_value
+    from kfp_yolo.components.k8s.names import label_value
 
     assert LABEL_VALUE.matches(label_value(run_id))

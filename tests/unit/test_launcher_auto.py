@@ -7,10 +7,10 @@ the API server may give: TrainJob served, only PyTorchJob served, neither, disco
 from __future__ import annotations
 
 import pytest
-from test_pytorchjob import NS, FakeClock, ScriptedHTTP, make_spec, status_error
-from test_pytorchjob import job_state as pytorchjob_state
-from test_trainjob import COMPLETE
-from test_trainjob import job_state as trainjob_state
+from kube_fakes import NS, FakeClock, ScriptedHTTP, make_spec, status_error
+from pytorchjob_fakes import job_state as pytorchjob_state
+from trainjob_fakes import COMPLETE
+from trainjob_fakes import job_state as trainjob_state
 
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.launchers import get_launcher

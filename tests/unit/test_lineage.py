@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from kfp_yolo.components.publish import publish
 from kfp_yolo.components.release.lineage import (
     LINEAGE_FILE,
     build_lineage,
@@ -15,6 +14,7 @@ from kfp_yolo.components.release.lineage import (
     flat_lineage,
     mask_uri,
 )
+from kfp_yolo.components.release.publish import publish
 from kfp_yolo.pipelines.cli import main
 
 SHA = "ab" * 32

@@ -6,17 +6,17 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_k8s_manifests import crd_validator
-from test_pytorchjob import full_settings, make_spec
+from k8s_validation import crd_validator
+from kube_fakes import full_settings, make_spec
 from train_step import cluster_settings_of_train_step
 
+from kfp_yolo.components.config.file import load_config
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.launchers.cluster import ClusterSettings
 from kfp_yolo.components.launchers.pytorchjob import build_pytorchjob
 from kfp_yolo.components.launchers.trainjob import build_trainjob
 from kfp_yolo.components.tracking.mlflow_log import CREDENTIAL_KEYS, MlflowSettings
 from kfp_yolo.pipelines.cli import main
-from kfp_yolo.pipelines.config import load_config
 
 FORWARD = (("MLFLOW_TRACKING_URI", "http://mlflow.mlflow.svc:5000"),
            ("MLFLOW_RUN_ID", "0a1b2c"), ("MLFLOW_EXPERIMENT_ID", "7"))

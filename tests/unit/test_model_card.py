@@ -5,7 +5,7 @@ nested dicts are common (the training's shape, the dataset's conversion)."""
 
 from __future__ import annotations
 
-from kfp_yolo.components.publish import render_model_card
+from kfp_yolo.components.reports.model_card import render_model_card
 
 
 def test_whole_floats_are_counts_and_nested_values_are_json():

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from kfp_yolo.components.config.file import load_config
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.pipelines.cli import main
-from kfp_yolo.pipelines.config import load_config
 
 
 def _shipped(name: str) -> Path:
@@ -87,9 +87,9 @@ def test_a_missing_model_file_is_not_refused_at_load_but_by_a_local_run(tmp_path
 
 def test_validate_config_refuses_a_missing_model_file_when_the_train_step_trains_locally(
         tmp_path):
-    from kfp_yolo.components.pools import catalog_json
-    from kfp_yolo.pipelines.checks import NODE_POOLS, check_run_parameters
-    from kfp_yolo.pipelines.config import COMPILE_TIME, RunConfig, run_time_values
+    from kfp_yolo.components.config.checks import NODE_POOLS, check_run_parameters
+    from kfp_yolo.components.config.run_config import COMPILE_TIME, RunConfig, run_time_values
+    from kfp_yolo.components.k8s.pools import catalog_json
 
     cfg = RunConfig(model=str(tmp_path / "m.pt"))
     values = {**run_time_values(cfg), NODE_POOLS: catalog_json()}

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from kfp_yolo.components.config.checks import PARAMETER_SOURCE
+from kfp_yolo.components.config.preflight import check_environment
+from kfp_yolo.components.config.run_config import RunConfig
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.pipelines.checks import PARAMETER_SOURCE
-from kfp_yolo.pipelines.config import RunConfig
-from kfp_yolo.pipelines.preflight import check_environment
 
 KFP_YOLO = Path(sys.executable).parent / "kfp-yolo"
 

@@ -7,9 +7,9 @@ import io
 import time
 
 from kfp_yolo.components import progress as progress_module
+from kfp_yolo.components.data.synth import SynthSpec, synthesize
 from kfp_yolo.components.progress import Progress
 from kfp_yolo.components.storage.transfer import Transfer
-from kfp_yolo.components.synth import SynthSpec, synthesize
 
 
 def test_quick_work_says_nothing():

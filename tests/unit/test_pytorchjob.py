@@ -7,18 +7,29 @@ answers each request in order and records it.
 
 from __future__ import annotations
 
-import copy
-import io
-import json
-import os
 import re
-from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import urllib3
-import yaml
-from test_k8s_manifests import crd_validator, validate_core
+from k8s_validation import crd_validator, validate_core
+from kube_fakes import (
+    AFFINITY,
+    NS,
+    TOLERATIONS,
+    full_settings,
+    make_spec,
+    render,
+    status_error,
+)
+from pytorchjob_fakes import (
+    CREATED,
+    JOB,
+    JOBS,
+    LOG,
+    RUNNING,
+    SUCCEEDED,
+    job_state,
+    make_launcher,
+)
 
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.launchers.cluster import (
@@ -30,30 +41,6 @@ from kfp_yolo.components.launchers.cluster import (
 from kfp_yolo.components.launchers.lifecycle import PyTorchJobLauncher
 from kfp_yolo.components.launchers.pytorchjob import build_pytorchjob
 from kfp_yolo.components.spec import TrainSpec
-
-NS = "team-a"
-
-
-def make_spec(**changes) -> TrainSpec:
-    values = dict(run_id="exp-1", dataset_uri="s3://data/exp-1/dataset", model="yolov5l.yaml",
-                  imgsz=640, epochs=3, batch=32, precision="amp", optimizer="SGD", lr0=0.01,
-                  seed=0, workers=4, nodes=2, procs_per_node=4, checkpoint_uri="s3://ckpt",
-                  output_uri="s3://out/exp-1")
-    values.update(changes)
-    return TrainSpec(**values)
-
-
-AFFINITY = ({"key": "nvidia.com/gpu.memory", "operator": "Gt", "values": ["23033"]},)
-TOLERATIONS = ({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},)
-
-
-def full_settings(**changes) -> ClusterSettings:
-    values = dict(namespace=NS, queue="kfp-yolo", workload_priority_class="kfp-yolo-retraining",
-                  priority_class="high", node_affinity=AFFINITY, tolerations=TOLERATIONS,
-                  owner=Owner(name="step-pod", uid="1234-abcd", namespace=NS))
-    values.update(changes)
-    return ClusterSettings(**values)
-
 
 # ---- the manifest ---------------------------------------------------------------------------
 
@@ -169,7 +156,7 @@ def test_owner_from_env_reads_the_downward_api():
 
 
 def test_the_plan_steps_placement_reaches_the_settings():
-    from kfp_yolo.components.pools import node_affinity
+    from kfp_yolo.components.k8s.pools import node_affinity
 
     # What train_component passes: the plan's need (12,645 MiB for yolov5l amp) and the pool's
     # tolerations.
@@ -184,94 +171,18 @@ def test_the_plan_steps_placement_reaches_the_settings():
 # ---- the launcher against a scripted API ----------------------------------------------------
 
 
-class ScriptedHTTP:
-    """Replaces urllib3's PoolManager under kubernetes' RESTClientObject.
-
-    `routes` maps (METHOD, path regex) to answers given in order; the last answer repeats.
-    An answer is (status, body) or a callable returning one. Every request is recorded.
-    """
-
-    def __init__(self, routes: dict):
-        self.routes = {key: list(answers) for key, answers in routes.items()}
-        self.calls: list[tuple[str, str, dict, object]] = []
-
-    def request(self, method, url, fields=None, body=None, headers=None, **_):
-        parts = urlsplit(url)
-        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        query.update(dict(fields or []))
-        self.calls.append((method, parts.path, query, json.loads(body) if body else None))
-        for (route_method, pattern), answers in self.routes.items():
-            if route_method == method and re.fullmatch(pattern, parts.path):
-                answer = answers.pop(0) if len(answers) > 1 else answers[0]
-                status, payload = answer() if callable(answer) else answer
-                data = payload if isinstance(payload, str) else json.dumps(payload)
-                return urllib3.HTTPResponse(body=io.BytesIO(data.encode()), status=status,
-                                            headers={"Content-Type": "application/json"},
-                                            preload_content=True)
-        raise AssertionError(f"unscripted request {method} {parts.path}")
-
-    def clear(self):
-        pass
-
-    def methods(self, method: str) -> list[tuple]:
-        return [call for call in self.calls if call[0] == method]
 
 
-class FakeClock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
-JOBS = rf"/apis/kubeflow.org/v1/namespaces/{NS}/pytorchjobs"
-JOB = JOBS + "/exp-1"
-LOG = rf"/api/v1/namespaces/{NS}/pods/exp-1-master-0/log"
-EVENTS = rf"/api/v1/namespaces/{NS}/events"
 
 
-def job_state(*conditions: tuple[str, str, str], suspend: bool = False) -> tuple[int, dict]:
-    job = copy.deepcopy(build_pytorchjob(make_spec(), full_settings()))
-    job["spec"]["runPolicy"]["suspend"] = suspend
-    job["metadata"]["uid"] = "job-uid"
-    job["status"] = {"conditions": [
-        {"type": kind, "status": "True", "reason": reason, "message": message}
-        for kind, reason, message in conditions]}
-    return 200, job
 
 
-CREATED = ("Created", "PyTorchJobCreated", "created")
-RUNNING = ("Running", "PyTorchJobRunning", "running")
-SUCCEEDED = ("Succeeded", "PyTorchJobSucceeded", "succeeded")
-QUEUED = ("Suspended", "PyTorchJobSuspended", "suspended by Kueue")
 
 
-def status_error(code: int, reason: str, message: str) -> tuple[int, dict]:
-    return code, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                  "message": message, "reason": reason, "code": code}
 
 
-def make_launcher(routes: dict, **changes):
-    from kubernetes import client
-
-    http = ScriptedHTTP({("GET", EVENTS): [(200, {"kind": "EventList", "items": []})],
-                         ("DELETE", JOB): [(200, {"kind": "Status", "status": "Success"})],
-                         **routes})
-    api = client.ApiClient(client.Configuration(host="http://kube.test"))
-    api.rest_client.pool_manager = http
-    clock, lines = FakeClock(), []
-    settings = dict(namespace=NS, queue="kfp-yolo", workload_priority_class="kfp-yolo-retraining",
-                    priority_class="high", node_affinity=AFFINITY, tolerations=TOLERATIONS,
-                    owner=Owner(name="step-pod", uid="1234-abcd", namespace=NS),
-                    poll_interval_s=10)
-    settings.update(changes)
-    launcher = PyTorchJobLauncher(api_client=api, out=lines.append, clock=clock,
-                                  sleep=clock.sleep, **settings)
-    return launcher, http, lines
 
 
 def test_success_streams_master_logs_and_deletes_nothing():
@@ -297,12 +208,6 @@ def test_success_streams_master_logs_and_deletes_nothing():
 # ---- kfp-yolo job render --------------------------------------------------------------------
 
 
-def render(capsys, *argv: str) -> tuple[str, dict]:
-    from kfp_yolo.pipelines.cli import main
-
-    assert main(["job", "render", *argv]) == 0
-    out = capsys.readouterr().out
-    return out, yaml.safe_load(out)
 
 
 def test_job_render_prints_an_appliable_job(capsys, pytorchjob_schema):
@@ -336,16 +241,3 @@ def test_job_render_reports_a_bad_config_as_usage_error(capsys):
     assert "a Kubernetes name is 1-63 lower-case letters" in capsys.readouterr().err
 
 
-GOLDEN = Path(__file__).resolve().parents[2] / "k8s" / "examples" / "pytorchjob.yaml"
-GOLDEN_HEADER = ("# Example: the PyTorchJob of a 2-node x 4-GPU run in a Kueue queue.\n"
-                 "# Golden file of tests/unit/test_pytorchjob.py: regenerate on purpose with\n"
-                 "# KFP_YOLO_UPDATE_GOLDEN=1.\n")
-
-
-def test_rendered_job_matches_the_golden_example():
-    job = build_pytorchjob(make_spec(), full_settings(owner=None))
-    text = GOLDEN_HEADER + yaml.safe_dump(job, sort_keys=False, width=100)
-    if os.environ.get("KFP_YOLO_UPDATE_GOLDEN") == "1":
-        GOLDEN.parent.mkdir(exist_ok=True)
-        GOLDEN.write_text(text)
-    assert GOLDEN.read_text() == text, "the job changed: check it, then regenerate the golden"

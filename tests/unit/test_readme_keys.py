@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Literal, get_args, get_origin
 
-from kfp_yolo.pipelines.config import COMPILE_TIME, RunConfig
+from kfp_yolo.components.config.run_config import COMPILE_TIME, RunConfig
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 _ROW = re.compile(r"^\| `(?P<key>[a-z0-9_]+)` \| (?P<type>.+?) \| `(?P<default>[^`]*)` \| "

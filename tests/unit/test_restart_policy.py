@@ -10,8 +10,8 @@ a restart could help (training/node.py), and each job kind's policy reads it.
 from __future__ import annotations
 
 import pytest
-from test_k8s_manifests import K8S, crd_validator, kustomize, validate_core
-from test_pytorchjob import full_settings, make_spec
+from k8s_validation import K8S, crd_validator, kustomize, validate_core
+from kube_fakes import full_settings, make_spec
 
 from kfp_yolo.components.launchers.pod import TRAIN_COMMAND
 from kfp_yolo.components.launchers.pytorchjob import build_pytorchjob

@@ -15,8 +15,9 @@ import yaml
 from kfp.dsl import Dataset, Markdown
 from train_step import cluster_settings_of_train_step
 
+from kfp_yolo.components.data.synth import CLASS_NAMES
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.pools import (
+from kfp_yolo.components.k8s.pools import (
     default_pools_path,
     load_pools,
     node_affinity,
@@ -25,7 +26,6 @@ from kfp_yolo.components.steps import (
     plan_resources_component,
     prepare_dataset_component,
 )
-from kfp_yolo.components.synth import CLASS_NAMES
 from kfp_yolo.pipelines.cli import main
 from kfp_yolo.pipelines.training import NODE_POOLS
 
@@ -104,7 +104,7 @@ def test_the_cluster_settings_reach_the_launcher(tmp_path, monkeypatch):
 
 
 def test_a_bf16_run_is_planned_only_on_a_gpu_that_runs_bf16():
-    from kfp_yolo.components.pools import catalog_json
+    from kfp_yolo.components.k8s.pools import catalog_json
 
     text = catalog_json()
     amp = plan_resources_component(**TINY_RUN, node_pools=text)

@@ -12,13 +12,13 @@ import json
 
 import pytest
 import yaml
-from test_k8s_manifests import K8S, crd_validator, kustomize, validate_core
-from test_pytorchjob import FakeClock, ScriptedHTTP, status_error
+from k8s_validation import K8S, crd_validator, kustomize, validate_core
+from kube_fakes import FakeClock, ScriptedHTTP, status_error
 
-from kfp_yolo.components.deploy import deploy_inferenceservice
 from kfp_yolo.components.errors import JobFailed, UserError
-from kfp_yolo.components.kserve import RUNTIME, ServingSettings, build_inferenceservice
-from kfp_yolo.components.publish import publish, read_latest
+from kfp_yolo.components.release.deploy import deploy_inferenceservice
+from kfp_yolo.components.release.kserve import RUNTIME, ServingSettings, build_inferenceservice
+from kfp_yolo.components.release.publish import publish, read_latest
 from kfp_yolo.pipelines.cli import main
 
 NS = "team-a"
@@ -269,7 +269,7 @@ def test_promote_points_latest_at_an_earlier_version(tmp_path, capsys, monkeypat
 
 
 def test_deploy_step_refuses_a_tensorrt_model_that_was_not_built(tmp_path):
-    from kfp_yolo.components.pools import catalog_json
+    from kfp_yolo.components.k8s.pools import catalog_json
     from kfp_yolo.components.steps import deploy_component
 
     triton = tmp_path / "triton" / "shapes"
@@ -311,7 +311,7 @@ def test_bad_serving_keys_are_one_sentence(capsys, item, says):
 
 
 def test_good_serving_keys_are_kept():
-    from kfp_yolo.pipelines.config import load_config
+    from kfp_yolo.components.config.file import load_config
 
     cfg = load_config(None, ["model_registry_address=https://mr.example:8443/",
                              "deploy=kserve", "serving_format=tensorrt", "registry_uri=/tmp/r",
@@ -326,7 +326,7 @@ def test_good_serving_keys_are_kept():
 ])
 def test_release_keys_without_a_registry_uri_are_refused_at_load(item, says):
     """publish is skipped without registry_uri: deploy and the Model Registry would be too."""
-    from kfp_yolo.pipelines.config import load_config
+    from kfp_yolo.components.config.file import load_config
 
     key = item.split("=")[0]
     with pytest.raises(UserError, match=rf"^--set: {key}=.* is invalid: {says}"):

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from kfp_yolo.components.boundary import FAILURE_FILE
-from kfp_yolo.pipelines.config import RunConfig
+from kfp_yolo.components.config.run_config import RunConfig
 from kfp_yolo.pipelines.summary import DEPLOY_TASK, TASKS, collect_summary, format_summary
 
 

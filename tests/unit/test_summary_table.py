@@ -72,8 +72,8 @@ def test_a_failed_steps_reason_names_the_step_as_the_table_does(tmp_path):
     import json
 
     from kfp_yolo.components.boundary import write_failure
+    from kfp_yolo.components.config.run_config import RunConfig
     from kfp_yolo.components.errors import UserError
-    from kfp_yolo.pipelines.config import RunConfig
     from kfp_yolo.pipelines.summary import collect_summary
 
     (tmp_path / "validate-config-component").mkdir()

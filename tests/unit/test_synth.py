@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kfp_yolo.components.synth import CLASS_NAMES, SynthSpec, synthesize
+from kfp_yolo.components.data.synth import CLASS_NAMES, SynthSpec, synthesize
 
 
 def _digest(root: Path) -> str:
@@ -113,8 +113,8 @@ def test_cli_synth_refuses_what_its_own_check_would(tmp_path, capsys, argv, frag
 
 
 def test_synthetic_uri_settings_are_checked():
+    from kfp_yolo.components.data.synth import synthetic_spec
     from kfp_yolo.components.errors import UserError
-    from kfp_yolo.components.synth import synthetic_spec
 
     assert synthetic_spec("synthetic://shapes?images=8&imgsz=64") == SynthSpec(images=8,
                                                                                  imgsz=64)

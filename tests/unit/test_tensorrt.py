@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from kfp_yolo.components.synth import SynthSpec, synthesize
+from kfp_yolo.components.data.synth import SynthSpec, synthesize
 from kfp_yolo.components.tensorrt import availability, calibration_batches
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from kfp_yolo.components.kserve import ServingSettings, build_inferenceservice
+from kfp_yolo.components.release.kserve import ServingSettings, build_inferenceservice
 from kfp_yolo.components.release.tensorrt_runtimes import plan_problem
 from kfp_yolo.pipelines.cli import main
 

@@ -21,7 +21,7 @@ from kfp_yolo.components.tracking.trainer_status import (
 def schema() -> dict:
     found = trainer_status_schema()
     if found is None:
-        pytest.skip("the TrainJob CRD is not in ../shared/schemas")
+        pytest.skip("the TrainJob CRD is not in tests/data/schemas")
     return found
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import copy
 
-from test_pytorchjob import make_spec
-from test_trainjob import COMPLETE, JOB, JOBS, job_state, make_launcher
+from kube_fakes import make_spec
+from trainjob_fakes import COMPLETE, JOB, JOBS, job_state, make_launcher
 
 from kfp_yolo.components.launchers.kinds import PYTORCHJOB, trainer_progress
 from kfp_yolo.components.tracking.trainer_status import status_body

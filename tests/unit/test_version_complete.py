@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.pools import catalog_json
-from kfp_yolo.components.publish import COMPLETE, publish, read_latest, verify_version
+from kfp_yolo.components.k8s.pools import catalog_json
+from kfp_yolo.components.release.publish import COMPLETE, publish, read_latest, verify_version
 from kfp_yolo.components.steps import deploy_component
 from kfp_yolo.pipelines.cli import main
 

@@ -11,15 +11,15 @@ from types import SimpleNamespace
 import pytest
 from checkpoints import save_checkpoint, save_future_checkpoint
 
+from kfp_yolo.components.config.file import load_config
 from kfp_yolo.components.errors import Fault, UserError
-from kfp_yolo.components.publish import publish
+from kfp_yolo.components.release.publish import publish
 from kfp_yolo.components.training.warm_start import (
     BASE_FILE,
     fetch_base_model,
     localise_base_model,
     transfer_report,
 )
-from kfp_yolo.pipelines.config import load_config
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from kfp_yolo.components.data.formats.coco import find_coco, read_coco
 from kfp_yolo.components.data.formats.common import Conversion, LinkMode, write_yolo
 from kfp_yolo.components.data.formats.ndjson import find_ndjson, read_ndjson
 from kfp_yolo.components.data.formats.voc import find_voc, read_voc
-from kfp_yolo.components.data.layout import fetch, refuse_inside
+from kfp_yolo.components.data.source import fetch, local_folder, refuse_inside
 from kfp_yolo.components.errors import UserError
 
 __all__ = ["Conversion", "convert", "convert_uri", "detect"]
@@ -121,22 +121,10 @@ def convert_uri(uri: str, dest: str | Path) -> Conversion:
             download = Path(tempfile.mkdtemp(prefix=f".{dest.name}.download-", dir=dest.parent))
             source = fetch(uri, download / "export")
         else:
-            source = fetch_local(uri)
+            source = local_folder(uri)
             refuse_inside(dest, source, what="where the converted dataset goes,")
         with staged_dir(dest) as part:
             return convert(source, part, "hard")
     finally:
         if download is not None:
             shutil.rmtree(download, ignore_errors=True)
-
-
-def fetch_local(uri: str) -> Path:
-    """The folder a local path or file:// URI names (refused when it is not a folder)."""
-    try:
-        source = storage.local_path(uri).expanduser()
-    except UserError:
-        raise UserError(f"{uri!r}: unknown URI scheme; give a folder, file://, s3:// or "
-                        "minio://.") from None
-    if not source.is_dir():
-        raise UserError(f"{uri!r} is not a folder; give the export's top folder.")
-    return source

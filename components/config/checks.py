@@ -14,11 +14,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from kfp_yolo.components.config.preflight import check_environment
+from kfp_yolo.components.config.run_config import COMPILE_TIME, RunConfig, format_error
+from kfp_yolo.components.config.values import check_local_model
+from kfp_yolo.components.config.warm_start_keys import fine_tunes
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.pipelines.config import COMPILE_TIME, RunConfig, format_error
-from kfp_yolo.pipelines.preflight import check_environment
-from kfp_yolo.pipelines.values import check_local_model
-from kfp_yolo.pipelines.warm_start_keys import fine_tunes
 
 __all__ = ["CLUSTER_JOB_KEYS", "CONFIG_JSON", "NODE_POOLS", "PARAMETER_SOURCE", "check_config",
            "check_run_parameters"]
@@ -40,7 +40,7 @@ def check_config(values: dict[str, Any], node_pools: str,
                  source: str = PARAMETER_SOURCE) -> RunConfig:
     """RunConfig from raw values, checked against the catalog too; refusals are UserErrors
     whose sentence starts with source."""
-    from kfp_yolo.components.pools import load_pools_text, pools_for_precision
+    from kfp_yolo.components.k8s.pools import load_pools_text, pools_for_precision
 
     try:
         cfg = RunConfig(**values)
@@ -76,7 +76,7 @@ def check_run_parameters(values: dict[str, Any], *, compiled: dict[str, Any]) ->
                         "set it with `kfp-yolo compile --set KEY=VALUE` and upload again.")
     cfg = check_config({**compiled, **values}, node_pools)
     if cfg.launcher != "local" or cfg.deploy == "kserve":  # found out hours later otherwise
-        from kfp_yolo.components.launchers.cluster import cluster_config_problem
+        from kfp_yolo.components.k8s.api import cluster_config_problem
 
         if problem := cluster_config_problem():
             raise UserError(problem if cfg.launcher != "local" else (

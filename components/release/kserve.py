@@ -14,8 +14,8 @@ the smallest pool that has that much.
 
 from dataclasses import dataclass, field
 
-from kfp_yolo.components.pools import Pool, node_affinity, required_node_affinity
-from kfp_yolo.components.triton import ONNX_SUFFIX, TRT_SUFFIX
+from kfp_yolo.components.k8s.pools import Pool, node_affinity, required_node_affinity
+from kfp_yolo.components.release.triton import ONNX_SUFFIX, TRT_SUFFIX
 
 __all__ = ["API_VERSION", "GROUP", "KIND", "PLURAL", "RUNTIME", "ServingSettings",
            "build_inferenceservice", "pool_tolerations", "served_model"]

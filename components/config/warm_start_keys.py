@@ -9,7 +9,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field
 
-from kfp_yolo.pipelines.values import REGISTRY_PREFIX, check_dataset_hash, check_detection_model
+from kfp_yolo.components.config.values import (
+    REGISTRY_PREFIX,
+    check_dataset_hash,
+    check_detection_model,
+)
 
 __all__ = ["DatasetHash", "WarmStart", "check_model", "check_registry_model", "fine_tunes"]
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import yaml
 
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.k8s_names import DNS_LABEL
+from kfp_yolo.components.k8s.names import DNS_LABEL
+from kfp_yolo.components.yaml_text import parse_yaml
 
 __all__ = ["GPU_MEMORY_LABEL", "Pool", "catalog_json", "check_flavors", "default_pools_path",
            "is_dns_label", "load_pools", "load_pools_text", "node_affinity", "pools_for_precision",
@@ -107,14 +108,7 @@ def load_pools_text(text: str, source: str = "the node-pool catalog") -> list[Po
     The pipeline carries the catalog as a parameter, so the plan step reads the catalog that
     was compiled in, not the copy inside the image.
     """
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise UserError(f"{source}:{where} the node-pool catalog is not valid YAML "
-                        f"({getattr(exc, 'problem', None) or getattr(exc, 'reason', None)}); "
-                        "fix the syntax.") from None
+    data = parse_yaml(text, source, what="the node-pool catalog") or {}
     entries = data.get("pools") if isinstance(data, dict) else None
     if not entries:
         raise UserError(f"{source}: no 'pools:' list; add at least one pool.")

@@ -6,47 +6,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
+from kfp_yolo.components.config.run_config import RunConfig, format_error
 from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.yaml_text import parse_yaml
 
-if TYPE_CHECKING:
-    from kfp_yolo.pipelines.config import RunConfig
-
-__all__ = ["DuplicateKey", "load_config", "parse_overrides", "safe_load_unique"]
-
-
-class DuplicateKey(yaml.YAMLError):
-    """A mapping gives the same key twice (YAML keeps the last silently)."""
-
-    def __init__(self, key: object, first_line: int, second_line: int) -> None:
-        super().__init__(f"key {key!r} on lines {first_line} and {second_line}")
-        self.key, self.first_line, self.second_line = key, first_line, second_line
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses a key given twice in one mapping, naming both lines."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: dict[object, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key == "<<":  # a merge key may repeat: that is YAML's own rule
-                continue
-            try:
-                first = seen.setdefault(key, key_node.start_mark.line + 1)
-            except TypeError:  # an unhashable key: SafeLoader names it itself
-                continue
-            if first != key_node.start_mark.line + 1:
-                raise DuplicateKey(key, first, key_node.start_mark.line + 1)
-        return super().construct_mapping(node, deep=deep)
-
-
-def safe_load_unique(text: str) -> Any:
-    """yaml.safe_load, refusing duplicate keys (DuplicateKey)."""
-    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+__all__ = ["load_config", "parse_overrides"]
 
 
 def _coerce(raw: str) -> Any:
@@ -85,18 +53,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             line = path.read_bytes()[:exc.start].count(b"\n") + 1
             raise UserError(f"{path}: line {line} is not UTF-8 text; save the config file as "
                             "UTF-8.") from None
-        try:
-            loaded = safe_load_unique(text)
-        except DuplicateKey as exc:
-            raise UserError(f"{path}: key {exc.key!r} is given twice, on lines "
-                            f"{exc.first_line} and {exc.second_line}; keep one (YAML would "
-                            "use the last without a word).") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark else ""
-            problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or exc
-            raise UserError(f"{path}:{where} is not valid YAML ({' '.join(str(problem).split())})"
-                            "; fix the syntax.") from None
+        loaded = parse_yaml(text, source, unique=True)
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
@@ -110,8 +67,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     set_values = parse_overrides(overrides or [])
     values.update(set_values)
     from pydantic import ValidationError
-
-    from kfp_yolo.pipelines.config import RunConfig, format_error
 
     try:
         return RunConfig(**values)

@@ -14,8 +14,8 @@
 from __future__ import annotations
 
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.k8s_names import DNS_LABEL
-from kfp_yolo.components.pools import GPU_MEMORY_LABEL, Pool, check_flavors
+from kfp_yolo.components.k8s.names import DNS_LABEL
+from kfp_yolo.components.k8s.pools import GPU_MEMORY_LABEL, Pool, check_flavors
 
 __all__ = ["CPU_FLAVOR", "PRIORITY_CLASSES", "render_quotas"]
 

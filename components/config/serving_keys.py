@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 
 from pydantic import AfterValidator, Field
 
-from kfp_yolo.components import k8s_names
+from kfp_yolo.components.k8s import names as k8s_names
 
 __all__ = ["DEPLOY_FIELD", "DEPLOY_TIMEOUT_FIELD", "DEPLOY_TIMEOUT_MAX", "Deploy",
            "FORMAT_FIELD", "GPU_MEMORY_FIELD",
@@ -55,7 +55,7 @@ def _runtime_version(value: str) -> str:
 
 
 def _service_account(value: str) -> str:
-    # the one table of name rules (components/k8s_names.py): a service account is a subdomain
+    # the one table of name rules (components/k8s/names.py): a service account is a subdomain
     if problem := k8s_names.DNS_SUBDOMAIN.problem(value):
         raise ValueError(f"must be a Kubernetes name such as kfp-yolo-serving: {problem}")
     return value

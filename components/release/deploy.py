@@ -15,20 +15,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from kfp_yolo.components.bounded import Bound, request_timeout
 from kfp_yolo.components.errors import Fault, JobFailed, UserError
-from kfp_yolo.components.kserve import GROUP, KIND, PLURAL, VERSION
+from kfp_yolo.components.k8s.api import cluster_config_problem, default_api_client, status_message
+from kfp_yolo.components.release.kserve import GROUP, KIND, PLURAL, VERSION
 
 __all__ = ["POLL_S", "deploy_inferenceservice", "ready_state"]
 
 POLL_S = 5.0
 _FAILED_TRANSITIONS = ("BlockedByFailedLoad", "InvalidSpec")
 _CONFLICT_RETRIES = 3
-
-
-def _status_message(exc: Any) -> str:
-    from kfp_yolo.components.launchers.cluster import status_message
-
-    return status_message(exc)
+BOUND = Bound(timeout_s=30)
+"""Each API call; the wait for Ready is bounded by deploy_timeout_s (the user's setting)."""
 
 
 def ready_state(service: dict, generation: int) -> tuple[str, str]:
@@ -66,11 +64,12 @@ class _Api:
         from kubernetes.client.rest import ApiException
 
         try:
-            return getattr(self.custom, method)(GROUP, VERSION, self.namespace, PLURAL, *args)
+            return getattr(self.custom, method)(GROUP, VERSION, self.namespace, PLURAL, *args,
+                                                _request_timeout=request_timeout(BOUND))
         except ApiException as exc:
             if exc.status == 403:
                 raise UserError(f"the step's service account may not {verb} {PLURAL}.{GROUP} in "
-                                f"namespace {self.namespace!r} ({_status_message(exc)}); apply "
+                                f"namespace {self.namespace!r} ({status_message(exc)}); apply "
                                 "the Role kfp-yolo-deploy of k8s/base/rbac.yaml.") from None
             if exc.status == 404 and verb == "create":
                 raise UserError(f"the API server does not serve {KIND} "
@@ -78,7 +77,7 @@ class _Api:
                                 "none.") from None
             if exc.status >= 500:
                 raise Fault(f"the API server failed to {verb} {self.where} ({exc.status}: "
-                            f"{_status_message(exc)}); run the step again.") from None
+                            f"{status_message(exc)}); run the step again.") from None
             raise
 
     def get(self) -> dict | None:
@@ -110,7 +109,7 @@ def _apply(api: _Api, service: dict, out: Callable[[str], None]) -> dict:
             # it. Either way: read it again.
             if exc.status not in (404, 409):
                 raise Fault(f"the API server refused {api.where} ({exc.status}: "
-                            f"{_status_message(exc)}).") from None
+                            f"{status_message(exc)}).") from None
     raise Fault(f"{api.where} kept changing while being updated ({_CONFLICT_RETRIES} conflicts); "
                 "run the step again.")
 
@@ -126,8 +125,6 @@ def deploy_inferenceservice(service: dict, *, api_client: Any = None, timeout_s:
         UserError: RBAC forbids it or KServe is not installed.
     """
     if api_client is None:
-        from kfp_yolo.components.launchers.cluster import cluster_config_problem, default_api_client
-
         if cluster_config_problem():
             raise UserError("deploy: kserve needs a Kubernetes API server and found none (no "
                             "in-cluster service account and no kubeconfig); run on a cluster "

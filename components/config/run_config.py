@@ -19,19 +19,24 @@ from pydantic import (
     model_validator,
 )
 
-from kfp_yolo.components import k8s_names
+from kfp_yolo.components.config import hpo_keys as hk
+from kfp_yolo.components.config import serving_keys as sk
+from kfp_yolo.components.config import warm_start_keys as wk
+from kfp_yolo.components.config.values import (
+    URI_FORMS,
+    check_detection_model,
+    check_uri,
+    default_lr0,
+)
 from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.k8s import names as k8s_names
+from kfp_yolo.components.k8s.quotas import PRIORITY_CLASSES
 from kfp_yolo.components.launchers import LAUNCHERS
-from kfp_yolo.components.quotas import PRIORITY_CLASSES
 from kfp_yolo.components.spec import CACHES, OPTIMIZERS, PRECISIONS, check_batch_shape
 from kfp_yolo.components.tensorrt import TRT_PRECISIONS
-from kfp_yolo.pipelines import hpo_keys as hk
-from kfp_yolo.pipelines import serving_keys as sk
-from kfp_yolo.pipelines import warm_start_keys as wk
-from kfp_yolo.pipelines.values import URI_FORMS, check_detection_model, check_uri, default_lr0
 
 __all__ = ["COMPILE_TIME", "RunConfig", "check_detection_model", "check_uri", "format_error",
-           "load_config", "parameter_specs", "parse_overrides", "run_time_values"]
+           "parameter_specs", "run_time_values"]
 
 Precision = Literal[PRECISIONS]
 Optimizer = Literal[OPTIMIZERS]
@@ -162,7 +167,7 @@ class RunConfig(BaseModel):
     ttl_after_finished_s: int = Field(86400, ge=0, description="Seconds a finished PyTorchJob "
                                       "stays for inspection before the operator deletes it: 0 "
                                       "or more; a TrainJob stays until its owner is deleted.")
-    # registries and serving (pipelines/serving_keys.py holds their checks and descriptions)
+    # registries and serving (components/config/serving_keys.py holds their checks and descriptions)
     model_registry_address: sk.RegistryAddress = sk.REGISTRY_ADDRESS_FIELD
     model_registry_token_path: sk.TokenPath = sk.TOKEN_PATH_FIELD
     serving_runtime_version: sk.RuntimeVersion = sk.RUNTIME_VERSION_FIELD
@@ -392,6 +397,3 @@ def format_error(err: ValidationError, source: str) -> str:
         return f"{source}: {key}={value} is invalid: {message}."
     return f"{source}: {message}."
 
-
-# Reading config files and --set lives in config_file.py; its names are this module's too.
-from kfp_yolo.pipelines.config_file import load_config, parse_overrides  # noqa: E402

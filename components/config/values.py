@@ -53,7 +53,7 @@ def check_uri(value: str, *, synthetic: bool = False) -> None:
         raise ValueError("contains a NUL character")
     if parsed.scheme in ("", *(("synthetic",) if synthetic else ())) or drive:
         if parsed.scheme == "synthetic":
-            from kfp_yolo.components.synth import synthetic_spec
+            from kfp_yolo.components.data.synth import synthetic_spec
 
             try:
                 synthetic_spec(value)

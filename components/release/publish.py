@@ -43,13 +43,13 @@ from typing import Any
 
 from kfp_yolo.components import storage
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.k8s_names import MODEL_NAME
-from kfp_yolo.components.redact import redact
+from kfp_yolo.components.k8s.names import MODEL_NAME
 from kfp_yolo.components.registries import Registry, Release, RunSource, serving_uri
-from kfp_yolo.components.reports.escape import md_cell, md_code, md_text
+from kfp_yolo.components.reports.media import fit_markdown
+from kfp_yolo.components.reports.model_card import render_model_card
 
 __all__ = ["COMPLETE", "LATEST", "default_version", "finished_version", "promote", "publish",
-           "read_latest", "render_model_card", "verify_version", "version_uri"]
+           "read_latest", "verify_version", "version_uri"]
 
 log = logging.getLogger(__name__)
 
@@ -94,81 +94,6 @@ def _check(name: str, version: str, files: dict[str, Path], folders: dict[str, P
         if not _SAFE.match(folder) or folder in files or not Path(path).is_dir():
             raise UserError(f"folder {folder!r} ({str(path)!r}) cannot be published: not a "
                             "plain name, a file's name, or not a folder.")
-
-
-def _plain(value: Any) -> Any:
-    """KFP's metadata comes back through protobuf Structs: every number a float. Whole ones are
-    shown as the counts they are."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _cell(value: Any) -> str:
-    value = _plain(value)
-    if isinstance(value, float):
-        value = f"{value:.4g}"
-    elif isinstance(value, dict | list):  # nested metadata as JSON, not Python's repr
-        value = json.dumps(value, separators=(", ", ": "))
-    return md_cell(redact(str(value)))  # metadata may carry a URI with user-info
-
-
-def _table(rows: dict[str, Any], header: tuple[str, str]) -> list[str]:
-    lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
-    return lines + [f"| {_cell(key)} | {_cell(value)} |" for key, value in rows.items()]
-
-
-_USES = {
-    "best.pt": "`best.pt`: `ultralytics.YOLO('best.pt')` (PyTorch).",
-    "model.onnx": "`model.onnx`: onnxruntime or any ONNX runtime.",
-    "model.engine": "`model.engine`: a plain TensorRT plan; it runs only with the TensorRT "
-                    "version and GPU model it was built with.",
-    "triton": "`triton/`: a Triton model repository: `{name}` takes an image file and answers "
-              "boxes in its pixels (`kfp-yolo predict --url http://HOST:8000/{name} IMAGE`), "
-              "`{name}-onnx` (and `{name}-trt` when a plan was built) is the raw detector that "
-              "`ultralytics.YOLO('http://HOST:8000/{name}-onnx')` uses. `kfp-yolo serve render "
-              "--version {version}` serves it on KServe, `kfp-yolo serve local --version "
-              "{version}` on this machine.",
-}
-
-
-def render_model_card(name: str, version: str, metadata: dict[str, Any],
-                      files: dict[str, tuple[int, str]], folders: Sequence[str] = ()) -> str:
-    """The model card in Markdown: metrics, every metadata section, files with sizes and sha256,
-    and how to use what this version holds.
-
-    Args:
-        name: registry name of the model.
-        version: the version being published.
-        metadata: scalars go in a Details table; each dict value becomes a section of its own.
-        files: {file name: (bytes, sha256)}.
-        folders: the folders published with the files (triton).
-    """
-    lines = [f"# {md_text(name)} {md_text(version)}", "",
-             "A YOLO object detector trained and exported by kfp-yolo.", ""]
-    sections = {k: v for k, v in metadata.items() if isinstance(v, dict)}
-    details = {k: v for k, v in metadata.items() if not isinstance(v, dict)}
-    if "metrics" in sections:  # what a reader looks for first
-        lines += ["## Metrics", "", *_table(sections.pop("metrics"), ("metric", "value")), ""]
-    if details:
-        lines += ["## Details", "", *_table(details, ("key", "value")), ""]
-    for title, rows in sections.items():
-        lines += [f"## {md_text(title.replace('_', ' ').capitalize())}", "",
-                  *_table(rows, ("key", "value")), ""]
-    lines += ["## Files", "", "| file | bytes | sha256 |", "|---|---|---|"]
-    lines += [f"| {md_cell(n)} | {size} | {md_code(digest, in_table=True)} |"
-              for n, (size, digest) in files.items()]
-    held = [*files, *folders]
-    lines += ["", "## Use", "",
-              *("- " + use.format(name=name, version=version) for key, use in _USES.items()
-                if key in held), "",
-              "## Licence", "",
-              "Trained with ultralytics (AGPL-3.0); kfp-yolo is AGPL-3.0-or-later.", ""]
-    return "\n".join(lines)
 
 
 def version_uri(registry_uri: str, name: str, version: str) -> str:
@@ -240,11 +165,12 @@ def publish(*, registry_uri: str, name: str, version: str, files: dict[str, Path
                                         sort_keys=True).encode()).hexdigest()
     model_uri = f"{registry_uri.rstrip('/')}/{name}"
     version = (version or _resumable(
-        model_uri, content, lambda v: render_model_card(name, v, metadata, described,
-                                                        sorted(folders)))
+        model_uri, content, lambda v: fit_markdown(render_model_card(name, v, metadata, described,
+                                                                     sorted(folders))))
         or default_version({n: d for n, (_, d) in described.items()}))
     target = version_uri(registry_uri, name, version)
-    card = render_model_card(name, version, metadata, described, sorted(folders))
+    card = fit_markdown(render_model_card(name, version, metadata, described, sorted(folders)),
+                        "the version's files hold it all")
     if storage.finished(target):
         # The same files and metadata as a finished version: an earlier try of this publish
         # that failed later (a registry was down). Anything else would overwrite a version.
