@@ -15,13 +15,10 @@ from PIL import Image
 
 from kfp_yolo.components import storage
 from kfp_yolo.components.data.layout import IMAGE_SUFFIXES, label_path
-from kfp_yolo.components.data.prepare import (
-    check_dataset,
-    prepare_dataset,
-    render_report,
-)
+from kfp_yolo.components.data.prepare import check_dataset, prepare_dataset
 from kfp_yolo.components.data.synth import SynthSpec, synthesize
 from kfp_yolo.components.errors import UserError
+from kfp_yolo.components.reports.dataset import render_report
 from kfp_yolo.components.steps import prepare_dataset_component
 from kfp_yolo.pipelines.cli import main
 

@@ -22,10 +22,10 @@ import yaml
 from markdown_it import MarkdownIt
 
 from kfp_yolo.components.data.prepare import prepare_dataset
-from kfp_yolo.components.data.prepare import render_report as dataset_report
 from kfp_yolo.components.data.synth import SynthSpec, synthesize
 from kfp_yolo.components.evaluate import EvalResult
-from kfp_yolo.components.evaluate import render_report as evaluation_report
+from kfp_yolo.components.reports.dataset import render_report as dataset_report
+from kfp_yolo.components.reports.evaluation import render_report as evaluation_report
 from kfp_yolo.components.reports.model_card import render_model_card
 from kfp_yolo.components.reports.training import render_training_report
 

@@ -12,7 +12,7 @@ import pytest
 
 from kfp_yolo.components.config.file import load_config
 from kfp_yolo.components.errors import UserError
-from kfp_yolo.components.hpo.budget import TrialCost, check_budget, trial_cost, trials_that_fit
+from kfp_yolo.components.hpo.budget import TrialCost, check_budget, trials_that_fit
 from kfp_yolo.components.hpo.local import _Trial, trial_spec
 from kfp_yolo.components.hpo.result import SearchResult, TrialRecord, format_table
 from kfp_yolo.components.hpo.space import SearchSpace, apply_values, parse_hyp_args
@@ -92,18 +92,6 @@ def test_a_spec_without_search_values_serialises_as_before():
 
 
 # ---- what a trial costs and the budget -----------------------------------------------------
-
-
-def test_a_trials_gpu_hours_come_from_the_plans_epoch_time(probe_cache):
-    from kfp_yolo.components.planner import plan
-
-    result = plan("yolov5l.yaml", imgsz=640, batch=16, nc=80, train_images=100_000,
-                  objective="cost", epochs=3, cache_dir=probe_cache)
-    row = next(r for r in result.pools if r.name == result.pool.name)
-    cost = trial_cost(result, epochs=3, fraction=0.5)
-    assert cost.gpu_h == pytest.approx(row.world_size * row.epoch_s * 3 * 0.5 / 3600)
-    assert cost.dollars == pytest.approx(cost.gpu_h * result.pool.hourly_price)
-    assert cost.pool == result.pool.name
 
 
 def test_a_search_that_cannot_fit_says_how_many_trials_do():
