@@ -103,6 +103,8 @@ class TrainSpec:
     metric_lines: bool = False
     """Rank 0 prints `map50_95=VALUE` after every epoch: what Katib's StdOut collector and the
     local search's pruner read."""
+    model_sha256: str = ""
+    """sha256 of a fetched base checkpoint (warm_start.py): every node checks its copy."""
 
     @property
     def world_size(self) -> int:
@@ -115,8 +117,9 @@ class TrainSpec:
 
     def to_json(self) -> str:
         data = asdict(self)
-        # Left out at their defaults: a training job's spec reads as it did before searches.
-        for name, default in (("hyp", {}), ("metric_lines", False)):
+        # Left out at their defaults: a training job's spec reads as it did before searches
+        # and fine-tunes.
+        for name, default in (("hyp", {}), ("metric_lines", False), ("model_sha256", "")):
             if data[name] == default:
                 del data[name]
         return json.dumps(data, sort_keys=True)

@@ -235,6 +235,19 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("version", metavar="VERSION", help="an earlier finished version")
     promote.set_defaults(module="promote")
 
+    lineage = sub.add_parser(
+        "lineage", parents=common,
+        help="the chain of versions a published version was fine-tuned from",
+        description="Print VERSION's lineage (dataset URI and content hash, parent checkpoint "
+                    "and its sha256, config hash, kfp-yolo version, image) and its parent's, "
+                    "back to the first version trained from scratch or from a file.")
+    _config_args(lineage)
+    lineage.add_argument("version", metavar="VERSION",
+                         help="a finished version, or latest (the one `latest` names)")
+    lineage.add_argument("--json", action="store_true",
+                         help="print the chain as JSON (newest first) on stdout")
+    lineage.set_defaults(module="lineage")
+
     quotas = sub.add_parser("quotas", parents=common,
                             help="Kueue objects for the node-pool catalog")
     _pools_arg(quotas)
@@ -255,6 +268,10 @@ def _check_args(args: argparse.Namespace) -> None:
             check_detection_model(args.model)
         except ValueError as exc:
             raise UserError(f"--model {exc}.") from None
+        if "://" in args.model or args.model.startswith("registry:"):
+            raise UserError(f"--model {args.model!r}: `kfp-yolo plan` reads a model YAML or a "
+                            "local .pt (a run's plan step fetches a URI or registry version); "
+                            "download the checkpoint and give its path.")
     if args.module == "compile" and Path(args.output).is_dir():
         raise UserError(f"-o {args.output}: is a folder; give a file name such as "
                         f"{Path(args.output) / 'pipeline.yaml'}.")

@@ -254,6 +254,8 @@ def format_summary(summary: dict) -> str:
     training = summary.get("training")
     if training:
         rows.append(("training", _format_training(training)))
+        if (training.get("fine_tune") or {}).get("sentence"):  # what the base checkpoint gave
+            rows.append(("fine-tune", training["fine_tune"]["sentence"]))
     for key in ("mAP50-95", "mAP50", "precision", "recall"):
         if key in summary["metrics"]:
             rows.append((key, f"{summary['metrics'][key]:.4f}"))

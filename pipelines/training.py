@@ -23,7 +23,7 @@ from collections.abc import Callable
 from kfp import dsl, kubernetes
 from kfp.dsl.pipeline_channel import PipelineChannel
 
-from kfp_yolo.components.config.checks import CLUSTER_JOB_KEYS, NODE_POOLS
+from kfp_yolo.components.config.checks import CLUSTER_JOB_KEYS, CONFIG_JSON, NODE_POOLS
 from kfp_yolo.components.config.run_config import COMPILE_TIME, RunConfig, parameter_specs
 from kfp_yolo.components.config.serving_keys import DEPLOY_TIMEOUT_MAX
 from kfp_yolo.components.launchers.cluster import SECRET_KEYS
@@ -132,7 +132,8 @@ def _wire(c: dict[str, Callable], raw: dict, cfg: RunConfig, *, cluster: bool) -
     p = {name: validate.outputs[name] for name in raw}
     p.update({key: getattr(cfg, key) for key in COMPILE_TIME})
     prepare = c["prepare"](dataset_uri=p["dataset_uri"], seed=p["seed"],
-                           val_fraction=p["val_fraction"]).set_display_name("prepare-dataset")
+                           val_fraction=p["val_fraction"], dataset_hash=p["dataset_hash"],
+                           ).set_display_name("prepare-dataset")
     # Runs before any GPU is requested: batch 0 becomes the largest batch that fits the pool.
     plan = c["plan"](model=p["model"], imgsz=p["imgsz"], batch=p["batch"], nodes=p["nodes"],
                      procs_per_node=p["procs_per_node"], precision=p["precision"],
@@ -143,6 +144,7 @@ def _wire(c: dict[str, Callable], raw: dict, cfg: RunConfig, *, cluster: bool) -
                      registry_uri=p["registry_uri"], checkpoint_uri=p["checkpoint_uri"],
                      hpo_trials=p["hpo_trials"], hpo_epochs=p["hpo_epochs"],
                      hpo_fraction=p["hpo_fraction"], hpo_budget_gpu_h=p["hpo_budget_gpu_h"],
+                     name=p["name"], warm_start=p["warm_start"],
                      ).set_display_name("plan-resources")
     plan.set_caching_options(False)  # it reads the throughput history, which grows
     # hpo_trials 0: passes imgsz and lr0 through in seconds; else the best trial's values
@@ -170,6 +172,7 @@ def _wire(c: dict[str, Callable], raw: dict, cfg: RunConfig, *, cluster: bool) -
         backoff_limit=p["backoff_limit"], ttl_after_finished_s=p["ttl_after_finished_s"],
         min_gpu_memory_mib=plan.outputs["min_gpu_memory_mib"],
         tolerations=plan.outputs["tolerations"], registry_uri=p["registry_uri"],
+        base_model=plan.outputs["base_model"],
         # the training report: MLflow's experiment, and the pool's price for the cost
         name=p["name"], pool=plan.outputs["pool"], node_pools=p[NODE_POOLS],
         mlflow_secret=p["mlflow_secret"],
@@ -197,7 +200,8 @@ def _wire(c: dict[str, Callable], raw: dict, cfg: RunConfig, *, cluster: bool) -
                                storage_key=p["storage_secret"],
                                run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                                run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-                               namespace=p["namespace"])
+                               namespace=p["namespace"], dataset_uri=p["dataset_uri"],
+                               config_json=validate.outputs[CONFIG_JSON], image=p["image"])
         publish.set_display_name("publish").set_caching_options(False)
         with dsl.If(p["deploy"] == "kserve", name="deploy-kserve"):
             deploy = c["deploy"](

@@ -8,6 +8,7 @@ with the sentence `--set` would give. The later steps take the checked values it
 
 from __future__ import annotations
 
+import json
 from collections import namedtuple
 from typing import Any
 
@@ -16,9 +17,10 @@ from pydantic import ValidationError
 from kfp_yolo.components.config.preflight import check_environment
 from kfp_yolo.components.config.run_config import COMPILE_TIME, RunConfig, format_error
 from kfp_yolo.components.config.values import check_local_model
+from kfp_yolo.components.config.warm_start_keys import fine_tunes
 from kfp_yolo.components.errors import UserError
 
-__all__ = ["CLUSTER_JOB_KEYS", "NODE_POOLS", "PARAMETER_SOURCE", "check_config",
+__all__ = ["CLUSTER_JOB_KEYS", "CONFIG_JSON", "NODE_POOLS", "PARAMETER_SOURCE", "check_config",
            "check_run_parameters"]
 
 NODE_POOLS = "node_pools"
@@ -28,6 +30,8 @@ CLUSTER_JOB_KEYS = ("queue", "workload_priority_class", "priority_class", "servi
 """Settings of a cluster launcher's training job: a pipeline compiled with launcher=local trains
 in the train step's own pod, and they change nothing there (the description says so, and
 validate-config warns when one is set)."""
+CONFIG_JSON = "config_json"
+"""The validate step's extra output: the whole checked config as JSON (for lineage)."""
 PARAMETER_SOURCE = "run parameter"
 """How a refused value's sentence starts: `run parameter: epochs=-1 is invalid: ...`."""
 
@@ -91,8 +95,14 @@ def check_run_parameters(values: dict[str, Any], *, compiled: dict[str, Any]) ->
     check_environment(cfg, PARAMETER_SOURCE)
     checked = {name: getattr(cfg, name) for name in values}
     if "lr0" in checked:
-        checked["lr0"] = cfg.learning_rate
+        # 0 with a warm start from a YAML: the train step picks the fine-tune or from-scratch
+        # default once the plan step has found (or not) the registry's version
+        undecided = not cfg.lr0 and cfg.warm_start != "none" and not fine_tunes(cfg.model)
+        checked["lr0"] = 0.0 if undecided else cfg.learning_rate
     checked[NODE_POOLS] = node_pools
+    # what a published version's lineage records (the catalog is a parameter, not the run's)
+    checked[CONFIG_JSON] = json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
     print("validate-config: every parameter is valid: " + ", ".join(
-        f"{name}={value!r}" for name, value in checked.items() if name != NODE_POOLS))
+        f"{name}={value!r}" for name, value in checked.items()
+        if name not in (NODE_POOLS, CONFIG_JSON)))
     return namedtuple("CheckedConfig", list(checked))(**checked)

@@ -21,6 +21,7 @@ from pydantic import (
 
 from kfp_yolo.components.config import hpo_keys as hk
 from kfp_yolo.components.config import serving_keys as sk
+from kfp_yolo.components.config import warm_start_keys as wk
 from kfp_yolo.components.config.values import (
     URI_FORMS,
     check_detection_model,
@@ -76,11 +77,7 @@ class RunConfig(BaseModel):
                              "NDJSON or Pascal VOC export (detected from its files): "
                              "s3://bucket/prefix, minio://bucket/prefix, file:///path, a path, "
                              "or synthetic://shapes.")
-    model: str = Field("yolov5n.yaml", description="Ultralytics YOLO detection model: a model "
-                       "YAML (e.g. yolov5l.yaml, trained from scratch) or a .pt checkpoint, as a "
-                       "name ultralytics ships or a path (on a cluster: in the image; no URI, "
-                       "nothing is downloaded); not RT-DETR, classification, segmentation, pose "
-                       "or OBB models.")
+    model: str = wk.MODEL_FIELD  # a YAML, a .pt (path or URI) or a registry version
     imgsz: int = Field(128, ge=32, le=4096, description="Training and export image size in pixels: "
                        "a multiple of 32 from 32 to 4096.")
     epochs: int = Field(20, ge=1, le=10000, description="Training epochs: 1 to 10000.")
@@ -94,8 +91,9 @@ class RunConfig(BaseModel):
     optimizer: Optimizer = Field("AdamW", description="SGD, Adam, AdamW, or auto (ultralytics' "
                                  "choice by run length).")
     lr0: float = Field(0, ge=0, le=1, description="Initial learning rate, 0 to 1; 0 = the "
-                       "optimizer's default (SGD 0.01, Adam 0.001, AdamW 0.004); ignored by "
-                       "optimizer auto.")
+                       "optimizer's default (from scratch: SGD 0.01, Adam 0.001, AdamW 0.004; "
+                       "fine-tuning a checkpoint: ultralytics' own, SGD 0.01, Adam and AdamW "
+                       "0.001); ignored by optimizer auto.")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed for the split and training: 0 to "
                       "4294967295.")
     val_fraction: float = Field(0.2, gt=0, lt=1, description="Share of images held out for "
@@ -205,6 +203,9 @@ class RunConfig(BaseModel):
     hpo_scale: str = hk.SCALE_FIELD
     hpo_hsv: str = hk.HSV_FIELD
     hpo_imgsz: str = hk.IMGSZ_FIELD
+    # fine-tuning and lineage (components/training/warm_start.py; checks in warm_start_keys.py)
+    warm_start: wk.WarmStart = wk.WARM_START_FIELD
+    dataset_hash: wk.DatasetHash = wk.DATASET_HASH_FIELD
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
                               allow_inf_nan=False)
@@ -297,9 +298,7 @@ class RunConfig(BaseModel):
     @field_validator("model")
     @classmethod
     def _model_is_yaml_or_pt(cls, value: str) -> str:
-        if not value.endswith((".yaml", ".yml", ".pt")):
-            raise ValueError("must be a model YAML such as yolov5l.yaml or a .pt checkpoint")
-        check_detection_model(value)
+        wk.check_model(value)
         return value
 
     @field_validator("priority_class")
@@ -310,6 +309,11 @@ class RunConfig(BaseModel):
                              "runtimePatches cannot); set launcher=pytorchjob, or use "
                              "workload_priority_class")
         return value
+
+    @model_validator(mode="after")
+    def _registry_model_needs_a_registry(self) -> RunConfig:
+        wk.check_registry_model(self)
+        return self
 
     @model_validator(mode="after")
     def _batch_divides(self) -> RunConfig:
@@ -356,8 +360,9 @@ class RunConfig(BaseModel):
 
     @property
     def learning_rate(self) -> float:
-        """lr0, or the optimizer's default when lr0 is 0 (not set)."""
-        return self.lr0 or default_lr0(self.optimizer)
+        """lr0, or the optimizer's default when lr0 is 0 (not set): ultralytics' own for a
+        fine-tune, kfp-yolo's from-scratch value otherwise (values.FINE_TUNE_LR0)."""
+        return self.lr0 or default_lr0(self.optimizer, fine_tune=wk.fine_tunes(self.model))
 
 
 def run_time_values(cfg: RunConfig) -> dict[str, Any]:

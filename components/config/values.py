@@ -14,16 +14,24 @@ from urllib.parse import urlparse
 
 from kfp_yolo.components.errors import UserError
 
-__all__ = ["LR0_DEFAULTS", "URI_FORMS", "check_detection_model", "check_local_model", "check_uri",
-           "default_lr0"]
+__all__ = ["FINE_TUNE_LR0", "LR0_DEFAULTS", "REGISTRY_PREFIX", "URI_FORMS", "check_dataset_hash",
+           "check_detection_model", "check_local_model", "check_uri", "default_lr0"]
 
 LR0_DEFAULTS = {"SGD": 0.01, "Adam": 0.001, "AdamW": 0.004, "auto": 0.01}
 """lr0 when the config leaves it empty, per optimizer. SGD 0.01 and Adam 0.001 are ultralytics'
 own (cfg/default.yaml: "SGD=1e-2, Adam/AdamW=1e-3"); AdamW keeps 0.004, which trains the
 demo's shapes from scratch to mAP50-95 0.65 in 20 epochs (0.48 with ultralytics' auto choice).
 auto: ultralytics picks optimizer and lr0 itself and ignores the value."""
+FINE_TUNE_LR0 = {"SGD": 0.01, "Adam": 0.001, "AdamW": 0.001, "auto": 0.01}
+"""lr0 of a fine-tune (a .pt or a registry version) when the config leaves it empty: ultralytics'
+own defaults (cfg/default.yaml: SGD 1e-2, Adam/AdamW 1e-3), whose warm-up (warmup_epochs 3,
+warmup_momentum 0.8, warmup_bias_lr 0.1) kfp-yolo never changes: AdamW's 0.004, tuned to train
+from scratch, would move pretrained weights four times further per step."""
 URI_FORMS = "s3://BUCKET/PREFIX, minio://BUCKET/PREFIX, file:///PATH or a path"
 _STORE_SCHEMES = ("s3", "minio", "file")
+REGISTRY_PREFIX = "registry:"
+"""`model: registry:champion|latest|VERSION`: a version of this run's name (warm_start.py)."""
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # ultralytics tells a model's task by these suffixes of its YAML or checkpoint name.
 _OTHER_TASKS = {"cls": "classification", "seg": "segmentation", "pose": "pose",
                 "obb": "oriented-box"}
@@ -31,9 +39,9 @@ _OTHER_TASKS = {"cls": "classification", "seg": "segmentation", "pose": "pose",
 _DETECT_HEADS = ("Detect", "v10Detect")
 
 
-def default_lr0(optimizer: str) -> float:
+def default_lr0(optimizer: str, *, fine_tune: bool = False) -> float:
     """The learning rate a run with this optimizer gets when lr0 is not set."""
-    return LR0_DEFAULTS[optimizer]
+    return (FINE_TUNE_LR0 if fine_tune else LR0_DEFAULTS)[optimizer]
 
 
 def check_uri(value: str, *, synthetic: bool = False) -> None:
@@ -67,11 +75,20 @@ def check_detection_model(value: str) -> None:
     loss, and a classifier, segmenter or pose model another head; both ended in a raw
     AttributeError deep in training before this check.
     """
+    if value.startswith(REGISTRY_PREFIX):
+        which = value.removeprefix(REGISTRY_PREFIX)
+        if not _VERSION.match(which):
+            raise ValueError("a registry model is registry:champion, registry:latest or "
+                             "registry:VERSION (a version published under registry_uri/NAME/)")
+        return
     if "://" in value:
-        # The plan step reads a checkpoint to size the GPUs and ultralytics reads a path: no
-        # step downloads a model (it went to ultralytics as a URI and failed after the data).
-        raise ValueError("kfp-yolo downloads no model: give a model ultralytics ships (such as "
-                         "yolov5l.yaml) or a path, which on a cluster is a path in the image")
+        # The plan step fetches a checkpoint (components/training/warm_start.py); a model YAML
+        # is read by ultralytics from a path, so only a .pt may be a URI.
+        check_uri(value)
+        if not value.endswith(".pt"):
+            raise ValueError("a model URI names a .pt checkpoint (s3://BUCKET/models/best.pt); "
+                             "give a model YAML as a name or a path")
+        return
     stem = Path(value).stem.lower()
     for suffix, task in _OTHER_TASKS.items():
         if re.search(rf"-{suffix}(\b|$)", stem):
@@ -87,13 +104,26 @@ def check_detection_model(value: str) -> None:
                          "(a Detect head); use a detection model such as yolo11n.yaml")
 
 
+def check_dataset_hash(value: object) -> object:
+    """Refuses a pinned dataset hash that is not a sha256 in hex (or empty)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        # YAML and --set read a hash of digits only as a number, and its leading zeros are lost
+        raise ValueError("YAML read it as a number; quote the hash (dataset_hash: \"0123...\")")
+    if isinstance(value, str) and value and not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise ValueError("must be a sha256 in 64 lower-case hex digits (the Dataset "
+                         "artifact's content_hash), or empty")
+    return value
+
+
 def check_local_model(value: str, source: str) -> None:
     """Refuses a model path that is not there, for a run on this machine.
 
     Not a RunConfig rule: a path may name a file in the image of a cluster's pods, which the
     machine that compiles or submits does not have. A bare YAML name is ultralytics' own.
     """
-    path = Path(value).expanduser()
+    if "://" in value and not value.startswith("file://") or value.startswith(REGISTRY_PREFIX):
+        return  # the plan step fetches it and says what is wrong in one sentence
+    path = Path(value.removeprefix("file://")).expanduser()
     if ("/" in value or "\\" in value or value.endswith(".pt")) and not path.is_file():
         raise UserError(f"{source}: model={value!r} is invalid: there is no such file "
                         f"({path}); give the path of a model YAML or .pt checkpoint, or a model "

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from kfp_yolo.components.errors import Fault
 
@@ -57,6 +57,8 @@ class Release:
     formats: dict[str, str] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
     source: RunSource | None = None
+    lineage: dict[str, Any] = field(default_factory=dict)
+    """The version's lineage record (components/release/lineage.py); {} when promoting."""
 
 
 class Registry(Protocol):

@@ -25,6 +25,7 @@ from kfp_yolo.components.bounded import Bound, run_bounded
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.redact import register as register_secret
 from kfp_yolo.components.registries import CHAMPION, Release, registry_fault
+from kfp_yolo.components.release.lineage import flat_lineage
 
 __all__ = ["KubeflowModelRegistry", "TRT_SUFFIX"]
 
@@ -129,6 +130,7 @@ class KubeflowModelRegistry:
     def _metadata(self, release: Release) -> dict[str, Any]:
         metadata: dict[str, Any] = {k: float(v) for k, v in release.metrics.items()}
         metadata.update({"kfp_yolo_uri": release.uri, "dataset_hash": release.dataset_hash})
+        metadata.update(flat_lineage(release.lineage, sep="_"))  # custom properties
         return metadata
 
     def _register(self, release: Release) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 from kfp_yolo.components.bounded import Bound, bound_mlflow
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.registries import CHAMPION, Release, registry_fault
+from kfp_yolo.components.release.lineage import flat_lineage
 
 __all__ = ["ARTIFACT_PATH", "MLflowRegistry", "VERSION_TAG"]
 
@@ -129,6 +130,7 @@ def _metric_key(key: str) -> str:
 def _tags(release: Release) -> dict[str, str]:
     tags = {VERSION_TAG: release.version, "kfp_yolo.uri": release.uri,
             "kfp_yolo.dataset_hash": release.dataset_hash}
+    tags.update(flat_lineage(release.lineage))  # lineage.parent, lineage.config_sha256, ...
     if release.serving_uri:
         tags["kfp_yolo.serving_uri"] = release.serving_uri
     for model_format, version in release.formats.items():

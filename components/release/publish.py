@@ -134,7 +134,7 @@ def publish(*, registry_uri: str, name: str, version: str, files: dict[str, Path
             metadata: dict[str, Any], folders: dict[str, Path] | None = None,
             registries: Sequence[Registry] = (), champion: bool = True,
             source: RunSource | None = None, dataset_hash: str = "",
-            tensorrt_version: str = "") -> str:
+            tensorrt_version: str = "", lineage: dict[str, Any] | None = None) -> str:
     """Uploads files and a model card to registry_uri/name/version, registers it, moves `latest`.
 
     Args:
@@ -149,7 +149,8 @@ def publish(*, registry_uri: str, name: str, version: str, files: dict[str, Path
         folders: {name in the registry: local folder} copied whole (the Triton repository).
         registries: where the version is also registered (kfp_yolo.components.registries).
         champion: move the registries' champion and `latest` to this version (the gate passed).
-        source, dataset_hash, tensorrt_version: what the registries record of the version.
+        source, dataset_hash, tensorrt_version, lineage: what the registries record of the
+            version (lineage: components/release/lineage.py).
 
     Returns:
         The URI of the published version.
@@ -198,7 +199,8 @@ def publish(*, registry_uri: str, name: str, version: str, files: dict[str, Path
     release = Release(name=name, version=version, uri=target,
                       serving_uri=serving_uri(f"{target}/triton") if "triton" in folders else "",
                       metrics=dict(metadata.get("metrics", {})), dataset_hash=dataset_hash,
-                      formats=_formats(files, tensorrt_version), files=files, source=source)
+                      formats=_formats(files, tensorrt_version), files=files, source=source,
+                      lineage=dict(lineage or {}))
     for registry in registries:  # each idempotent: a retry completes what a failure left
         registry.register(release, champion=champion)
     if champion:

@@ -2,7 +2,7 @@
 
 from typing import NamedTuple
 
-from kfp.dsl import Dataset, Markdown, Output
+from kfp.dsl import Dataset, Markdown, Model, Output
 
 __all__ = ["plan_resources_component", "prepare_dataset_component"]
 
@@ -13,6 +13,7 @@ def prepare_dataset_component(
     val_fraction: float,
     dataset: Output[Dataset],
     report: Output[Markdown],
+    dataset_hash: str = "",
 ) -> NamedTuple("PrepareOutputs", [("content_hash", str), ("nc", int),
                                    ("train_images", int)]):
     """KFP step: prepares the dataset into the Dataset artifact.
@@ -21,6 +22,9 @@ def prepare_dataset_component(
         content_hash of the prepared dataset; nc, its number of classes, and train_images, the
         size of its training split (the planner's inputs: the detection head and the loss grow
         with nc; an auto batch keeps enough batches per epoch).
+
+    Raises:
+        UserError: dataset_hash is pinned and the prepared data's content hash differs.
     """
     from kfp_yolo.components.boundary import install
 
@@ -32,6 +36,14 @@ def prepare_dataset_component(
     from kfp_yolo.components.reports.media import fit_markdown
 
     prepared = prepare_dataset(dataset_uri, dataset.path, seed=seed, val_fraction=val_fraction)
+    if dataset_hash and prepared.content_hash != dataset_hash:
+        from kfp_yolo.components.errors import UserError
+
+        raise UserError(f"dataset_hash={dataset_hash!r} is invalid: {dataset_uri} now hashes to "
+                        f"{prepared.content_hash!r}, so the data changed since it was pinned; "
+                        "pin the new hash, or restore the data.")
+    print(f"prepare-dataset: content hash {prepared.content_hash}"
+          + (" (matches the pinned dataset_hash)" if dataset_hash else ""))
     dataset.metadata.update({"content_hash": prepared.content_hash, **prepared.stats})
     # how an export was read, beside the statistics in the UI (the same as data.yaml's source)
     source = prepared.conversion or {"format": "yolo"}
@@ -50,7 +62,8 @@ def plan_resources_component(
     optimizer: str, nc: int, node_pools: str, report: Output[Markdown], train_images: int = 0,
     epochs: int = 0, objective: str = "smallest", deadline_h: float = 0.0, workers: int = 0,
     registry_uri: str = "", checkpoint_uri: str = "", hpo_trials: int = 0, hpo_epochs: int = 3,
-    hpo_fraction: float = 1.0, hpo_budget_gpu_h: float = 0.0,
+    hpo_fraction: float = 1.0, hpo_budget_gpu_h: float = 0.0, name: str = "",
+    warm_start: str = "none", base_model: Output[Model] = None,
 ) -> NamedTuple("PlanOutputs", [("batch", int), ("peak_mib", int), ("pool", str),
                                 ("min_gpu_memory_mib", int), ("node_affinity", dict),
                                 ("tolerations", list), ("batch_rule", str),
@@ -70,6 +83,10 @@ def plan_resources_component(
         hpo_*: the search before the training: one trial's GPU-hours are estimated on the
             chosen pool, and a search the budget cannot pay for is refused here, before any
             GPU (components/hpo/budget.py).
+        name, warm_start: with model a .pt URI or path or registry:VERSION, or warm_start
+            champion/latest, the checkpoint is fetched once into `base_model` (base.pt, its
+            sha256 and classes in the metadata), checked, and sized from its architecture; the
+            train step and its pods read those bytes.
 
     Returns:
         batch (global), peak_mib (per GPU), pool (name), min_gpu_memory_mib, and the
@@ -82,6 +99,7 @@ def plan_resources_component(
 
     install()  # before any work: a failure from here on becomes the step's record
     # KFP copies this function's source alone into the component: imports live here
+    import tempfile
     from collections import namedtuple
 
     from kfp_yolo.components.k8s.pools import (
@@ -93,6 +111,17 @@ def plan_resources_component(
     from kfp_yolo.components.planner.history import History, history_uri, load_history
     from kfp_yolo.components.reports.media import fit_markdown
     from kfp_yolo.components.reports.plan import markdown_report
+    from kfp_yolo.components.training.warm_start import fetch_base_model
+
+    # Before the planner: a missing, corrupt or wrong-task checkpoint is refused here, in one
+    # sentence, and the planner sizes the GPUs from the checkpoint's own architecture.
+    out = base_model.path if base_model is not None else tempfile.mkdtemp(prefix="kfp-yolo-")
+    base = fetch_base_model(model, out, warm_start=warm_start, registry_uri=registry_uri,
+                            name=name)
+    if base is not None:
+        if base_model is not None:  # None only when a test calls the function directly
+            base_model.metadata.update(base.metadata())
+        model = str(base.path)
 
     # bf16 goes only to GPUs that compute in it (Ampere or newer): the others emulate it
     pools = pools_for_precision(load_pools_text(node_pools, source="the node_pools parameter"),

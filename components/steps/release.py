@@ -104,12 +104,17 @@ def publish_component(
     run_id: str = "",
     run_name: str = "",
     namespace: str = "",
+    dataset_uri: str = "",
+    config_json: str = "",
+    image: str = "",
 ) -> str:
     """KFP step: publishes the gated model; the version URI, or '' when registry_uri is ''.
 
     The version holds a Triton model repository (triton/), and is registered in MLflow's
     registry when MLFLOW_TRACKING_URI is set and in the Kubeflow Model Registry when
-    model_registry_address is; `latest` moves after both.
+    model_registry_address is; `latest` moves after both. Its lineage (dataset_uri and the
+    dataset's content hash, the parent checkpoint the weights name, config_json's values and
+    hash, the package version, image) goes into lineage.json, the model card and both registries.
     """
     from kfp_yolo.components.boundary import install
 
@@ -121,6 +126,7 @@ def publish_component(
 
     from kfp_yolo.components.registries import RunSource
     from kfp_yolo.components.registries.configured import open_registries
+    from kfp_yolo.components.release.lineage import LINEAGE_FILE, build_lineage, flat_lineage
     from kfp_yolo.components.release.publish import publish
     from kfp_yolo.components.release.serving_check import CHECK_JSON, expected_boxes
     from kfp_yolo.components.release.triton import build_repository
@@ -136,8 +142,13 @@ def publish_component(
         files["model.engine"] = engine_file
     # KFP keeps Metrics values in the artifact's metadata, not in its file.
     values = {k: v for k, v in metrics.metadata.items() if isinstance(v, int | float)}
+    lineage = build_lineage(dataset_uri=dataset_uri,
+                            dataset_hash=str(dataset.metadata.get("content_hash", "")),
+                            parent=dict(weights.metadata.get("parent", {})), name=name,
+                            config=json.loads(config_json or "{}"), image=image)
+    card_lineage = {k.removeprefix("lineage."): v for k, v in flat_lineage(lineage).items()}
     training = {k: v for k, v in weights.metadata.items() if k != "search"}
-    metadata = {"metrics": values, "training": training,
+    metadata = {"metrics": values, "lineage": card_lineage, "training": training,
                 "dataset": dict(dataset.metadata), "onnx": dict(onnx_model.metadata),
                 "tensorrt": dict(engine.metadata) or {"status": "not built"}}
     if weights.metadata.get("search"):  # the search's trials and the values it chose
@@ -152,6 +163,8 @@ def publish_component(
         with open(metrics_file, "w") as handle:
             json.dump(values, handle, indent=1, sort_keys=True)
         files["metrics.json"] = Path(metrics_file)
+        files[LINEAGE_FILE] = Path(tmp) / LINEAGE_FILE
+        files[LINEAGE_FILE].write_text(json.dumps(lineage, indent=1, sort_keys=True))
         # One validation image and ultralytics' boxes for it: deploy checks the served ones.
         val = sorted(p for p in (Path(dataset.path) / "images" / "val").glob("*")
                      if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp", ".webp"})
@@ -171,8 +184,12 @@ def publish_component(
                       metadata=metadata, folders={"triton": triton}, registries=registries,
                       source=RunSource(run_id, run_name, namespace) if run_id else None,
                       dataset_hash=str(dataset.metadata.get("content_hash", "")),
-                      tensorrt_version=str(engine.metadata.get("tensorrt_version", "")))
-    print(f"published {uri}" + "".join(f"; registered in {r.label}" for r in registries))
+                      tensorrt_version=str(engine.metadata.get("tensorrt_version", "")),
+                      lineage=lineage)
+    parent = lineage["parent"]
+    print(f"published {uri}" + "".join(f"; registered in {r.label}" for r in registries)
+          + f"; lineage: parent {parent['kind']} {parent['version'] or parent['source']}, "
+            f"dataset {lineage['dataset']['content_hash'][:12]}")
     return uri
 
 

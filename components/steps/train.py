@@ -46,6 +46,7 @@ def train_component(
     mlflow_secret: str = "",
     hyp: dict = {},  # noqa: B006 (KFP reads the default; the step never changes it)
     search: dict = {},  # noqa: B006
+    base_model: Input[Model] = None,
 ):
     """KFP step: trains through the launcher; best.pt, last.pt, results.csv into `weights`.
 
@@ -60,6 +61,9 @@ def train_component(
     the MLflow credentials from the Secret `mlflow_secret`. `hyp` holds the search's best
     training arguments (momentum, mosaic, ...; imgsz and lr0 come as their own inputs) and
     `search` its summary, which the weights' metadata (and so the registry) records.
+    `base_model` is the checkpoint the plan step fetched (empty when the run trains `model`
+    from its YAML): the pods fine-tune from those bytes, and the weights' metadata names it as
+    the parent.
     """
     from kfp_yolo.components.boundary import install
 
@@ -79,6 +83,15 @@ def train_component(
     remote = launcher != "local"
     # Training pods are not KFP tasks: on a cluster they read and write object storage directly.
     output_uri = weights.uri if remote else weights.path
+    parent = dict(base_model.metadata) if base_model is not None else {}
+    if parent.get("sha256"):  # the plan step's fetched bytes, read as the dataset is
+        values["model"] = (f"{base_model.uri.rstrip('/')}/{parent['file']}" if remote
+                           else os.path.join(base_model.path, parent["file"]))
+        values["model_sha256"] = str(parent["sha256"])
+    if not lr0:  # a warm start: validate-config left it to what the plan step found
+        from kfp_yolo.components.config.values import default_lr0
+
+        values["lr0"] = default_lr0(optimizer, fine_tune=bool(parent.get("sha256")))
     spec = train_spec_from(values, run_id=run_id, output_uri=output_uri,
                            dataset_uri=dataset.uri if remote else dataset.path)
     # The pods require the planner's need (Gt need-1 MiB) and tolerate the chosen pool, as
@@ -103,7 +116,8 @@ def train_component(
     if remote:
         storage.download(output_uri, weights.path)
     weights.metadata.update({"run_id": run_id, "epochs": epochs, "imgsz": imgsz, "batch": batch,
-                             "launcher": backend.kind})
+                             "launcher": backend.kind,
+                             "parent": parent or {"source": model}})
     if search:
         weights.metadata["search"] = {**search, "lr0": lr0, "imgsz": imgsz, "hyp": dict(hyp)}
     shape = os.path.join(weights.path, "training.json")

@@ -19,7 +19,9 @@ def make_validate_config_component(parameters: list, compiled: dict):
     import linecache
 
     args = ",\n".join(f"    {name}: {kind.__name__}" for name, kind in parameters)
-    outputs = ", ".join(f"({name!r}, {kind.__name__})" for name, kind in parameters)
+    # config_json: every checked value (compile-time keys too), what a version's lineage records
+    outputs = ", ".join([*(f"({name!r}, {kind.__name__})" for name, kind in parameters),
+                         "('config_json', str)"])
     source = (
         f"def validate_config_component(\n{args},\n"
         f") -> NamedTuple('CheckedConfig', [{outputs}]):\n"

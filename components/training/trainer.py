@@ -92,6 +92,7 @@ def job_summary(record: dict[str, Any], spec: TrainSpec) -> dict[str, Any]:
             "workers_planned": record.get("input_pipeline", {}).get("workers"),
             "input_reason": record.get("input_pipeline", {}).get("reason", ""),
             "epochs_timed": len(timed), "images_per_s": round(per_rank * world, 1),
+            **({"fine_tune": record["fine_tune"]} if "fine_tune" in record else {}),
             # per epoch, for the training report: the job's images/s, rank 0's peak memory
             "epochs": [{"epoch": e["epoch"], "seconds": round(e["seconds"], 3),
                         "images_per_s": round(e["images_per_s"] * world, 2),

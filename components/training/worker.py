@@ -78,6 +78,7 @@ from kfp_yolo.components.training.inputs import (
 from kfp_yolo.components.training.node import EXIT_BAD_INPUT, EXIT_OUT_OF_MEMORY
 from kfp_yolo.components.training.reporting import EpochReporter, Tracking
 from kfp_yolo.components.training.trainer import Progress, job_summary, make_trainer
+from kfp_yolo.components.training.warm_start import localise_base_model, transfer_report
 
 __all__ = ["COLLECTIVE_TIMEOUT_S", "DistEnv", "entry", "main", "run_worker"]
 
@@ -223,6 +224,11 @@ def run_worker(spec: TrainSpec, env: DistEnv, scratch: Path | None = None,
 
         data_yaml, pipeline = _fetch_dataset(spec, env, scratch,
                                              procs_per_host or env.local_world_size)
+        if spec.model_sha256 or storage.is_remote(spec.model):  # the plan step's bytes
+            spec = replace(spec, model=localise_base_model(
+                spec.model, spec.model_sha256, scratch / "base_model",
+                fetch=env.local_rank == 0))
+            barrier()
         checkpoint = fetch_checkpoint(spec, env, scratch)
         if checkpoint is not None and checkpoint.epoch + 1 >= spec.epochs:
             log.info("run %s finished all %d epochs before it stopped; publishing its "
@@ -237,6 +243,9 @@ def run_worker(spec: TrainSpec, env: DistEnv, scratch: Path | None = None,
         trainer.add_callback("on_train_epoch_start", progress.epoch_start)
         trainer.add_callback("on_train_batch_end", progress.batch_end)
         trainer.add_callback("on_train_epoch_end", progress.epoch_end)
+        if env.is_main and checkpoint is None and spec.model.endswith(".pt"):
+            trainer.add_callback("on_pretrain_routine_end",
+                                 lambda t: _report_transfer(t, spec, progress.record))
         if env.is_main and spec.checkpoint_uri:
             trainer.add_callback("on_model_save", lambda t: upload_checkpoint(t, spec))
         reporter = EpochReporter(tracking or Tracking(), spec, progress.record)
@@ -290,6 +299,21 @@ def trial_spec(spec: TrainSpec, trial: str | None, hyp: list[str]) -> TrainSpec:
 
 def _join(uri: str, name: str) -> str:
     return uri.rstrip("/") + "/" + name
+
+
+def _report_transfer(trainer: object, spec: TrainSpec, record: dict) -> None:
+    """Says (and records for the run summary) what ultralytics' transfer kept of the base
+    checkpoint, once the model is built and before its first step."""
+    names = trainer.data["names"]
+    try:
+        report = transfer_report(trainer.model, spec.model,
+                                 [str(names[k]) for k in sorted(names)]
+                                 if isinstance(names, dict) else [str(n) for n in names])
+    except Exception as exc:  # noqa: BLE001 - a report, never the reason a training fails
+        log.warning("fine-tune: the transfer was not counted (%s)", exc)
+        return
+    log.info("fine-tune: %s", report["sentence"])
+    record["fine_tune"] = report
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,9 +3,9 @@
 A bare YAML name is ultralytics' own (checked against the YAMLs it ships); a model YAML file
 that exists is read (a few hundred bytes, no data) and must be a detection model; a path that
 is not there is refused for a run on this machine (`kfp-yolo run`, validate-config with
-launcher local), not at load (a cluster's pods may have it in their image); a URI is refused
-at load: no step downloads a model. A .pt's task is checked by the train step (reading it here
-would need torch).
+launcher local), not at load (a cluster's pods may have it in their image); a .pt URI (s3://,
+minio://, file://) or a registry version is accepted at load, and the plan step fetches and
+checks it (tests/integration/test_warm_start.py).
 """
 
 from __future__ import annotations
@@ -49,14 +49,29 @@ def test_an_own_yaml_of_another_kind_is_refused_at_load(models, name, says):
     assert says in str(err.value)
 
 
-@pytest.mark.parametrize("model", ["s3://models/base/best.pt", "gs://bucket/m.pt",
-                                   "https://example.com/m.pt", "file:///models/m.yaml"])
-def test_a_model_uri_is_refused_at_load_as_nothing_downloads_it(model):
-    """The plan step reads a .pt to size the GPUs and ultralytics reads a path: a URI went
-    through to ultralytics and failed after the data was prepared."""
-    with pytest.raises(UserError, match=r"is invalid: kfp-yolo downloads no model: give a model "
-                                        r"ultralytics ships \(such as yolov5l.yaml\) or a path"):
-        load_config(None, [f"model={model}"])
+@pytest.mark.parametrize("model", ["s3://models/base/best.pt", "minio://models/b/last.pt",
+                                   "file:///models/best.pt", "registry:champion",
+                                   "registry:latest", "registry:20261104T093012Z-1a2b3c4d"])
+def test_a_checkpoint_uri_or_registry_version_is_accepted_for_the_plan_step_to_fetch(model):
+    assert load_config(None, [f"model={model}", "registry_uri=s3://models/registry"]).model == model
+
+
+@pytest.mark.parametrize("model, says", [
+    ("gs://bucket/m.pt", "unsupported scheme 'gs'"),
+    ("https://example.com/m.pt", "unsupported scheme 'https'"),
+    ("file:///models/m.yaml", "a model URI names a .pt checkpoint"),
+    ("registry:../x", "a registry model is registry:champion, registry:latest or registry:VERSION"),
+])
+def test_a_model_uri_nothing_can_fetch_is_refused_at_load(model, says):
+    with pytest.raises(UserError, match=r"^--set: model=.* is invalid: ") as err:
+        load_config(None, [f"model={model}", "registry_uri=/tmp/registry"])
+    assert says in str(err.value)
+
+
+def test_a_registry_model_without_a_registry_is_refused_at_load():
+    with pytest.raises(UserError, match=r"model='registry:champion' reads the registry, and "
+                                        r"registry_uri is empty; set registry_uri"):
+        load_config(None, ["model=registry:champion"])
 
 
 def test_a_missing_model_file_is_not_refused_at_load_but_by_a_local_run(tmp_path, capsys):
@@ -84,3 +99,11 @@ def test_validate_config_refuses_a_missing_model_file_when_the_train_step_trains
         check_run_parameters(values, compiled=compiled)
     (tmp_path / "m.pt").write_bytes(b"x")
     assert check_run_parameters(values, compiled=compiled).model == cfg.model
+
+
+
+def test_a_search_with_a_fetched_checkpoint_is_refused_at_load():
+    """The search's trials train from `model` as given, not from the plan step's copy."""
+    with pytest.raises(UserError, match=r"a hyperparameter search \(hpo_trials > 0\) trains its "
+                                        r"trials from a model YAML or a local \.pt"):
+        load_config(None, ["model=s3://models/base/best.pt", "hpo_trials=4"])
