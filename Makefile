@@ -33,7 +33,7 @@ test: $(STAMP)
 # The unit lane: pure logic, no torchrun, no S3 server, no training, no real-time waits
 # (under a minute on 2 cores; what is slower belongs in tests/integration).
 test-fast: $(STAMP)
-	@start=$$(date +%s); $(BIN)/ruff check . && $(BIN)/python -m pytest -q -ra tests/unit; \
+	@start=$$(date +%s); $(BIN)/ruff check . && $(BIN)/python -m pytest -q -ra -n auto --dist loadfile tests/unit; \
 		status=$$?; echo "make test-fast: $$(( $$(date +%s) - start )) s"; exit $$status
 
 lint: $(STAMP)
