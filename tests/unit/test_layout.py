@@ -221,3 +221,10 @@ def test_no_test_module_imports_another():
             offenders += [f"{path.relative_to(tests)} imports {m}" for m in imported
                           if m.split(".")[0] in names]
     assert not offenders, offenders
+
+
+def test_no_two_test_modules_share_a_name():
+    # tests/ has no __init__.py: pytest imports test modules by their base name, and two of one
+    # name (tests/unit/test_x.py, tests/integration/test_x.py) stop `make test` at collection.
+    names = [path.name for path in (ROOT / "tests").rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []

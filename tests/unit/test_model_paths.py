@@ -5,7 +5,7 @@ that exists is read (a few hundred bytes, no data) and must be a detection model
 is not there is refused for a run on this machine (`kfp-yolo run`, validate-config with
 launcher local), not at load (a cluster's pods may have it in their image); a .pt URI (s3://,
 minio://, file://) or a registry version is accepted at load, and the plan step fetches and
-checks it (tests/integration/test_warm_start.py).
+checks it (tests/integration/test_warm_start_runs.py).
 """
 
 from __future__ import annotations
