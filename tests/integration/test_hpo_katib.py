@@ -14,6 +14,7 @@ import signal
 import jsonschema
 import pytest
 import yaml
+from k8s_validation import forbid_unknown
 from kube_fakes import NS, FakeClock, ScriptedHTTP, make_spec, status_error
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
@@ -43,19 +44,9 @@ def experiment_schema() -> jsonschema.Validator:
     spec = json.loads(path.read_text())
     schemas = spec["components"]["schemas"]
 
-    # Strict, as `kubectl --validate=strict` is: a field the types do not list is an error.
-    def strict(node):
-        if isinstance(node, dict):
-            if "properties" in node and "additionalProperties" not in node:
-                node["additionalProperties"] = False
-            for value in node.values():
-                strict(value)
-        elif isinstance(node, list):
-            for value in node:
-                strict(value)
     # trialSpec is an open object in these types: the TrainJob is checked against its CRD
     for schema in schemas.values():
-        strict(schema)
+        forbid_unknown(schema)  # a field the types do not list is an error
     registry = Registry().with_resource("urn:katib", Resource.from_contents(
         spec, default_specification=DRAFT7))
     root = {"$ref": "urn:katib#/components/schemas/v1beta1.Experiment"}
