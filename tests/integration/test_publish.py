@@ -181,10 +181,13 @@ def test_component_collects_artifacts_and_skips_unbuilt_engine(tmp_path, monkeyp
 
     assert uri == f"{registry}/m/v3"
     published = {p.name for p in (registry / "m" / "v3").iterdir()}
-    assert published == {"README.md", "best.pt", "complete.json", "data.yaml", "metrics.json",
-                         "model.onnx", "triton"}
-    (model,) = (registry / "m" / "v3" / "triton").iterdir()  # no TensorRT model: none built
-    assert parse_config(model / "config.pbtxt").name == "m" == model.name
+    assert published == {"README.md", "best.pt", "complete.json", "data.yaml", "lineage.json",
+                         "metrics.json", "model.onnx", "triton"}
+    # the end-to-end model and the raw detector; no TensorRT model: none was built
+    triton = registry / "m" / "v3" / "triton"
+    assert {model.name for model in triton.iterdir()} == {"m", "m-onnx"}
+    model = triton / "m-onnx"
+    assert parse_config(model / "config.pbtxt").name == "m-onnx"
     assert (model / "1" / "model.onnx").read_bytes() == inputs["model.onnx"].read_bytes()
     assert json.loads((registry / "m" / "v3" / "metrics.json").read_text())["mAP50-95"] == 0.7
     assert publish_component(weights, onnx, engine, dataset, metrics, "", "m", "") == ""
