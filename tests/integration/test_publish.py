@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -230,13 +231,25 @@ def test_interrupted_s3_publish_stays_invisible_and_a_retry_replaces_it(s3_env, 
     publish(registry_uri=registry, name="m", version="v1", files=_inputs(tmp_path / "a"),
             metadata=METADATA)
     real_put = Minio.fput_object
+    started: list[str] = []
     landed: list[str] = []
+    arrived = threading.Condition()
 
     def connection_drops_after_two_files(self, bucket, key, path, **kwargs):
-        if len(landed) >= 2:
+        # Uploads run on a thread pool and the first failure halts the puts still running, so
+        # the drop waits until two files have landed whole: then part of the version is there.
+        with arrived:
+            first_two = len(started) < 2
+            started.append(key)
+        if not first_two:
+            with arrived:
+                arrived.wait_for(lambda: len(landed) >= 2, timeout=60)
             raise ConnectionResetError(104, "Connection reset by peer")
-        landed.append(key)
-        return real_put(self, bucket, key, path, **kwargs)
+        result = real_put(self, bucket, key, path, **kwargs)
+        with arrived:
+            landed.append(key)
+            arrived.notify_all()
+        return result
 
     monkeypatch.setattr(Minio, "fput_object", connection_drops_after_two_files)
     version_uri = f"{registry}/m/v2"
