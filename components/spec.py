@@ -18,7 +18,7 @@ from typing import Any
 from kfp_yolo.components.errors import UserError
 
 __all__ = ["CACHES", "OPTIMIZERS", "PRECISIONS", "TrainSpec", "canonical_optimizer",
-           "check_batch_shape", "default_checkpoint_uri", "train_spec_from"]
+           "as_field_types", "check_batch_shape", "default_checkpoint_uri", "train_spec_from"]
 
 PRECISIONS = ("amp", "fp32", "bf16")
 """Training precisions: amp (fp16 autocast), fp32, bf16 (CUDA only; CPU always trains fp32)."""
@@ -153,9 +153,24 @@ def train_spec_from(values: Mapping[str, Any], *, run_id: str, dataset_uri: str,
              if f.name in values and f.name not in _GIVEN_BY_THE_RUN}
     # a copy of each mapping (hyp): the spec is a value of its own, not a view of the caller's
     taken = {k: dict(v) if isinstance(v, Mapping) else v for k, v in taken.items()}
-    return TrainSpec(
-        run_id=run_id, dataset_uri=dataset_uri, output_uri=output_uri,
-        batch=int(values["batch"] if batch is None else batch),
+    return TrainSpec(**as_field_types(TrainSpec, {
+        "run_id": run_id, "dataset_uri": dataset_uri, "output_uri": output_uri,
+        "batch": values["batch"] if batch is None else batch,
         # empty: beside the weights, in object storage for a cluster job (as `job render` shows)
-        checkpoint_uri=values.get("checkpoint_uri") or default_checkpoint_uri(output_uri),
-        **taken)
+        "checkpoint_uri": values.get("checkpoint_uri") or default_checkpoint_uri(output_uri),
+        **taken}))
+
+
+def as_field_types(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """values with each plain field's type restored: a config that crossed the DAG as one
+    structured value (a protobuf Struct, whose numbers are doubles) may give 10.0 for 10."""
+    kinds = {f.name: f.type for f in fields(cls)}
+    typed = dict(values)
+    for name, value in values.items():
+        kind = kinds.get(name)
+        if kind in ("int", int) and isinstance(value, float) and value.is_integer():
+            typed[name] = int(value)
+        elif kind in ("float", float) and isinstance(value, int) and not isinstance(value, bool):
+            typed[name] = float(value)
+    return typed
+

@@ -56,7 +56,9 @@ def _search(cfg: RunConfig, args: argparse.Namespace) -> tuple[SearchResult, Pat
                   train_images=prepared.stats["train_images"], objective=cfg.objective,
                   epochs=cfg.hpo_epochs)
     cost = trial_cost(result, epochs=cfg.hpo_epochs, fraction=cfg.hpo_fraction)
-    config = {**cfg.model_dump(), "run_id": cfg.name, "batch": result.batch, "launcher": "local"}
+    # lr0 resolved as `job render` resolves it (a trial that does not search lr0 trains with it)
+    config = {**cfg.model_dump(), "lr0": cfg.learning_rate, "run_id": cfg.name,
+              "batch": result.batch, "launcher": "local"}
     search = run_search(config, str(workdir / "dataset"), workdir / "trials", cost)
     write_outputs(search, workdir / "search_report.html", title=f"Search for {cfg.name}")
     return search, workdir

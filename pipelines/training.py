@@ -23,7 +23,7 @@ from collections.abc import Callable
 from kfp import dsl, kubernetes
 from kfp.dsl.pipeline_channel import PipelineChannel
 
-from kfp_yolo.components.config.checks import CLUSTER_JOB_KEYS, CONFIG_JSON, NODE_POOLS
+from kfp_yolo.components.config.checks import CLUSTER_JOB_KEYS, CONFIG, NODE_POOLS
 from kfp_yolo.components.config.run_config import COMPILE_TIME, RunConfig, parameter_specs
 from kfp_yolo.components.config.serving_keys import DEPLOY_TIMEOUT_MAX
 from kfp_yolo.components.launchers.cluster import SECRET_KEYS
@@ -41,16 +41,9 @@ from kfp_yolo.components.steps import (
     train_component,
 )
 
-__all__ = ["NODE_POOLS", "PIPELINE_NAME", "SEARCH_KEYS", "build_pipeline", "compiled_settings"]
+__all__ = ["NODE_POOLS", "PIPELINE_NAME", "build_pipeline", "compiled_settings"]
 
 PIPELINE_NAME = "kfp-yolo-training"
-SEARCH_KEYS = ("name", "model", "imgsz", "precision", "optimizer", "lr0", "seed", "workers",
-               "cache", "procs_per_node", "launcher", "hpo_trials", "hpo_epochs",
-               "hpo_fraction", "hpo_parallel", "hpo_algorithm", "hpo_budget_gpu_h", "hpo_lr0",
-               "hpo_momentum", "hpo_weight_decay", "hpo_mosaic", "hpo_scale", "hpo_hsv",
-               "hpo_imgsz", "image", "namespace", "queue", "storage_secret",
-               "workload_priority_class", "service_account", "job_timeout_s")
-"""The config keys the search step reads (besides the plan's outputs)."""
 VALIDATE_CPU, VALIDATE_MEMORY = "500m", "1Gi"
 """Fixed requests of the validate step: step_cpu and step_memory are among what it checks."""
 STORAGE_ENV = {name: name for name in SECRET_KEYS}
@@ -147,35 +140,23 @@ def _wire(c: dict[str, Callable], raw: dict, cfg: RunConfig, *, cluster: bool) -
                      name=p["name"], warm_start=p["warm_start"],
                      ).set_display_name("plan-resources")
     plan.set_caching_options(False)  # it reads the throughput history, which grows
-    # hpo_trials 0: passes imgsz and lr0 through in seconds; else the best trial's values
+    # The search and the training take the checked config whole (a new training key needs no
+    # wire here) and what the plan decided; hpo_trials 0 passes imgsz and lr0 through at once.
+    config = validate.outputs[CONFIG]
+    placed = dict(pool=plan.outputs["pool"], node_pools=p[NODE_POOLS],
+                  min_gpu_memory_mib=plan.outputs["min_gpu_memory_mib"],
+                  tolerations=plan.outputs["tolerations"])
     search = c["search"](
         dataset=prepare.outputs["dataset"], run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-        batch=plan.outputs["batch"], trial_gpu_h=plan.outputs["trial_gpu_h"],
-        pool=plan.outputs["pool"], node_pools=p[NODE_POOLS],
-        min_gpu_memory_mib=plan.outputs["min_gpu_memory_mib"],
-        tolerations=plan.outputs["tolerations"], **{key: p[key] for key in SEARCH_KEYS},
-    ).set_display_name("search")
+        config=config, batch=plan.outputs["batch"], trial_gpu_h=plan.outputs["trial_gpu_h"],
+        **placed).set_display_name("search")
     search.set_caching_options(False)
     imgsz = search.outputs["imgsz"]
     train = c["train"](
         dataset=prepare.outputs["dataset"], run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-        model=p["model"], imgsz=imgsz, epochs=p["epochs"], batch=plan.outputs["batch"],
-        precision=p["precision"], optimizer=p["optimizer"], lr0=search.outputs["lr0"],
-        hyp=search.outputs["hyp"], search=search.outputs["summary"], seed=p["seed"],
-        workers=p["workers"], cache=p["cache"], nodes=p["nodes"],
-        procs_per_node=p["procs_per_node"],
-        launcher=p["launcher"], checkpoint_uri=p["checkpoint_uri"], image=p["image"],
-        namespace=p["namespace"], queue=p["queue"], storage_secret=p["storage_secret"],
-        workload_priority_class=p["workload_priority_class"],
-        service_account=p["service_account"], job_timeout_s=p["job_timeout_s"],
-        queue_timeout_s=p["queue_timeout_s"], priority_class=p["priority_class"],
-        backoff_limit=p["backoff_limit"], ttl_after_finished_s=p["ttl_after_finished_s"],
-        min_gpu_memory_mib=plan.outputs["min_gpu_memory_mib"],
-        tolerations=plan.outputs["tolerations"], registry_uri=p["registry_uri"],
-        base_model=plan.outputs["base_model"],
-        # the training report: MLflow's experiment, and the pool's price for the cost
-        name=p["name"], pool=plan.outputs["pool"], node_pools=p[NODE_POOLS],
-        mlflow_secret=p["mlflow_secret"],
+        config=config, batch=plan.outputs["batch"], imgsz=imgsz, lr0=search.outputs["lr0"],
+        hyp=search.outputs["hyp"], search=search.outputs["summary"],
+        base_model=plan.outputs["base_model"], **placed,
     ).set_display_name("train").set_caching_options(False)
     evaluate = c["evaluate"](dataset=prepare.outputs["dataset"], weights=train.outputs["weights"],
                              imgsz=imgsz, min_map50_95=p["min_map50_95"],
@@ -201,7 +182,7 @@ def _wire(c: dict[str, Callable], raw: dict, cfg: RunConfig, *, cluster: bool) -
                                run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                                run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
                                namespace=p["namespace"], dataset_uri=p["dataset_uri"],
-                               config_json=validate.outputs[CONFIG_JSON], image=p["image"])
+                               config=config, image=p["image"])
         publish.set_display_name("publish").set_caching_options(False)
         with dsl.If(p["deploy"] == "kserve", name="deploy-kserve"):
             deploy = c["deploy"](

@@ -8,7 +8,6 @@ with the sentence `--set` would give. The later steps take the checked values it
 
 from __future__ import annotations
 
-import json
 from collections import namedtuple
 from typing import Any
 
@@ -20,8 +19,8 @@ from kfp_yolo.components.config.values import check_local_model
 from kfp_yolo.components.config.warm_start_keys import fine_tunes
 from kfp_yolo.components.errors import UserError
 
-__all__ = ["CLUSTER_JOB_KEYS", "CONFIG_JSON", "NODE_POOLS", "PARAMETER_SOURCE", "check_config",
-           "check_run_parameters"]
+__all__ = ["CLUSTER_JOB_KEYS", "CONFIG", "NODE_POOLS", "PARAMETER_SOURCE", "check_config",
+           "check_run_parameters", "step_values"]
 
 NODE_POOLS = "node_pools"
 """The pipeline parameter that carries the node-pool catalog's text."""
@@ -30,8 +29,9 @@ CLUSTER_JOB_KEYS = ("queue", "workload_priority_class", "priority_class", "servi
 """Settings of a cluster launcher's training job: a pipeline compiled with launcher=local trains
 in the train step's own pod, and they change nothing there (the description says so, and
 validate-config warns when one is set)."""
-CONFIG_JSON = "config_json"
-"""The validate step's extra output: the whole checked config as JSON (for lineage)."""
+CONFIG = "config"
+"""The validate step's extra output: every checked value as one structured value (step_values),
+which the search, train and publish steps take whole (a new training key needs no new wire)."""
 PARAMETER_SOURCE = "run parameter"
 """How a refused value's sentence starts: `run parameter: epochs=-1 is invalid: ...`."""
 
@@ -93,16 +93,27 @@ def check_run_parameters(values: dict[str, Any], *, compiled: dict[str, Any]) ->
                   "compile with `--set launcher=auto` for a cluster job.")
     # This step's pod has the image and environment of publish and the train step
     check_environment(cfg, PARAMETER_SOURCE)
-    checked = {name: getattr(cfg, name) for name in values}
-    if "lr0" in checked:
-        # 0 with a warm start from a YAML: the train step picks the fine-tune or from-scratch
-        # default once the plan step has found (or not) the registry's version
-        undecided = not cfg.lr0 and cfg.warm_start != "none" and not fine_tunes(cfg.model)
-        checked["lr0"] = 0.0 if undecided else cfg.learning_rate
+    config = step_values(cfg)
+    checked = {name: config[name] for name in values}
     checked[NODE_POOLS] = node_pools
-    # what a published version's lineage records (the catalog is a parameter, not the run's)
-    checked[CONFIG_JSON] = json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
+    # the later steps' config, and what a version's lineage records (the catalog is a
+    # parameter of the pipeline, not a value of the run)
+    checked[CONFIG] = config
     print("validate-config: every parameter is valid: " + ", ".join(
         f"{name}={value!r}" for name, value in checked.items()
-        if name not in (NODE_POOLS, CONFIG_JSON)))
+        if name not in (NODE_POOLS, CONFIG)))
     return namedtuple("CheckedConfig", list(checked))(**checked)
+
+
+def step_values(cfg: RunConfig) -> dict[str, Any]:
+    """Every key's checked value as the steps take it (JSON values), lr0 resolved.
+
+    lr0 0 (unset) becomes the optimizer's default, except with a warm start from a YAML: the
+    train step picks the fine-tune or from-scratch default once the plan step has found (or
+    not) the registry's version, so it stays 0 here. `kfp-yolo job render` and `tune` use the
+    same values, so they show what a run's steps would do.
+    """
+    values = cfg.model_dump(mode="json")
+    undecided = not cfg.lr0 and cfg.warm_start != "none" and not fine_tunes(cfg.model)
+    values["lr0"] = 0.0 if undecided else cfg.learning_rate
+    return values

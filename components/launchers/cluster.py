@@ -14,6 +14,7 @@ from typing import Any
 
 from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.k8s.names import DNS_LABEL, DNS_SUBDOMAIN, LABEL_VALUE, check
+from kfp_yolo.components.spec import as_field_types
 from kfp_yolo.components.tracking.mlflow_log import CREDENTIAL_KEYS as MLFLOW_CREDENTIAL_KEYS
 
 __all__ = ["MLFLOW_CREDENTIAL_KEYS", "PRIORITY_LABEL", "QUEUE_LABEL", "RUN_LABEL", "SECRET_KEYS",
@@ -155,7 +156,7 @@ def cluster_settings_from(values: Mapping[str, Any], **given: Any) -> dict[str, 
     (placement, forwarded variables), for get_launcher / ClusterSettings."""
     settings = {f.name: values[RENAMED.get(f.name, f.name)] for f in fields(ClusterSettings)
                 if f.name not in _PLACEMENT and RENAMED.get(f.name, f.name) in values}
-    return {**settings, **given}
+    return {**as_field_types(ClusterSettings, settings), **given}
 
 
 def check_name(key: str, value: str) -> None:

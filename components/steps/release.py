@@ -105,7 +105,7 @@ def publish_component(
     run_name: str = "",
     namespace: str = "",
     dataset_uri: str = "",
-    config_json: str = "",
+    config: dict = {},  # noqa: B006 (KFP reads the default; the step never changes it)
     image: str = "",
 ) -> str:
     """KFP step: publishes the gated model; the version URI, or '' when registry_uri is ''.
@@ -113,7 +113,7 @@ def publish_component(
     The version holds a Triton model repository (triton/), and is registered in MLflow's
     registry when MLFLOW_TRACKING_URI is set and in the Kubeflow Model Registry when
     model_registry_address is; `latest` moves after both. Its lineage (dataset_uri and the
-    dataset's content hash, the parent checkpoint the weights name, config_json's values and
+    dataset's content hash, the parent checkpoint the weights name, the checked config and its
     hash, the package version, image) goes into lineage.json, the model card and both registries.
     """
     from kfp_yolo.components.boundary import install
@@ -145,7 +145,7 @@ def publish_component(
     lineage = build_lineage(dataset_uri=dataset_uri,
                             dataset_hash=str(dataset.metadata.get("content_hash", "")),
                             parent=dict(weights.metadata.get("parent", {})), name=name,
-                            config=json.loads(config_json or "{}"), image=image)
+                            config=dict(config), image=image)
     card_lineage = {k.removeprefix("lineage."): v for k, v in flat_lineage(lineage).items()}
     training = {k: v for k, v in weights.metadata.items() if k != "search"}
     metadata = {"metrics": values, "lineage": card_lineage, "training": training,

@@ -8,14 +8,8 @@ __all__ = ["search_component"]
 
 
 def search_component(
-    dataset: Input[Dataset], run_id: str, name: str, model: str, imgsz: int, batch: int,
-    precision: str, optimizer: str, lr0: float, seed: int, workers: int, cache: str,
-    procs_per_node: int, launcher: str, hpo_trials: int, hpo_epochs: int, hpo_fraction: float,
-    hpo_parallel: int, hpo_algorithm: str, hpo_budget_gpu_h: float, hpo_lr0: str,
-    hpo_momentum: str, hpo_weight_decay: str, hpo_mosaic: str, hpo_scale: str, hpo_hsv: str,
-    hpo_imgsz: str, trial_gpu_h: float, pool: str, node_pools: str, image: str, namespace: str,
-    queue: str, storage_secret: str, workload_priority_class: str, service_account: str,
-    job_timeout_s: int, min_gpu_memory_mib: int, tolerations: list,
+    dataset: Input[Dataset], run_id: str, config: dict, batch: int, trial_gpu_h: float,
+    pool: str, node_pools: str, min_gpu_memory_mib: int, tolerations: list,
     report: Output[HTML], metrics: Output[Metrics],
 ) -> NamedTuple("SearchOutputs", [("imgsz", int), ("lr0", float), ("hyp", dict),
                                   ("summary", dict)]):
@@ -23,10 +17,11 @@ def search_component(
     trial's imgsz, lr0 and other training arguments (hyp) go to the training. With 0 it passes
     the config's imgsz and lr0 through at once.
 
-    Trials run through the local launcher here (launcher local: torchrun in this step's pod);
-    a cluster launcher's search is a Katib Experiment of TrainJob trials (components/hpo/katib).
-    `trial_gpu_h` is the plan step's estimate of one trial on `pool`; `report` the search
-    report (HTML), `metrics` its numbers (trials, pruned, best mAP50-95, GPU-hours).
+    `config` is the validate step's checked values, whole. Trials run through the local
+    launcher here (launcher local: torchrun in this step's pod); a cluster launcher's search
+    is a Katib Experiment of TrainJob trials (components/hpo/katib). `batch` is the plan's,
+    `trial_gpu_h` its estimate of one trial on `pool`; `report` the search report (HTML),
+    `metrics` its numbers (trials, pruned, best mAP50-95, GPU-hours).
     """
     from kfp_yolo.components.boundary import install
 
@@ -37,22 +32,17 @@ def search_component(
     from kfp_yolo.components.hpo.runner import run_search_step
 
     outputs = namedtuple("SearchOutputs", ["imgsz", "lr0", "hyp", "summary"])
-    if not hpo_trials:
+    imgsz, lr0 = int(config["imgsz"]), float(config["lr0"])
+    if not config["hpo_trials"]:
         Path(report.path).write_text("<!doctype html><meta charset='utf-8'><title>search"
                                      "</title><p>No hyperparameter search: hpo_trials is 0.</p>")
         return outputs(imgsz, lr0, {}, {})
     best, summary = run_search_step(
         dataset_path=dataset.path, dataset_uri=dataset.uri, report_path=report.path,
         report_uri=report.uri,
-        config={k: v for k, v in locals().items() if k.startswith("hpo_")} | {
-            "run_id": run_id, "name": name, "model": model, "imgsz": imgsz, "batch": batch,
-            "precision": precision, "optimizer": optimizer, "lr0": lr0, "seed": seed,
-            "workers": workers, "cache": cache, "procs_per_node": procs_per_node,
-            "launcher": launcher, "trial_gpu_h": trial_gpu_h, "pool": pool,
-            "node_pools": node_pools, "image": image, "namespace": namespace, "queue": queue,
-            "storage_secret": storage_secret, "workload_priority_class": workload_priority_class,
-            "service_account": service_account, "job_timeout_s": job_timeout_s,
-            "min_gpu_memory_mib": min_gpu_memory_mib, "tolerations": tolerations})
+        config={**config, "run_id": run_id, "batch": batch, "trial_gpu_h": trial_gpu_h,
+                "pool": pool, "node_pools": node_pools,
+                "min_gpu_memory_mib": min_gpu_memory_mib, "tolerations": tolerations})
     for key, value in summary.items():
         if isinstance(value, int | float) and not isinstance(value, bool):
             metrics.log_metric(f"search/{key}", value)

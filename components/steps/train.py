@@ -9,58 +9,38 @@ __all__ = ["evaluate_component", "gate_not_met_component", "train_component"]
 def train_component(
     dataset: Input[Dataset],
     run_id: str,
-    model: str,
-    imgsz: int,
-    epochs: int,
+    config: dict,
     batch: int,
-    precision: str,
-    optimizer: str,
+    imgsz: int,
     lr0: float,
-    seed: int,
-    workers: int,
-    cache: str,
-    nodes: int,
-    procs_per_node: int,
-    launcher: str,
-    checkpoint_uri: str,
-    image: str,
-    namespace: str,
-    queue: str,
-    storage_secret: str,
-    workload_priority_class: str,
-    service_account: str,
-    job_timeout_s: int,
-    queue_timeout_s: int,
     min_gpu_memory_mib: int,
     tolerations: list,
     weights: Output[Model],
     report: Output[HTML],
     metrics: Output[Metrics],
-    priority_class: str = "",
-    backoff_limit: int = 3,
-    ttl_after_finished_s: int = 86400,
-    registry_uri: str = "",
-    name: str = "kfp-yolo",
     pool: str = "",
     node_pools: str = "",
-    mlflow_secret: str = "",
     hyp: dict = {},  # noqa: B006 (KFP reads the default; the step never changes it)
     search: dict = {},  # noqa: B006
     base_model: Input[Model] = None,
 ):
     """KFP step: trains through the launcher; best.pt, last.pt, results.csv into `weights`.
 
+    `config` is the validate step's checked values, whole (a new training key reaches the
+    job through it and `train_spec_from`, with no wire of its own); the other inputs are
+    what later steps decided: the plan's global `batch`, placement (`min_gpu_memory_mib`,
+    `tolerations`), `pool` and the `node_pools` catalog it was priced from; the search's
+    `imgsz`, `lr0` and other training arguments (`hyp`), and its summary (`search`), which
+    the weights' metadata (and so the registry) records.
     The weights' metadata says which launcher ran the job (auto resolves to one) and the
     training's shape and speed (nodes x processes, batch per GPU, workers, cache, images/s);
     the speed also goes to the throughput history beside registry_uri (else under
     checkpoint_uri), which later plans read.
     `report` is the training report (HTML: curves per epoch, best epoch, sample predictions),
-    `metrics` its numbers (best epoch, images/s, GPU-hours, cost at `pool`'s price in the
-    `node_pools` catalog). With MLFLOW_TRACKING_URI set (KFP's MLflow plugin, or the user) the
-    training logs into MLFLOW_RUN_ID, else into a new run in experiment `name`; the pods get
-    the MLflow credentials from the Secret `mlflow_secret`. `hyp` holds the search's best
-    training arguments (momentum, mosaic, ...; imgsz and lr0 come as their own inputs) and
-    `search` its summary, which the weights' metadata (and so the registry) records.
+    `metrics` its numbers (best epoch, images/s, GPU-hours, cost at `pool`'s price). With
+    MLFLOW_TRACKING_URI set (KFP's MLflow plugin, or the user) the training logs into
+    MLFLOW_RUN_ID, else into a new run in experiment `name`; the pods get the MLflow
+    credentials from the Secret `mlflow_secret`.
     `base_model` is the checkpoint the plan step fetched (empty when the run trains `model`
     from its YAML): the pods fine-tune from those bytes, and the weights' metadata names it as
     the parent.
@@ -68,7 +48,6 @@ def train_component(
     from kfp_yolo.components.boundary import install
 
     install()  # before any work: a failure from here on becomes the step's record
-    values = dict(locals())  # the checked config values this step takes, by their keys
     import json
     import os
 
@@ -80,6 +59,10 @@ def train_component(
     from kfp_yolo.components.spec import train_spec_from
     from kfp_yolo.components.tracking.mlflow_log import MlflowSettings, MlflowTracker
 
+    # the checked config with what the plan and the search decided
+    values = {**config, "batch": batch, "imgsz": imgsz, "lr0": lr0, "hyp": dict(hyp)}
+    launcher, model, epochs = values["launcher"], values["model"], values["epochs"]
+    precision, name, registry_uri = values["precision"], values["name"], values["registry_uri"]
     remote = launcher != "local"
     # Training pods are not KFP tasks: on a cluster they read and write object storage directly.
     output_uri = weights.uri if remote else weights.path
@@ -88,10 +71,10 @@ def train_component(
         values["model"] = (f"{base_model.uri.rstrip('/')}/{parent['file']}" if remote
                            else os.path.join(base_model.path, parent["file"]))
         values["model_sha256"] = str(parent["sha256"])
-    if not lr0:  # a warm start: validate-config left it to what the plan step found
+    if not values["lr0"]:  # a warm start: validate-config left it to what the plan step found
         from kfp_yolo.components.config.values import default_lr0
 
-        values["lr0"] = default_lr0(optimizer, fine_tune=bool(parent.get("sha256")))
+        values["lr0"] = default_lr0(values["optimizer"], fine_tune=bool(parent.get("sha256")))
     spec = train_spec_from(values, run_id=run_id, output_uri=output_uri,
                            dataset_uri=dataset.uri if remote else dataset.path)
     # The pods require the planner's need (Gt need-1 MiB) and tolerate the chosen pool, as
@@ -119,30 +102,32 @@ def train_component(
                              "launcher": backend.kind,
                              "parent": parent or {"source": model}})
     if search:
-        weights.metadata["search"] = {**search, "lr0": lr0, "imgsz": imgsz, "hyp": dict(hyp)}
+        weights.metadata["search"] = {**search, "lr0": values["lr0"], "imgsz": imgsz,
+                                      "hyp": dict(hyp)}
     shape = os.path.join(weights.path, "training.json")
     training = {}
     if os.path.exists(shape):  # absent when a finished run was published from its checkpoint
         with open(shape) as handle:
             training = json.load(handle)
         weights.metadata["training"] = {k: v for k, v in training.items() if k != "epochs"}
-    values = train_step_report(weights.path, dataset.path, report.path, training=training,
+    figures = train_step_report(weights.path, dataset.path, report.path, training=training,
                                launcher=backend.kind, pool=pool, node_pools=node_pools,
                                precision=precision, model=model, imgsz=imgsz, epochs=epochs,
                                run_id=run_id)
-    for key, value in values.items():
+    for key, value in figures.items():
         metrics.log_metric(key, value)
     # prefixed: images_per_s and the like are also per-epoch series in the same run
-    tracker.log_metrics({f"run/{k}": v for k, v in values.items()},
-                        step=values.get("epochs_run", 0))
+    tracker.log_metrics({f"run/{k}": v for k, v in figures.items()},
+                        step=figures.get("epochs_run", 0))
     tracker.log_artifact(report.path, "reports", name="training_report.html")
     tracker.finish()
     if tracker.active:  # the evaluate step adds its report to the same run
         weights.metadata["mlflow_run_id"] = tracker.run_id
     from kfp_yolo.components.planner.history import history_uri, record_training
 
-    if training and history_uri(registry_uri, checkpoint_uri):
-        record_training(history_uri(registry_uri, checkpoint_uri), weights.metadata["training"],
+    history = history_uri(registry_uri, values["checkpoint_uri"])
+    if training and history:
+        record_training(history, weights.metadata["training"],
                         model=model, imgsz=imgsz, precision=precision, source=f"run {run_id}")
 
 

@@ -19,9 +19,10 @@ def make_validate_config_component(parameters: list, compiled: dict):
     import linecache
 
     args = ",\n".join(f"    {name}: {kind.__name__}" for name, kind in parameters)
-    # config_json: every checked value (compile-time keys too), what a version's lineage records
+    # config: every checked value (compile-time keys too) as one structured value, which the
+    # search, train and publish steps take whole (checks.CONFIG)
     outputs = ", ".join([*(f"({name!r}, {kind.__name__})" for name, kind in parameters),
-                         "('config_json', str)"])
+                         "('config', dict)"])
     source = (
         f"def validate_config_component(\n{args},\n"
         f") -> NamedTuple('CheckedConfig', [{outputs}]):\n"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 from kfp import dsl
 from kube_fakes import render
+from train_step import train_step_arguments
 
 from kfp_yolo.components import launchers
 from kfp_yolo.components.spec import TrainSpec, default_checkpoint_uri
@@ -47,17 +48,18 @@ def _step_spec(monkeypatch, rendered: TrainSpec, launcher: str) -> TrainSpec:
     weights = dsl.Model(name="weights", uri=rendered.output_uri)
     with pytest.raises(_Handed):
         train_component(
-            dataset=dataset, run_id=rendered.run_id, model=rendered.model,
-            imgsz=rendered.imgsz, epochs=rendered.epochs, batch=rendered.batch,
-            precision=rendered.precision, optimizer=rendered.optimizer, lr0=rendered.lr0,
-            seed=rendered.seed, workers=rendered.workers, cache=rendered.cache,
-            nodes=rendered.nodes, procs_per_node=rendered.procs_per_node, launcher=launcher,
-            checkpoint_uri="", image="ghcr.io/kfp-yolo/kfp-yolo:0.1.0",
-            namespace="kubeflow-user", queue="", storage_secret="kfp-yolo-storage",
-            workload_priority_class="", service_account="", job_timeout_s=3600,
-            queue_timeout_s=0, min_gpu_memory_mib=40960, tolerations=[], weights=weights,
+            dataset=dataset, weights=weights,
             report=dsl.HTML(name="report", uri=f"{rendered.output_uri}-report"),
-            metrics=dsl.Metrics(name="metrics", uri=f"{rendered.output_uri}-metrics"))
+            metrics=dsl.Metrics(name="metrics", uri=f"{rendered.output_uri}-metrics"),
+            **train_step_arguments(
+                run_id=rendered.run_id, model=rendered.model, imgsz=rendered.imgsz,
+                epochs=rendered.epochs, batch=rendered.batch, precision=rendered.precision,
+                optimizer=rendered.optimizer, lr0=rendered.lr0, seed=rendered.seed,
+                workers=rendered.workers, cache=rendered.cache, nodes=rendered.nodes,
+                procs_per_node=rendered.procs_per_node, launcher=launcher, checkpoint_uri="",
+                image="ghcr.io/kfp-yolo/kfp-yolo:0.1.0", namespace="kubeflow-user",
+                storage_secret="kfp-yolo-storage", job_timeout_s=3600,
+                min_gpu_memory_mib=40960))
     (spec,) = handed
     return spec
 

@@ -134,7 +134,7 @@ def test_the_shipped_step_passes_checked_values_on(compiled):
     checked = step(**{**values, "optimizer": "SGD", "lr0": 0.0, "epochs": 3})
     assert checked.epochs == 3 and checked.optimizer == "SGD"
     assert checked.lr0 == 0.01  # 0 = the optimizer's default
-    assert set(checked._fields) == set(values) | {"config_json"}  # every value, for lineage
+    assert set(checked._fields) == set(values) | {"config"}  # every value, for lineage
     assert step(**{**values, "lr0": 0.002}).lr0 == 0.002
 
 

@@ -182,7 +182,7 @@ def test_a_cluster_train_step_hands_its_pods_the_plan_steps_bytes(tmp_path, monk
     """The pods read the plan step's base_model artifact (as they read the dataset's), check
     its sha256, and a fine-tune with lr0 unset takes ultralytics' own lr0 (AdamW 0.001)."""
     from kfp.dsl import HTML, Dataset, Metrics, Model
-    from train_step import STEP_ARGUMENTS
+    from train_step import train_step_arguments
 
     from kfp_yolo.components import launchers
     from kfp_yolo.components.steps import train_component
@@ -206,7 +206,7 @@ def test_a_cluster_train_step_hands_its_pods_the_plan_steps_bytes(tmp_path, monk
             weights=Model(name="weights", uri="minio://mlpipeline/run/weights", metadata={}),
             report=HTML(name="report", uri=str(tmp_path / "report"), metadata={}),
             metrics=Metrics(name="metrics", uri=str(tmp_path / "metrics"), metadata={}),
-            base_model=base, **{**STEP_ARGUMENTS, "optimizer": "AdamW", "lr0": 0.0})
+            base_model=base, **train_step_arguments(optimizer="AdamW", lr0=0.0))
     (spec,) = launched
     assert spec.model == "minio://mlpipeline/run/plan/base_model/base.pt"
     assert spec.model_sha256 == "ab" * 32 and spec.lr0 == 0.001
