@@ -67,6 +67,11 @@ def _pools_arg(parser: argparse.ArgumentParser) -> None:
                         help="node-pool catalog (default: k8s/node-pools.yaml)")
 
 
+def _version_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--version", default=None,
+                        help="published version to serve (default: the one `latest` names)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="kfp-yolo",
                      description="Train YOLO detectors as a Kubeflow Pipelines DAG.")
@@ -193,8 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "folder; pipe it to `kubectl apply -f -`.")
     _config_args(srender)
     _pools_arg(srender)
-    srender.add_argument("--version", default=None,
-                         help="published version to serve (default: the one `latest` names)")
+    _version_arg(srender)
     srender.set_defaults(module="serve")
     slocal = ssub.add_parser(
         "local", parents=common, help="serve a published version with a real Triton on loopback",
@@ -202,8 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "of the serve extra (nvidia-pytriton), loopback only, until SIGTERM or "
                     "Ctrl-C; prints the end-to-end model's HTTP and gRPC URLs on stdout.")
     _config_args(slocal)
-    slocal.add_argument("--version", default=None,
-                        help="published version to serve (default: the one `latest` names)")
+    _version_arg(slocal)
     slocal.add_argument("--http-port", type=int, default=None, metavar="P",
                         help="HTTP port on 127.0.0.1 (default: a free one)")
     slocal.add_argument("--grpc-port", type=int, default=None, metavar="P",

@@ -11,9 +11,8 @@ import argparse
 import json
 
 from kfp_yolo.components.config.file import load_config
-from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.release.lineage import read_chain, render_chain
-from kfp_yolo.components.release.publish import LATEST, read_latest
+from kfp_yolo.pipelines.published import named_version
 
 __all__ = ["run"]
 
@@ -21,16 +20,7 @@ __all__ = ["run"]
 def run(args: argparse.Namespace) -> int:
     """Prints the chain (text, or JSON with --json)."""
     cfg = load_config(args.config, args.overrides)
-    if not cfg.registry_uri:
-        raise UserError("registry_uri is empty: nothing is published to trace; set registry_uri "
-                        "in the config.")
-    version = args.version
-    if version == LATEST:
-        pointer = read_latest(cfg.registry_uri, cfg.name)
-        if pointer is None:
-            raise UserError(f"{cfg.registry_uri.rstrip('/')}/{cfg.name} has no `latest`: "
-                            "nothing is published yet.")
-        version = str(pointer["version"])
+    version = named_version(cfg, args.version, doing="trace")
     chain = read_chain(cfg.registry_uri, cfg.name, version)
     print(json.dumps(chain, indent=1) if args.json else render_chain(chain))
     return 0

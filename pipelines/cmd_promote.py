@@ -12,9 +12,9 @@ import argparse
 import os
 
 from kfp_yolo.components.config.file import load_config
-from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.registries.configured import open_registries
 from kfp_yolo.components.release.publish import finished_version, promote
+from kfp_yolo.pipelines.published import registry_root
 
 __all__ = ["run"]
 
@@ -22,9 +22,7 @@ __all__ = ["run"]
 def run(args: argparse.Namespace) -> int:
     """Promotes args.version; prints the new `latest`."""
     cfg = load_config(args.config, args.overrides)
-    if not cfg.registry_uri:
-        raise UserError("registry_uri is empty: there is nothing published to promote; set "
-                        "registry_uri in the config.")
+    registry_root(cfg, "promote")
     # a wrong version is found before any registry is asked (or found to be down)
     finished_version(cfg.registry_uri, cfg.name, args.version)
     registries = open_registries(

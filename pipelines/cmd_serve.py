@@ -17,7 +17,6 @@ import yaml
 
 from kfp_yolo.components.config.file import load_config
 from kfp_yolo.components.config.run_config import RunConfig
-from kfp_yolo.components.errors import UserError
 from kfp_yolo.components.k8s.pools import load_pools
 from kfp_yolo.components.registries import serving_uri
 from kfp_yolo.components.release.kserve import (
@@ -25,6 +24,7 @@ from kfp_yolo.components.release.kserve import (
     build_inferenceservice,
     pool_tolerations,
 )
+from kfp_yolo.pipelines.published import latest_version, registry_root
 
 __all__ = ["PLACEHOLDER", "render_service", "serving_settings", "run"]
 
@@ -43,25 +43,22 @@ def serving_settings(cfg: RunConfig, pools_path: str | None = None) -> ServingSe
 def _latest_version(cfg: RunConfig) -> tuple[str, str]:
     """(version, note): the `latest` pointer's version when it can be read here."""
     from kfp_yolo.components import storage
-    from kfp_yolo.components.release.publish import read_latest
 
     remote = storage.is_remote(cfg.registry_uri)
     if remote and not os.environ.get("AWS_ACCESS_KEY_ID"):
         return PLACEHOLDER, (f"storageUri names {PLACEHOLDER}: no S3 credentials here to read "
                              "`latest`; pass --version")
-    pointer = read_latest(cfg.registry_uri, cfg.name)
-    if pointer is None:
+    latest = latest_version(cfg)
+    if latest is None:
         return PLACEHOLDER, (f"storageUri names {PLACEHOLDER}: nothing is published under "
                              f"{cfg.registry_uri} yet; pass --version")
-    return str(pointer["version"]), f"the version `latest` names ({pointer['version']})"
+    return latest, f"the version `latest` names ({latest})"
 
 
 def render_service(cfg: RunConfig, version: str | None = None, *,
                    pools_path: str | None = None) -> tuple[dict, str]:
     """The InferenceService for a version of cfg's model and a note on which version."""
-    if not cfg.registry_uri:
-        raise UserError("registry_uri is empty: nothing is published to serve; set registry_uri "
-                        "in the config (the registry root publish writes to).")
+    registry_root(cfg, "serve")
     if version:
         from kfp_yolo.components import storage
         from kfp_yolo.components.release.publish import finished_version

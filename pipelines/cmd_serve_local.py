@@ -17,23 +17,15 @@ from pathlib import Path
 
 from kfp_yolo.components.config.file import load_config
 from kfp_yolo.components.errors import UserError
+from kfp_yolo.pipelines.published import named_version
 
 __all__ = ["run"]
 
 
 def _version(cfg, version: str | None) -> str:
-    from kfp_yolo.components.release.publish import finished_version, read_latest
+    from kfp_yolo.components.release.publish import finished_version
 
-    if not cfg.registry_uri:
-        raise UserError("registry_uri is empty: nothing is published to serve; set registry_uri "
-                        "in the config (the registry root publish writes to).")
-    if not version:
-        pointer = read_latest(cfg.registry_uri, cfg.name)
-        if pointer is None:
-            raise UserError(f"nothing is published under {cfg.registry_uri}/{cfg.name}; run "
-                            "`make demo` (or a pipeline with registry_uri) first, or pass "
-                            "--version.")
-        version = str(pointer["version"])
+    version = named_version(cfg, version, doing="serve")
     return finished_version(cfg.registry_uri, cfg.name, version,
                             command="kfp-yolo serve local --version")
 
