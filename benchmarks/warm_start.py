@@ -32,6 +32,8 @@ def _train(model: str, data_yaml: Path, work: Path, args: argparse.Namespace,
     """Trains until the gate or args.max_epochs; epochs and seconds to the gate (None if never)."""
     from ultralytics import YOLO
 
+    from kfp_yolo.components.ultralytics_patches import mlflow_callback_off
+
     reached: dict = {"epochs": None, "seconds": None, "map50_95": []}
     start = {}
 
@@ -49,9 +51,13 @@ def _train(model: str, data_yaml: Path, work: Path, args: argparse.Namespace,
     yolo = YOLO(model)
     yolo.add_callback("on_train_start", train_start)
     yolo.add_callback("on_fit_epoch_end", fit_epoch_end)
-    yolo.train(data=str(data_yaml), imgsz=args.imgsz, epochs=args.max_epochs, batch=args.batch,
-               device="cpu", workers=0, seed=0, optimizer="AdamW", lr0=lr0, amp=False,
-               plots=False, project=str(work), name="train", exist_ok=True, verbose=False)
+    # without it, ultralytics' own MLflow callback writes mlflow.db and mlruns/ into the
+    # current folder (MLflow's default store) when no tracking server is set
+    with mlflow_callback_off():
+        yolo.train(data=str(data_yaml), imgsz=args.imgsz, epochs=args.max_epochs,
+                   batch=args.batch, device="cpu", workers=0, seed=0, optimizer="AdamW",
+                   lr0=lr0, amp=False, plots=False, project=str(work), name="train",
+                   exist_ok=True, verbose=False)
     reached["best_pt"] = str(work / "train" / "weights" / "best.pt")
     return reached
 
