@@ -50,7 +50,8 @@ def _plain(args: argparse.Namespace, data_yaml: Path, work: Path) -> dict:
     with log.open("w") as handle:
         subprocess.run([sys.executable, "-c", PLAIN, "", str(work / "plain"),
                         json.dumps(settings)], check=True, stdout=handle,
-                       stderr=subprocess.STDOUT, timeout=args.side_timeout_s)
+                       stderr=subprocess.STDOUT, timeout=args.side_timeout_s,
+                       cwd=work)  # ultralytics' MLflow callback writes into the cwd
     line = next(ln for ln in log.read_text().splitlines() if ln.startswith("RESULT "))
     epochs = json.loads(line[len("RESULT "):])
     return {"batch": 16, "workers": epochs[-1]["workers"], "cache": "none",

@@ -43,8 +43,9 @@ PLAIN = textwrap.dedent("""
 def _timed(cmd: list[str], log: Path) -> float:
     start = time.perf_counter()
     with log.open("w") as handle:
-        subprocess.run(cmd, check=True, stdout=handle, stderr=subprocess.STDOUT,
-                       cwd=Path(__file__).resolve().parents[1])
+        # in the run's own folder: plain ultralytics' MLflow callback writes MLflow's default
+        # store (mlflow.db, mlruns/) into the current folder
+        subprocess.run(cmd, check=True, stdout=handle, stderr=subprocess.STDOUT, cwd=log.parent)
     return time.perf_counter() - start
 
 

@@ -21,8 +21,6 @@ import textwrap
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
 # Plain ultralytics `YOLO.train()` with a per-epoch record; benchmarks/gpu_throughput.py uses
 # it too. argv: _, work folder, settings as JSON.
 PLAIN = textwrap.dedent("""
@@ -63,7 +61,8 @@ def _plain(work: Path, data_yaml: Path, args: argparse.Namespace) -> tuple[float
     log = work.parent / f"{work.name}.log"
     with log.open("w") as handle:
         subprocess.run([sys.executable, "-c", PLAIN, "", str(work), json.dumps(settings)],
-                       check=True, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO)
+                       check=True, stdout=handle, stderr=subprocess.STDOUT,
+                       cwd=work.parent)  # ultralytics' MLflow callback writes into the cwd
     wall = time.perf_counter() - start
     line = next(ln for ln in log.read_text().splitlines() if ln.startswith("RESULT "))
     return _steady_images_per_s([json.loads(line[len("RESULT "):])]), wall
