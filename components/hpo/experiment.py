@@ -8,9 +8,11 @@ which trial it is and its values: `--trial ${trialParameters.trialName} --hyp
 lr0=${trialParameters.lr0} ...`. Katib replaces those in the trial's text; kubelet expands only
 `$(NAME)`, so they pass through it. The worker prints `map50_95=VALUE` after each epoch
 (TrainSpec.metric_lines), which Katib's StdOut collector reads; `medianstop` stops a trial that
-trails the median. The CRD has no schema: tests check every Experiment against the v1beta1
-OpenAPI types, and `webhook_problems` against the rules of Katib's admission webhook
-(pkg/webhook/v1beta1/experiment/validator/validator.go at v0.19.0).
+trails the median. Its `val_loss=VALUE` line is collected as an additional metric: the step
+breaks ties between trials' mAP50-95 with it (hpo/objective.py). The CRD has no schema: tests
+check every Experiment against the v1beta1 OpenAPI types, and `webhook_problems` against the
+rules of Katib's admission webhook (pkg/webhook/v1beta1/experiment/validator/validator.go at
+v0.19.0).
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from kfp_yolo.components.launchers.cluster import ClusterSettings, job_name
 from kfp_yolo.components.launchers.trainjob import CONTAINER, build_trainjob
 from kfp_yolo.components.spec import TrainSpec
 
-__all__ = ["GROUP", "PLURAL", "VERSION", "build_experiment", "experiment_name",
+__all__ = ["GROUP", "LOSS_METRIC", "PLURAL", "VERSION", "build_experiment", "experiment_name",
            "webhook_problems"]
 
 GROUP, VERSION, PLURAL = "kubeflow.org", "v1beta1", "experiments"
 METRIC = "map50_95"  # = training.worker.METRIC_NAME (the worker does not import this module)
+LOSS_METRIC = "val_loss"  # = training.worker.LOSS_NAME: the tie-break (hpo/objective.py)
 # TrainJob conditions (Trainer v2.3): Complete or Failed, in Katib's gjson condition syntax.
 SUCCESS = 'status.conditions.#(type=="Complete")#|#(status=="True")#'
 FAILURE = 'status.conditions.#(type=="Failed")#|#(status=="True")#'
@@ -93,7 +96,8 @@ def build_experiment(spec: TrainSpec, cluster: ClusterSettings, space: SearchSpa
         "kind": "Experiment",
         "metadata": metadata,
         "spec": {
-            "objective": {"type": "maximize", "objectiveMetricName": METRIC},
+            "objective": {"type": "maximize", "objectiveMetricName": METRIC,
+                          "additionalMetricNames": [LOSS_METRIC]},
             "algorithm": {"algorithmName": algorithm},
             "earlyStopping": {"algorithmName": "medianstop", "algorithmSettings": [
                 {"name": k, "value": v} for k, v in MEDIAN_STOP.items()]},

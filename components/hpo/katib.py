@@ -4,7 +4,8 @@ fails, times out or the budget is spent; a finished Experiment stays for Katib's
 
 Progress lines (trials done, best so far, GPU-hours estimated) go to the step's log. The
 Experiment's trials are read back as TrialRecords: values from parameterAssignments, the
-metric from status.observation (Katib keeps min, max and latest, not every epoch), the
+metric from status.observation (Katib keeps min, max and latest, not every epoch: a trial's
+best mAP50-95 and its lowest validation loss, the tie-break when the best is picked), the
 device-hours from each trial's start and completion times x the GPUs of a trial.
 """
 
@@ -17,8 +18,15 @@ from typing import Any
 
 from kfp_yolo.components.errors import JobFailed, Stopped, UserError
 from kfp_yolo.components.hpo.budget import TrialCost
-from kfp_yolo.components.hpo.experiment import GROUP, METRIC, PLURAL, VERSION, build_experiment
-from kfp_yolo.components.hpo.result import SearchResult, TrialRecord
+from kfp_yolo.components.hpo.experiment import (
+    GROUP,
+    LOSS_METRIC,
+    METRIC,
+    PLURAL,
+    VERSION,
+    build_experiment,
+)
+from kfp_yolo.components.hpo.result import SearchResult, TrialRecord, best_of
 from kfp_yolo.components.hpo.space import SearchSpace
 from kfp_yolo.components.k8s.api import default_api_client, status_message
 from kfp_yolo.components.launchers.cluster import cluster_settings
@@ -36,6 +44,15 @@ def _condition(obj: dict) -> str:
     true = [c for c in (obj.get("status", {}).get("conditions") or [])
             if c.get("status") == "True"]
     return true[-1]["type"] if true else ""
+
+
+def _observed(metrics: list[dict], name: str, which: str) -> float | None:
+    """A trial's observed `which` (min, max, latest) of metric `name` (None: not observed)."""
+    value = next((m.get(which) for m in metrics if m.get("name") == name), None)
+    try:
+        return float(value) if value not in (None, "unavailable") else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _seconds(status: dict) -> float:
@@ -183,13 +200,15 @@ class KatibSearch:
             status = trial.get("status", {})
             values = {a["name"]: float(a["value"])
                       for a in trial.get("spec", {}).get("parameterAssignments", [])}
-            metric = next((m for m in (status.get("observation") or {}).get("metrics") or []
-                           if m.get("name") == METRIC), None)
+            observed = (status.get("observation") or {}).get("metrics") or []
+            metric = _observed(observed, METRIC, "max")
+            loss = _observed(observed, LOSS_METRIC, "min")
             seconds = _seconds(status)
             records.append(TrialRecord(
                 number=number, values=values, state=_STATES.get(_condition(trial), "running"),
-                metrics=(float(metric["max"]),) if metric and metric.get("max") not in
-                (None, "unavailable") else (), seconds=seconds,
+                metrics=(metric,) if metric is not None else (),
+                val_losses=(loss,) if metric is not None and loss is not None else (),
+                seconds=seconds,
                 measured_gpu_h=seconds * self.world_size / 3600,
                 estimated_gpu_h=self.cost.gpu_h if self.cost else None,
                 name=trial["metadata"]["name"]))
@@ -225,10 +244,9 @@ def run_katib_search(config: dict[str, Any], space: SearchSpace, dataset_uri: st
                          budget_gpu_h=float(config["hpo_budget_gpu_h"]), cost=cost,
                          timeout_s=float(config.get("job_timeout_s") or 7 * 86400), **kwargs)
     records = search.run()
-    done = [r for r in records if r.state == "complete" and r.metrics]
-    if not done:
+    best = best_of(records)
+    if best is None:
         raise JobFailed(f"no trial of Experiment {search.namespace}/{search.name} succeeded.")
-    best = max(done, key=lambda r: r.metrics[0])
     return SearchResult(trials=tuple(records), best=best.number,
                         algorithm=config["hpo_algorithm"], epochs=int(config["hpo_epochs"]),
                         budget_gpu_h=float(config["hpo_budget_gpu_h"]), cost=cost,

@@ -1,10 +1,13 @@
 """The search on this machine: Optuna (TPE or random sampling, median pruning), each trial a
 real training run of the worker through the local launcher (torchrun), as `kfp-yolo run` trains.
 
-A trial's worker prints `map50_95=VALUE` after each epoch (TrainSpec.metric_lines, the line
-Katib's StdOut collector reads on a cluster); the launcher hands every line to the trial, which
-reports it to Optuna and stops the training when the median pruner says so. A trial's value is
-its best epoch's mAP50-95. No trial starts once the measured device-hours reach the budget.
+A trial's worker prints `val_loss=VALUE` and `map50_95=VALUE` after each epoch
+(TrainSpec.metric_lines, the lines Katib's StdOut collector reads on a cluster); the launcher
+hands every line to the trial, which reports the epoch's value to Optuna and stops the training
+when the median pruner says so. The value is mAP50-95 with the validation loss as a tie-break
+below mAP50-95's printed resolution (objective.py: equal values, as every 0.0 of a tiny
+dataset, would never be pruned); a trial's value is its best epoch's, and the best trial is the
+one with the highest. No trial starts once the measured device-hours reach the budget.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from typing import Any
 
 from kfp_yolo.components.errors import JobFailed
 from kfp_yolo.components.hpo.budget import TrialCost
-from kfp_yolo.components.hpo.result import SearchResult, TrialRecord
+from kfp_yolo.components.hpo.objective import trial_value
+from kfp_yolo.components.hpo.result import SearchResult, TrialRecord, best_of
 from kfp_yolo.components.hpo.space import SearchSpace, apply_values
 from kfp_yolo.components.spec import TrainSpec
 
@@ -27,7 +31,7 @@ __all__ = ["SAMPLERS", "run_local_search"]
 
 log = logging.getLogger("kfp_yolo.hpo")
 SAMPLERS = ("tpe", "multivariate-tpe", "random")
-_LINE = re.compile(r"^map50_95=([0-9.eE+-]+)\s*$")
+_LINE = re.compile(r"^(map50_95|val_loss)=([0-9.eE+-]+)\s*$")
 PRUNER_STARTUP_TRIALS = 1
 """Trials that run to their end before the median pruner judges others: with one, the second
 trial can already be stopped when it trails (searches here are a handful of trials)."""
@@ -65,30 +69,51 @@ def trial_spec(base: TrainSpec, values: dict[str, float], *, number: int, epochs
 
 
 class _Trial:
-    """One running trial: collects the metric lines, asks the pruner after each epoch."""
+    """One running trial: collects the metric lines, asks the pruner after each epoch.
+
+    An epoch ends with its `map50_95=` line; a `val_loss=` line before it is that epoch's loss.
+    """
 
     def __init__(self, trial: Any):
         self.trial = trial
+        self.maps: list[float] = []
+        self.losses: list[float] = []
         self.values: list[float] = []
-        self._pending: list[float] = []
+        """What was reported to Optuna, per epoch (objective.trial_value)."""
+        self._pending: list[tuple[float, float | None]] = []
+        self._loss: float | None = None
         self._lock = threading.Lock()
         self.pruned = False
 
     def on_line(self, line: str) -> None:  # the launcher's reader thread
         match = _LINE.match(line.strip())
-        if match:
-            with self._lock:
-                self._pending.append(float(match.group(1)))
+        if not match:
+            return
+        name, value = match.group(1), float(match.group(2))
+        with self._lock:
+            if name == "val_loss":
+                self._loss = value
+            else:
+                self._pending.append((value, self._loss))
+                self._loss = None
 
     def should_stop(self) -> bool:  # the launching thread
         with self._lock:
             pending, self._pending = self._pending, []
-        for value in pending:
-            self.values.append(value)
-            self.trial.report(value, step=len(self.values))
+        for map50_95, loss in pending:
+            self.maps.append(map50_95)
+            if loss is not None:
+                self.losses.append(loss)
+            self.values.append(trial_value(map50_95, loss))
+            self.trial.report(self.values[-1], step=len(self.values))
             if self.trial.should_prune():
                 self.pruned = True
         return self.pruned
+
+    def aligned_losses(self) -> tuple[float, ...]:
+        """The losses, one per epoch; none when an epoch printed none (a nan is not printed
+        as a number): TrialRecord pairs them with the epochs by position."""
+        return tuple(self.losses) if len(self.losses) == len(self.maps) else ()
 
 
 def run_local_search(base: TrainSpec, space: SearchSpace, *, trials: int, epochs: int,
@@ -153,7 +178,8 @@ def run_local_search(base: TrainSpec, space: SearchSpace, *, trials: int, epochs
             outcome, error = "failed", str(exc)
         seconds = time.monotonic() - started
         record = TrialRecord(number=trial.number, values=values, state=outcome,
-                             metrics=tuple(state.values), seconds=round(seconds, 1),
+                             metrics=tuple(state.maps), val_losses=state.aligned_losses(),
+                             seconds=round(seconds, 1),
                              measured_gpu_h=seconds * base.world_size / 3600,
                              estimated_gpu_h=cost.gpu_h * len(state.values) / epochs
                              if cost and cost.gpu_h is not None else None, error=error)
@@ -175,11 +201,10 @@ def run_local_search(base: TrainSpec, space: SearchSpace, *, trials: int, epochs
     study.optimize(objective, n_trials=trials, n_jobs=parallel, catch=(_TrialFailed,),
                    gc_after_trial=True)
     records.sort(key=lambda r: r.number)
-    done = [r for r in records if r.state == "complete" and r.metrics]
-    if not done:
+    best = best_of(records)
+    if best is None:
         reasons = "; ".join(f"trial {r.number}: {r.error}" for r in records if r.error)
         raise JobFailed(f"no search trial finished ({reasons or 'every trial was pruned'}).")
-    best = max(done, key=lambda r: max(r.metrics))
     return SearchResult(trials=tuple(records), best=best.number, algorithm=algorithm,
                         epochs=epochs, budget_gpu_h=budget_gpu_h, cost=cost,
                         budget_reached=stopped_by_budget.is_set())

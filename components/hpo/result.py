@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kfp_yolo.components.hpo.budget import TrialCost
+from kfp_yolo.components.hpo.objective import best_value
 
-__all__ = ["SearchResult", "TrialRecord", "format_table"]
+__all__ = ["SearchResult", "TrialRecord", "best_of", "format_table"]
 
 
 @dataclass(frozen=True)
@@ -29,14 +30,23 @@ class TrialRecord:
     error: str = ""
     name: str = ""
     """The Katib Trial's name on a cluster."""
+    val_losses: tuple[float, ...] = ()
+    """The validation loss after each epoch it ran (on a cluster: Katib's minimum)."""
 
     @property
     def best_metric(self) -> float | None:
         return max(self.metrics) if self.metrics else None
 
+    @property
+    def score(self) -> float | None:
+        """What the search ranks it by: its best epoch's mAP50-95 with the validation loss as
+        the tie-break (hpo/objective.py); None when it reported no epoch."""
+        return best_value(self.metrics, self.val_losses)
+
     def to_dict(self) -> dict[str, Any]:
         return {"number": self.number, "values": self.values, "state": self.state,
-                "metrics": list(self.metrics), "best_metric": self.best_metric,
+                "metrics": list(self.metrics), "val_losses": list(self.val_losses),
+                "best_metric": self.best_metric,
                 "epochs_run": len(self.metrics), "seconds": self.seconds,
                 "measured_gpu_h": self.measured_gpu_h, "estimated_gpu_h": self.estimated_gpu_h,
                 "error": self.error, "name": self.name}
@@ -48,7 +58,15 @@ class TrialRecord:
                    seconds=float(data.get("seconds", 0)),
                    measured_gpu_h=float(data.get("measured_gpu_h", 0)),
                    estimated_gpu_h=data.get("estimated_gpu_h"), error=data.get("error", ""),
-                   name=data.get("name", ""))
+                   name=data.get("name", ""),
+                   val_losses=tuple(data.get("val_losses", ())))
+
+
+def best_of(trials: tuple[TrialRecord, ...] | list[TrialRecord]) -> TrialRecord | None:
+    """The completed trial with the highest score (None: none completed with a metric); the
+    first of equal ones."""
+    done = [t for t in trials if t.state == "complete" and t.metrics]
+    return max(done, key=lambda t: t.score) if done else None
 
 
 @dataclass(frozen=True)

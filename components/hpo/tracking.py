@@ -52,6 +52,8 @@ class TrialRuns:
         child.log_params({**record.values, "state": record.state, "trial": record.number})
         for epoch, value in enumerate(record.metrics, start=1):
             child.log_metrics({"map50_95": value}, step=epoch)
+        for epoch, value in enumerate(record.val_losses, start=1):
+            child.log_metrics({"val_loss": value}, step=epoch)
         child.log_metrics({"measured_gpu_h": record.measured_gpu_h}, step=len(record.metrics))
         child.finish(_END.get(record.state, "FINISHED"))
         return child.run_id

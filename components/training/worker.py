@@ -85,6 +85,8 @@ __all__ = ["COLLECTIVE_TIMEOUT_S", "DistEnv", "entry", "main", "run_worker"]
 log = logging.getLogger("kfp_yolo.worker")
 METRIC_NAME = "map50_95"
 """The objective's name in the metric lines (and the Katib Experiment's objectiveMetricName)."""
+LOSS_NAME = "val_loss"
+"""The validation loss's name in the metric lines (a Katib additional metric)."""
 
 
 def _fetch_dataset(spec: TrainSpec, env: DistEnv, scratch: Path, procs_per_host: int
@@ -272,12 +274,19 @@ def run_worker(spec: TrainSpec, env: DistEnv, scratch: Path | None = None,
 
 
 def print_metric_line(trainer: Any) -> None:
-    """`map50_95=VALUE` on a line of its own: Katib's StdOut collector takes `name=value` pairs
-    whose name matches the objective (`metrics/mAP50-95(B)` does not match its pattern), and
-    the local search reads the same lines."""
-    value = (trainer.metrics or {}).get("metrics/mAP50-95(B)")
-    if value is not None:
-        print(f"{METRIC_NAME}={float(value):.6f}", flush=True)
+    """`val_loss=VALUE` then `map50_95=VALUE`, each on a line of its own: Katib's StdOut
+    collector takes `name=value` pairs whose name it knows (`metrics/mAP50-95(B)` does not
+    match its pattern), and the local search reads the same lines. val_loss is the epoch's
+    validation loss (the sum of ultralytics' `val/*` losses): the search's tie-break
+    (hpo/objective.py). It comes first, so the map50_95 line closes the epoch."""
+    metrics = trainer.metrics or {}
+    value = metrics.get("metrics/mAP50-95(B)")
+    if value is None:
+        return
+    losses = [float(v) for k, v in metrics.items() if k.startswith("val/")]
+    if losses:
+        print(f"{LOSS_NAME}={sum(losses):.6f}", flush=True)
+    print(f"{METRIC_NAME}={float(value):.6f}", flush=True)
 
 
 def trial_spec(spec: TrainSpec, trial: str | None, hyp: list[str]) -> TrainSpec:

@@ -25,6 +25,7 @@ from kfp_yolo.components.errors import JobFailed, UserError
 from kfp_yolo.components.hpo.budget import TrialCost
 from kfp_yolo.components.hpo.experiment import build_experiment, webhook_problems
 from kfp_yolo.components.hpo.katib import KatibSearch
+from kfp_yolo.components.hpo.result import best_of
 from kfp_yolo.components.hpo.space import SearchSpace
 from kfp_yolo.components.launchers.cluster import Owner
 from kfp_yolo.components.training.worker import trial_spec
@@ -87,7 +88,9 @@ def test_the_strict_types_refuse_an_unknown_field(experiment_schema):
 def test_trials_are_trainjobs_with_the_queue_labels_and_the_metric_lines():
     exp = experiment()
     spec = exp["spec"]
-    assert spec["objective"] == {"type": "maximize", "objectiveMetricName": "map50_95"}
+    # Katib's objective is the map50_95 line; the val_loss line (the tie-break) is collected too
+    assert spec["objective"] == {"type": "maximize", "objectiveMetricName": "map50_95",
+                                 "additionalMetricNames": ["val_loss"]}
     assert spec["metricsCollectorSpec"] == {"collector": {"kind": "StdOut"}}
     assert spec["earlyStopping"]["algorithmName"] == "medianstop"
     template = spec["trialTemplate"]
@@ -183,12 +186,16 @@ def exp_state(condition: str = "", **counts) -> tuple[int, dict]:
     return 200, exp
 
 
-def trial(name: str, state: str, value: str | None, lr0: str, created: str) -> dict:
+def trial(name: str, state: str, value: str | None, lr0: str, created: str,
+          loss: str | None = None) -> dict:
     status = {"conditions": [{"type": state, "status": "True"}],
               "startTime": "2026-12-03T10:00:00Z", "completionTime": "2026-12-03T10:30:00Z"}
     if value is not None:
         status["observation"] = {"metrics": [{"name": "map50_95", "max": value, "min": "0",
                                               "latest": value}]}
+        if loss is not None:
+            status["observation"]["metrics"].append(
+                {"name": "val_loss", "max": "9.5", "min": loss, "latest": loss})
     return {"metadata": {"name": name, "creationTimestamp": created},
             "spec": {"parameterAssignments": [{"name": "lr0", "value": lr0},
                                               {"name": "imgsz", "value": "320"}]},
@@ -295,3 +302,19 @@ def test_a_stopped_step_deletes_the_experiment():
     assert stopped.value.code == 143
     assert len(http.methods("DELETE")) == 1
     assert any("deleted Experiment team-a/exp-1-hpo" in line for line in lines)
+
+
+
+def test_the_validation_loss_is_read_and_breaks_a_tie_of_map50_95():
+    tied = (200, {"items": [
+        trial("exp-1-hpo-a", "Succeeded", "0.0", "0.003", "2026-12-03T10:00:00Z", loss="7.25"),
+        trial("exp-1-hpo-b", "Succeeded", "0.0", "0.02", "2026-12-03T10:01:00Z", loss="6.5"),
+        trial("exp-1-hpo-c", "Succeeded", "0.0", "0.0005", "2026-12-03T10:02:00Z")]})
+    search, _, _ = make_search({("POST", EXPS): [(201, experiment())],
+                                ("GET", EXP): [exp_state("Succeeded", trialsSucceeded=3)],
+                                ("GET", TRIALS): [tied]})
+    records = search.run()
+    # Katib keeps a metric's min, max and latest: the lowest loss beside the best mAP50-95
+    assert [(r.metrics, r.val_losses) for r in records] == [
+        ((0.0,), (7.25,)), ((0.0,), (6.5,)), ((0.0,), ())]
+    assert best_of(records).name == "exp-1-hpo-b"

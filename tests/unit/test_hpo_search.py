@@ -126,7 +126,7 @@ def test_the_median_pruner_stops_a_trailing_trial_after_its_first_epoch():
     first = _Trial(study.ask())
     for line in ("epoch 1 ...\n", "map50_95=0.300000\n", "map50_95=0.400000\n"):
         first.on_line(line)
-    assert not first.should_stop() and first.values == [0.3, 0.4]
+    assert not first.should_stop() and first.maps == [0.3, 0.4]
     study.tell(first.trial, max(first.values))
     trailing, leading = _Trial(study.ask()), _Trial(study.ask())
     trailing.on_line("map50_95=0.050000\n")
