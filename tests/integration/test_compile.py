@@ -248,10 +248,15 @@ def test_compile_time_keys_are_not_parameters_but_described(tmp_path):
     for fixed in ("image=registry.example/kfp-yolo:2", "job_timeout_s=7200",
                   "launcher=trainjob", "procs_per_node=4", "queue_timeout_s=600"):
         assert fixed in description, fixed
-    # the compiled values reach the steps as constants
+    # the compiled values are constants of the validate step, whose checked `config` the
+    # train step takes whole
+    source = document["deploymentSpec"]["executors"]["exec-validate-config-component"][
+        "container"]["command"][-1]
+    assert "'launcher': 'trainjob'" in source and "'procs_per_node': 4" in source
     train = document["root"]["dag"]["tasks"]["train-component"]["inputs"]["parameters"]
-    assert train["launcher"] == {"runtimeValue": {"constant": "trainjob"}}
-    assert train["procs_per_node"] == {"runtimeValue": {"constant": 4}}
+    assert train["config"] == {"taskOutputParameter": {
+        "outputParameterKey": "config", "producerTask": "validate-config-component"}}
+    assert not {"launcher", "procs_per_node"} & set(train)
 
 
 def test_validate_config_runs_first_and_the_steps_take_its_checked_values(tmp_path):
